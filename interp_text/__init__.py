@@ -1,0 +1,39 @@
+"""interp_text: explain what drives a Hugging Face text model's output.
+
+Example:
+    >>> from interp_text import VarGrad
+    >>> explanation = VarGrad(model, tokenizer).explain("The food was cold.")  # doctest: +SKIP
+"""
+
+from .errors import InterpTextError
+from .explanation import Explanation, Target
+from .methods import (
+    GRADIENT_METHODS,
+    GradientShap,
+    InputXGradient,
+    IntegratedGradients,
+    Saliency,
+    SmoothGrad,
+    SquareGrad,
+    VarGrad,
+)
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRADIENT_METHODS",
+    "Explanation",
+    "GradientShap",
+    "Granularity",
+    "GranularityAggregationStrategy",
+    "InferenceModes",
+    "InputXGradient",
+    "IntegratedGradients",
+    "InterpTextError",
+    "Saliency",
+    "SmoothGrad",
+    "SquareGrad",
+    "Target",
+    "VarGrad",
+]

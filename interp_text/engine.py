@@ -1,0 +1,335 @@
+"""The one engine every gradient method runs on.
+
+A method only says how it perturbs the embeddings (``sample``) and which statistic it takes;
+the engine tokenizes, batches rows of one length, runs forward + backward, streams the
+statistic, reduces the hidden dimension and hands token scores to the granularity layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import inputs as inp
+from .errors import InterpTextError
+from .explanation import Explanation, Target
+from .granularity import group_tokens, pool
+from .model_guard import explaining, model_device
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes
+from .statistics import Streaming
+from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item, classification_logits, target_logits, target_scores
+
+# sample(e, b, generator, p) -> (x_p, multiplier_p or None); e, b, x_p: (seq, hidden)
+Sampler = Callable[[torch.Tensor, torch.Tensor | None, torch.Generator, int], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+@dataclass
+class Settings:
+    """Everything the engine needs to know about one explainer (validated by the method)."""
+
+    name: str
+    statistic: str  # "mean" | "mean_of_squares" | "variance"
+    n_samples: int
+    sample: Sampler
+    token_reduction: str
+    batch_size: int
+    granularity: Granularity
+    aggregation: GranularityAggregationStrategy
+    inference_mode: InferenceModes
+    device: torch.device | None
+    seed: int
+    task: str
+    uses_baseline: bool = False
+    baseline: Any = None  # "zeros" (None), a special token name ("pad", "mask"), a token id or a tensor
+    options: dict | None = None
+
+
+def reduce_hidden(stat: torch.Tensor, how: str) -> torch.Tensor:
+    """``(..., seq, hidden)`` -> ``(..., seq)``: signed sum, L2 norm or mean of absolute values."""
+    if how == "sum":
+        return stat.sum(-1)
+    if how == "l2":
+        return stat.norm(dim=-1)
+    return stat.abs().mean(-1)
+
+
+def _batches(groups: dict, batch_size: int) -> Iterator[list[Item]]:
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start : start + batch_size]
+
+
+def _group(items: list[Item], task: str) -> dict[tuple, list[Item]]:
+    groups: dict[tuple, list[Item]] = {}
+    for it in items:
+        groups.setdefault(it.group_key(task), []).append(it)
+    return groups
+
+
+def baseline_embeds(baseline: Any, model, tokenizer, item: Item) -> torch.Tensor:
+    """The IG / GradientShap baseline of one item, ``(seq, hidden)``."""
+    e = item.embeds
+    if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
+        return torch.zeros_like(e)
+    if isinstance(baseline, str):
+        token_id = getattr(tokenizer, f"{baseline}_token_id", None)
+        if token_id is None:
+            raise InterpTextError(
+                f"baseline={baseline!r}: the tokenizer has no {baseline} token; use 'zeros', another token or a tensor."
+            )
+        baseline = int(token_id)
+    if isinstance(baseline, int):
+        with torch.no_grad():
+            row = model.get_input_embeddings()(torch.tensor([baseline], device=e.device))[0]
+        return row.expand_as(e).clone()
+    if isinstance(baseline, torch.Tensor):
+        b = baseline.to(device=e.device, dtype=e.dtype)
+        if b.shape == e.shape[-1:]:
+            return b.expand_as(e).clone()
+        if b.shape == e.shape:
+            return b.clone()
+        raise InterpTextError(
+            f"baseline tensor has shape {tuple(b.shape)}; pass (hidden,) = {tuple(e.shape[-1:])} "
+            f"or (seq, hidden) = {tuple(e.shape)}."
+        )
+    raise InterpTextError(f"baseline={baseline!r} is not understood; pass 'zeros', 'pad', 'mask', a token id or a tensor.")
+
+
+class Engine:
+    def __init__(self, model, tokenizer, settings: Settings):
+        self.model, self.tokenizer, self.s = model, tokenizer, settings
+
+    # ------------------------------------------------------------------ public
+    def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list:
+        s = self.s
+        if generate_kwargs and s.task == CLASSIFICATION:
+            raise InterpTextError(f"unknown explain() options {sorted(generate_kwargs)} for a classifier.")
+        texts, single = inp.normalise_texts(model_inputs)
+        device = s.device or model_device(self.model)
+        with explaining(self.model, s.device):
+            items = self._prepare(texts, targets, single, device, generate_kwargs)
+            self._clean_pass(items)
+            self._gradient_pass(items, device)
+            results = [self._assemble(it) for it in items]
+        if single:
+            return results[0]
+        try:  # TEMP until render lands
+            from .render import ExplanationList
+        except ImportError:
+            ExplanationList = list
+        return ExplanationList(results)
+
+    # ------------------------------------------------------------------ stages
+    def _prepare(self, texts, targets, single, device, generate_kwargs) -> list[Item]:
+        s, model, tok = self.s, self.model, self.tokenizer
+        max_len = inp.max_input_length(model, tok)
+        if s.task == CLASSIFICATION:
+            n_classes = int(model.config.num_labels)
+            label2id = {str(v): int(k) for k, v in (model.config.id2label or {}).items()}
+            per_text = inp.classification_targets(targets, len(texts), single, n_classes, label2id)
+        else:
+            per_text = inp.generation_targets(targets, len(texts), single)
+        items = inp.build_items(model, tok, s.task, texts, per_text, max_len)
+        for it in items:
+            inp.check_length(it, s.task, max_len)
+        if s.task != CLASSIFICATION:
+            to_generate = [it for it, t in zip(items, per_text) if t is None]
+            for it, t in zip(items, per_text):
+                if t is not None:
+                    inp.set_outputs(model, tok, s.task, it, inp.target_token_ids(tok, t, it.index), max_len)
+            self._generate(to_generate, device, generate_kwargs, max_len)
+        emb = model.get_input_embeddings()
+        with torch.no_grad():
+            for it in items:
+                it.embeds = emb(it.input_ids.to(device)).detach()  # (seq, hidden)
+                if s.uses_baseline:
+                    it.baseline = baseline_embeds(s.baseline, model, tok, it)  # (seq, hidden)
+        return items
+
+    def _generate(self, items: list[Item], device, kwargs: dict, max_len) -> None:
+        if not items:
+            return
+        model, tok = self.model, self.tokenizer
+        stop = inp.eos_ids(model, tok)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (min(stop) if stop else None)
+        options = {"do_sample": False, "pad_token_id": pad}
+        if "max_length" not in kwargs:
+            options["max_new_tokens"] = 20
+        options.update(kwargs)
+        by_len: dict[int, list[Item]] = {}
+        for it in items:
+            by_len.setdefault(it.n_prompt, []).append(it)
+        for group in by_len.values():
+            ids = torch.stack([it.input_ids[: it.n_prompt] for it in group]).to(device)  # (k, prompt)
+            try:
+                with torch.no_grad():
+                    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
+            except (TypeError, ValueError) as err:
+                raise InterpTextError(f"generation failed with options {kwargs}: {err}") from err
+            for it, row in zip(group, out.tolist()):
+                new = row[it.n_prompt :] if self.s.task == CAUSAL_LM else row[1:]
+                inp.set_outputs(model, tok, self.s.task, it, inp.strip_generated(new, stop, pad), max_len)
+
+    def _clean_pass(self, items: list[Item]) -> None:
+        """f(x) and log p on the unperturbed input (and f(baseline) when the method has one)."""
+        s = self.s
+        with torch.no_grad():
+            for batch in _batches(_group(items, s.task), s.batch_size):
+                x = torch.stack([it.embeds for it in batch])  # (rows, seq, hidden)
+                if s.task == CLASSIFICATION:
+                    logits = classification_logits(self.model, x)  # (rows, classes)
+                    for it, row in zip(batch, logits):
+                        it.predicted = int(row.argmax())
+                        if not it.classes:
+                            it.classes = [it.predicted]
+                chosen, log_norm, _ = target_logits(self.model, s.task, x, batch)
+                f, _ = target_scores(self.model, s.task, x, batch, s.inference_mode)
+                log_p = chosen - log_norm  # (rows, width); a classifier's normaliser broadcasts
+                for r, it in enumerate(batch):
+                    it.target_logprobs = log_p[r, : it.n_targets].double().cpu()
+                    it.target_scores = f[r, : it.n_targets].double().cpu()
+                if s.uses_baseline:
+                    b = torch.stack([it.baseline for it in batch])
+                    fb, _ = target_scores(self.model, s.task, b, batch, s.inference_mode)
+                    for r, it in enumerate(batch):
+                        it.baseline_scores = fb[r, : it.n_targets].double().cpu()
+
+    def _gradient_pass(self, items: list[Item], device) -> None:
+        s = self.s
+        units = []  # (item, sample index), grouped by length so a forward never pads
+        for group in _group(items, s.task).values():
+            for it in group:
+                units.extend((it, p) for p in range(s.n_samples))
+        generators = {it.index: torch.Generator().manual_seed(s.seed) for it in items}
+        stats = {it.index: [Streaming(s.statistic) for _ in range(it.n_targets)] for it in items}
+        for start in range(0, len(units), s.batch_size):
+            chunk = units[start : start + s.batch_size]
+            # A chunk may span two length groups: split it where the length changes.
+            for rows in _split_by_key(chunk, s.task):
+                self._backward_rows(rows, generators, stats, device)
+        for it in items:
+            it.stat = torch.stack([st.result() for st in stats[it.index]])  # (targets, seq, hidden)
+
+    def _backward_rows(self, rows, generators, stats, device) -> None:
+        s = self.s
+        xs, ms = [], []
+        for it, p in rows:
+            x, m = s.sample(it.embeds, it.baseline, generators[it.index], p)
+            xs.append(x)
+            ms.append(m)
+        x = torch.stack(xs).to(device).requires_grad_(True)  # (rows, seq, hidden)
+        mult = None if ms[0] is None else torch.stack(ms).to(device)  # (rows, seq, hidden)
+        row_items = [it for it, _ in rows]
+        segments = []  # (item, first row, end row): an item's samples are contiguous
+        for r, it in enumerate(row_items):
+            if segments and segments[-1][0] is it:
+                segments[-1][2] = r + 1
+            else:
+                segments.append([it, r, r + 1])
+        with torch.enable_grad():
+            f, valid = target_scores(self.model, s.task, x, row_items, s.inference_mode)  # (rows, width)
+            width = f.shape[1]
+            for j in range(width):
+                # Rows are independent, so the gradient of the sum is each row's own gradient.
+                (g,) = torch.autograd.grad(f[:, j][valid[:, j]].sum(), x, retain_graph=j < width - 1)
+                a = g if mult is None else g * mult  # (rows, seq, hidden)
+                for it, r0, r1 in segments:
+                    if j < it.n_targets:
+                        stats[it.index][j].update(a[r0:r1])
+
+    # ------------------------------------------------------------------ result
+    def _assemble(self, it: Item) -> Explanation:
+        s, tok, model = self.s, self.tokenizer, self.model
+        token_scores = reduce_hidden(it.stat, s.token_reduction).cpu()  # (targets, seq)
+        gap = None
+        if s.uses_baseline:
+            # Completeness is about the signed total, whatever the display reduction.
+            gap = it.stat.sum((-1, -2)).cpu() - (it.target_scores - it.baseline_scores)
+        elements, spans, mapping = group_tokens(it.text, it.offsets, it.special, s.granularity, it.token_strings)
+        if s.task == CLASSIFICATION:
+            scores = pool(token_scores, mapping, len(elements), s.aggregation)
+            id2label = model.config.id2label or {}
+            targets = [
+                Target(
+                    str(id2label.get(c, c)),
+                    c,
+                    [],
+                    float(it.target_logprobs[k].exp()),
+                    float(it.target_scores[k]),
+                )
+                for k, c in enumerate(it.classes)
+            ]
+            return self._explanation(it, elements, spans, scores, targets, gap, None, None, None)
+
+        out_strings = tok.convert_ids_to_tokens(it.output_ids)
+        out_elements, out_spans, out_map = group_tokens(
+            it.output_text, it.output_offsets, it.output_special, s.granularity, out_strings
+        )
+        n_in, n_out = len(elements), len(out_elements)
+        if s.task == CAUSAL_LM:
+            n_p = it.n_prompt
+            # Output token t cannot depend on output tokens t, t+1, ...: NaN, never zero.
+            t_idx = torch.arange(token_scores.shape[0])[:, None]
+            k_idx = torch.arange(token_scores.shape[1] - n_p)[None, :]
+            token_scores[:, n_p:] = token_scores[:, n_p:].masked_fill(k_idx >= t_idx, float("nan"))
+            mapping = mapping + [m + n_in if m >= 0 else -1 for m in out_map]
+            cols = n_in + n_out
+        else:
+            cols = n_in
+        scores = pool(token_scores, mapping, cols, s.aggregation)  # (out tokens, cols)
+        scores = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, cols)
+        if s.task == CAUSAL_LM:
+            r_idx = torch.arange(n_out)[:, None]
+            c_idx = torch.arange(n_out)[None, :]
+            scores[:, n_in:] = scores[:, n_in:].masked_fill(c_idx >= r_idx, float("nan"))
+        targets = []
+        for r in range(n_out):
+            toks = [t for t, m in enumerate(out_map) if m == r]
+            targets.append(
+                Target(
+                    out_elements[r],
+                    r,
+                    [it.output_ids[t] for t in toks],
+                    float(it.target_logprobs[toks].sum().exp()),
+                    float(it.target_scores[toks].sum()),
+                )
+            )
+        if gap is not None:
+            gap = torch.stack([gap[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)])
+        return self._explanation(it, elements, spans, scores, targets, gap, it.output_text, out_elements, out_spans)
+
+    def _explanation(self, it, elements, spans, scores, targets, gap, out_text, out_elements, out_spans) -> Explanation:
+        s = self.s
+        return Explanation(
+            text=it.text,
+            elements=elements,
+            spans=spans,
+            scores=scores.numpy(),
+            targets=targets,
+            method=s.name,
+            task=s.task,
+            granularity=s.granularity.value,
+            aggregation=s.aggregation.value,
+            inference_mode=s.inference_mode.value,
+            token_reduction=s.token_reduction,
+            predicted=it.predicted,
+            completeness_gap=None if gap is None else gap.numpy(),
+            options=dict(s.options or {}),
+            output_text=out_text,
+            output_elements=out_elements,
+            output_spans=out_spans,
+        )
+
+
+def _split_by_key(chunk, task):
+    out, key = [], None
+    for it, p in chunk:
+        k = it.group_key(task)
+        if k != key:
+            out.append([])
+            key = k
+        out[-1].append((it, p))
+    return out

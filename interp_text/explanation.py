@@ -1,0 +1,224 @@
+"""The one result type shared by every method and task.
+
+Rendering reads it and never recomputes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InterpTextError
+
+TASKS = ("classification", "causal_lm", "seq2seq")
+
+
+@dataclass
+class Target:
+    """One explained output: a class, or one output token / word / sentence of a generator.
+
+    Attributes:
+        label: class name (``model.config.id2label``) or the output element's text.
+        index: class index, or the output element's position in the output.
+        token_ids: generation: the ids of the output tokens this row covers; classification: [].
+        probability: probability of this class / of these output tokens (product) on the
+            unperturbed input.
+        score: the explained function f on the unperturbed input (logit, probability or
+            log-probability, per the inference mode; summed over the tokens of an output element).
+    """
+
+    label: str
+    index: int
+    token_ids: list[int] = field(default_factory=list)
+    probability: float = float("nan")
+    score: float = float("nan")
+
+
+@dataclass
+class Explanation:
+    """Scores of the elements of one text for one or several targets.
+
+    ``scores[i, j]`` is how much input column ``j`` drove target ``i``. For classification and
+    seq2seq models the columns are ``elements`` (spans into ``text``). For causal LMs the columns
+    are the prompt's ``elements`` followed by the ``output_elements`` (spans into
+    ``output_text``): output element ``i`` can only depend on the outputs before it, and the
+    columns it cannot depend on hold NaN (never a zero attribution).
+    """
+
+    text: str
+    elements: list[str]
+    spans: list[tuple[int, int]]
+    scores: np.ndarray  # (targets, columns)
+    targets: list[Target]
+    method: str
+    task: str = "classification"
+    granularity: str = "word"
+    aggregation: str = "mean"
+    inference_mode: str = "logits"
+    token_reduction: str = "sum"
+    output_text: str | None = None
+    output_elements: list[str] | None = None
+    output_spans: list[tuple[int, int]] | None = None
+    predicted: int | None = None  # classification: the predicted class index
+    completeness_gap: np.ndarray | None = None  # IG: sum(scores) - (f(x) - f(baseline)), per target
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.scores = np.asarray(self.scores, dtype=np.float64)
+        self.spans = [tuple(int(v) for v in s) for s in self.spans]
+        if self.output_spans is not None:
+            self.output_spans = [tuple(int(v) for v in s) for s in self.output_spans]
+        if self.completeness_gap is not None:
+            self.completeness_gap = np.asarray(self.completeness_gap, dtype=np.float64)
+        assert self.scores.shape == (len(self.targets), len(self.columns)), (
+            self.scores.shape,
+            len(self.targets),
+            len(self.columns),
+        )
+
+    # ----------------------------------------------------------------- views
+    @property
+    def columns(self) -> list[str]:
+        """The text of every score column (prompt elements, then outputs for causal LMs)."""
+        if self.task == "causal_lm":
+            return list(self.elements) + list(self.output_elements or [])
+        return list(self.elements)
+
+    @property
+    def attributions(self):
+        """The scores as a torch tensor (targets × columns), as interpreto returns them."""
+        import torch
+
+        return torch.from_numpy(self.scores.copy())
+
+    @property
+    def target_labels(self) -> list[str]:
+        return [t.label for t in self.targets]
+
+    def row(self, target: int | str = 0) -> np.ndarray:
+        """The scores of one target, chosen by row number or label."""
+        return self.scores[self._row_index(target)]
+
+    def top(self, k: int = 5, target: int | str = 0) -> list[tuple[str, float]]:
+        """The k columns with the highest score for a target (NaN columns skipped)."""
+        row = self.row(target)
+        order = [j for j in np.argsort(-np.nan_to_num(row, nan=-np.inf)) if not math.isnan(row[j])]
+        cols = self.columns
+        return [(cols[j], float(row[j])) for j in order[:k]]
+
+    def _row_index(self, target: int | str) -> int:
+        if isinstance(target, str):
+            labels = self.target_labels
+            if target not in labels:
+                raise InterpTextError(f"target {target!r} is not explained here; explained: {labels}.")
+            return labels.index(target)
+        if not -len(self.targets) <= target < len(self.targets):
+            raise InterpTextError(f"target row {target} is out of range for {len(self.targets)} targets.")
+        return target
+
+    # ----------------------------------------------------------------- rendering
+    def to_html(self, **options: Any) -> str:
+        """A self-contained HTML fragment: the text, each element tinted by its score."""
+        from .render import explanation_html
+
+        return explanation_html(self, **options)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def save_html(self, path: str | Path, **options: Any) -> Path:
+        """Write a standalone page (no network needed to view it)."""
+        from .render import save_html
+
+        return save_html(self, path, **options)
+
+    def to_terminal(self, **options: Any) -> str:
+        """The text with ANSI background colours, for a terminal."""
+        from .render import explanation_terminal
+
+        return explanation_terminal(self, **options)
+
+    def __str__(self) -> str:
+        return self.to_terminal()
+
+    def __repr__(self) -> str:
+        labels = ", ".join(self.target_labels[:4]) + (" ..." if len(self.targets) > 4 else "")
+        return (
+            f"Explanation(method={self.method!r}, task={self.task!r}, granularity={self.granularity!r}, "
+            f"elements={len(self.elements)}, targets=[{labels}])"
+        )
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN scores become null)."""
+
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and math.isnan(x):
+                return None
+            return x
+
+        return {
+            "text": self.text,
+            "elements": list(self.elements),
+            "spans": [list(s) for s in self.spans],
+            "scores": [[clean(float(v)) for v in row] for row in self.scores],
+            "targets": [
+                {
+                    "label": t.label,
+                    "index": int(t.index),
+                    "token_ids": [int(i) for i in t.token_ids],
+                    "probability": clean(float(t.probability)),
+                    "score": clean(float(t.score)),
+                }
+                for t in self.targets
+            ],
+            "method": self.method,
+            "task": self.task,
+            "granularity": self.granularity,
+            "aggregation": self.aggregation,
+            "inference_mode": self.inference_mode,
+            "token_reduction": self.token_reduction,
+            "output_text": self.output_text,
+            "output_elements": self.output_elements,
+            "output_spans": None if self.output_spans is None else [list(s) for s in self.output_spans],
+            "predicted": self.predicted,
+            "completeness_gap": None
+            if self.completeness_gap is None
+            else [clean(float(v)) for v in self.completeness_gap],
+            "options": self.options,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Explanation:
+        def num(x: Any) -> float:
+            return float("nan") if x is None else float(x)
+
+        data = dict(data)
+        data["scores"] = np.array([[num(v) for v in row] for row in data["scores"]], dtype=np.float64).reshape(
+            len(data["targets"]), -1
+        )
+        data["targets"] = [
+            Target(t["label"], t["index"], list(t["token_ids"]), num(t["probability"]), num(t["score"]))
+            for t in data["targets"]
+        ]
+        if data.get("completeness_gap") is not None:
+            data["completeness_gap"] = np.array([num(v) for v in data["completeness_gap"]])
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write this explanation as JSON; read it back with ``Explanation.load``."""
+        path = Path(path)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Explanation:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,155 @@
+"""Tokens to elements (tokens, words, sentences) by character offsets, and vectorised pooling.
+
+Every element keeps its ``(start, end)`` span in the original text, so ``text[start:end]`` is the
+element and the text between spans is whitespace (or characters no token covers).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+import torch
+
+from .options import Granularity, GranularityAggregationStrategy
+
+# A word: letters/digits/underscore joined by apostrophes or hyphens ("don't", "state-of-the-art"),
+# or a run of other non-space characters (punctuation, emoji).
+_WORD = re.compile(r"\w+(?:['’\-]\w+)*|[^\w\s]+")
+# A sentence: everything up to and including a run of ., ! or ? (or a line break), trimmed.
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    spans = []
+    for m in _SENTENCE.finditer(text):
+        start, end = m.span()
+        chunk = text[start:end]
+        stripped = chunk.strip()
+        if not stripped:
+            continue
+        lead = len(chunk) - len(chunk.lstrip())
+        spans.append((start + lead, start + lead + len(stripped)))
+    return spans
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop the whitespace a token's offsets may include (byte-level BPE keeps the leading space)."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def group_tokens(
+    text: str,
+    offsets: list[tuple[int, int]],
+    special: list[bool],
+    granularity: Granularity,
+    token_strings: list[str] | None = None,
+) -> tuple[list[str], list[tuple[int, int]], list[int]]:
+    """Map each token to an element.
+
+    Args:
+        text: the text the offsets point into.
+        offsets: one ``(start, end)`` per token.
+        special: True for special tokens ([CLS], <bos>, ...), which have no text.
+        granularity: what an element is.
+        token_strings: token strings, used to name special tokens under ALL_TOKENS.
+
+    Returns:
+        ``(elements, spans, token_to_element)``, ``token_to_element[i] == -1`` for a token that
+        belongs to no element (special tokens, whitespace-only tokens).
+    """
+    n = len(offsets)
+    if granularity == Granularity.ALL_TOKENS:
+        elements, spans = [], []
+        for i, (s, e) in enumerate(offsets):
+            s, e = (s, e) if special[i] else _trim(text, s, e) if e > s and text[s:e].strip() else (s, e)
+            spans.append((s, e))
+            name = text[s:e]
+            if special[i] or not name:
+                name = token_strings[i] if token_strings is not None else text[s:e]
+            elements.append(name)
+        return elements, spans, list(range(n))
+
+    trimmed = [(-1, -1) if special[i] else _trim(text, *offsets[i]) for i in range(n)]
+    if granularity == Granularity.TOKEN:
+        # Tokens whose spans overlap (byte pieces of one character) form one element.
+        mapping = [-1] * n
+        spans: list[tuple[int, int]] = []
+        for i, (s, e) in enumerate(trimmed):
+            if e <= s:
+                continue
+            if spans and s < spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(e, spans[-1][1]))
+            else:
+                spans.append((s, e))
+            mapping[i] = len(spans) - 1
+        return [text[s:e] for s, e in spans], spans, mapping
+
+    spans = word_spans(text) if granularity == Granularity.WORD else sentence_spans(text)
+    starts = [s for s, _ in spans]
+    mapping = []
+    for s, e in trimmed:
+        if e <= s:
+            mapping.append(-1)
+            continue
+        j = bisect.bisect_right(starts, s) - 1
+        if j >= 0 and s < spans[j][1]:
+            mapping.append(j)
+        elif j + 1 < len(spans) and spans[j + 1][0] < e:
+            mapping.append(j + 1)
+        else:
+            mapping.append(-1)
+    # Keep only elements some token covers (a word the tokenizer dropped cannot be scored).
+    used = sorted(set(m for m in mapping if m >= 0))
+    renumber = {old: new for new, old in enumerate(used)}
+    spans = [spans[j] for j in used]
+    mapping = [renumber[m] if m >= 0 else -1 for m in mapping]
+    return [text[s:e] for s, e in spans], spans, mapping
+
+
+def pool(
+    scores: torch.Tensor, mapping: list[int], n_elements: int, strategy: GranularityAggregationStrategy
+) -> torch.Tensor:
+    """Pool token scores into element scores along the last dimension, ignoring NaN.
+
+    Args:
+        scores: ``(..., tokens)``.
+        mapping: element index per token, -1 to drop the token.
+        n_elements: number of elements.
+        strategy: MEAN, MAX, MIN, SUM or SIGNED_MAX (the value of largest magnitude, sign kept).
+
+    Returns:
+        ``(..., n_elements)``; an element whose tokens are all NaN is NaN.
+    """
+    index = torch.as_tensor(mapping, dtype=torch.long, device=scores.device)
+    keep = index >= 0
+    x = scores[..., keep]  # (..., kept tokens)
+    index = index[keep].expand_as(x)
+    valid = ~torch.isnan(x)
+    out_shape = (*x.shape[:-1], n_elements)
+    count = torch.zeros(out_shape, dtype=x.dtype, device=x.device).scatter_add_(-1, index, valid.to(x.dtype))
+
+    def reduce(values: torch.Tensor, how: str, fill: float) -> torch.Tensor:
+        init = torch.full(out_shape, fill, dtype=x.dtype, device=x.device)
+        return init.scatter_reduce(-1, index, torch.where(valid, values, torch.full_like(values, fill)), how)
+
+    if strategy in (GranularityAggregationStrategy.SUM, GranularityAggregationStrategy.MEAN):
+        total = reduce(x, "sum", 0.0)
+        out = total if strategy == GranularityAggregationStrategy.SUM else total / count.clamp(min=1)
+    elif strategy == GranularityAggregationStrategy.MAX:
+        out = reduce(x, "amax", -float("inf"))
+    elif strategy == GranularityAggregationStrategy.MIN:
+        out = reduce(x, "amin", float("inf"))
+    else:  # SIGNED_MAX
+        hi = reduce(x, "amax", -float("inf"))
+        lo = reduce(x, "amin", float("inf"))
+        out = torch.where(hi.abs() >= lo.abs(), hi, lo)
+    return torch.where(count > 0, out, torch.full_like(out, float("nan")))

@@ -1,0 +1,230 @@
+"""From what the user passed to tokenized items: texts, chat messages, targets, generation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .errors import InterpTextError
+from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item
+
+
+def _is_chat(x: Any) -> bool:
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(m, dict) and "role" in m for m in x)
+
+
+def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
+    """Return ``(texts, single)``: a list of strings or chat conversations, and whether one was given."""
+    if isinstance(model_inputs, str) or _is_chat(model_inputs):
+        texts, single = [model_inputs], True
+    elif isinstance(model_inputs, (list, tuple)):
+        texts, single = list(model_inputs), False
+        if not texts:
+            raise InterpTextError("explain() got an empty list; pass a string or a non-empty list of strings.")
+    else:
+        raise InterpTextError(
+            f"explain() takes a string, a list of strings or chat messages; got {type(model_inputs).__name__}."
+        )
+    for i, t in enumerate(texts):
+        if _is_chat(t):
+            continue
+        if not isinstance(t, str):
+            raise InterpTextError(f"text {i} is a {type(t).__name__}, not a string; pass str (or a list of str).")
+        if not t.strip():
+            raise InterpTextError(f"text {i} is empty; pass a text with at least one non-space character.")
+    return texts, single
+
+
+def apply_chat_template(tokenizer, messages: list[dict]) -> str:
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise InterpTextError(
+            "a chat-message prompt needs a tokenizer with a chat template (tokenizer.chat_template is None); "
+            "pass the prompt as a plain string instead."
+        )
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def max_input_length(model, tokenizer) -> int | None:
+    config = model.config
+    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions", "n_ctx")]
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if tok_limit is not None and tok_limit < 1_000_000:
+        limits.append(tok_limit)
+    limits = [v for v in limits if isinstance(v, int) and v > 0]
+    return min(limits) if limits else None
+
+
+def tokenize(tokenizer, text: str, add_special_tokens: bool = True) -> tuple[list[int], list, list[bool], list[str]]:
+    """Token ids, character offsets, special-token flags and token strings of one text."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise InterpTextError(
+            f"{type(tokenizer).__name__} is a slow tokenizer without character offsets; load a fast one "
+            "(AutoTokenizer.from_pretrained(..., use_fast=True))."
+        )
+    enc = tokenizer(
+        text,
+        add_special_tokens=add_special_tokens,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        truncation=False,
+        verbose=False,
+    )
+    ids = list(enc["input_ids"])
+    special = [bool(v) for v in enc["special_tokens_mask"]]
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    return ids, offsets, special, tokenizer.convert_ids_to_tokens(ids)
+
+
+# --------------------------------------------------------------------------- targets
+def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: int, label2id: dict) -> list:
+    """One entry per text: None (the predicted class) or a list of class indices."""
+
+    def one(t: Any) -> int:
+        if isinstance(t, str):
+            if t not in label2id:
+                raise InterpTextError(f"target {t!r} is not a class name; the classes are {list(label2id)}.")
+            return label2id[t]
+        if isinstance(t, bool) or not isinstance(t, int):
+            raise InterpTextError(f"target {t!r} must be a class index (int) or class name (str).")
+        if not 0 <= t < n_classes:
+            raise InterpTextError(
+                f"target {t} is out of range: the model has {n_classes} classes (0..{n_classes - 1})."
+            )
+        return t
+
+    def many(t: Any) -> list[int] | None:
+        if t is None:
+            return None
+        if isinstance(t, str) and t == "all":
+            return list(range(n_classes))
+        if isinstance(t, (list, tuple)):
+            if not t:
+                raise InterpTextError("a text's targets are an empty list; pass at least one class.")
+            return [one(x) for x in t]
+        return [one(t)]
+
+    if isinstance(targets, torch.Tensor):
+        targets = targets.tolist()
+    if targets is None or isinstance(targets, (int, str)):
+        return [many(targets)] * n_texts
+    if isinstance(targets, (list, tuple)):
+        if single:
+            return [many(list(targets))]
+        if len(targets) != n_texts:
+            raise InterpTextError(
+                f"got {len(targets)} targets for {n_texts} texts; pass one target (or list of targets) per text."
+            )
+        return [many(t) for t in targets]
+    raise InterpTextError(f"targets={targets!r} is not understood; pass an int, a class name, a list, or None.")
+
+
+def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
+    """One entry per prompt: None (generate), a string to force, or a list of token ids."""
+    if isinstance(targets, torch.Tensor):
+        targets = targets.tolist()
+    if targets is None or isinstance(targets, str):
+        return [targets] * n_texts
+    if isinstance(targets, (list, tuple)):
+        if single and all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
+            return [list(targets)]
+        if single and len(targets) == 1:
+            return list(targets)
+        if len(targets) != n_texts:
+            raise InterpTextError(
+                f"got {len(targets)} targets for {n_texts} prompts; pass one target (string, token ids or None) per prompt."
+            )
+        return list(targets)
+    raise InterpTextError(f"targets={targets!r} is not understood; pass a string, token ids, or None to generate.")
+
+
+def target_token_ids(tokenizer, target: str | Sequence[int], index: int) -> list[int]:
+    if isinstance(target, str):
+        ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    else:
+        ids = [int(t) for t in target]
+    if not ids:
+        raise InterpTextError(f"the target of prompt {index} ({target!r}) tokenizes to nothing; pass a non-empty target.")
+    return ids
+
+
+def decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]], list[bool]]:
+    """Decode output ids to text, with each token's character span in that text."""
+    special_ids = set(tokenizer.all_special_ids)
+    spans, text = [], ""
+    for k in range(len(ids)):
+        # Decoding prefixes keeps merges (spaces, multi-byte characters) as the tokenizer does them.
+        nxt = tokenizer.decode(ids[: k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if not nxt.startswith(text.rstrip("\ufffd")):
+            nxt = text + tokenizer.decode(ids[k : k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        start = len(text.rstrip("\ufffd"))
+        spans.append((min(start, len(nxt)), len(nxt)))
+        text = nxt
+    return text, spans, [i in special_ids for i in ids]
+
+
+def eos_ids(model, tokenizer) -> set[int]:
+    ids = set()
+    for src in (getattr(model, "generation_config", None), model.config, tokenizer):
+        v = getattr(src, "eos_token_id", None)
+        if isinstance(v, int):
+            ids.add(v)
+        elif isinstance(v, (list, tuple)):
+            ids.update(int(x) for x in v)
+    return ids
+
+
+def strip_generated(ids: list[int], stop: set[int], pad: int | None) -> list[int]:
+    """Cut generated ids at the first end-of-sequence token; drop padding."""
+    out = []
+    for t in ids:
+        if t in stop:
+            break
+        if pad is not None and t == pad and pad not in stop:
+            continue
+        out.append(t)
+    return out
+
+
+def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, max_length: int | None) -> list[Item]:
+    """Tokenize every text; for generation with forced targets, append/attach the output ids."""
+    items = []
+    for i, raw in enumerate(texts):
+        text = apply_chat_template(tokenizer, raw) if _is_chat(raw) else raw
+        add_special = not _is_chat(raw)  # a chat template already holds its special tokens
+        ids, offsets, special, strings = tokenize(tokenizer, text, add_special)
+        if not ids:
+            raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
+        item = Item(i, text, torch.tensor(ids), offsets, special, strings)
+        if task == CLASSIFICATION:
+            item.classes = targets[i] or []
+        items.append(item)
+    return items
+
+
+def set_outputs(model, tokenizer, task: str, item: Item, output_ids: list[int], max_length: int | None) -> None:
+    if not output_ids:
+        raise InterpTextError(
+            f"the output for prompt {item.index} is empty (the model stopped at once); pass targets= or "
+            "generation options such as min_new_tokens=1."
+        )
+    item.output_ids = list(output_ids)
+    item.output_text, item.output_offsets, item.output_special = decoded_offsets(tokenizer, item.output_ids)
+    if task == CAUSAL_LM:
+        item.input_ids = torch.cat([item.input_ids[: item.n_prompt], torch.tensor(item.output_ids)])
+    check_length(item, task, max_length)
+
+
+def check_length(item: Item, task: str, max_length: int | None) -> None:
+    if max_length is None:
+        return
+    n = item.input_ids.shape[0]
+    what = "prompt + output" if task == CAUSAL_LM else "text"
+    if n > max_length:
+        raise InterpTextError(
+            f"text {item.index} has {n} tokens ({what}) but the model accepts at most {max_length}; "
+            "shorten the text (or the output)."
+        )
+    if task == SEQ2SEQ and len(item.output_ids) > max_length:
+        raise InterpTextError(f"the output of text {item.index} has {len(item.output_ids)} tokens; at most {max_length}.")

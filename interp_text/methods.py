@@ -1,0 +1,276 @@
+"""The public explainers: each is a perturbation plus a statistic, handed to the shared engine.
+
+Notation (see the README): e are the input embeddings (positions × hidden), f the target score
+under the inference mode, δ_p ~ N(0, σ²) with σ = ``noise_std``, b a baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .engine import Engine, Settings
+from .errors import InterpTextError
+from .explanation import Explanation
+from .options import (
+    TOKEN_REDUCTIONS,
+    Granularity,
+    GranularityAggregationStrategy,
+    InferenceModes,
+    as_enum,
+    non_negative_float,
+    positive_int,
+)
+from .tasks import check_accepts_embeddings, detect_task
+
+
+class GradientMethod:
+    """Shared constructor and ``explain`` of the gradient explainers.
+
+    Args:
+        model: a Hugging Face model (classifier, causal LM or encoder-decoder) that accepts
+            ``inputs_embeds``. It leaves every call exactly as it came.
+        tokenizer: its fast tokenizer (character offsets are needed for granularity).
+        batch_size: perturbed rows per forward pass.
+        granularity: ``Granularity.ALL_TOKENS``, ``TOKEN``, ``WORD`` (default) or ``SENTENCE``.
+        granularity_aggregation_strategy: how token scores pool into an element: ``MEAN``
+            (default), ``MAX``, ``MIN``, ``SUM`` or ``SIGNED_MAX``.
+        device: where to compute (default: the model's device; the model is moved back after).
+        inference_mode: ``InferenceModes.LOGITS`` (default), ``SOFTMAX`` or ``LOG_SOFTMAX`` of the
+            target class / token.
+        token_reduction: how the hidden dimension becomes one score per token: ``"sum"`` (signed),
+            ``"l2"`` or ``"abs_mean"``; default per method.
+        task: ``"classification"``, ``"causal_lm"`` or ``"seq2seq"``; detected from the model if None.
+        seed: seeds the noise (same seed, same numbers, whatever the batch size or other texts).
+    """
+
+    name = "gradient"
+    statistic = "mean"
+    default_reduction = "sum"
+    uses_baseline = False
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        batch_size: int = 64,
+        granularity: Granularity | str = Granularity.WORD,
+        granularity_aggregation_strategy: GranularityAggregationStrategy | str = GranularityAggregationStrategy.MEAN,
+        device: str | torch.device | None = None,
+        inference_mode: InferenceModes | str = InferenceModes.LOGITS,
+        token_reduction: str | None = None,
+        task: str | None = None,
+        seed: int = 0,
+        **method_options: Any,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise InterpTextError(f"model must be a torch / Hugging Face model, got {type(model).__name__}.")
+        if not callable(tokenizer):
+            raise InterpTextError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}.")
+        check_accepts_embeddings(model)
+        self.model, self.tokenizer = model, tokenizer
+        allowed = self._option_names()
+        unknown = sorted(set(method_options) - set(allowed))
+        if unknown:
+            raise InterpTextError(
+                f"{type(self).__name__} got unknown option(s) {unknown}; its own options are {sorted(allowed)}."
+            )
+        self._set_options(**method_options)
+        reduction = token_reduction or self.default_reduction
+        if reduction not in TOKEN_REDUCTIONS:
+            raise InterpTextError(f"token_reduction={reduction!r} is not valid; use one of {TOKEN_REDUCTIONS}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InterpTextError(f"seed={seed!r} must be an int.")
+        self.settings = Settings(
+            name=type(self).__name__,
+            statistic=self.statistic,
+            n_samples=self.n_samples,
+            sample=self.sample,
+            token_reduction=reduction,
+            batch_size=positive_int(batch_size, "batch_size"),
+            granularity=as_enum(Granularity, granularity, "granularity"),
+            aggregation=as_enum(GranularityAggregationStrategy, granularity_aggregation_strategy,
+                                "granularity_aggregation_strategy"),
+            inference_mode=as_enum(InferenceModes, inference_mode, "inference_mode"),
+            device=None if device is None else torch.device(device),
+            seed=seed,
+            task=detect_task(model, task),
+            uses_baseline=self.uses_baseline,
+            baseline=getattr(self, "baseline", None),
+            options=self._options(),
+        )
+
+    # Subclasses override these three.
+    def _option_names(self) -> tuple[str, ...]:
+        return ()
+
+    def _set_options(self) -> None:
+        self.n_samples = 1
+
+    def sample(self, e: torch.Tensor, b: torch.Tensor | None, gen: torch.Generator, p: int):
+        """The p-th perturbed input and the factor its gradient is multiplied by (or None)."""
+        raise NotImplementedError
+
+    def _options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._option_names() if not isinstance(getattr(self, k), torch.Tensor)}
+
+    def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list[Explanation]:
+        """Explain one text (returns an ``Explanation``) or a list of texts (returns a list).
+
+        Args:
+            model_inputs: a string, a list of strings, or chat messages ``[{"role", "content"}]``.
+            targets: classification: None (predicted class), a class index or name, ``"all"``, a
+                list of classes, or one of these per text. Generation: None (the model generates
+                greedily; ``generate_kwargs`` such as ``max_new_tokens`` pass through), a string to
+                force, or token ids; or one of these per prompt.
+        """
+        return Engine(self.model, self.tokenizer, self.settings).explain(model_inputs, targets, **generate_kwargs)
+
+    __call__ = explain
+
+
+def _noise(e: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
+    # Drawn on the CPU, one sample at a time, so the numbers do not depend on device or batching.
+    return (torch.randn(e.shape, generator=gen, dtype=torch.float32) * std).to(e.device, e.dtype)
+
+
+class Saliency(GradientMethod):
+    """Saliency: a = ∇f(e). Default token reduction: L2 norm of the gradient.
+
+    Example:
+        >>> Saliency(model, tokenizer).explain("The food was cold.")  # doctest: +SKIP
+    """
+
+    default_reduction = "l2"
+
+    def sample(self, e, b, gen, p):
+        return e, None
+
+
+class InputXGradient(GradientMethod):
+    """Input × gradient: a = ∇f(e) ⊙ e, signed sum over the hidden dimension by default."""
+
+    def sample(self, e, b, gen, p):
+        return e, e
+
+
+class SmoothGrad(GradientMethod):
+    """SmoothGrad: mean_p a_p with a_p = ∇f(e + δ_p), times (e + δ_p) if ``input_x_gradient``.
+
+    Args (besides the shared ones):
+        n_perturbations: number of noisy samples (default 10).
+        noise_std: σ of the Gaussian noise added to the embeddings (default 0.1).
+        input_x_gradient: multiply each gradient by its noisy input (default True).
+    """
+
+    def _option_names(self):
+        return ("n_perturbations", "noise_std", "input_x_gradient")
+
+    def _set_options(self, n_perturbations: int = 10, noise_std: float = 0.1, input_x_gradient: bool = True):
+        self.n_perturbations = positive_int(n_perturbations, "n_perturbations", self._min_samples())
+        self.noise_std = non_negative_float(noise_std, "noise_std")
+        if not isinstance(input_x_gradient, bool):
+            raise InterpTextError(f"input_x_gradient={input_x_gradient!r} must be True or False.")
+        self.input_x_gradient = input_x_gradient
+        self.n_samples = self.n_perturbations
+        if not input_x_gradient and type(self) is SmoothGrad:
+            self.default_reduction = "l2"
+
+    def _min_samples(self) -> int:
+        return 1
+
+    def sample(self, e, b, gen, p):
+        x = e + _noise(e, self.noise_std, gen)
+        return x, (x if self.input_x_gradient else None)
+
+
+class SquareGrad(SmoothGrad):
+    """SquareGrad: mean_p a_p², element-wise, then summed over the hidden dimension."""
+
+    statistic = "mean_of_squares"
+
+
+class VarGrad(SmoothGrad):
+    """VarGrad: the unbiased variance var_p a_p, element-wise (needs n_perturbations >= 2).
+
+    Example:
+        >>> VarGrad(model, tokenizer, n_perturbations=50).explain("The food was cold.")  # doctest: +SKIP
+    """
+
+    statistic = "variance"
+
+    def _min_samples(self) -> int:
+        return 2
+
+    def _set_options(self, n_perturbations: int = 10, **kw):
+        if isinstance(n_perturbations, int) and not isinstance(n_perturbations, bool) and n_perturbations < 2:
+            raise InterpTextError(
+                f"VarGrad needs n_perturbations >= 2 to take a variance; got {n_perturbations}."
+            )
+        super()._set_options(n_perturbations=n_perturbations, **kw)
+
+
+class IntegratedGradients(GradientMethod):
+    """Integrated gradients: (e − b) ⊙ mean_k ∇f(b + α_k (e − b)), α_k = (k + ½) / n.
+
+    The midpoint rule over ``n_interpolations`` steps. Completeness, Σ scores ≈ f(e) − f(b), is
+    checked: ``Explanation.completeness_gap`` holds Σ(signed scores) − (f(e) − f(b)) per target.
+
+    Args (besides the shared ones):
+        n_interpolations: steps on the path (default 10).
+        baseline: ``"zeros"`` (default), a special token name (``"pad"``, ``"mask"``, ``"unk"``)
+            whose embedding fills every position, a token id, or a tensor (hidden,) or (seq, hidden).
+    """
+
+    uses_baseline = True
+
+    def _option_names(self):
+        return ("n_interpolations", "baseline")
+
+    def _set_options(self, n_interpolations: int = 10, baseline: Any = "zeros"):
+        self.n_interpolations = positive_int(n_interpolations, "n_interpolations")
+        self.baseline = "zeros" if baseline is None else baseline
+        self.n_samples = self.n_interpolations
+
+    def sample(self, e, b, gen, p):
+        alpha = (p + 0.5) / self.n_interpolations
+        return b + alpha * (e - b), e - b
+
+
+class GradientShap(GradientMethod):
+    """GradientSHAP: E_{α,δ}[(e − b) ⊙ ∇f(b + α (e + δ − b))], α ~ U(0, 1), δ ~ N(0, σ²).
+
+    Args (besides the shared ones):
+        n_perturbations: samples of (α, δ) (default 10).
+        noise_std: σ (default 0.1).
+        baseline: as for ``IntegratedGradients`` (default zeros).
+    """
+
+    uses_baseline = True
+
+    def _option_names(self):
+        return ("n_perturbations", "noise_std", "baseline")
+
+    def _set_options(self, n_perturbations: int = 10, noise_std: float = 0.1, baseline: Any = "zeros"):
+        self.n_perturbations = positive_int(n_perturbations, "n_perturbations")
+        self.noise_std = non_negative_float(noise_std, "noise_std")
+        self.baseline = "zeros" if baseline is None else baseline
+        self.n_samples = self.n_perturbations
+
+    def sample(self, e, b, gen, p):
+        alpha = float(torch.rand((), generator=gen))
+        x = e + _noise(e, self.noise_std, gen)
+        return b + alpha * (x - b), e - b
+
+
+GRADIENT_METHODS = {
+    "saliency": Saliency,
+    "inputxgradient": InputXGradient,
+    "smoothgrad": SmoothGrad,
+    "vargrad": VarGrad,
+    "squaregrad": SquareGrad,
+    "integratedgradients": IntegratedGradients,
+    "gradientshap": GradientShap,
+}

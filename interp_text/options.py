@@ -1,0 +1,63 @@
+"""Option enums (named as in interpreto) and their validation."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from .errors import InterpTextError
+
+
+class Granularity(str, Enum):
+    """What one explained element is."""
+
+    ALL_TOKENS = "all_tokens"  # every token, special tokens included
+    TOKEN = "token"  # every token of the text (no special tokens)
+    WORD = "word"
+    SENTENCE = "sentence"
+
+
+class GranularityAggregationStrategy(str, Enum):
+    """How token scores are pooled into one element score."""
+
+    MEAN = "mean"
+    MAX = "max"
+    MIN = "min"
+    SUM = "sum"
+    SIGNED_MAX = "signed_max"  # the value of largest magnitude, sign kept
+
+
+class InferenceModes(str, Enum):
+    """Which function of the model output is explained."""
+
+    LOGITS = "logits"
+    SOFTMAX = "softmax"
+    LOG_SOFTMAX = "log_softmax"
+
+
+TOKEN_REDUCTIONS = ("sum", "l2", "abs_mean")
+
+
+def as_enum(enum_type: type[Enum], value: Any, name: str) -> Enum:
+    """Accept an enum member or its value / name as a string (case-insensitive)."""
+    if isinstance(value, enum_type):
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower()
+        for member in enum_type:
+            if key in (member.value, member.name.lower()):
+                return member
+    allowed = ", ".join(f"{enum_type.__name__}.{m.name}" for m in enum_type)
+    raise InterpTextError(f"{name}={value!r} is not valid; use one of {allowed} (or its name as a string).")
+
+
+def positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InterpTextError(f"{name}={value!r} must be an integer >= {minimum}.")
+    return value
+
+
+def non_negative_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InterpTextError(f"{name}={value!r} must be a number >= 0.")
+    return float(value)

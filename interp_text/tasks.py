@@ -1,0 +1,173 @@
+"""What kind of model this is, and the score f it is explained by.
+
+Each task turns a batch of input embeddings into target scores ``(rows, targets)``. Rows of a
+batch always have the same length (the engine groups them), so no padding ever enters a forward.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import InterpTextError
+from .options import InferenceModes
+
+CLASSIFICATION, CAUSAL_LM, SEQ2SEQ = "classification", "causal_lm", "seq2seq"
+TASK_NAMES = (CLASSIFICATION, CAUSAL_LM, SEQ2SEQ)
+
+
+def detect_task(model: torch.nn.Module, task: str | None = None) -> str:
+    """The task of ``model``: from ``task`` if given, else from its class hierarchy and config."""
+    if task is not None:
+        if task not in TASK_NAMES:
+            raise InterpTextError(f"task={task!r} is not valid; use one of {TASK_NAMES}.")
+        return task
+    names = [c.__name__ for c in type(model).__mro__]
+    if any(n.endswith("ForSequenceClassification") for n in names):
+        return CLASSIFICATION
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False) and any(
+        n.endswith(("ForConditionalGeneration", "ForSeq2SeqLM")) or n == "EncoderDecoderModel" for n in names
+    ):
+        return SEQ2SEQ
+    if any(n.endswith(("ForCausalLM", "LMHeadModel")) for n in names):
+        return CAUSAL_LM
+    raise InterpTextError(
+        f"cannot tell what {type(model).__name__} predicts; pass task='classification', 'causal_lm' or "
+        "'seq2seq' to the explainer (a ...ForSequenceClassification, ...ForCausalLM or "
+        "...ForConditionalGeneration model is detected by itself)."
+    )
+
+
+def check_accepts_embeddings(model: torch.nn.Module) -> None:
+    params = inspect.signature(model.forward).parameters
+    if "inputs_embeds" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        raise InterpTextError(
+            f"{type(model).__name__}.forward does not take `inputs_embeds`; gradient methods perturb "
+            "input embeddings, so the model's forward must accept them."
+        )
+    if model.get_input_embeddings() is None:
+        raise InterpTextError(f"{type(model).__name__} has no input embeddings (get_input_embeddings() is None).")
+
+
+def accepts(model: torch.nn.Module, name: str) -> bool:
+    return name in inspect.signature(model.forward).parameters
+
+
+@dataclass
+class Item:
+    """One text, tokenized, with its targets: the unit the engine explains."""
+
+    index: int
+    text: str
+    input_ids: torch.Tensor  # (seq,) the model input: tokens; for causal LMs prompt + output
+    offsets: list[tuple[int, int]]  # per prompt token, into text
+    special: list[bool]  # per prompt token
+    token_strings: list[str]  # per prompt token
+    classes: list[int] = field(default_factory=list)  # classification targets
+    output_ids: list[int] = field(default_factory=list)  # generation targets
+    output_text: str = ""
+    output_offsets: list[tuple[int, int]] = field(default_factory=list)  # per output token
+    output_special: list[bool] = field(default_factory=list)
+    embeds: torch.Tensor | None = None  # (seq, hidden)
+    # Filled by the clean pass (unperturbed input):
+    predicted: int | None = None
+    target_scores: torch.Tensor | None = None  # (targets,) f(x)
+    target_logprobs: torch.Tensor | None = None  # (targets,)
+    baseline: torch.Tensor | None = None  # (seq, hidden) IG / GradientShap baseline
+    baseline_scores: torch.Tensor | None = None  # (targets,) f(baseline)
+    stat: torch.Tensor | None = None  # (targets, seq, hidden) the method's statistic
+
+    @property
+    def n_prompt(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.classes) if self.classes else len(self.output_ids)
+
+    def group_key(self, task: str) -> tuple[int, ...]:
+        if task == SEQ2SEQ:
+            return (self.input_ids.shape[0], len(self.output_ids))
+        return (self.input_ids.shape[0],)
+
+
+def classification_logits(model, embeds: torch.Tensor) -> torch.Tensor:
+    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+    return model(inputs_embeds=embeds, attention_mask=mask).logits  # (rows, classes)
+
+
+def target_scores(
+    model, task: str, embeds: torch.Tensor, items: list[Item], mode: InferenceModes
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores f of each row's targets under the inference mode.
+
+    Args:
+        embeds: ``(rows, seq, hidden)``, all rows of one length.
+        items: the item of each row.
+        mode: the inference mode applied to the target's logit.
+
+    Returns:
+        ``(scores, valid)``, both ``(rows, max targets)``; ``valid`` is False where a row has
+        fewer targets than the widest row.
+    """
+    chosen, log_norm, valid = target_logits(model, task, embeds, items, normaliser=mode != InferenceModes.LOGITS)
+    if mode == InferenceModes.LOGITS:
+        return chosen, valid
+    log_prob = chosen - log_norm
+    return (log_prob.exp() if mode == InferenceModes.SOFTMAX else log_prob), valid
+
+
+def target_logits(
+    model, task: str, embeds: torch.Tensor, items: list[Item], normaliser: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """The target logits ``(rows, width)``, their log-softmax normalisers (if asked) and validity."""
+    rows = embeds.shape[0]
+    dev = embeds.device
+    width = max(it.n_targets for it in items)
+    valid = torch.zeros(rows, width, dtype=torch.bool, device=dev)
+    target_ids = torch.zeros(rows, width, dtype=torch.long, device=dev)
+    for r, it in enumerate(items):
+        valid[r, : it.n_targets] = True
+        target_ids[r, : it.n_targets] = torch.tensor(it.classes or it.output_ids, device=dev)
+
+    if task == CLASSIFICATION:
+        logits = classification_logits(model, embeds)  # (rows, classes)
+        chosen = logits.gather(1, target_ids)  # (rows, width)
+        log_norm = torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype) if normaliser else None
+        return chosen, log_norm, valid
+
+    seq = embeds.shape[1]
+    mask = torch.ones(rows, seq, dtype=torch.long, device=dev)
+    if task == SEQ2SEQ:
+        decoder_in = torch.stack([decoder_inputs(model, it) for it in items]).to(dev)  # (rows, out)
+        logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_in, use_cache=False).logits
+        # (rows, out, vocab): every decoder position is a target.
+    else:
+        # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
+        first = min(it.n_prompt for it in items) - 1
+        kwargs = {"use_cache": False}
+        if accepts(model, "logits_to_keep"):
+            kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
+        logits = model(inputs_embeds=embeds, attention_mask=mask, **kwargs).logits
+        logits = logits[:, logits.shape[1] - (seq - first) :]  # (rows, seq - first, vocab)
+        pos = torch.zeros(rows, width, dtype=torch.long, device=dev)
+        for r, it in enumerate(items):
+            pos[r, : it.n_targets] = torch.arange(it.n_targets, device=dev) + (it.n_prompt - 1 - first)
+        logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))  # (rows, width, vocab)
+    chosen = logits.gather(2, target_ids[..., None])[..., 0]  # (rows, width)
+    # The normaliser only at the scored positions, never over the whole sequence.
+    log_norm = torch.logsumexp(logits.float(), dim=-1).to(chosen.dtype) if normaliser else None
+    return chosen, log_norm, valid
+
+
+def decoder_inputs(model, item: Item) -> torch.Tensor:
+    """Teacher forcing for encoder-decoders: the decoder reads start + outputs[:-1]."""
+    start = model.config.decoder_start_token_id
+    if start is None:
+        start = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
+    if start is None:
+        raise InterpTextError(f"{type(model).__name__}.config.decoder_start_token_id is not set; set it to explain.")
+    return torch.tensor([start] + item.output_ids[:-1], dtype=torch.long)

@@ -1,0 +1,94 @@
+"""Tiny seeded models and tokenizers built offline from configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
+from transformers import PreTrainedTokenizerFast
+
+torch.set_num_threads(2)
+
+WORDS = (
+    "the a food was cold but staff were lovely not good bad great terrible service slow fast i "
+    "loved hated pasta movie it is of capital france paris germany berlin and very really "
+    "quite ok , . ! ? ' - naïve café 😀"
+).split()
+
+
+def wordpiece_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    for piece in ["##s", "##ly", "##ing", "##ed", "##er", "un", "##a", "##e", "##o", "##i"]:
+        vocab.setdefault(piece, len(vocab))
+    for ch in "abcdefghijklmnopqrstuvwxyz":
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault("##" + ch, len(vocab))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=64,
+    )
+
+
+def bpe_tokenizer(with_pad: bool = False, bos: bool = False) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    from tokenizers import trainers
+
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>", "<s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    corpus = [" ".join(WORDS), "The capital of France is Paris.", "The food was cold but the staff were lovely."] * 5
+    tok.train_from_iterator(corpus, trainer)
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    kwargs = dict(eos_token="<|endoftext|>", bos_token="<s>", model_max_length=128)
+    if with_pad:
+        kwargs["pad_token"] = "<|endoftext|>"
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def wp_tokenizer():
+    return wordpiece_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def bert(wp_tokenizer):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(wp_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=3,
+        id2label={0: "negative", 1: "neutral", 2: "positive"}, label2id={"negative": 0, "neutral": 1, "positive": 2},
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+@pytest.fixture(scope="session")
+def bpe():
+    return bpe_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def gpt2(bpe):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(bpe), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+        bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id,
+    )
+    return GPT2LMHeadModel(config).eval()

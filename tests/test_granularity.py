@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+
+from interp_text.granularity import group_tokens, pool, sentence_spans, word_spans
+from interp_text.inputs import tokenize
+from interp_text.options import Granularity, GranularityAggregationStrategy as G
+
+TEXTS = [
+    "The food was cold but the staff were lovely.",
+    "  Naïve café:   don't   stop!\nNew line here 😀 ok.",
+    "state-of-the-art, really?! Yes...",
+]
+
+
+def _check_spans(text, elements, spans):
+    assert all(text[s:e] == el for el, (s, e) in zip(elements, spans))
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
+    rebuilt, pos = [], 0
+    for s, e in spans:
+        gap = text[pos:s]
+        rebuilt.append(gap)
+        rebuilt.append(text[s:e])
+        pos = e
+    rebuilt.append(text[pos:])
+    assert "".join(rebuilt) == text
+
+
+@pytest.mark.parametrize("text", TEXTS)
+@pytest.mark.parametrize("gran", [Granularity.TOKEN, Granularity.WORD, Granularity.SENTENCE])
+@pytest.mark.parametrize("which", ["wp", "bpe"])
+def test_spans_rebuild_the_text(text, gran, which, wp_tokenizer, bpe):
+    tok = wp_tokenizer if which == "wp" else bpe
+    ids, offsets, special, strings = tokenize(tok, text)
+    elements, spans, mapping = group_tokens(text, offsets, special, gran, strings)
+    _check_spans(text, elements, spans)
+    assert len(mapping) == len(ids)
+    # every non-space character of the text is covered by a token of some element (words/sentences)
+    assert set(m for m in mapping if m >= 0) == set(range(len(elements)))
+    # special tokens belong to no element
+    assert all(m == -1 for m, sp in zip(mapping, special) if sp)
+
+
+def test_words_and_sentences():
+    text = "Don't stop, state-of-the-art!  Next one? Yes.\nLast"
+    assert [text[s:e] for s, e in word_spans(text)] == [
+        "Don't", "stop", ",", "state-of-the-art", "!", "Next", "one", "?", "Yes", ".", "Last",
+    ]
+    assert [text[s:e] for s, e in sentence_spans(text)] == [
+        "Don't stop, state-of-the-art!", "Next one?", "Yes.", "Last",
+    ]
+
+
+def test_subwords_pool_into_their_word(wp_tokenizer):
+    text = "unloved pastas"
+    ids, offsets, special, strings = tokenize(wp_tokenizer, text)
+    elements, spans, mapping = group_tokens(text, offsets, special, Granularity.WORD, strings)
+    assert elements == ["unloved", "pastas"]
+    assert len(ids) > 4  # split into pieces plus [CLS]/[SEP]
+    assert mapping[0] == -1 and mapping[-1] == -1
+    assert mapping[1:-1] == sorted(mapping[1:-1])
+
+
+def test_all_tokens_keeps_special_tokens(wp_tokenizer):
+    text = "good food"
+    ids, offsets, special, strings = tokenize(wp_tokenizer, text)
+    elements, spans, mapping = group_tokens(text, offsets, special, Granularity.ALL_TOKENS, strings)
+    assert elements == ["[CLS]", "good", "food", "[SEP]"]
+    assert mapping == [0, 1, 2, 3]
+
+
+def test_byte_pieces_of_one_character_form_one_token_element(bpe):
+    text = "ok 😀"
+    ids, offsets, special, strings = tokenize(bpe, text)
+    elements, spans, mapping = group_tokens(text, offsets, special, Granularity.TOKEN, strings)
+    assert "😀" in elements
+    assert len(ids) > len(elements)
+
+
+@pytest.mark.parametrize(
+    "strategy,expected",
+    [
+        (G.MEAN, [[2.0, -1.5, np.nan, 7.0]]),
+        (G.SUM, [[4.0, -3.0, np.nan, 7.0]]),
+        (G.MAX, [[3.0, 1.0, np.nan, 7.0]]),
+        (G.MIN, [[1.0, -4.0, np.nan, 7.0]]),
+        (G.SIGNED_MAX, [[3.0, -4.0, np.nan, 7.0]]),
+    ],
+)
+def test_pool_strategies(strategy, expected):
+    scores = torch.tensor([[1.0, 3.0, 1.0, -4.0, 9.0, 7.0, float("nan")]], dtype=torch.float64)
+    mapping = [0, 0, 1, 1, -1, 3, 3]  # token 4 dropped; element 2 has no token
+    out = pool(scores, mapping, 4, strategy)
+    np.testing.assert_allclose(out.numpy(), np.array(expected), equal_nan=True)
+
+
+def test_pool_all_nan_element_is_nan():
+    scores = torch.tensor([[float("nan"), float("nan"), 2.0]], dtype=torch.float64)
+    out = pool(scores, [0, 0, 1], 2, G.SUM)
+    assert np.isnan(out[0, 0]) and out[0, 1] == 2.0

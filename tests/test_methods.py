@@ -1,0 +1,155 @@
+"""Each method's numbers: closed forms on toy models, and hand-written autograd references."""
+
+import numpy as np
+import pytest
+import torch
+from toy_models import ToyConfig, ToyForSequenceClassification
+
+from interp_text import (
+    Granularity,
+    GradientShap,
+    InputXGradient,
+    IntegratedGradients,
+    Saliency,
+    SmoothGrad,
+    SquareGrad,
+    VarGrad,
+)
+
+ALL = Granularity.ALL_TOKENS
+TEXT = "the food was cold but the staff were lovely"
+
+
+@pytest.fixture(scope="module")
+def linear():
+    return ToyForSequenceClassification(ToyConfig(kind="linear"))
+
+
+@pytest.fixture(scope="module")
+def quadratic():
+    return ToyForSequenceClassification(ToyConfig(kind="quadratic"))
+
+
+def embeds(model, tok, text):
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model.get_input_embeddings()(ids)[0].double()  # (seq, hidden)
+
+
+def test_linear_saliency_smoothgrad_vargrad(linear, wp_tokenizer):
+    w = linear.w.detach().double()[1]  # (hidden,)
+    e = embeds(linear, wp_tokenizer, TEXT)
+    n = e.shape[0]
+    sal = Saliency(linear, wp_tokenizer, granularity=ALL).explain(TEXT, targets=1).scores[0]
+    np.testing.assert_allclose(sal, np.full(n, w.norm().item()), rtol=1e-6)
+    # The gradient is constant, so smoothing changes nothing and its variance is zero.
+    sg = SmoothGrad(linear, wp_tokenizer, granularity=ALL, input_x_gradient=False, token_reduction="sum",
+                    n_perturbations=7, noise_std=0.5).explain(TEXT, targets=1).scores[0]
+    np.testing.assert_allclose(sg, np.full(n, w.sum().item()), rtol=1e-6)
+    vg = VarGrad(linear, wp_tokenizer, granularity=ALL, input_x_gradient=False,
+                 n_perturbations=7, noise_std=0.5).explain(TEXT, targets=1).scores[0]
+    np.testing.assert_allclose(vg, 0.0, atol=1e-10)
+    ixg = InputXGradient(linear, wp_tokenizer, granularity=ALL).explain(TEXT, targets=1).scores[0]
+    np.testing.assert_allclose(ixg, (e * w).sum(-1).numpy(), rtol=1e-5)
+
+
+def test_linear_vargrad_times_input_is_w2_sigma2(linear, wp_tokenizer):
+    # a_p = w ⊙ (e + δ_p)  =>  var_p a_p = w² σ² in expectation.
+    w = linear.w.detach().double()[0]
+    sigma = 0.3
+    vg = VarGrad(linear, wp_tokenizer, granularity=ALL, n_perturbations=3000, noise_std=sigma,
+                 batch_size=1000).explain(TEXT, targets=0).scores[0]
+    np.testing.assert_allclose(vg, (w**2).sum().item() * sigma**2, rtol=0.06)
+
+
+def test_quadratic_vargrad_and_squaregrad(quadratic, wp_tokenizer):
+    # f = Σ q ⊙ e²: ∇f = 2 q ⊙ (e + δ)  =>  var = 4 q² σ²;  mean of squares = 4 q² (e² + σ²).
+    q = quadratic.w.detach().double()[1]
+    e = embeds(quadratic, wp_tokenizer, TEXT)
+    sigma = 0.2
+    kw = dict(granularity=ALL, input_x_gradient=False, n_perturbations=4000, noise_std=sigma, batch_size=2000)
+    vg = VarGrad(quadratic, wp_tokenizer, **kw).explain(TEXT, targets=1).scores[0]
+    np.testing.assert_allclose(vg, (4 * q**2 * sigma**2).sum().item(), rtol=0.06)
+    sq = SquareGrad(quadratic, wp_tokenizer, **kw).explain(TEXT, targets=1).scores[0]
+    np.testing.assert_allclose(sq, (4 * q**2 * (e**2 + sigma**2)).sum(-1).numpy(), rtol=0.06)
+
+
+@pytest.mark.parametrize("kind", ["linear", "quadratic"])
+def test_integrated_gradients_exact_on_polynomials(kind, linear, quadratic, wp_tokenizer):
+    # The midpoint rule integrates a linear path-gradient exactly: IG = w ⊙ e (linear), q ⊙ e² (quadratic).
+    model = linear if kind == "linear" else quadratic
+    w = model.w.detach().double()[0]
+    e = embeds(model, wp_tokenizer, TEXT)
+    expl = IntegratedGradients(model, wp_tokenizer, granularity=ALL, n_interpolations=3).explain(TEXT, targets=0)
+    expected = (w * e).sum(-1) if kind == "linear" else (w * e * e).sum(-1)
+    np.testing.assert_allclose(expl.scores[0], expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert abs(expl.completeness_gap[0]) < 1e-4
+    np.testing.assert_allclose(expl.scores[0].sum(), expl.targets[0].score, rtol=1e-5)
+
+
+def test_integrated_gradients_completeness_on_bert(bert, wp_tokenizer):
+    expl = IntegratedGradients(bert, wp_tokenizer, n_interpolations=200).explain(TEXT, targets="all")
+    assert expl.completeness_gap.shape == (3,)
+    assert np.all(np.abs(expl.completeness_gap) < 2e-3 * max(1.0, np.abs([t.score for t in expl.targets]).max()))
+
+
+# ---------------------------------------------------------------- hand-written references
+def reference(model, tok, text, cls, method, n=5, sigma=0.1, seed=0, ixg=True, reduction="sum"):
+    """Per-sample loops, one forward and backward each, no batching: the definitions as written."""
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    e = model.get_input_embeddings()(ids)[0].detach()  # (seq, hidden)
+    b = torch.zeros_like(e)
+    gen = torch.Generator().manual_seed(seed)
+    samples = []
+    for p in range(n):
+        if method == "ig":
+            x, mult = b + (p + 0.5) / n * (e - b), e - b
+        elif method == "shap":
+            alpha = float(torch.rand((), generator=gen))
+            d = torch.randn(e.shape, generator=gen) * sigma
+            x, mult = b + alpha * (e + d - b), e - b
+        elif method in ("saliency", "ixg"):
+            x, mult = e.clone(), (e if method == "ixg" else None)
+        else:
+            x = e + torch.randn(e.shape, generator=gen) * sigma
+            mult = x.clone() if ixg else None
+        x = x.clone().requires_grad_(True)
+        f = model(inputs_embeds=x[None]).logits[0, cls]
+        (g,) = torch.autograd.grad(f, x)
+        samples.append((g * mult if mult is not None else g).double())
+    a = torch.stack(samples)  # (n, seq, hidden)
+    if method == "vargrad":
+        stat = a.var(0)
+    elif method == "squaregrad":
+        stat = (a**2).mean(0)
+    else:
+        stat = a.mean(0)
+    return {"sum": stat.sum(-1), "l2": stat.norm(dim=-1), "abs_mean": stat.abs().mean(-1)}[reduction].numpy()
+
+
+CASES = [
+    (Saliency, "saliency", {}, "l2"),
+    (InputXGradient, "ixg", {}, "sum"),
+    (SmoothGrad, "smoothgrad", {"n_perturbations": 5}, "sum"),
+    (VarGrad, "vargrad", {"n_perturbations": 5}, "sum"),
+    (SquareGrad, "squaregrad", {"n_perturbations": 5}, "abs_mean"),
+    (IntegratedGradients, "ig", {"n_interpolations": 5}, "sum"),
+    (GradientShap, "shap", {"n_perturbations": 5}, "sum"),
+]
+
+
+@pytest.mark.parametrize("cls,name,opts,reduction", CASES)
+def test_matches_hand_written_reference(cls, name, opts, reduction, bert, wp_tokenizer):
+    expl = cls(bert, wp_tokenizer, granularity=ALL, token_reduction=reduction, batch_size=3, seed=7, **opts).explain(
+        TEXT, targets=2
+    )
+    ref = reference(bert, wp_tokenizer, TEXT, 2, name, n=opts.get("n_perturbations", opts.get("n_interpolations", 1)),
+                    seed=7, reduction=reduction)
+    np.testing.assert_allclose(expl.scores[0], ref, rtol=1e-4, atol=1e-7)
+
+
+def test_smoothgrad_without_input_defaults_to_l2(bert, wp_tokenizer):
+    expl = SmoothGrad(bert, wp_tokenizer, granularity=ALL, input_x_gradient=False, n_perturbations=3).explain(TEXT)
+    ref = reference(bert, wp_tokenizer, TEXT, expl.targets[0].index, "smoothgrad", n=3, ixg=False, reduction="l2")
+    assert expl.token_reduction == "l2"
+    np.testing.assert_allclose(expl.scores[0], ref, rtol=1e-4, atol=1e-7)
