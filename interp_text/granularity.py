@@ -81,9 +81,12 @@ def group_tokens(
     trimmed = [(-1, -1) if special[i] else _trim(text, *offsets[i]) for i in range(n)]
     if granularity == Granularity.TOKEN:
         # Tokens whose spans overlap (byte pieces of one character) form one element.
+        # Whitespace-only tokens stay elements here; WORD and SENTENCE drop them.
         mapping = [-1] * n
         spans: list[tuple[int, int]] = []
         for i, (s, e) in enumerate(trimmed):
+            if e <= s and not special[i]:
+                s, e = offsets[i]  # a whitespace token ("\n") is still a token of the text
             if e <= s:
                 continue
             if spans and s < spans[-1][1]:

@@ -220,11 +220,11 @@ def check_length(item: Item, task: str, max_length: int | None) -> None:
     if max_length is None:
         return
     n = item.input_ids.shape[0]
-    what = "prompt + output" if task == CAUSAL_LM else "text"
     if n > max_length:
+        what = " (prompt + output)" if task == CAUSAL_LM and item.output_ids else ""
+        fix = "shorten the prompt or the output (max_new_tokens)" if task == CAUSAL_LM else "shorten the text"
         raise InterpTextError(
-            f"text {item.index} has {n} tokens ({what}) but the model accepts at most {max_length}; "
-            "shorten the text (or the output)."
+            f"text {item.index} has {n} tokens{what} but the model accepts at most {max_length}; {fix}."
         )
     if task == SEQ2SEQ and len(item.output_ids) > max_length:
         raise InterpTextError(f"the output of text {item.index} has {len(item.output_ids)} tokens; at most {max_length}.")

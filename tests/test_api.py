@@ -1,0 +1,194 @@
+"""The public API end to end on a tiny BERT: targets, batching, seeds, hygiene, errors, JSON."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from toy_models import ToyConfig, ToyForSequenceClassification
+
+from interp_text import (
+    Explanation,
+    Granularity,
+    GranularityAggregationStrategy,
+    IntegratedGradients,
+    InterpTextError,
+    Saliency,
+    SmoothGrad,
+    VarGrad,
+)
+
+TEXTS = ["The food was cold but the staff were lovely.", "Not good.", "I loved the pasta, really!", "bad"]
+
+
+def test_single_text_returns_one_explanation_with_word_spans(bert, wp_tokenizer):
+    expl = VarGrad(bert, wp_tokenizer).explain(TEXTS[0])
+    assert isinstance(expl, Explanation)
+    assert expl.elements == ["The", "food", "was", "cold", "but", "the", "staff", "were", "lovely", "."]
+    assert all(TEXTS[0][s:e] == el for el, (s, e) in zip(expl.elements, expl.spans))
+    assert expl.scores.shape == (1, 10)
+    assert torch.equal(expl.attributions, torch.from_numpy(expl.scores))
+    logits = bert(**wp_tokenizer(TEXTS[0], return_tensors="pt")).logits[0]
+    assert expl.predicted == int(logits.argmax())
+    assert expl.targets[0].index == expl.predicted
+    assert expl.targets[0].label == bert.config.id2label[expl.predicted]
+    np.testing.assert_allclose(expl.targets[0].probability, logits.softmax(-1).max().item(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_batched_equals_alone(batch_size, bert, wp_tokenizer):
+    method = VarGrad(bert, wp_tokenizer, n_perturbations=5, batch_size=batch_size, seed=3)
+    together = method.explain(TEXTS, targets=[0, 1, 2, "positive"])
+    for text, expl, t in zip(TEXTS, together, [0, 1, 2, 2]):
+        alone = VarGrad(bert, wp_tokenizer, n_perturbations=5, batch_size=64, seed=3).explain(text, targets=t)
+        np.testing.assert_allclose(expl.scores, alone.scores, rtol=1e-4, atol=1e-9)
+        assert expl.elements == alone.elements
+
+
+def test_seed_determinism(bert, wp_tokenizer):
+    a = SmoothGrad(bert, wp_tokenizer, seed=1).explain(TEXTS[0]).scores
+    b = SmoothGrad(bert, wp_tokenizer, seed=1).explain(TEXTS[0]).scores
+    c = SmoothGrad(bert, wp_tokenizer, seed=2).explain(TEXTS[0]).scores
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_targets_forms(bert, wp_tokenizer):
+    m = Saliency(bert, wp_tokenizer)
+    assert [t.index for t in m.explain(TEXTS[0], targets="all").targets] == [0, 1, 2]
+    assert [t.index for t in m.explain(TEXTS[0], targets=[2, 0]).targets] == [2, 0]
+    assert [t.label for t in m.explain(TEXTS[0], targets="neutral").targets] == ["neutral"]
+    several = m.explain(TEXTS[:2], targets=[[0, 1], 2])
+    assert [len(e.targets) for e in several] == [2, 1]
+    both = m.explain(TEXTS[0], targets="all")
+    one = m.explain(TEXTS[0], targets=1)
+    np.testing.assert_allclose(both.row("neutral"), one.scores[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", list(GranularityAggregationStrategy))
+def test_word_scores_pool_token_scores(strategy, bert, wp_tokenizer):
+    text = "unloved pastas"
+    tokens = InputXGradient_scores(bert, wp_tokenizer, text, Granularity.ALL_TOKENS, strategy)
+    words = InputXGradient_scores(bert, wp_tokenizer, text, Granularity.WORD, strategy)
+    ids = wp_tokenizer(text)["input_ids"]
+    n_first = len(wp_tokenizer("unloved", add_special_tokens=False)["input_ids"])
+    pieces = [tokens[1 : 1 + n_first], tokens[1 + n_first : len(ids) - 1]]
+    fn = {"mean": np.mean, "max": np.max, "min": np.min, "sum": np.sum,
+          "signed_max": lambda v: v[np.argmax(np.abs(v))]}[strategy.value]
+    np.testing.assert_allclose(words, [fn(p) for p in pieces], rtol=1e-6)
+
+
+def InputXGradient_scores(model, tok, text, gran, strategy):
+    from interp_text import InputXGradient
+
+    return InputXGradient(model, tok, granularity=gran, granularity_aggregation_strategy=strategy).explain(
+        text, targets=0
+    ).scores[0]
+
+
+def test_sentence_granularity(bert, wp_tokenizer):
+    text = "The food was cold. The staff were lovely!"
+    expl = Saliency(bert, wp_tokenizer, granularity="sentence", granularity_aggregation_strategy="sum").explain(text)
+    assert expl.elements == ["The food was cold.", "The staff were lovely!"]
+    tokens = Saliency(bert, wp_tokenizer, granularity="token").explain(text, targets=expl.targets[0].index)
+    np.testing.assert_allclose(expl.scores[0].sum(), tokens.scores[0].sum(), rtol=1e-6)
+
+
+def test_model_and_tokenizer_unchanged(wp_tokenizer):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=len(wp_tokenizer), hidden_size=16,
+                                                     num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=32, max_position_embeddings=64))
+    model.train()
+    model.bert.encoder.requires_grad_(False)
+    before = copy.deepcopy(model.state_dict())
+    flags = [p.requires_grad for p in model.parameters()]
+    vocab = dict(wp_tokenizer.get_vocab())
+    specials = dict(wp_tokenizer.special_tokens_map)
+    for cls in (VarGrad, IntegratedGradients):
+        cls(model, wp_tokenizer, n_perturbations=2).explain(TEXTS) if cls is VarGrad else cls(
+            model, wp_tokenizer
+        ).explain(TEXTS[0])
+    assert model.training and all(m.training for m in model.modules())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert wp_tokenizer.get_vocab() == vocab and dict(wp_tokenizer.special_tokens_map) == specials
+    # ...and an error half-way leaves it the same too.
+    with pytest.raises(InterpTextError):
+        VarGrad(model, wp_tokenizer).explain([TEXTS[0], ""])
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_users_own_subclass_works(wp_tokenizer):
+    model = ToyForSequenceClassification(ToyConfig(vocab_size=len(wp_tokenizer)))
+    expl = Saliency(model, wp_tokenizer).explain("good food")
+    assert expl.elements == ["good", "food"]
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda m, t: VarGrad(m, t).explain(""), "text 0 is empty"),
+        (lambda m, t: VarGrad(m, t).explain(["ok", "   "]), "text 1 is empty"),
+        (lambda m, t: VarGrad(m, t).explain(42), "takes a string"),
+        (lambda m, t: VarGrad(m, t).explain(["ok", 3]), "text 1 is a int"),
+        (lambda m, t: VarGrad(m, t).explain([]), "empty list"),
+        (lambda m, t: VarGrad(m, t).explain("ok", targets=3), r"target 3 is out of range: the model has 3 classes"),
+        (lambda m, t: VarGrad(m, t).explain("ok", targets="happy"), "not a class name"),
+        (lambda m, t: VarGrad(m, t).explain(["a", "b"], targets=[0, 1, 2]), "got 3 targets for 2 texts"),
+        (lambda m, t: VarGrad(m, t, n_perturbations=1), "VarGrad needs n_perturbations >= 2"),
+        (lambda m, t: VarGrad(m, t, n_samples=3), r"unknown option\(s\) \['n_samples'\]"),
+        (lambda m, t: VarGrad(m, t, granularity="paragraph"), "granularity='paragraph' is not valid"),
+        (lambda m, t: VarGrad(m, t, batch_size=0), "batch_size=0 must be an integer >= 1"),
+        (lambda m, t: VarGrad(m, t, token_reduction="max"), "token_reduction='max' is not valid"),
+        (lambda m, t: VarGrad(m, t, inference_mode="probs"), "inference_mode='probs' is not valid"),
+        (lambda m, t: VarGrad(m, t).explain("good " * 80), "text 0 has 82 tokens but the model accepts at most 64; shorten the text"),
+        (lambda m, t: VarGrad(m, t).explain("ok", max_new_tokens=3), "unknown explain"),
+        (lambda m, t: VarGrad(m, t, task="regression"), "task='regression' is not valid"),
+        (lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(5)).explain("ok"), "baseline tensor has shape"),
+    ],
+)
+def test_errors_name_the_fix(call, message, bert, wp_tokenizer):
+    with pytest.raises(InterpTextError, match=message):
+        call(bert, wp_tokenizer)
+
+
+def test_slow_tokenizer_is_refused(bert, wp_tokenizer):
+    class Slow:
+        is_fast = False
+
+        def __call__(self, *a, **k):
+            raise AssertionError
+
+    with pytest.raises(InterpTextError, match="slow tokenizer"):
+        Saliency(bert, Slow()).explain("ok")
+
+
+def test_unknown_model_kind_asks_for_task(wp_tokenizer):
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(vocab_size=len(wp_tokenizer), hidden_size=16, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=32))
+    with pytest.raises(InterpTextError, match="pass task="):
+        Saliency(model, wp_tokenizer)
+
+
+def test_save_and_load_round_trip(tmp_path, bert, wp_tokenizer):
+    expl = IntegratedGradients(bert, wp_tokenizer).explain(TEXTS[2], targets="all")
+    path = expl.save(tmp_path / "e.json")
+    back = Explanation.load(path)
+    np.testing.assert_array_equal(back.scores, expl.scores)
+    assert back.elements == expl.elements and back.spans == expl.spans
+    assert back.targets == expl.targets
+    np.testing.assert_array_equal(back.completeness_gap, expl.completeness_gap)
+    assert back.to_dict() == expl.to_dict()
+
+
+def test_baselines(bert, wp_tokenizer):
+    e = IntegratedGradients(bert, wp_tokenizer, baseline="pad", n_interpolations=50).explain(TEXTS[1])
+    assert abs(e.completeness_gap[0]) < 0.05 * max(1.0, abs(e.targets[0].score))
+    with pytest.raises(InterpTextError, match="the tokenizer has no bos token"):
+        IntegratedGradients(bert, wp_tokenizer, baseline="bos").explain(TEXTS[1])

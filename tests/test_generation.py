@@ -1,0 +1,224 @@
+"""Explaining causal and seq2seq LMs: each output token, one teacher-forced forward."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import bpe_tokenizer
+
+from interp_text import (
+    Granularity,
+    GradientShap,
+    InferenceModes,
+    InputXGradient,
+    IntegratedGradients,
+    InterpTextError,
+    Saliency,
+    SmoothGrad,
+    SquareGrad,
+    VarGrad,
+)
+
+ALL = Granularity.ALL_TOKENS
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def bos_tok():
+    return bpe_tokenizer(bos=True)
+
+
+@pytest.fixture(scope="module")
+def llama(bos_tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(bos_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=bos_tok.bos_token_id, eos_token_id=bos_tok.eos_token_id, pad_token_id=None)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def t5(bpe):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=len(bpe), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                      pad_token_id=bpe.eos_token_id, eos_token_id=bpe.eos_token_id,
+                      decoder_start_token_id=bpe.eos_token_id)
+    return T5ForConditionalGeneration(config).eval()
+
+
+def causal_reference(model, tok, prompt, target, method, n=3, sigma=0.1, seed=0, mode="logits"):
+    """Per output token, per sample: a full forward and a backward, then the statistic and the sum."""
+    p_ids = tok(prompt)["input_ids"]
+    o_ids = tok(target, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([p_ids + o_ids])
+    e = model.get_input_embeddings()(ids)[0].detach()
+    gen = torch.Generator().manual_seed(seed)
+    noises = [torch.randn(e.shape, generator=gen) * sigma for _ in range(n)] if method != "saliency" else [0]
+    rows = []
+    for t, tid in enumerate(o_ids):
+        samples = []
+        for d in noises:
+            x = (e + d).clone().requires_grad_(True)
+            logits = model(inputs_embeds=x[None]).logits[0, len(p_ids) - 1 + t]
+            f = logits[tid] if mode == "logits" else logits.log_softmax(-1)[tid]
+            (g,) = torch.autograd.grad(f, x)
+            samples.append((g if method == "saliency" else g * x).detach().double())
+        a = torch.stack(samples)
+        stat = a.var(0) if method == "vargrad" else a.mean(0)
+        rows.append(stat.norm(dim=-1) if method == "saliency" else stat.sum(-1))
+    out = torch.stack(rows).numpy()
+    P = len(p_ids)
+    for t in range(len(o_ids)):
+        out[t, P + t :] = np.nan
+    return out
+
+
+@pytest.mark.parametrize("which", ["gpt2", "llama"])
+@pytest.mark.parametrize("method,cls", [("saliency", Saliency), ("smoothgrad", SmoothGrad), ("vargrad", VarGrad)])
+@pytest.mark.parametrize("mode", ["logits", "log_softmax"])
+def test_causal_matches_reference(which, method, cls, mode, gpt2, llama, bpe, bos_tok):
+    model, tok = (gpt2, bpe) if which == "gpt2" else (llama, bos_tok)
+    kw = {} if method == "saliency" else {"n_perturbations": 3}
+    expl = cls(model, tok, granularity=ALL, inference_mode=mode, batch_size=2, **kw).explain(PROMPT, targets=" Paris.")
+    ref = causal_reference(model, tok, PROMPT, " Paris.", method, mode=mode)
+    np.testing.assert_allclose(expl.scores, ref, rtol=1e-4, atol=1e-7, equal_nan=True)
+    assert expl.task == "causal_lm"
+    assert "".join(expl.output_elements) == expl.output_text.replace(" ", "") or expl.output_text.strip()
+    o_ids = tok(" Paris.", add_special_tokens=False)["input_ids"]
+    assert [t.token_ids for t in expl.targets] == [[i] for i in o_ids]
+
+
+def test_bos_is_not_duplicated_and_probabilities(llama, bos_tok):
+    expl = Saliency(llama, bos_tok, granularity=ALL).explain(PROMPT, targets=" Paris")
+    assert expl.elements[0] == "<s>" and expl.elements.count("<s>") == 1
+    ids = torch.tensor([bos_tok(PROMPT)["input_ids"] + bos_tok(" Paris", add_special_tokens=False)["input_ids"]])
+    logp = llama(ids).logits[0].log_softmax(-1)
+    P = len(bos_tok(PROMPT)["input_ids"])
+    for t, target in enumerate(expl.targets):
+        np.testing.assert_allclose(target.probability, logp[P - 1 + t, target.token_ids[0]].exp().item(), rtol=1e-5)
+
+
+def test_softmax_mode_scores_probabilities(gpt2, bpe):
+    expl = Saliency(gpt2, bpe, granularity=ALL, inference_mode=InferenceModes.SOFTMAX).explain(PROMPT, targets=" Paris")
+    for t in expl.targets:
+        np.testing.assert_allclose(t.score, t.probability, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [InputXGradient, SquareGrad, IntegratedGradients, GradientShap])
+def test_every_method_runs_on_generation_with_nan_mask(cls, gpt2, bpe):
+    expl = cls(gpt2, bpe, granularity="token").explain(PROMPT, targets=" Paris is nice")
+    n_in = len(expl.elements)
+    for r in range(len(expl.targets)):
+        assert np.all(np.isfinite(expl.scores[r, : n_in + r]))
+        assert np.all(np.isnan(expl.scores[r, n_in + r :]))
+    if cls is IntegratedGradients:
+        assert expl.completeness_gap.shape == (len(expl.targets),)
+
+
+def test_integrated_gradients_completeness_on_causal(gpt2, bpe):
+    expl = IntegratedGradients(gpt2, bpe, n_interpolations=100).explain(PROMPT, targets=" Paris")
+    scale = max(1.0, max(abs(t.score) for t in expl.targets))
+    assert np.all(np.abs(expl.completeness_gap) < 2e-3 * scale)
+
+
+def test_generate_then_explain_greedy(gpt2, bpe):
+    expl = Saliency(gpt2, bpe, granularity="token").explain(PROMPT, max_new_tokens=4)
+    ids = torch.tensor([bpe(PROMPT)["input_ids"]])
+    greedy = gpt2.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False,
+                           pad_token_id=bpe.eos_token_id)[0, ids.shape[1] :].tolist()
+    greedy = greedy[: greedy.index(bpe.eos_token_id)] if bpe.eos_token_id in greedy else greedy
+    assert sum((t.token_ids for t in expl.targets), []) == greedy
+    forced = Saliency(gpt2, bpe, granularity="token").explain(PROMPT, targets=greedy)
+    np.testing.assert_allclose(expl.scores, forced.scores, rtol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("which", ["gpt2", "llama"])
+def test_batch_of_prompts_equals_alone(which, gpt2, llama, bpe, bos_tok):
+    model, tok = (gpt2, bpe) if which == "gpt2" else (llama, bos_tok)
+    prompts = [PROMPT, "The food was", "It is"]
+    targets = [" Paris.", " cold but", " ok"]
+    m = SmoothGrad(model, tok, n_perturbations=3, batch_size=4)
+    together = m.explain(prompts, targets=targets)
+    for p, t, e in zip(prompts, targets, together):
+        np.testing.assert_allclose(e.scores, m.explain(p, targets=t).scores, rtol=1e-4, atol=1e-8, equal_nan=True)
+
+
+def test_word_granularity_on_both_axes(gpt2, bpe):
+    expl = Saliency(gpt2, bpe, granularity="word").explain(PROMPT, targets=" Paris is nice.")
+    assert expl.elements == ["The", "capital", "of", "France", "is"]
+    assert expl.output_elements == ["Paris", "is", "nice", "."]
+    assert expl.columns == expl.elements + expl.output_elements
+    assert all(expl.output_text[s:e] == el for el, (s, e) in zip(expl.output_elements, expl.output_spans))
+    for r in range(4):
+        assert np.all(np.isnan(expl.scores[r, 5 + r :])) and np.all(np.isfinite(expl.scores[r, : 5 + r]))
+
+
+def test_seq2seq(t5, bpe):
+    expl = SmoothGrad(t5, bpe, granularity=ALL, n_perturbations=2).explain(PROMPT, targets=" Paris")
+    o_ids = bpe(" Paris", add_special_tokens=False)["input_ids"]
+    assert expl.task == "seq2seq" and expl.scores.shape == (len(o_ids), len(expl.elements))
+    assert np.all(np.isfinite(expl.scores))
+    # reference: teacher-forced decoder, per output token
+    e = t5.get_input_embeddings()(torch.tensor([bpe(PROMPT)["input_ids"]]))[0].detach()
+    gen = torch.Generator().manual_seed(0)
+    noises = [torch.randn(e.shape, generator=gen) * 0.1 for _ in range(2)]
+    dec = torch.tensor([[bpe.eos_token_id] + o_ids[:-1]])
+    for t, tid in enumerate(o_ids):
+        acc = 0
+        for d in noises:
+            x = (e + d).requires_grad_(True)
+            f = t5(inputs_embeds=x[None], decoder_input_ids=dec).logits[0, t, tid]
+            (g,) = torch.autograd.grad(f, x)
+            acc = acc + (g * x).sum(-1).double() / 2
+        np.testing.assert_allclose(expl.scores[t], acc.detach().numpy(), rtol=1e-4, atol=1e-7)
+    generated = Saliency(t5, bpe, granularity="token").explain(PROMPT, max_new_tokens=3)
+    assert 1 <= len(sum((t.token_ids for t in generated.targets), [])) <= 3
+
+
+def test_chat_template(gpt2, bpe):
+    tok = copy.deepcopy(bpe)
+    tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
+    messages = [{"role": "user", "content": "The capital of France?"}]
+    expl = Saliency(gpt2, tok).explain(messages, targets=" Paris")
+    assert expl.text == "user: The capital of France?\nassistant:"
+    assert "France" in expl.elements
+    with pytest.raises(InterpTextError, match="chat template"):
+        Saliency(gpt2, bpe).explain(messages, targets=" Paris")
+
+
+def test_tokenizer_without_pad_token_still_generates(llama, bos_tok):
+    assert bos_tok.pad_token is None
+    expl = Saliency(llama, bos_tok).explain([PROMPT, "The food was"], max_new_tokens=3)
+    assert len(expl) == 2 and bos_tok.pad_token is None
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda m, t: Saliency(m, t).explain(PROMPT, targets=""), "tokenizes to nothing"),
+        (lambda m, t: Saliency(m, t).explain(""), "text 0 is empty"),
+        (lambda m, t: Saliency(m, t).explain("word " * 140, targets=" x"), "but the model accepts at most 128"),
+        (lambda m, t: Saliency(m, t).explain(PROMPT, max_new_tokens=200), "max_new_tokens=200 would pass the 128 tokens"),
+        (lambda m, t: Saliency(m, t).explain([PROMPT, PROMPT], targets=[" a"]), "got 1 targets for 2 prompts"),
+    ],
+)
+def test_generation_errors(call, message, gpt2, bpe):
+    with pytest.raises(InterpTextError, match=message):
+        call(gpt2, bpe)
+
+
+def test_model_without_inputs_embeds_is_refused(bpe):
+    class NoEmbeds(torch.nn.Module):
+        def forward(self, input_ids):
+            return input_ids
+
+        def get_input_embeddings(self):
+            return None
+
+    with pytest.raises(InterpTextError, match="does not take `inputs_embeds`"):
+        Saliency(NoEmbeds(), bpe)
