@@ -116,10 +116,8 @@ class Engine:
             results = [self._assemble(it) for it in items]
         if single:
             return results[0]
-        try:  # TEMP until render lands
-            from .render import ExplanationList
-        except ImportError:
-            ExplanationList = list
+        from .render import ExplanationList
+
         return ExplanationList(results)
 
     # ------------------------------------------------------------------ stages

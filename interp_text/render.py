@@ -1,0 +1,987 @@
+"""Rendering: an explanation as HTML (notebooks, standalone pages) or as ANSI text (terminals).
+
+Rendering reads an :class:`~interp_text.explanation.Explanation` and never recomputes a score.
+Colours are a diverging scale: white at 0, red for scores that raise the explained output, blue
+for scores that lower it. A score ``v`` is shown at intensity ``t = min(|v| / s, 1)`` where ``s``
+is the largest finite ``|score|`` of the row shown, or a ``scale`` the caller shares across
+renders. NaN scores (columns an output cannot depend on) are never tinted: they are marked
+"not attributable".
+
+The HTML is one self-contained fragment per render: inline CSS and vanilla JS scoped to a unique
+element id, data embedded in the script as escaped JSON, no CDN, no ``require``. The default target is painted
+in the static markup, so a notebook that does not run scripts (untrusted, nbviewer) still shows it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InterpTextError
+from .explanation import TASKS, Explanation
+
+__all__ = [
+    "ExplanationList",
+    "explanation_html",
+    "explanation_terminal",
+    "explanations_html",
+    "save_html",
+    "score_rgb",
+    "text_rgb",
+]
+
+POSITIVE_RGB = (220, 38, 38)  # red: the element raises the explained output
+NEGATIVE_RGB = (37, 99, 235)  # blue: the element lowers it
+WHITE_RGB = (255, 255, 255)
+DARK_TEXT_RGB = (0, 0, 0)  # black: with white, every tint reaches WCAG AA contrast (4.5)
+LIGHT_TEXT_RGB = (255, 255, 255)
+MAX_HEATMAP_CELLS = 40_000  # beyond this the matrix table is left out (the page would be megabytes)
+_JSON_INF = 1.7976931348623157e308  # JSON has no infinity; the largest double stands in for it
+
+
+# ----------------------------------------------------------------- colours and numbers
+def score_rgb(value: float, scale: float) -> tuple[int, int, int] | None:
+    """The background colour of a score on the diverging scale.
+
+    Each channel goes linearly from white (``t = 0``) to red (positive) or blue (negative) at
+    ``t = min(|value| / scale, 1)``. The page's JavaScript computes the same numbers.
+
+    Args:
+        value: the score.
+        scale: the ``|score|`` drawn at full colour; ``<= 0`` draws everything white.
+
+    Returns:
+        ``(r, g, b)`` in 0..255, or ``None`` for NaN (not attributable).
+
+    Example:
+        >>> score_rgb(0.0, 1.0), score_rgb(1.0, 1.0), score_rgb(-2.0, 1.0)
+        ((255, 255, 255), (220, 38, 38), (37, 99, 235))
+    """
+    value = float(value)
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        t = 1.0
+    else:
+        t = min(abs(value) / scale, 1.0) if scale > 0 else 0.0
+    end = POSITIVE_RGB if value >= 0 else NEGATIVE_RGB
+    # floor(x + 0.5) rather than round(): JavaScript's Math.round, so both sides agree exactly
+    return tuple(math.floor(255 + t * (c - 255) + 0.5) for c in end)  # type: ignore[return-value]
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG relative luminance."""
+
+    def lin(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (lin(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def text_rgb(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The text colour (near-black or white) with the higher WCAG contrast on ``background``.
+
+    Example:
+        >>> text_rgb((255, 255, 255)), text_rgb((37, 99, 235))
+        ((0, 0, 0), (255, 255, 255))
+    """
+    lum = _luminance(background)
+    dark = (lum + 0.05) / (_luminance(DARK_TEXT_RGB) + 0.05)
+    light = 1.05 / (lum + 0.05)
+    return DARK_TEXT_RGB if dark >= light else LIGHT_TEXT_RGB
+
+
+def _css(rgb: tuple[int, int, int]) -> str:
+    # the form getComputedStyle returns, so tests can compare strings
+    return f"rgb({rgb[0]}, {rgb[1]}, {rgb[2]})"
+
+
+def _fmt_exact(value: float) -> str:
+    return f"{value:+.6g}"
+
+
+def _fmt_short(value: float) -> str:
+    """A score in two decimals, or in scientific notation when two decimals would read 0."""
+    if value == 0 or math.isinf(value) or abs(value) >= 0.005:
+        return f"{value:+.2f}"
+    return f"{value:+.1e}"
+
+
+def _fmt_scale(scale: float) -> str:
+    return f"{scale:.3g}"
+
+
+def _fmt_prob(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _visible(label: str) -> str:
+    """A label with its line breaks and tabs made visible, for one-line places (tables, buttons)."""
+    return label.replace("\r", "").replace("\n", "\u21b5").replace("\t", "\u2192")
+
+
+def _esc(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _script_json(data: Any) -> str:
+    """JSON that cannot end its ``<script>`` element: ``<``, ``>`` and ``&`` are \\u-escaped."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    for char, code in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, code)
+    return text
+
+
+def _json_score(value: float) -> float | None:
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return math.copysign(_JSON_INF, value)
+    return float(value)
+
+
+# ----------------------------------------------------------------- validation and layout
+def _check_explanation(expl: Any) -> Explanation:
+    if not isinstance(expl, Explanation):
+        raise InterpTextError(f"expected an Explanation to render, got {type(expl).__name__}.")
+    if expl.task not in TASKS:
+        raise InterpTextError(f"cannot render task {expl.task!r}; known tasks: {list(TASKS)}.")
+    if not expl.targets:
+        raise InterpTextError("nothing to render: this explanation has no targets (scores has 0 rows).")
+    return expl
+
+
+def _check_scale(scale: Any) -> float | None:
+    if scale is None:
+        return None
+    ok = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
+    if not ok or not math.isfinite(float(scale)) or float(scale) <= 0:
+        raise InterpTextError(
+            f"scale must be a positive finite number (the |score| drawn at full colour), got {scale!r}."
+        )
+    return float(scale)
+
+
+def _default_row(expl: Explanation, target: int | str | None) -> int:
+    if target is not None:
+        if isinstance(target, bool) or not isinstance(target, (int, np.integer, str)):
+            raise InterpTextError(f"target must be a row number or a target label, got {target!r}.")
+        return expl._row_index(target if isinstance(target, str) else int(target)) % len(expl.targets)
+    if expl.task == "classification" and expl.predicted is not None:
+        for i, t in enumerate(expl.targets):
+            if t.index == expl.predicted:
+                return i
+    return 0
+
+
+def _row_scales(scores: np.ndarray, scale: float | None) -> list[float]:
+    """The |score| drawn at full colour, per row: the shared scale, or the row's largest finite |score|."""
+    rows = scores.shape[0]
+    if scale is not None:
+        return [scale] * rows
+    if scores.shape[1] == 0:
+        return [0.0] * rows
+    finite = np.where(np.isfinite(scores), np.abs(scores), 0.0)  # (targets, columns)
+    return [float(v) for v in finite.max(axis=1)]
+
+
+def _segments(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int | None, str]]:
+    """Cut ``text`` into ``(element index or None, piece)`` in text order.
+
+    Every element appears exactly once and the pieces concatenate to ``text``: overlapping spans
+    are clipped, and an element with an empty span (a special token) gets an empty piece.
+    """
+    n = len(text)
+    order = sorted(range(len(spans)), key=lambda j: (spans[j][0], spans[j][1], j))
+    out: list[tuple[int | None, str]] = []
+    cursor = 0
+    for j in order:
+        start, end = spans[j]
+        start = min(max(start, cursor), n)
+        end = min(max(end, start), n)
+        if start > cursor:
+            out.append((None, text[cursor:start]))
+        out.append((j, text[start:end]))
+        cursor = end
+    if cursor < n:
+        out.append((None, text[cursor:]))
+    return out
+
+
+def _locate(text: str, elements: Sequence[str]) -> list[tuple[int, int]] | None:
+    """Spans of ``elements`` found left to right in ``text``, or None if one is missing."""
+    spans, cursor = [], 0
+    for element in elements:
+        start = text.find(element, cursor)
+        if start < 0 or not element:
+            return None
+        spans.append((start, start + len(element)))
+        cursor = start + len(element)
+    return spans
+
+
+def _output_side(expl: Explanation) -> tuple[str, list[str], list[tuple[int, int]]]:
+    """The output text, its elements and their spans (rebuilt from the labels when missing)."""
+    elements = list(expl.output_elements) if expl.output_elements is not None else expl.target_labels
+    text = expl.output_text
+    spans = list(expl.output_spans) if expl.output_spans is not None else None
+    if text is not None and spans is not None and len(spans) == len(elements):
+        return text, elements, spans
+    if text is not None:
+        found = _locate(text, elements)
+        if found is not None:
+            return text, elements, found
+    sep = "" if any(e[:1].isspace() for e in elements[1:]) else " "
+    spans, cursor = [], 0
+    for k, element in enumerate(elements):
+        cursor += len(sep) if k else 0
+        spans.append((cursor, cursor + len(element)))
+        cursor += len(element)
+    return sep.join(elements), elements, spans
+
+
+def _output_rows(expl: Explanation, n_outputs: int) -> dict[int, int]:
+    """Output element position -> score row explaining it."""
+    rows = {t.index: i for i, t in enumerate(expl.targets) if 0 <= t.index < n_outputs}
+    if len(rows) != len(expl.targets) and len(expl.targets) == n_outputs:
+        rows = {i: i for i in range(n_outputs)}  # indices unusable: rows are the outputs in order
+    return rows
+
+
+def _row_info(expl: Explanation, i: int) -> str:
+    """The line under a target's name: probability, explained value, completeness gap."""
+    t = expl.targets[i]
+    parts = []
+    if not math.isnan(t.probability):
+        parts.append(f"p = {_fmt_prob(t.probability)}")
+    if not math.isnan(t.score):
+        parts.append(f"f(x) = {t.score:.4g} ({expl.inference_mode})")
+    if expl.completeness_gap is not None and i < len(expl.completeness_gap):
+        gap = float(expl.completeness_gap[i])
+        if not math.isnan(gap):
+            parts.append(f"completeness gap {gap:+.3g}")
+    if expl.task == "classification" and expl.predicted is not None and t.index == expl.predicted:
+        parts.append("predicted")
+    return " \u00b7 ".join(parts)
+
+
+# ----------------------------------------------------------------- HTML
+_CSS = """
+#@{font-family:ui-sans-serif,system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+font-size:14px;line-height:1.5;color:#1f2328;background:#fff;border:1px solid #d0d7de;border-radius:8px;
+padding:12px 14px;margin:6px 0;box-sizing:border-box;max-width:100%;text-align:left;color-scheme:light}
+#@ .itx-head{display:flex;flex-wrap:wrap;align-items:baseline;gap:4px 12px;margin:0 0 8px}
+#@ .itx-title{font-size:15px}
+#@ .itx-label{white-space:pre-wrap;font-weight:600;background:#f6f8fa;border:1px solid #d0d7de;border-radius:4px;
+padding:0 5px}
+#@ .itx-info,#@ .itx-hint{color:#57606a;font-size:13px}
+#@ .itx-hint{font-style:italic}
+#@ .itx-controls{display:flex;flex-wrap:wrap;gap:4px;margin:0 0 8px}
+#@ .itx-btn{font:inherit;font-size:13px;line-height:1.6;color:#1f2328;background:#f6f8fa;border:1px solid #d0d7de;
+border-radius:6px;padding:1px 9px;cursor:pointer;white-space:pre;margin:0}
+#@ .itx-btn small{color:#57606a;font-size:11px}
+#@ .itx-btn[aria-pressed="true"]{background:#1f2328;border-color:#1f2328;color:#fff}
+#@ .itx-btn[aria-pressed="true"] small{color:#d0d7de}
+#@ .itx-select{font:inherit;font-size:13px;padding:2px 4px;color:#1f2328;background:#fff;border:1px solid #d0d7de;
+border-radius:6px}
+#@ .itx-text{white-space:pre-wrap;overflow-wrap:anywhere;font-size:15px;line-height:1.95;padding:8px 10px;
+border:1px solid #eaeef2;border-radius:6px;background:#fff;color:#1f2328;margin:0}
+#@ .itx-el{border-radius:3px;padding:2px 0;-webkit-box-decoration-break:clone;box-decoration-break:clone}
+#@ .itx-nan{background-color:#eef0f3;background-image:repeating-linear-gradient(135deg,#f3f4f6 0 3px,#dde1e6 3px 6px);
+color:#6e7781}
+#@ .itx-empty::before{content:attr(data-label);font-size:11px;border:1px dashed #8c959f;border-radius:3px;
+padding:0 3px;margin:0 1px}
+#@ .itx-out[data-row]{cursor:pointer}
+#@ .itx-out[data-row]:hover{outline:1px dashed #57606a;outline-offset:1px}
+#@ .itx-out.itx-sel,#@ .itx-out.itx-sel:hover{outline:2px solid #1f2328;outline-offset:1px}
+#@ .itx-panels{display:flex;flex-wrap:wrap;gap:12px}
+#@ .itx-panel{flex:1 1 300px;min-width:0}
+#@ .itx-panel-title{font-size:11px;font-weight:600;color:#57606a;text-transform:uppercase;letter-spacing:.05em;
+margin:0 0 3px}
+#@ .itx-legend{display:flex;flex-wrap:wrap;align-items:center;gap:6px 18px;margin-top:10px;font-size:12px;
+color:#57606a}
+#@ .itx-scale{width:200px}
+#@ .itx-bar{height:10px;border:1px solid #d0d7de;border-radius:2px}
+#@ .itx-ticks{display:flex;justify-content:space-between;font-variant-numeric:tabular-nums;color:#1f2328}
+#@ .itx-swatch{display:inline-block;width:16px;height:11px;vertical-align:middle;border:1px solid #d0d7de;
+border-radius:2px;margin-right:4px}
+#@ .itx-meta{margin-top:6px;font-size:11px;color:#8c959f}
+#@ details.itx-heat-box{margin-top:12px}
+#@ details.itx-heat-box summary{cursor:pointer;font-size:12px;color:#57606a;margin-bottom:4px}
+#@ .itx-heat-wrap{overflow:auto;max-height:420px;border:1px solid #eaeef2;border-radius:6px;background:#fff}
+#@ table.itx-heat{border-collapse:separate;border-spacing:1px;font-size:11px;line-height:1.2;margin:0;width:auto;
+table-layout:auto;background:#fff}
+#@ table.itx-heat tr,#@ table.itx-heat tbody tr{background:#fff}
+#@ table.itx-heat td{width:16px;min-width:16px;height:16px;padding:0;border:none;text-align:center}
+#@ table.itx-heat th{padding:0 6px 0 3px;border:none;font-weight:normal;color:#1f2328;background:#fff;
+white-space:pre;text-align:right;max-width:none}
+#@ table.itx-heat thead th{position:sticky;top:0;z-index:1;vertical-align:bottom;text-align:center;padding:2px 0}
+#@ table.itx-heat tbody th{position:sticky;left:0;cursor:pointer}
+#@ table.itx-heat .itx-colh span{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;
+max-height:96px;overflow:hidden;white-space:pre}
+#@ table.itx-heat .itx-first-out{border-left:2px solid #57606a}
+#@ table.itx-heat tr.itx-sel-row th{background:#1f2328;color:#fff}
+"""
+
+_JS = """
+(function () {
+  "use strict";
+  var D = __DATA__;
+  var roots = document.querySelectorAll('[id="__UID__"]');
+  if (!roots.length && document.currentScript) { roots = [document.currentScript.parentNode]; }
+  for (var k = 0; k < roots.length; k++) { init(roots[k]); }
+
+  function init(root) {
+    if (!root || root.getAttribute("data-itx-ready")) { return; }
+    root.setAttribute("data-itx-ready", "1");
+    var pinned = D.row;
+    function all(sel) { return Array.prototype.slice.call(root.querySelectorAll(sel)); }
+    var cells = all(".itx-el[data-col]");
+    var outs = all(".itx-out[data-row]");
+    var buttons = all(".itx-btn[data-row]");
+    var heatRows = all("tr[data-row]");
+    var select = root.querySelector("select.itx-select");
+    var labelNode = root.querySelector(".itx-label");
+    var infoNode = root.querySelector(".itx-info");
+    var lo = root.querySelector(".itx-lo");
+    var hi = root.querySelector(".itx-hi");
+
+    function luminance(c) {
+      var s = 0, w = [0.2126, 0.7152, 0.0722];
+      for (var i = 0; i < 3; i++) {
+        var x = c[i] / 255;
+        s += w[i] * (x <= 0.04045 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4));
+      }
+      return s;
+    }
+    function colour(v, s) {
+      var t = Math.abs(v) >= 1.7976931348623157e308 ? 1 : (s > 0 ? Math.min(Math.abs(v) / s, 1) : 0);
+      var end = v >= 0 ? D.pos : D.neg, out = [];
+      for (var i = 0; i < 3; i++) { out.push(Math.floor(255 + t * (end[i] - 255) + 0.5)); }
+      return out;
+    }
+    function textColour(bg) {
+      var l = luminance(bg);
+      return (l + 0.05) / (luminance(D.dark) + 0.05) >= 1.05 / (l + 0.05) ? D.dark : D.light;
+    }
+    function css(c) { return "rgb(" + c[0] + ", " + c[1] + ", " + c[2] + ")"; }
+    function fmt(v) { var a = Number(v.toPrecision(6)); return (a >= 0 ? "+" : "") + String(a); }
+
+    function paint(row) {
+      var values = D.scores[row], s = D.scales[row];
+      cells.forEach(function (el) {
+        var j = Number(el.getAttribute("data-col")), v = values[j], name = D.columns[j];
+        if (v === null) {
+          el.classList.add("itx-nan");
+          el.style.backgroundColor = "";
+          el.style.color = "";
+          el.title = name + ": not attributable";
+        } else {
+          var bg = colour(v, s);
+          el.classList.remove("itx-nan");
+          el.style.backgroundColor = css(bg);
+          el.style.color = css(textColour(bg));
+          el.title = name + ": " + fmt(v);
+        }
+      });
+      outs.forEach(function (el) { el.classList.toggle("itx-sel", Number(el.getAttribute("data-row")) === row); });
+      heatRows.forEach(function (el) {
+        el.classList.toggle("itx-sel-row", Number(el.getAttribute("data-row")) === row);
+      });
+      if (labelNode) { labelNode.textContent = D.rows[row].label; }
+      if (infoNode) { infoNode.textContent = D.rows[row].info; }
+      if (lo) { lo.textContent = "-" + D.rows[row].scale; }
+      if (hi) { hi.textContent = "+" + D.rows[row].scale; }
+      root.setAttribute("data-row", String(row));
+    }
+    function pin(row) {
+      pinned = row;
+      paint(row);
+      buttons.forEach(function (b) {
+        b.setAttribute("aria-pressed", Number(b.getAttribute("data-row")) === row ? "true" : "false");
+      });
+      if (select) { select.value = String(row); }
+    }
+    function rowOf(el) { return Number(el.getAttribute("data-row")); }
+
+    buttons.forEach(function (b) { b.addEventListener("click", function () { pin(rowOf(b)); }); });
+    if (select) { select.addEventListener("change", function () { pin(Number(select.value)); }); }
+    outs.forEach(function (el) {
+      el.addEventListener("mouseenter", function () { paint(rowOf(el)); });
+      el.addEventListener("mouseleave", function () { paint(pinned); });
+      el.addEventListener("click", function () { pin(rowOf(el)); });
+      el.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pin(rowOf(el)); }
+      });
+    });
+    heatRows.forEach(function (tr) {
+      tr.addEventListener("mouseenter", function () { paint(rowOf(tr)); });
+      tr.addEventListener("mouseleave", function () { paint(pinned); });
+      tr.addEventListener("click", function () { pin(rowOf(tr)); });
+    });
+  }
+})();
+"""
+
+
+def _element_span(
+    col: int | None,
+    piece: str,
+    label: str,
+    value: float | None,
+    scale: float,
+    *,
+    extra_class: str = "",
+    extra_attrs: str = "",
+) -> str:
+    """One element as a ``<span>``: tinted by ``value`` (None: not a score column)."""
+    classes = ["itx-el"] + ([extra_class] if extra_class else [])
+    attrs = [] if col is None else [f'data-col="{col}"']
+    style = ""
+    if not piece:
+        classes.append("itx-empty")
+        attrs.append(f'data-label="{_esc(_visible(label))}"')
+    if value is None:
+        title = label
+    elif math.isnan(value):
+        classes.append("itx-nan")
+        title = f"{label}: not attributable"
+    else:
+        bg = score_rgb(value, scale)
+        style = f' style="background-color:{_css(bg)};color:{_css(text_rgb(bg))}"'
+        title = f"{label}: {_fmt_exact(value)}"
+    attrs.append(f'title="{_esc(title)}"')
+    if extra_attrs:
+        attrs.append(extra_attrs)
+    return f'<span class="{" ".join(classes)}" {" ".join(attrs)}{style}>{_esc(piece)}</span>'
+
+
+def _text_block(
+    text: str,
+    spans: Sequence[tuple[int, int]],
+    labels: Sequence[str],
+    values: Sequence[float] | None,
+    scale: float,
+    *,
+    side: str,
+    col_offset: int = 0,
+    rows_of: dict[int, int] | None = None,
+    selected: int | None = None,
+) -> str:
+    """A text with each element a span; ``values`` None: the elements are not score columns."""
+    parts = []
+    for j, piece in _segments(text, spans):
+        if j is None:
+            parts.append(_esc(piece))
+            continue
+        value = None if values is None else float(values[col_offset + j])
+        col = None if values is None else col_offset + j
+        extra_class, extra_attrs = "", f'data-{side}="{j}"'
+        if rows_of is not None:
+            extra_class = "itx-out"
+            if j in rows_of:
+                extra_attrs += f' data-row="{rows_of[j]}" tabindex="0" role="button"'
+                if rows_of[j] == selected:
+                    extra_class += " itx-sel"
+        parts.append(
+            _element_span(col, piece, labels[j], value, scale, extra_class=extra_class, extra_attrs=extra_attrs)
+        )
+    return f'<div class="itx-text" data-side="{side}" style="white-space:pre-wrap">{"".join(parts)}</div>'
+
+
+def _legend(scale: float, shared: bool, generation: bool) -> str:
+    gradient = f"linear-gradient(90deg,{_css(NEGATIVE_RGB)} 0%,{_css(WHITE_RGB)} 50%,{_css(POSITIVE_RGB)} 100%)"
+    note = (
+        f"shared scale: full colour at |score| \u2265 {_fmt_scale(scale)}"
+        if shared
+        else "full colour at the largest |score| of the " + ("output shown" if generation else "class shown")
+    )
+    return (
+        '<div class="itx-legend">'
+        '<div class="itx-scale">'
+        f'<div class="itx-bar" style="background:{gradient}"></div>'
+        f'<div class="itx-ticks"><span class="itx-lo">-{_fmt_scale(scale)}</span><span>0</span>'
+        f'<span class="itx-hi">+{_fmt_scale(scale)}</span></div>'
+        "</div>"
+        '<div><span style="color:rgb(220, 38, 38);font-weight:600">red</span> raises the explained output, '
+        '<span style="color:rgb(37, 99, 235);font-weight:600">blue</span> lowers it</div>'
+        '<div><span class="itx-swatch itx-nan"></span>not attributable</div>'
+        f'<div class="itx-note">{_esc(note)}</div>'
+        "</div>"
+    )
+
+
+def _heatmap(expl: Explanation, scales: list[float], selected: int, n_prompt: int, shared: bool) -> str:
+    columns = expl.columns
+    rows, cols = expl.scores.shape
+    summary = (
+        f"Attribution matrix: {rows} output element{'s' * (rows != 1)} \u00d7 {cols} column{'s' * (cols != 1)}"
+        + (" (shared scale" if shared else " (each row on its own scale")
+        + "; click a row to show it)"
+    )
+    if rows * cols > MAX_HEATMAP_CELLS:
+        return (
+            f'<details class="itx-heat-box"><summary>{_esc(summary)}</summary><div class="itx-hint">'
+            f"The matrix has {rows * cols} cells, more than {MAX_HEATMAP_CELLS}: left out to keep the page small."
+            "</div></details>"
+        )
+    head = ["<th></th>"]
+    for j, name in enumerate(columns):
+        first_out = (
+            ' class="itx-colh itx-first-out"' if j == n_prompt and expl.task == "causal_lm" else ' class="itx-colh"'
+        )
+        head.append(f'<th{first_out} title="{_esc(name)}"><span>{_esc(_visible(name))}</span></th>')
+    body = []
+    for i, t in enumerate(expl.targets):
+        cells = [f'<th title="{_esc(t.label)}">{_esc(_visible(t.label))}</th>']
+        for j, name in enumerate(columns):
+            value = float(expl.scores[i, j])
+            border = ' class="itx-first-out"' if j == n_prompt and expl.task == "causal_lm" else ""
+            if math.isnan(value):
+                cls = ' class="itx-nan itx-first-out"' if border else ' class="itx-nan"'
+                title = _esc(f"{t.label} \u2190 {name}: not attributable")
+                cells.append(f'<td{cls} title="{title}"></td>')
+            else:
+                bg = score_rgb(value, scales[i])
+                title = _esc(f"{t.label} \u2190 {name}: {_fmt_exact(value)}")
+                cells.append(f'<td{border} style="background-color:{_css(bg)}" title="{title}"></td>')
+        sel = ' class="itx-sel-row"' if i == selected else ""
+        body.append(f'<tr data-row="{i}"{sel}>{"".join(cells)}</tr>')
+    return (
+        f'<details class="itx-heat-box" open><summary>{_esc(summary)}</summary><div class="itx-heat-wrap">'
+        f'<table class="itx-heat"><thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        "</div></details>"
+    )
+
+
+def explanation_html(expl: Explanation, *, scale: float | None = None, target: int | str | None = None) -> str:
+    """A self-contained HTML fragment showing one explanation.
+
+    Each element of the text is a ``<span>`` tinted by its score (hover it for the exact score);
+    classification adds a switch between the explained classes, generation shows the prompt and
+    the output, where hovering or clicking an output element shows what drove it, and a heat map
+    of the whole matrix.
+
+    Args:
+        expl: the explanation.
+        scale: the ``|score|`` drawn at full colour, shared by every row (and by every render that
+            passes the same value); default: the largest finite ``|score|`` of the row shown.
+        target: the row shown first (row number or label); default: the predicted class when it
+            is explained, else the first row.
+
+    Returns:
+        An HTML fragment (inline CSS and JS, no network).
+
+    Example:
+        >>> html_text = explanation_html(expl, scale=1.0)  # doctest: +SKIP
+    """
+    expl = _check_explanation(expl)
+    shared = _check_scale(scale)
+    row = _default_row(expl, target)
+    scales = _row_scales(expl.scores, shared)
+    uid = "itx-" + uuid.uuid4().hex[:12]
+    generation = expl.task != "classification"
+    values = expl.scores[row]
+    t = expl.targets[row]
+
+    if generation:
+        title = (
+            f'<div class="itx-title">Output element <b class="itx-label">{_esc(t.label)}</b></div>'
+            f'<div class="itx-info">{_esc(_row_info(expl, row))}</div>'
+            '<div class="itx-hint">hover or click an output element to see what drove it</div>'
+        )
+        controls = ""
+        out_text, out_labels, out_spans = _output_side(expl)
+        rows_of = _output_rows(expl, len(out_labels))
+        n_prompt = len(expl.elements)
+        prompt = _text_block(expl.text, expl.spans, expl.elements, values, scales[row], side="prompt")
+        output = _text_block(
+            out_text,
+            out_spans,
+            out_labels,
+            values if expl.task == "causal_lm" else None,
+            scales[row],
+            side="output",
+            col_offset=n_prompt,
+            rows_of=rows_of,
+            selected=row,
+        )
+        body = (
+            '<div class="itx-panels">'
+            f'<div class="itx-panel"><div class="itx-panel-title">Prompt</div>{prompt}</div>'
+            f'<div class="itx-panel"><div class="itx-panel-title">Output</div>{output}</div>'
+            "</div>"
+        )
+        body += _legend(scales[row], shared is not None, True)
+        body += _heatmap(expl, scales, row, n_prompt, shared is not None)
+    else:
+        title = (
+            f'<div class="itx-title">Explained class <b class="itx-label">{_esc(t.label)}</b></div>'
+            f'<div class="itx-info">{_esc(_row_info(expl, row))}</div>'
+        )
+        controls = _class_switch(expl, row) if len(expl.targets) > 1 else ""
+        body = _text_block(expl.text, expl.spans, expl.elements, values, scales[row], side="prompt")
+        body += _legend(scales[row], shared is not None, False)
+
+    meta = " \u00b7 ".join(
+        [
+            f"method: {expl.method}",
+            f"task: {expl.task}",
+            f"granularity: {expl.granularity} ({expl.aggregation})",
+            f"explained f: {expl.inference_mode}",
+        ]
+    )
+    data = {
+        "row": row,
+        "scores": [[_json_score(v) for v in r] for r in expl.scores.tolist()],
+        "scales": scales,
+        "columns": expl.columns,
+        "rows": [
+            {"label": tt.label, "info": _row_info(expl, i), "scale": _fmt_scale(scales[i])}
+            for i, tt in enumerate(expl.targets)
+        ],
+        "pos": POSITIVE_RGB,
+        "neg": NEGATIVE_RGB,
+        "dark": DARK_TEXT_RGB,
+        "light": LIGHT_TEXT_RGB,
+    }
+    return (
+        f'<div class="itx-root" id="{uid}" data-task="{_esc(expl.task)}" data-row="{row}">'
+        f"<style>{_CSS.replace('#@', '#' + uid)}</style>"
+        f'<div class="itx-head">{title}</div>{controls}{body}'
+        f'<div class="itx-meta">{_esc(meta)}</div>'
+        # the data lives in the script itself: hosts that re-create scripts may drop other ones
+        f"<script>{_JS.replace('__UID__', uid).replace('__DATA__', _script_json(data))}</script>"
+        "</div>"
+    )
+
+
+def _class_switch(expl: Explanation, selected: int) -> str:
+    """Buttons for a few classes, a ``<select>`` for many."""
+    targets = expl.targets
+    if len(targets) <= 10:
+        buttons = []
+        for i, t in enumerate(targets):
+            prob = "" if math.isnan(t.probability) else f" <small>{_fmt_prob(t.probability)}</small>"
+            pressed = "true" if i == selected else "false"
+            buttons.append(
+                f'<button type="button" class="itx-btn" data-row="{i}" aria-pressed="{pressed}" '
+                f'title="{_esc(t.label)}">{_esc(_visible(t.label))}{prob}</button>'
+            )
+        return f'<div class="itx-controls" role="group" aria-label="explained class">{"".join(buttons)}</div>'
+    options = []
+    for i, t in enumerate(targets):
+        prob = "" if math.isnan(t.probability) else f" (p = {_fmt_prob(t.probability)})"
+        sel = " selected" if i == selected else ""
+        options.append(f'<option value="{i}"{sel}>{_esc(_visible(t.label) + prob)}</option>')
+    return (
+        '<div class="itx-controls"><label>explained class '
+        f'<select class="itx-select">{"".join(options)}</select></label></div>'
+    )
+
+
+def _as_list(explanations: Any) -> list[Explanation]:
+    if isinstance(explanations, Explanation):
+        return [explanations]
+    if isinstance(explanations, (str, bytes)) or not isinstance(explanations, Sequence):
+        raise InterpTextError(f"expected an Explanation or a list of them, got {type(explanations).__name__}.")
+    return [_check_explanation(e) for e in explanations]
+
+
+_LIST_CSS = """
+#@{font-family:ui-sans-serif,system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1f2328;
+color-scheme:light}
+#@ .itx-list-row{display:flex;gap:10px;align-items:flex-start}
+#@ .itx-list-idx{flex:0 0 auto;min-width:28px;margin-top:14px;text-align:right;font-size:12px;font-weight:600;
+color:#57606a;font-variant-numeric:tabular-nums}
+#@ .itx-list-body{flex:1 1 auto;min-width:0}
+#@ .itx-list-empty{color:#57606a;font-style:italic}
+"""
+
+
+def explanations_html(
+    explanations: Sequence[Explanation], *, scale: float | None = None, target: int | str | None = None
+) -> str:
+    """One HTML fragment showing several explanations, one row per text.
+
+    Args:
+        explanations: the explanations, in display order.
+        scale: a ``|score|`` drawn at full colour in every row, so that colours compare across
+            texts; default: each row's own largest ``|score|``.
+        target: the row shown first in every explanation (see :func:`explanation_html`).
+
+    Returns:
+        An HTML fragment.
+
+    Example:
+        >>> page = explanations_html([expl_a, expl_b], scale=0.5)  # doctest: +SKIP
+    """
+    items = _as_list(explanations)
+    uid = "itx-list-" + uuid.uuid4().hex[:12]
+    rows = [
+        f'<div class="itx-list-row"><div class="itx-list-idx">{n}</div>'
+        f'<div class="itx-list-body">{explanation_html(e, scale=scale, target=target)}</div></div>'
+        for n, e in enumerate(items, start=1)
+    ]
+    if not rows:
+        rows = ['<div class="itx-list-empty">no explanations</div>']
+    return f'<div class="itx-list" id="{uid}"><style>{_LIST_CSS.replace("#@", "#" + uid)}</style>{"".join(rows)}</div>'
+
+
+def save_html(explanations: Explanation | Sequence[Explanation], path: str | Path, **options: Any) -> Path:
+    """Write a standalone UTF-8 page (``<!doctype html>``) that needs no network to view.
+
+    Args:
+        explanations: one explanation, or a list shown one row per text.
+        path: the file to write.
+        **options: ``scale`` and ``target``, as for :func:`explanation_html`.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> save_html(expl, "explanation.html", scale=1.0)  # doctest: +SKIP
+    """
+    if isinstance(explanations, Explanation):
+        fragment = explanation_html(explanations, **options)
+        items = [explanations]
+    else:
+        items = _as_list(explanations)
+        fragment = explanations_html(items, **options)
+    methods = sorted({e.method for e in items})
+    title = "interp_text explanation" + (f" \u00b7 {', '.join(methods)}" if methods else "")
+    page = (
+        "<!doctype html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        # no request can leave the page, whatever ends up in it
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_esc(title)}</title>\n"
+        "<style>body{margin:24px auto;max-width:1200px;padding:0 16px;background:#f6f8fa;"
+        "font-family:ui-sans-serif,system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif}"
+        "h1{font-size:18px;font-weight:600;color:#1f2328}</style>\n"
+        f"</head>\n<body>\n<h1>{_esc(title)}</h1>\n{fragment}\n</body>\n</html>\n"
+    )
+    path = Path(path)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+class ExplanationList(list):
+    """A list of explanations that a notebook displays as one page, one row per text.
+
+    Example:
+        >>> ExplanationList([expl_a, expl_b]).save_html("page.html")  # doctest: +SKIP
+    """
+
+    def to_html(self, **options: Any) -> str:
+        """One HTML fragment for the whole list (see :func:`explanations_html`)."""
+        return explanations_html(self, **options)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def save_html(self, path: str | Path, **options: Any) -> Path:
+        """Write the list as one standalone page (see :func:`save_html`)."""
+        return save_html(self, path, **options)
+
+    def to_terminal(self, **options: Any) -> str:
+        """Every explanation for a terminal, separated by blank lines."""
+        return "\n\n".join(explanation_terminal(e, **options) for e in _as_list(self))
+
+
+# ----------------------------------------------------------------- terminal
+_RESET = "\x1b[0m"
+_BOLD = "\x1b[1m"
+_DIM = "\x1b[2m"
+_UNDERLINE = "\x1b[4m"
+
+
+def _use_color(color: bool | None) -> bool:
+    if color is None:
+        return os.environ.get("NO_COLOR", "") == ""  # https://no-color.org: set and non-empty
+    if not isinstance(color, bool):
+        raise InterpTextError(f"color must be True, False or None (auto), got {color!r}.")
+    return color
+
+
+def _ansi(piece: str, bg: tuple[int, int, int]) -> str:
+    """``piece`` on background ``bg``; line breaks stay uncoloured so no colour bleeds to the line end."""
+    fg = text_rgb(bg)
+    code = f"\x1b[48;2;{bg[0]};{bg[1]};{bg[2]}m\x1b[38;2;{fg[0]};{fg[1]};{fg[2]}m"
+    return "\n".join(f"{code}{line}{_RESET}" if line else "" for line in piece.split("\n"))
+
+
+_TERMINAL_SAFE = {c: chr(0x2400 + c) for c in range(32) if c not in (9, 10)} | {0x7F: "\u2421"}
+_TERMINAL_SAFE |= {c: "\ufffd" for c in range(0x80, 0xA0)}
+
+
+def _term_safe(text: str) -> str:
+    """Control characters as visible symbols, so no user text can drive the terminal (ESC, CR...)."""
+    return text.translate(_TERMINAL_SAFE)
+
+
+def _term_element(piece: str, label: str, value: float, scale: float, color: bool, mark: bool = False) -> str:
+    shown = _term_safe(piece or label)  # an element with an empty span (special token) shows its name
+    if not color:
+        if mark:
+            return f"{shown}[target]"
+        return f"{shown}[{'n/a' if math.isnan(value) else _fmt_short(value)}]"
+    if mark:
+        return f"{_BOLD}{_UNDERLINE}{shown}{_RESET}"
+    if math.isnan(value):
+        return f"{_DIM}{shown}{_RESET}"
+    bg = score_rgb(value, scale)
+    return shown if bg == WHITE_RGB else _ansi(shown, bg)
+
+
+def _term_text(
+    text: str,
+    spans: Sequence[tuple[int, int]],
+    labels: Sequence[str],
+    values: Sequence[float] | None,
+    scale: float,
+    color: bool,
+    *,
+    col_offset: int = 0,
+    mark: int | None = None,
+) -> str:
+    parts = []
+    for j, piece in _segments(text, spans):
+        if j is None:
+            parts.append(_term_safe(piece))
+        elif values is None:  # not score columns (seq2seq outputs): only the target is marked
+            mark_it = j == mark
+            parts.append(
+                _term_element(piece, labels[j], math.nan, scale, color, mark=True) if mark_it else _term_safe(piece)
+            )
+        else:
+            parts.append(_term_element(piece, labels[j], float(values[col_offset + j]), scale, color, mark=j == mark))
+    return "".join(parts)
+
+
+def _term_legend(scale: float | None, color: bool) -> str:
+    where = f"|score| {_fmt_scale(scale)}" if scale is not None else "each row's largest |score|"
+    if not color:
+        return "legend: element[score], n/a = not attributable"
+    steps = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]
+    bar = "".join(_ansi("  ", score_rgb(s, 1.0)) for s in steps)
+    return f"legend: - {bar} + (full colour at {where}; {_DIM}dim{_RESET} = not attributable)"
+
+
+def _term_header(expl: Explanation, i: int, color: bool, kind: str) -> str:
+    t = expl.targets[i]
+    label = f"{_BOLD}{t.label!r}{_RESET}" if color else repr(t.label)
+    info = _row_info(expl, i)
+    return f"\u25b6 {kind} {label}" + (f"  {info}" if info else "")
+
+
+def explanation_terminal(
+    expl: Explanation,
+    *,
+    target: int | str | None = None,
+    color: bool | None = None,
+    scale: float | None = None,
+) -> str:
+    """The explanation as text for a terminal, with 24-bit ANSI background colours.
+
+    Classification: one header per class (label, probability) followed by the tinted text.
+    Generation: the prompt and the output, then one line per output element with its five
+    columns of largest ``|score|``; with ``target``, the whole text tinted for that output.
+
+    Args:
+        expl: the explanation.
+        target: show only this row (row number or label); default: every row.
+        color: True: ANSI colours; False: plain text with scores in brackets (``good[+0.52]``);
+            None: colours unless the ``NO_COLOR`` environment variable is set.
+        scale: the ``|score|`` drawn at full colour; default: each row's largest ``|score|``.
+
+    Returns:
+        The text, lines separated by ``\\n``.
+
+    Example:
+        >>> print(explanation_terminal(expl, color=False))  # doctest: +SKIP
+    """
+    expl = _check_explanation(expl)
+    use_color = _use_color(color)
+    shared = _check_scale(scale)
+    scales = _row_scales(expl.scores, shared)
+    rows = [_default_row(expl, target)] if target is not None else list(range(len(expl.targets)))
+    meta = f"{expl.method} \u00b7 {expl.task} \u00b7 {expl.granularity} ({expl.aggregation}) \u00b7 f = {expl.inference_mode}"
+    lines = [f"{_DIM}{meta}{_RESET}" if use_color else meta]
+
+    if expl.task == "classification":
+        for i in rows:
+            lines.append(_term_header(expl, i, use_color, "class"))
+            lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color))
+        lines.append(_term_legend(shared, use_color))
+        return "\n".join(lines)
+
+    out_text, out_labels, out_spans = _output_side(expl)
+    rows_of = _output_rows(expl, len(out_labels))
+    output_of = {r: k for k, r in rows_of.items()}
+    n_prompt = len(expl.elements)
+    causal = expl.task == "causal_lm"
+    if target is not None:
+        i = rows[0]
+        lines.append(_term_header(expl, i, use_color, "output element"))
+        lines.append("prompt:")
+        lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color))
+        lines.append("output:")
+        lines.append(
+            _term_text(
+                out_text,
+                out_spans,
+                out_labels,
+                expl.scores[i] if causal else None,
+                scales[i],
+                use_color,
+                col_offset=n_prompt,
+                mark=output_of.get(i),
+            )
+        )
+    else:
+        lines.append(f"prompt: {_term_safe(expl.text)}")
+        lines.append(f"output: {_term_safe(out_text)}")
+        lines.append(
+            "output element \u2192 its 5 columns of largest |score|" + (" (earlier outputs included)" if causal else "")
+        )
+        columns = expl.columns
+        width = min(max((len(repr(t.label)) for t in expl.targets), default=0), 24)
+        for i, t in enumerate(expl.targets):
+            row = expl.scores[i]
+            order = [
+                j for j in np.argsort(-np.nan_to_num(np.abs(row), nan=-1.0), kind="stable") if not math.isnan(row[j])
+            ]
+            chips = []
+            for j in order[:5]:
+                name = _term_safe(_visible(columns[j]))
+                name = f"out:{name}" if j >= n_prompt else name  # an earlier output, not the prompt
+                if use_color:
+                    bg = score_rgb(float(row[j]), scales[i])
+                    chips.append(f"{_ansi(name, bg)} {_DIM}{_fmt_short(float(row[j]))}{_RESET}")
+                else:
+                    chips.append(f"{name}[{_fmt_short(float(row[j]))}]")
+            prob = "" if math.isnan(t.probability) else f"p={_fmt_prob(t.probability)} "
+            label = repr(t.label).ljust(width)
+            label = f"{_BOLD}{label}{_RESET}" if use_color else label
+            lines.append(f"  {label} {prob}\u2502 {'  '.join(chips) if chips else '(nothing attributable)'}")
+    lines.append(_term_legend(shared, use_color))
+    return "\n".join(lines)

@@ -1,0 +1,546 @@
+"""Rendering: HTML fragments and pages, terminal text. Explanations are built by hand, no model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from interp_text.errors import InterpTextError
+from interp_text.explanation import Explanation, Target
+from interp_text.render import (
+    NEGATIVE_RGB,
+    POSITIVE_RGB,
+    WHITE_RGB,
+    ExplanationList,
+    explanation_html,
+    explanation_terminal,
+    explanations_html,
+    save_html,
+    score_rgb,
+    text_rgb,
+)
+
+MALICIOUS = "Nice <script>alert(1)</script> & \"quoted\" 'single' </div> <img src=x onerror=alert(2)> end"
+
+
+# ----------------------------------------------------------------- builders
+def words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    return [text[s:e] for s, e in spans], spans
+
+
+def classification(text: str, scores, labels=("neg", "pos"), predicted: int | None = 1, probs=None) -> Explanation:
+    elements, spans = words(text)
+    scores = np.asarray(scores, dtype=np.float64).reshape(len(labels), len(elements))
+    probs = probs or [1 / len(labels)] * len(labels)
+    targets = [Target(label, i, probability=p) for i, (label, p) in enumerate(zip(labels, probs))]
+    return Explanation(text, elements, spans, scores, targets, method="saliency", predicted=predicted)
+
+
+def causal(prompt: str = "The capital of France is", output: str = " Paris. It is big") -> Explanation:
+    elements, spans = words(prompt)
+    out_elements, out_spans = words(output)
+    n, m = len(elements), len(out_elements)
+    scores = np.arange(1, m * (n + m) + 1, dtype=np.float64).reshape(m, n + m) * np.where(
+        np.arange(n + m) % 2, -1.0, 1.0
+    )  # (outputs, prompt + outputs), alternating signs
+    for i in range(m):
+        scores[i, n + i :] = np.nan  # output i depends on the outputs before it only
+    targets = [Target(label, k, probability=0.5) for k, label in enumerate(out_elements)]
+    return Explanation(
+        prompt,
+        elements,
+        spans,
+        scores,
+        targets,
+        method="integrated_gradients",
+        task="causal_lm",
+        output_text=output,
+        output_elements=out_elements,
+        output_spans=out_spans,
+    )
+
+
+def seq2seq() -> Explanation:
+    prompt, output = "translate: the cat sleeps", "le chat dort"
+    elements, spans = words(prompt)
+    out_elements, out_spans = words(output)
+    scores = np.array([[0.1, 0.9, -0.2, 0.0], [0.0, -0.1, 0.8, 0.1], [0.05, 0.0, 0.1, 0.7]])  # (3 outputs, 4 inputs)
+    targets = [Target(label, k, probability=0.9) for k, label in enumerate(out_elements)]
+    return Explanation(
+        prompt,
+        elements,
+        spans,
+        scores,
+        targets,
+        method="occlusion",
+        task="seq2seq",
+        output_text=output,
+        output_elements=out_elements,
+        output_spans=out_spans,
+    )
+
+
+# ----------------------------------------------------------------- a tiny DOM, parsed as a browser would
+class Node:
+    def __init__(self, tag: str, attrs: dict[str, str | None], parent: Node | None):
+        self.tag, self.attrs, self.parent, self.children = tag, attrs, parent, []
+
+    @property
+    def classes(self) -> list[str]:
+        return (self.attrs.get("class") or "").split()
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def walk(self):
+        for c in self.children:
+            if isinstance(c, Node):
+                yield c
+                yield from c.walk()
+
+    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list[Node]:
+        return [
+            n
+            for n in self.walk()
+            if (tag is None or n.tag == tag)
+            and (cls is None or cls in n.classes)
+            and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
+        ]
+
+    def find(self, *args, **kwargs) -> Node:
+        found = self.find_all(*args, **kwargs)
+        assert found, (args, kwargs)
+        return found[0]
+
+
+class Tree(HTMLParser):
+    VOID = frozenset({"meta", "br", "img", "input", "link", "hr"})
+
+    def __init__(self, markup: str):
+        super().__init__(convert_charrefs=True)
+        self.root = self.node = Node("#root", {}, None)
+        self.feed(markup)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, dict(attrs), self.node)
+        self.node.children.append(node)
+        if tag not in self.VOID:
+            self.node = node
+
+    def handle_endtag(self, tag):
+        node = self.node
+        while node is not self.root and node.tag != tag:
+            node = node.parent
+        assert node is not self.root, f"stray </{tag}>"
+        self.node = node.parent
+
+    def handle_data(self, data):
+        self.node.children.append(data)
+
+
+def dom(markup: str) -> Node:
+    return Tree(markup).root
+
+
+def style_rgb(node: Node, prop: str = "background-color") -> tuple[int, int, int] | None:
+    m = re.search(rf"(?:^|;){prop}:rgb\((\d+), (\d+), (\d+)\)", node.attrs.get("style") or "")
+    return tuple(int(v) for v in m.groups()) if m else None
+
+
+def data_of(root: Node) -> dict:
+    """The JSON the page's script works from."""
+    code = [s.text() for s in root.find_all("script") if "var D = " in s.text()]
+    assert len(code) == 1
+    return json.loads(re.search(r"var D = (.*);$", code[0], re.MULTILINE).group(1))
+
+
+def prompt_cells(root: Node) -> list[Node]:
+    block = root.find("div", "itx-text", data_side="prompt")
+    return block.find_all("span", "itx-el")
+
+
+# ----------------------------------------------------------------- escaping
+def test_user_text_is_escaped_and_shown_verbatim():
+    expl = classification(
+        MALICIOUS,
+        np.linspace(-1, 1, 2 * len(words(MALICIOUS)[0])),
+        labels=("</script><script>alert(3)</script>", 'pos"&<b>'),
+    )
+    markup = explanation_html(expl)
+    assert "<script>alert" not in markup
+    assert "<img" not in markup
+    assert "</div> <img" not in markup
+    root = dom(markup)
+    assert len(root.find_all("script")) == 1  # ours, nothing from the text
+    assert root.find("div", "itx-text", data_side="prompt").text() == MALICIOUS
+    assert next(b.text() for b in root.find_all("button", "itx-btn")).startswith("</script><script>alert(3)")
+    assert root.find("b", "itx-label").text() == 'pos"&<b>'
+
+
+def test_embedded_json_cannot_close_its_script_tag():
+    expl = classification("a </script><script>alert(1)</script> b", np.ones(6), labels=("x</script>", "y"))
+    root = dom(explanation_html(expl))
+    code = root.find("script").text()
+    assert "</script" not in code.lower() and "<!--" not in code  # nothing can end the element early
+    raw = re.search(r"var D = (.*);$", code, re.MULTILINE).group(1)
+    assert "<" not in raw and ">" not in raw and "&" not in raw
+    parsed = data_of(root)
+    assert parsed["rows"][0]["label"] == "x</script>"
+    assert parsed["columns"] == expl.elements
+
+
+def test_attribute_quotes_are_escaped():
+    expl = classification("say \"hi\" 'there'", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    root = dom(explanation_html(expl))
+    assert [c.attrs["title"].rsplit(":", 1)[0] for c in prompt_cells(root)] == expl.elements
+
+
+# ----------------------------------------------------------------- structure
+@pytest.mark.parametrize(
+    "text",
+    ["good movie", "  leading and\ttabs\n\nnew  lines  ", "caf\u00e9 \u2603 \U0001f600 done", MALICIOUS],
+)
+def test_one_span_per_element_and_text_verbatim(text):
+    elements, _ = words(text)
+    expl = classification(text, np.ones((2, len(elements))))
+    root = dom(explanation_html(expl))
+    cells = prompt_cells(root)
+    assert sorted(int(c.attrs["data-col"]) for c in cells) == list(range(len(elements)))
+    assert [c.text() for c in cells] == elements
+    assert root.find("div", "itx-text", data_side="prompt").text() == text
+
+
+def test_uncovered_overlapping_and_empty_spans():
+    text = "[x] ab-cd"
+    # a special token with an empty span, spans out of order, an overlap, uncovered "[x] "
+    spans = [(0, 0), (7, 9), (4, 6), (5, 7)]
+    elements = ["[CLS]", "cd", "ab", "b-"]
+    expl = Explanation(text, elements, spans, np.array([[0.1, 0.2, 0.3, 0.4]]), [Target("pos", 0)], "saliency")
+    root = dom(explanation_html(expl))
+    cells = prompt_cells(root)
+    assert sorted(int(c.attrs["data-col"]) for c in cells) == [0, 1, 2, 3]
+    assert root.find("div", "itx-text", data_side="prompt").text() == text
+    special = root.find("span", "itx-el", data_col="0")
+    assert special.text() == "" and special.attrs["data-label"] == "[CLS]" and "itx-empty" in special.classes
+
+
+def test_generation_output_text_verbatim_and_clickable():
+    expl = causal(output=" Paris.\n  It is big")
+    root = dom(explanation_html(expl))
+    out = root.find("div", "itx-text", data_side="output")
+    assert out.text() == expl.output_text
+    spans = out.find_all("span", "itx-out")
+    assert [s.attrs["data-row"] for s in spans] == ["0", "1", "2", "3"]
+    n = len(expl.elements)
+    assert [int(s.attrs["data-col"]) for s in spans] == [n, n + 1, n + 2, n + 3]  # outputs are columns too
+    assert "itx-sel" in spans[0].classes
+    assert len(prompt_cells(root)) == n
+
+
+def test_unique_ids_and_scoped_script():
+    expl = classification("good movie", [0.1, 0.2, 0.3, 0.4])
+    a, b = explanation_html(expl), explanation_html(expl)
+    id_a = dom(a).find("div", "itx-root").attrs["id"]
+    id_b = dom(b).find("div", "itx-root").attrs["id"]
+    assert id_a != id_b
+    assert f'[id="{id_a}"]' in a and f"#{id_a} " in a
+    assert "require(" not in a and "http://" not in a and "https://" not in a
+
+
+# ----------------------------------------------------------------- colours
+def test_colour_white_at_zero_and_hue_from_sign():
+    assert score_rgb(0.0, 1.0) == WHITE_RGB
+    assert score_rgb(1.0, 1.0) == POSITIVE_RGB
+    assert score_rgb(-1.0, 1.0) == NEGATIVE_RGB
+    r, g, b = score_rgb(0.4, 1.0)
+    assert r > g and r > b  # red
+    r, g, b = score_rgb(-0.4, 1.0)
+    assert b > r and b > g  # blue
+    assert score_rgb(float("nan"), 1.0) is None
+    assert score_rgb(5.0, 1.0) == POSITIVE_RGB  # clipped beyond the scale
+    assert score_rgb(0.7, 0.0) == WHITE_RGB  # an all-zero row draws white
+
+
+def test_colour_monotone_in_score():
+    values = np.linspace(0, 1, 21)
+    for sign in (1, -1):
+        colours = [score_rgb(sign * v, 1.0) for v in values]
+        distance = [sum(255 - c for c in rgb) for rgb in colours]
+        assert all(a < b for a, b in itertools.pairwise(distance))
+        for channel in range(3):
+            seq = [rgb[channel] for rgb in colours]
+            assert all(a >= b for a, b in itertools.pairwise(seq))
+
+
+def test_text_colour_is_readable():
+    for v in np.linspace(-1, 1, 41):
+        bg = score_rgb(v, 1.0)
+        fg = text_rgb(bg)
+
+        def lum(c):
+            c = [x / 255 for x in c]
+            c = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+            return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+        hi, lo = max(lum(bg), lum(fg)), min(lum(bg), lum(fg))
+        assert (hi + 0.05) / (lo + 0.05) >= 4.5, (v, bg, fg)
+
+
+def test_html_colours_follow_scores():
+    scores = [[0.0, 0.25, 0.5, 1.0, -0.5, -1.0], [0.0] * 6]
+    expl = classification("a b c d e f", scores, predicted=0)
+    cells = prompt_cells(dom(explanation_html(expl)))
+    colours = [style_rgb(c) for c in cells]
+    assert colours[0] == WHITE_RGB
+    assert colours[3] == POSITIVE_RGB and colours[5] == NEGATIVE_RGB
+    assert colours == [score_rgb(v, 1.0) for v in scores[0]]
+    assert [c.attrs["title"] for c in cells][:2] == ["a: +0", "b: +0.25"]
+    fg = [style_rgb(c, "color") for c in cells]
+    assert fg == [text_rgb(score_rgb(v, 1.0)) for v in scores[0]]
+
+
+def test_nan_cells_marked_not_attributable():
+    expl = causal()
+    root = dom(explanation_html(expl, target=1))
+    out = root.find("div", "itx-text", data_side="output").find_all("span", "itx-out")
+    # row 1 may use output 0 only
+    assert "itx-nan" not in out[0].classes and style_rgb(out[0]) is not None
+    for span in out[1:]:
+        assert "itx-nan" in span.classes
+        assert span.attrs["title"].endswith("not attributable")
+        assert style_rgb(span) is None
+    assert "itx-sel" in out[1].classes
+    nan_cells = root.find("table", "itx-heat").find_all("td", "itx-nan")
+    assert len(nan_cells) == int(np.isnan(expl.scores).sum())
+    assert all(c.attrs["title"].endswith("not attributable") for c in nan_cells)
+    assert data_of(root)["scores"][0][-1] is None
+
+
+def test_shared_scale_honoured():
+    expl = classification("a b", [[1.0, -0.5], [0.2, 0.1]], predicted=0)
+    own = [style_rgb(c) for c in prompt_cells(dom(explanation_html(expl)))]
+    assert own == [POSITIVE_RGB, score_rgb(-0.5, 1.0)]
+    root = dom(explanation_html(expl, scale=4.0))
+    assert [style_rgb(c) for c in prompt_cells(root)] == [score_rgb(1.0, 4.0), score_rgb(-0.5, 4.0)]
+    assert root.find("span", "itx-lo").text() == "-4" and root.find("span", "itx-hi").text() == "+4"
+    assert data_of(root)["scales"] == [4.0, 4.0]
+
+    other = classification("c d", [[4.0, 1.0], [0.0, 0.0]], predicted=0)
+    page = dom(explanations_html([expl, other], scale=4.0))
+    blocks = page.find_all("div", "itx-text", data_side="prompt")
+    assert len(blocks) == 2
+    # the same score has the same colour in both texts
+    assert style_rgb(blocks[0].find_all("span", "itx-el")[0]) == style_rgb(blocks[1].find_all("span", "itx-el")[1])
+
+
+def test_default_scale_is_row_max_abs():
+    expl = classification("a b c", [[0.2, -0.8, 0.4], [1.0, 1.0, 1.0]], predicted=0)
+    cells = prompt_cells(dom(explanation_html(expl)))
+    assert [style_rgb(c) for c in cells] == [score_rgb(0.2, 0.8), NEGATIVE_RGB, score_rgb(0.4, 0.8)]
+
+
+# ----------------------------------------------------------------- classes and targets
+def test_class_switch_defaults_to_predicted():
+    labels = ("neg", "neutral", "pos")
+    scores = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5]]
+    root = dom(explanation_html(classification("good movie", scores, labels=labels, predicted=2)))
+    buttons = root.find("div", "itx-controls").find_all("button")
+    assert [b.attrs["data-row"] for b in buttons] == ["0", "1", "2"]
+    assert [b.attrs["aria-pressed"] for b in buttons] == ["false", "false", "true"]
+    assert root.find("b", "itx-label").text() == "pos"
+    assert "predicted" in root.find("div", "itx-info").text()
+    assert [style_rgb(c) for c in prompt_cells(root)] == [NEGATIVE_RGB, score_rgb(0.5, 1.0)]
+    assert data_of(root)["row"] == 2
+
+
+def test_many_classes_use_a_select():
+    labels = tuple(f"class{i}" for i in range(12))
+    expl = classification("a b", np.arange(24.0), labels=labels, predicted=7)
+    select = dom(explanation_html(expl)).find("select", "itx-select")
+    options = select.find_all("option")
+    assert len(options) == 12
+    assert [o.attrs["value"] for o in options if "selected" in o.attrs] == ["7"]
+
+
+def test_default_row_without_predicted_and_explicit_target():
+    expl = classification("a b", [[1.0, 0.0], [0.0, 1.0]], predicted=5)  # predicted class not explained
+    assert data_of(dom(explanation_html(expl)))["row"] == 0
+    for target in (1, "pos", -1):
+        root = dom(explanation_html(expl, target=target))
+        assert root.find("b", "itx-label").text() == "pos"
+    single = dom(explanation_html(classification("a", [[1.0]], labels=("pos",), predicted=0)))
+    assert not single.find_all("div", "itx-controls")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"scale": 0}, "scale must be a positive"),
+        ({"scale": -1.0}, "scale must be a positive"),
+        ({"scale": float("inf")}, "scale must be a positive"),
+        ({"scale": "big"}, "'big'"),
+        ({"target": "nope"}, "'nope'"),
+        ({"target": 9}, "out of range"),
+        ({"target": 1.5}, "target must be"),
+    ],
+)
+def test_bad_options_raise(options, match):
+    expl = classification("a b", [[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(InterpTextError, match=match):
+        explanation_html(expl, **options)
+
+
+def test_unknown_option_is_an_error():
+    with pytest.raises(TypeError, match="colour"):
+        classification("a b", [[1.0, 0.0], [0.0, 1.0]]).to_html(colour="red")
+
+
+# ----------------------------------------------------------------- generation
+def test_causal_heatmap_matrix():
+    expl = causal()
+    root = dom(explanation_html(expl))
+    table = root.find("table", "itx-heat")
+    rows = table.find("tbody").find_all("tr")
+    assert len(rows) == len(expl.targets)
+    assert all(len(r.find_all("td")) == len(expl.columns) for r in rows)
+    assert [r.find("th").text() for r in rows] == expl.target_labels
+    assert "itx-sel-row" in rows[0].classes
+    first = rows[2].find_all("td")
+    assert [style_rgb(td) for td in first[:3]] == [
+        score_rgb(v, np.nanmax(np.abs(expl.scores[2]))) for v in expl.scores[2, :3]
+    ]
+
+
+def test_seq2seq_outputs_are_rows_not_columns():
+    expl = seq2seq()
+    root = dom(explanation_html(expl, target="chat"))
+    out = root.find("div", "itx-text", data_side="output").find_all("span", "itx-out")
+    assert [s.attrs["data-row"] for s in out] == ["0", "1", "2"]
+    assert all("data-col" not in s.attrs for s in out)
+    assert "itx-sel" in out[1].classes
+    assert [style_rgb(c) for c in prompt_cells(root)] == [score_rgb(v, 0.8) for v in expl.scores[1]]
+    assert len(root.find("table", "itx-heat").find_all("td")) == 12
+
+
+def test_generation_without_output_spans_rebuilds_them():
+    expl = causal()
+    expl.output_spans = None
+    root = dom(explanation_html(expl))
+    assert root.find("div", "itx-text", data_side="output").text() == expl.output_text
+    expl.output_text = None
+    text = dom(explanation_html(expl)).find("div", "itx-text", data_side="output").text()
+    assert text == "Paris. It is big"
+
+
+# ----------------------------------------------------------------- pages and lists
+def test_save_html_is_a_standalone_page(tmp_path):
+    expl = classification("caf\u00e9 \u2603 good", np.ones((2, 3)))
+    path = save_html(expl, tmp_path / "one.html", scale=2.0)
+    assert path == tmp_path / "one.html"
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>")
+    assert '<meta charset="utf-8">' in page and "Content-Security-Policy" in page
+    assert ">caf\u00e9</span> <span" in page and "\u2603" in page
+    assert not re.search(r"(src|href)=", page)
+    assert expl.save_html(tmp_path / "two.html").read_text(encoding="utf-8").count('class="itx-root"') == 1
+
+
+def test_list_page_one_row_per_text(tmp_path):
+    items = [classification("good movie", np.ones((2, 2))), causal(), seq2seq()]
+    root = dom(explanations_html(items))
+    rows = root.find_all("div", "itx-list-row")
+    assert len(rows) == 3
+    assert [r.find("div", "itx-root").attrs["data-task"] for r in rows] == ["classification", "causal_lm", "seq2seq"]
+    page = save_html(items, tmp_path / "list.html").read_text(encoding="utf-8")
+    assert page.count('class="itx-list-row"') == 3
+    assert "no explanations" in explanations_html([])
+
+
+def test_explanation_list_displays_as_one_page(tmp_path):
+    items = ExplanationList([classification("good", [[0.5], [-0.5]]), classification("bad", [[-0.5], [0.5]])])
+    assert isinstance(items, list)
+    markup = items._repr_html_()
+    assert markup.count('class="itx-list"') == 1 and markup.count('class="itx-root"') == 2
+    assert items.save_html(tmp_path / "l.html").exists()
+    assert "good[+0.50]" in items.to_terminal(color=False)
+    with pytest.raises(InterpTextError, match="got str"):
+        explanations_html("not a list")
+
+
+def test_explanation_methods_delegate(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    expl = classification("good movie", [[0.52, -0.1], [0.1, 0.2]])
+    assert 'class="itx-root"' in expl._repr_html_()
+    assert "good[+0.52]" in str(expl)
+
+
+# ----------------------------------------------------------------- terminal
+def test_terminal_plain_has_every_element_and_score():
+    expl = classification('good & "bad" movie\nnext', [[0.52, -0.1, 0.0, 1e-4, 2.0], [0.0] * 5], predicted=0)
+    out = explanation_terminal(expl, color=False)
+    assert "\x1b" not in out
+    for element, score in zip(expl.elements, ["+0.52", "-0.10", "+0.00", "+1.0e-04", "+2.00"]):
+        assert f"{element}[{score}]" in out
+    assert "'neg'" in out and "p = 0.500" in out and "predicted" in out
+    assert out.count("'pos'") == 1
+    assert "movie[+1.0e-04]\nnext[+2.00]" in out  # the line break is kept
+    only = explanation_terminal(expl, color=False, target="pos")
+    assert "'neg'" not in only and "good[+0.00]" in only
+
+
+def test_terminal_color_and_no_color(monkeypatch):
+    expl = classification("good movie", [[0.52, -0.3], [0.1, 0.2]])
+    coloured = explanation_terminal(expl, color=True)
+    r, g, b = POSITIVE_RGB
+    assert f"\x1b[48;2;{r};{g};{b}m" in coloured and "\x1b[0m" in coloured
+    assert "[+0.52]" not in coloured
+    monkeypatch.setenv("NO_COLOR", "1")
+    auto = explanation_terminal(expl)
+    assert "\x1b" not in auto and "good[+0.52]" in auto
+    monkeypatch.delenv("NO_COLOR")
+    assert "\x1b[48;2;" in explanation_terminal(expl)
+    with pytest.raises(InterpTextError, match="color must be"):
+        explanation_terminal(expl, color="yes")
+
+
+def test_terminal_generation():
+    expl = causal()
+    out = explanation_terminal(expl, color=False)
+    for label in expl.target_labels:
+        assert repr(label) in out
+    # row 3 ('big'): largest |score| first, NaN never listed
+    # output columns are named out:..., apart from prompt columns of the same text
+    top = next(line for line in out.splitlines() if line.strip().startswith("'big'"))
+    assert top.split("\u2502")[1].split()[0] == "out:is[-35.00]"
+    assert "[n/a]" not in out
+    one = explanation_terminal(expl, color=False, target=1)
+    assert "Paris.[-15.00]" in one and "The[+10.00]" in one and "It[target]" in one and "is[n/a]" in one
+    assert "\x1b[48;2;" in explanation_terminal(expl, color=True)
+    s2s = explanation_terminal(seq2seq(), color=False, target=2)
+    assert "dort[target]" in s2s and "sleeps[+0.70]" in s2s
+
+
+def test_terminal_neutralises_control_characters():
+    expl = classification("evil\x1b[2Jtext ok", [[1.0, 0.5], [0.0, 0.0]])
+    for color in (True, False):
+        out = explanation_terminal(expl, color=color)
+        assert "\x1b[2J" not in out and "\u241b[2J" in out
+
+
+def test_nan_and_inf_scores_render():
+    expl = classification("a b c", [[float("nan"), float("inf"), -1.0], [0.0, 0.0, 0.0]], predicted=0)
+    root = dom(explanation_html(expl))
+    cells = prompt_cells(root)
+    assert "itx-nan" in cells[0].classes
+    assert style_rgb(cells[1]) == POSITIVE_RGB and style_rgb(cells[2]) == NEGATIVE_RGB
+    data = data_of(root)
+    assert data["scores"][0][0] is None and math.isfinite(data["scores"][0][1])
+    assert "a[n/a]" in explanation_terminal(expl, color=False)
