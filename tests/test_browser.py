@@ -6,6 +6,7 @@ playwright's own browser download is not used. Screenshots go to ``test-artifact
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -17,9 +18,16 @@ from interp_text.explanation import Explanation, Target
 from interp_text.render import explanation_html, save_html, score_rgb, text_rgb
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+# CI sets INTERP_TEXT_REQUIRE_BROWSER=1: there a missing browser is a failure, never a skip.
+REQUIRED = os.environ.get("INTERP_TEXT_REQUIRE_BROWSER") == "1"
 if CHROMIUM is None:
+    if REQUIRED:
+        raise RuntimeError("INTERP_TEXT_REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install chromium)")
     pytest.skip("no chromium executable on PATH (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if REQUIRED:
+    import playwright.sync_api as sync_api
+else:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
 ARGS = [
     "--headless",

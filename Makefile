@@ -1,0 +1,46 @@
+# The front door: `make demo`, `make test`, `make lint`, `make bench`.
+# Each target sets up what it needs in .venv first. On this project's CPU machines the pinned
+# torch below is the CPU build already on disk; elsewhere pass e.g. TORCH="torch" (see README).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint format bench browser clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Headless Chromium for the browser tests (Debian's package; needs root, as on CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is not installed (apt-get install chromium): browser tests will be skipped"; fi; }
+
+demo: install
+	$(BIN)/interp-text demo
+
+test: install browser
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check interp_text tests bench examples
+	$(BIN)/ruff format --check interp_text tests bench examples
+
+format: install
+	$(BIN)/ruff format interp_text tests bench examples
+	$(BIN)/ruff check --fix interp_text tests bench examples
+
+bench: install
+	$(BIN)/python bench/bench_classification.py
+	$(BIN)/python bench/bench_generation.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts *.egg-info
