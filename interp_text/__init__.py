@@ -5,6 +5,7 @@ Example:
     >>> explanation = VarGrad(model, tokenizer).explain("The food was cold.")  # doctest: +SKIP
 """
 
+from .bundled import load_default
 from .errors import InterpTextError
 from .explanation import Explanation, Target
 from .methods import (
@@ -36,4 +37,5 @@ __all__ = [
     "SquareGrad",
     "Target",
     "VarGrad",
+    "load_default",
 ]

@@ -43,6 +43,7 @@ class Settings:
     seed: int
     task: str
     uses_baseline: bool = False
+    targets_per_backward: int = 1  # > 1: one vmapped backward for that many targets
     baseline: Any = None  # "zeros" (None), a special token name ("pad", "mask"), a token id or a tensor
     options: dict | None = None
 
@@ -236,13 +237,25 @@ class Engine:
         with torch.enable_grad():
             f, valid = target_scores(self.model, s.task, x, row_items, s.inference_mode)  # (rows, width)
             width = f.shape[1]
-            for j in range(width):
-                # Rows are independent, so the gradient of the sum is each row's own gradient.
-                (g,) = torch.autograd.grad(f[:, j][valid[:, j]].sum(), x, retain_graph=j < width - 1)
-                a = g if mult is None else g * mult  # (rows, seq, hidden)
-                for it, r0, r1 in segments:
-                    if j < it.n_targets:
-                        stats[it.index][j].update(a[r0:r1])
+            step = s.targets_per_backward
+            for j0 in range(0, width, step):
+                js = range(j0, min(width, j0 + step))
+                # Rows are independent, so the gradient of a column's sum is each row's own gradient.
+                if len(js) == 1:
+                    (g,) = torch.autograd.grad(f[:, j0][valid[:, j0]].sum(), x, retain_graph=js[-1] < width - 1)
+                    grads = g[None]  # (1, rows, seq, hidden)
+                else:
+                    seeds = torch.zeros(len(js), *f.shape, dtype=f.dtype, device=f.device)  # (k, rows, width)
+                    for i, j in enumerate(js):
+                        seeds[i, :, j] = valid[:, j].to(f.dtype)
+                    (grads,) = torch.autograd.grad(
+                        f, x, grad_outputs=seeds, retain_graph=js[-1] < width - 1, is_grads_batched=True
+                    )  # (k, rows, seq, hidden): one vmapped backward for k targets
+                for i, j in enumerate(js):
+                    a = grads[i] if mult is None else grads[i] * mult  # (rows, seq, hidden)
+                    for it, r0, r1 in segments:
+                        if j < it.n_targets:
+                            stats[it.index][j].update(a[r0:r1])
 
     # ------------------------------------------------------------------ result
     def _assemble(self, it: Item) -> Explanation:

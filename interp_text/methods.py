@@ -43,6 +43,10 @@ class GradientMethod:
             ``"l2"`` or ``"abs_mean"``; default per method.
         task: ``"classification"``, ``"causal_lm"`` or ``"seq2seq"``; detected from the model if None.
         seed: seeds the noise (same seed, same numbers, whatever the batch size or other texts).
+        targets_per_backward: targets (classes, output tokens) whose gradients one backward pass
+            computes. 1 (default) loops one backward per target over the retained graph, the
+            fastest on CPU; more uses a vmapped backward (``is_grads_batched``), which can pay on
+            a GPU at the cost of memory proportional to it.
     """
 
     name = "gradient"
@@ -63,6 +67,7 @@ class GradientMethod:
         token_reduction: str | None = None,
         task: str | None = None,
         seed: int = 0,
+        targets_per_backward: int = 1,
         **method_options: Any,
     ):
         if not isinstance(model, torch.nn.Module):
@@ -98,6 +103,7 @@ class GradientMethod:
             seed=seed,
             task=detect_task(model, task),
             uses_baseline=self.uses_baseline,
+            targets_per_backward=positive_int(targets_per_backward, "targets_per_backward"),
             baseline=getattr(self, "baseline", None),
             options=self._options(),
         )

@@ -222,3 +222,12 @@ def test_model_without_inputs_embeds_is_refused(bpe):
 
     with pytest.raises(InterpTextError, match="does not take `inputs_embeds`"):
         Saliency(NoEmbeds(), bpe)
+
+
+def test_vmapped_backward_equals_loop(gpt2, bpe):
+    loop = VarGrad(gpt2, bpe, n_perturbations=3).explain([PROMPT, "It is"], targets=[" Paris is nice", " ok"])
+    vmapped = VarGrad(gpt2, bpe, n_perturbations=3, targets_per_backward=3).explain(
+        [PROMPT, "It is"], targets=[" Paris is nice", " ok"]
+    )
+    for a, b in zip(loop, vmapped):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-9, equal_nan=True)
