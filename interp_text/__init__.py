@@ -6,6 +6,7 @@ Example:
 """
 
 from .bundled import load_default
+from .compare import compare
 from .errors import InterpTextError
 from .explanation import Explanation, Target
 from .methods import (
@@ -18,11 +19,22 @@ from .methods import (
     SquareGrad,
     VarGrad,
 )
+from .metrics import Deletion, Insertion, rationale_average_precision
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
+from .perturbation import PERTURBATION_METHODS, KernelShap, Lime, Occlusion, Sobol
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PERTURBATION_METHODS",
+    "Deletion",
+    "Insertion",
+    "KernelShap",
+    "Lime",
+    "Occlusion",
+    "Sobol",
+    "compare",
+    "rationale_average_precision",
     "GRADIENT_METHODS",
     "Explanation",
     "GradientShap",

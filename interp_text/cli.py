@@ -73,7 +73,11 @@ def make_explainer(args, model, tokenizer):
     if args.aggregation:
         options["granularity_aggregation_strategy"] = args.aggregation
     if args.n_perturbations is not None:
-        options["n_interpolations" if key == "integratedgradients" else "n_perturbations"] = args.n_perturbations
+        own = cls._option_names(cls)
+        name = next((n for n in ("n_perturbations", "n_interpolations") if n in own), None)
+        if name is None:
+            raise InterpTextError(f"--n-perturbations does not apply to {args.method} (it takes no samples).")
+        options[name] = args.n_perturbations
     return cls(model, tokenizer, **options)
 
 

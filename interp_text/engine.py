@@ -113,7 +113,7 @@ class Engine:
         with explaining(self.model, s.device):
             items = self._prepare(texts, targets, single, device, generate_kwargs)
             self._clean_pass(items)
-            self._gradient_pass(items, device)
+            self._attribute(items, device)
             results = [self._assemble(it) for it in items]
         if single:
             return results[0]
@@ -202,6 +202,10 @@ class Engine:
                     for r, it in enumerate(batch):
                         it.baseline_scores = fb[r, : it.n_targets].double().cpu()
 
+    def _attribute(self, items: list[Item], device) -> None:
+        """The method's own pass: gradients here; ``perturbation.PerturbationEngine`` masks elements."""
+        self._gradient_pass(items, device)
+
     def _gradient_pass(self, items: list[Item], device) -> None:
         s = self.s
         units = []  # (item, sample index), grouped by length so a forward never pads
@@ -259,7 +263,7 @@ class Engine:
 
     # ------------------------------------------------------------------ result
     def _assemble(self, it: Item) -> Explanation:
-        s, tok, model = self.s, self.tokenizer, self.model
+        s, tok = self.s, self.tokenizer
         token_scores = reduce_hidden(it.stat, s.token_reduction).cpu()  # (targets, seq)
         gap = None
         if s.uses_baseline:
@@ -268,18 +272,7 @@ class Engine:
         elements, spans, mapping = group_tokens(it.text, it.offsets, it.special, s.granularity, it.token_strings)
         if s.task == CLASSIFICATION:
             scores = pool(token_scores, mapping, len(elements), s.aggregation)
-            id2label = model.config.id2label or {}
-            targets = [
-                Target(
-                    str(id2label.get(c, c)),
-                    c,
-                    [],
-                    float(it.target_logprobs[k].exp()),
-                    float(it.target_scores[k]),
-                )
-                for k, c in enumerate(it.classes)
-            ]
-            return self._explanation(it, elements, spans, scores, targets, gap, None, None, None)
+            return self._explanation(it, elements, spans, scores, self._class_targets(it), gap, None, None, None)
 
         out_strings = tok.convert_ids_to_tokens(it.output_ids)
         out_elements, out_spans, out_map = group_tokens(
@@ -302,8 +295,22 @@ class Engine:
             r_idx = torch.arange(n_out)[:, None]
             c_idx = torch.arange(n_out)[None, :]
             scores[:, n_in:] = scores[:, n_in:].masked_fill(c_idx >= r_idx, float("nan"))
+        targets = self._output_targets(it, out_elements, out_map)
+        if gap is not None:
+            gap = torch.stack([gap[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)])
+        return self._explanation(it, elements, spans, scores, targets, gap, it.output_text, out_elements, out_spans)
+
+    def _class_targets(self, it: Item) -> list[Target]:
+        id2label = self.model.config.id2label or {}
+        return [
+            Target(str(id2label.get(c, c)), c, [], float(it.target_logprobs[k].exp()), float(it.target_scores[k]))
+            for k, c in enumerate(it.classes)
+        ]
+
+    def _output_targets(self, it: Item, out_elements: list[str], out_map: list[int]) -> list[Target]:
+        """One target per output element: its tokens' probabilities multiply, their scores add."""
         targets = []
-        for r in range(n_out):
+        for r in range(len(out_elements)):
             toks = [t for t, m in enumerate(out_map) if m == r]
             targets.append(
                 Target(
@@ -314,9 +321,7 @@ class Engine:
                     float(it.target_scores[toks].sum()),
                 )
             )
-        if gap is not None:
-            gap = torch.stack([gap[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)])
-        return self._explanation(it, elements, spans, scores, targets, gap, it.output_text, out_elements, out_spans)
+        return targets
 
     def _explanation(self, it, elements, spans, scores, targets, gap, out_text, out_elements, out_spans) -> Explanation:
         s = self.s

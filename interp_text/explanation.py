@@ -65,7 +65,8 @@ class Explanation:
     output_elements: list[str] | None = None
     output_spans: list[tuple[int, int]] | None = None
     predicted: int | None = None  # classification: the predicted class index
-    completeness_gap: np.ndarray | None = None  # IG: sum(scores) - (f(x) - f(baseline)), per target
+    # IntegratedGradients: Σ scores − (f(x) − f(baseline)); KernelShap: Σ scores − (f(x) − f(all masked)).
+    completeness_gap: np.ndarray | None = None  # (targets,)
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

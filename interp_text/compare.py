@@ -1,0 +1,165 @@
+"""Run several explainers on the same texts and score them side by side.
+
+Each method is scored by Deletion (lower is better), Insertion (higher is better), the average
+precision of its ranking against gold rationale spans when they are given (higher is better),
+and the wall time of its ``explain`` call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InterpTextError
+from .methods import GRADIENT_METHODS
+from .metrics import Deletion, Insertion, rationale_average_precision
+from .perturbation import PERTURBATION_METHODS, PerturbationMethod
+
+ALL_METHODS = {**GRADIENT_METHODS, **PERTURBATION_METHODS}
+DEFAULT_METHODS = ("occlusion", "lime", "kernelshap", "sobol")
+
+
+def method_class(method: str | type) -> type:
+    """A method's class from its name (case, ``_`` and ``-`` ignored) or the class itself."""
+    if isinstance(method, type):
+        return method
+    if isinstance(method, str):
+        key = method.lower().replace("_", "").replace("-", "")
+        if key in ALL_METHODS:
+            return ALL_METHODS[key]
+    raise InterpTextError(f"method {method!r} is not known; use a class or one of {sorted(ALL_METHODS)}.")
+
+
+def compare(
+    model,
+    tokenizer,
+    texts: str | list[str],
+    methods: list[Any] | tuple[Any, ...] = DEFAULT_METHODS,
+    targets: Any = None,
+    rationales: list[list[tuple[int, int]]] | None = None,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    task: str | None = None,
+    replacement: str | int | None = None,
+    method_options: dict[str, dict] | None = None,
+    **options: Any,
+) -> list[dict]:
+    """Explain the same texts with each method and score the explanations.
+
+    Args:
+        model, tokenizer: the model to explain and its tokenizer.
+        texts: a text or a list of texts (prompts, for generation).
+        methods: names (``"occlusion"``, ``"vargrad"``, ...), classes, or explainers already built
+            (used as they are).
+        targets: as for ``explain`` (the same for every method).
+        rationales: per text, the ``(start, end)`` spans of its gold rationale; scored on each
+            explanation's first target.
+        batch_size, device, task: given to every method and to the metrics.
+        replacement: how the metrics mask an element; given to the perturbation methods too, so
+            they mask as they are scored (see ``perturbation.resolve_replacement``).
+        method_options: per method name, options for that method only
+            (``{"kernelshap": {"n_samples": 500}}``).
+        **options: given to every method's constructor (``granularity``, ``seed``, ...).
+
+    Returns:
+        One dict per method: ``method``, ``deletion`` (mean area, lower is better), ``insertion``
+        (mean area, higher is better), ``rationale_ap`` (mean average precision, or None without
+        rationales), ``seconds`` (wall time of ``explain``) and ``n_texts``.
+
+    Example:
+        >>> print(format_table(compare(model, tokenizer, texts, ["occlusion", "vargrad"])))  # doctest: +SKIP
+    """
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if rationales is not None and len(rationales) != len(texts):
+        raise InterpTextError(
+            f"got {len(rationales)} rationales for {len(texts)} texts; pass one list of spans per text."
+        )
+    per_method = {k.lower().replace("_", "").replace("-", ""): dict(v) for k, v in (method_options or {}).items()}
+    unknown = sorted(set(per_method) - set(ALL_METHODS))
+    if unknown:
+        raise InterpTextError(f"method_options names unknown methods {unknown}; use names from {sorted(ALL_METHODS)}.")
+    metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
+    deletion = Deletion(model, tokenizer, **metric_options)
+    insertion = Insertion(model, tokenizer, **metric_options)
+    rows = []
+    for method in methods:
+        if isinstance(method, (str, type)):
+            cls = method_class(method)
+            kwargs = {"batch_size": batch_size, "device": device, "task": task, **options}
+            if issubclass(cls, PerturbationMethod):
+                kwargs["replacement"] = replacement
+            kwargs.update(per_method.get(cls.__name__.lower(), {}))
+            explainer = cls(model, tokenizer, **kwargs)
+        else:
+            explainer = method
+        start = time.perf_counter()
+        explanations = explainer.explain(texts, targets)
+        seconds = time.perf_counter() - start
+        ap = None
+        if rationales is not None:
+            ap = float(np.mean([rationale_average_precision(e, r) for e, r in zip(explanations, rationales)]))
+        rows.append(
+            {
+                "method": type(explainer).__name__,
+                "deletion": float(np.nanmean(deletion.evaluate(explanations))),
+                "insertion": float(np.nanmean(insertion.evaluate(explanations))),
+                "rationale_ap": ap,
+                "seconds": seconds,
+                "n_texts": len(texts),
+            }
+        )
+    return rows
+
+
+def compare_default(n_texts: int = 20, methods: list[Any] | None = None, seed: int = 0, **options: Any) -> list[dict]:
+    """``compare`` on the bundled sentiment model and its test reviews, with their rationales.
+
+    The target of each review is its gold label; its rationale is the sentiment word and its
+    negation. ``methods`` defaults to every method, gradient and perturbation.
+
+    Example:
+        >>> print(format_table(compare_default(n_texts=10)))  # doctest: +SKIP
+    """
+    from .bundled import load_default
+    from .data import sentiment_examples
+
+    model, tokenizer = load_default("sentiment")
+    examples = sentiment_examples(n_texts, seed=seed, split="test")
+    return compare(
+        model,
+        tokenizer,
+        [ex["text"] for ex in examples],
+        methods=list(ALL_METHODS) if methods is None else methods,
+        targets=[ex["label"] for ex in examples],
+        rationales=[ex["rationale"] for ex in examples],
+        **{"seed": seed, **options},
+    )
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows of ``compare`` as an aligned text table."""
+    with_ap = any(r.get("rationale_ap") is not None for r in rows)
+    header = ["method", "deletion ↓", "insertion ↑"] + (["rationale AP ↑"] if with_ap else []) + ["seconds"]
+
+    def num(x: Any, digits: int) -> str:
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+    lines = [header]
+    for r in rows:
+        cells = [r["method"], num(r["deletion"], 3), num(r["insertion"], 3)]
+        if with_ap:
+            cells.append(num(r.get("rationale_ap"), 3))
+        lines.append(cells + [num(r["seconds"], 2)])
+    widths = [max(len(line[j]) for line in lines) for j in range(len(header))]
+    out = []
+    for i, line in enumerate(lines):
+        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])]
+        out.append("  ".join(cells))
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)

@@ -1,0 +1,235 @@
+"""How faithful an explanation is: remove or add its top elements and watch the probability.
+
+Deletion and Insertion re-run the model on masked inputs (the elements masked as the
+perturbation methods mask them: every token of an element replaced by the mask / pad / zero
+embedding). The rationale score needs no model: it compares the ranking with gold spans.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .engine import Settings
+from .errors import InterpTextError
+from .explanation import Explanation
+from .granularity import group_tokens
+from .model_guard import explaining, model_device
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes, positive_int
+from .perturbation import PerturbationEngine, element_players, resolve_replacement
+from .tasks import CLASSIFICATION, check_accepts_embeddings, detect_task
+
+
+def _ranking(row: np.ndarray) -> np.ndarray:
+    """Positions of ``row``'s entries from highest to lowest score; NaN last, ties by position."""
+    return np.argsort(-np.nan_to_num(row, nan=-np.inf), kind="stable")
+
+
+def area_under_curve(curve: np.ndarray) -> np.ndarray:
+    """Trapezoid area under ``(..., n + 1)`` points at x = 0, 1/n, ..., 1; NaN when n = 0."""
+    n = curve.shape[-1] - 1
+    if n == 0:
+        return np.full(curve.shape[:-1], np.nan)
+    return (curve[..., 0] / 2 + curve[..., 1:-1].sum(-1) + curve[..., -1] / 2) / n
+
+
+class _Curve:
+    """Shared constructor and evaluation of Deletion and Insertion."""
+
+    insertion = False
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        task: str | None = None,
+        replacement: str | int | None = None,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise InterpTextError(f"model must be a torch / Hugging Face model, got {type(model).__name__}.")
+        check_accepts_embeddings(model)
+        self.model, self.tokenizer = model, tokenizer
+        self.replacement_id = resolve_replacement(replacement, model, tokenizer)
+        self.settings = Settings(
+            name=type(self).__name__,
+            statistic="none",
+            n_samples=0,
+            sample=None,
+            token_reduction="none",
+            batch_size=positive_int(batch_size, "batch_size"),
+            granularity=Granularity.WORD,  # each explanation brings its own
+            aggregation=GranularityAggregationStrategy.SUM,
+            # Log-probabilities of tokens add up to an output element's; exp at the end.
+            inference_mode=InferenceModes.LOG_SOFTMAX,
+            device=None if device is None else torch.device(device),
+            seed=0,
+            task=detect_task(model, task),
+        )
+
+    def curves(self, explanations: Explanation | list[Explanation]) -> np.ndarray | list[np.ndarray]:
+        """The probability curves: per explanation ``(targets, n + 1)``, point k after k steps.
+
+        Deletion: point k is the target's probability with the k top-ranked elements masked.
+        Insertion: with only the k top-ranked elements kept (the others masked).
+        """
+        expls, single = ([explanations], True) if isinstance(explanations, Explanation) else (list(explanations), False)
+        if not expls:
+            raise InterpTextError("got no explanations to evaluate; pass an Explanation or a non-empty list.")
+        s = self.settings
+        for i, e in enumerate(expls):
+            if not isinstance(e, Explanation):
+                raise InterpTextError(f"item {i} is a {type(e).__name__}, not an Explanation.")
+            if e.task != s.task:
+                raise InterpTextError(f"explanation {i} is of a {e.task} model but this model is {s.task}.")
+        if s.task == CLASSIFICATION:
+            targets = [[t.index for t in e.targets] for e in expls]
+        else:
+            # The output's own tokens: its targets may skip some (whitespace at word granularity).
+            targets = [self.tokenizer(e.output_text, add_special_tokens=False)["input_ids"] for e in expls]
+        engine = PerturbationEngine(self.model, self.tokenizer, s, self.replacement_id)
+        device = s.device or model_device(self.model)
+        with explaining(self.model, s.device):
+            items = engine._prepare([e.text for e in expls], targets, False, device, {})
+            masks = {}
+            rows_of = {}  # text index -> per row, the target columns whose scores it sums
+            for it, e in zip(items, expls):
+                rows_of[it.index] = self._target_rows(it, e)
+                players = element_players(it, Granularity(e.granularity))
+                engine.players[it.index] = players
+                if players.elements != e.elements:
+                    raise InterpTextError(
+                        f"explanation {it.index} has elements {e.elements[:5]}... but this tokenizer gives "
+                        f"{players.elements[:5]}...; evaluate with the model and tokenizer that were explained."
+                    )
+                masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · (n + 1), n)
+            log_p = engine.score_masks(items, masks, s.inference_mode, device)  # (targets · (n + 1), token targets)
+        out = []
+        for it, e in zip(items, expls):
+            n = engine.players[it.index].n
+            blocks = log_p[it.index].reshape(len(e.targets), n + 1, -1)  # (targets, n + 1, token targets)
+            # An output element's probability is the product of its tokens'.
+            rows = [blocks[r, :, cols].sum(-1) for r, cols in enumerate(rows_of[it.index])]
+            out.append(torch.stack(rows).exp().numpy())  # (targets, n + 1)
+        return out[0] if single else out
+
+    def evaluate(self, explanations: Explanation | list[Explanation]) -> float | list[float]:
+        """The area under each explanation's curve, averaged over its targets (rows).
+
+        Returns a float for one explanation, a list of floats for a list.
+        """
+        curves = self.curves(explanations)
+        if isinstance(curves, np.ndarray):
+            return float(area_under_curve(curves).mean())
+        return [float(area_under_curve(c).mean()) for c in curves]
+
+    __call__ = evaluate
+
+    def _masks(self, scores: np.ndarray) -> torch.Tensor:
+        """``(targets, n)`` element scores -> ``(targets · (n + 1), n)`` bool masks, True = kept."""
+        targets, n = scores.shape
+        rank = np.empty((targets, n), dtype=np.int64)  # rank[r, j]: place of element j in row r's ranking
+        for r in range(targets):
+            rank[r, _ranking(scores[r])] = np.arange(n)
+        k = np.arange(n + 1)[None, :, None]  # (1, n + 1, 1): step k
+        rank = rank[:, None, :]  # (targets, 1, n)
+        keep = rank < k if self.insertion else rank >= k  # (targets, n + 1, n)
+        return torch.from_numpy(keep.reshape(targets * (n + 1), n))
+
+    def _target_rows(self, it, e: Explanation) -> list[list[int]]:
+        """For each row of ``e``, the columns of ``target_scores`` it covers (its class, its tokens)."""
+        if self.settings.task == CLASSIFICATION:
+            return [[r] for r in range(len(e.targets))]
+        strings = self.tokenizer.convert_ids_to_tokens(it.output_ids)
+        _, _, out_map = group_tokens(
+            it.output_text, it.output_offsets, it.output_special, Granularity(e.granularity), strings
+        )
+        rows = [[t for t, m in enumerate(out_map) if m == r] for r in range(len(e.targets))]
+        if [[it.output_ids[t] for t in cols] for cols in rows] != [t.token_ids for t in e.targets]:
+            raise InterpTextError(
+                f"the output of explanation {it.index} ({e.output_text!r}) does not tokenize back to the tokens "
+                "it explains; evaluate with the tokenizer that was explained (or explain with targets= the output "
+                "text, so it is tokenized the same way)."
+            )
+        return rows
+
+
+class Deletion(_Curve):
+    """Deletion: how fast the target's probability falls as the top-ranked elements are masked.
+
+    The elements of the prompt (the explanation's columns that can be masked; special tokens never
+    are) are ranked by score, highest first. Point k of the curve, k = 0..n, is the probability
+    of the target with the k top-ranked elements masked; the x-axis is normalised, x = k / n, and
+    the score is the trapezoid area under the curve, in [0, 1]. Lower is better: a faithful
+    explanation names first what the model needs.
+
+    Classification: the probability of each explained class (each row of the explanation has its
+    own ranking). Generation: of each output element given the prompt (teacher-forced; the product
+    of its tokens' probabilities), with its row's ranking; an explanation's score is the mean of
+    its rows' areas.
+
+    Args:
+        model, tokenizer: the ones that were explained.
+        batch_size: masked inputs per forward (rows of every explanation of one length share it).
+        device: where to compute (default: the model's).
+        task: as for the explainers; detected from the model if None.
+        replacement: as for the perturbation methods (default: mask, else pad, else zeros).
+
+    Example:
+        >>> Deletion(model, tokenizer).evaluate(Occlusion(model, tokenizer).explain(texts))  # doctest: +SKIP
+    """
+
+
+class Insertion(_Curve):
+    """Insertion: how fast the target's probability rises as the top-ranked elements are added.
+
+    Starting from the input with every element masked, point k of the curve, k = 0..n, is the
+    probability of the target with only the k top-ranked elements kept. x = k / n, trapezoid area
+    in [0, 1]; higher is better. Everything else is as for ``Deletion``.
+
+    Example:
+        >>> Insertion(model, tokenizer).evaluate(explanations)  # doctest: +SKIP
+    """
+
+    insertion = True
+
+
+def rationale_average_precision(
+    explanation: Explanation, rationale_spans: list[tuple[int, int]], target: int | str = 0, absolute: bool = False
+) -> float:
+    """Average precision of the explanation's ranking of its prompt elements against gold spans.
+
+    An element is positive when its character span overlaps a rationale span
+    (``start < rationale_end and rationale_start < end``). Ranking the elements by score, highest
+    first, AP = (1 / P) Σ_k precision@k over the ranks k of the P positives. Ties are broken against
+    the explanation (negatives first), so a constant explanation earns no credit; NaN scores rank
+    last. 1 means every rationale element outranks every other element.
+
+    Args:
+        explanation: any explanation (classification or generation; only the prompt's elements
+            are ranked).
+        rationale_spans: ``(start, end)`` character spans in ``explanation.text``.
+        target: the row to rank by (row number or label).
+        absolute: rank by |score| (for methods whose sign is not evidence for the target).
+
+    Example:
+        >>> rationale_average_precision(expl, [(14, 18)])  # doctest: +SKIP
+        1.0
+    """
+    row = np.asarray(explanation.row(target)[: len(explanation.elements)], dtype=np.float64)
+    if absolute:
+        row = np.abs(row)
+    spans = [(int(a), int(b)) for a, b in rationale_spans]
+    positive = np.array([any(s < b and a < e for a, b in spans) for s, e in explanation.spans], dtype=bool)
+    if not positive.any():
+        raise InterpTextError(
+            f"no element of the text overlaps the rationale spans {spans}; pass (start, end) character spans "
+            f"into explanation.text (its elements' spans are {explanation.spans[:5]}...)."
+        )
+    key = np.nan_to_num(row, nan=-np.inf)
+    order = np.lexsort((positive, -key))  # by score descending, then negatives first among ties
+    hits = positive[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean())

@@ -1,0 +1,585 @@
+"""Perturbation methods: mask whole elements (tokens, words, sentences) and watch the score move.
+
+Notation: the text has n perturbable elements (the granularity's elements, special tokens never
+included). A mask z ∈ {0, 1}ⁿ keeps element i when z_i = 1; x_z is the input whose masked elements
+have every token's embedding replaced by the replacement embedding r (the mask token's, else the
+pad token's, else zeros). f is the target score under the inference mode, teacher-forced for
+generation. f(x) = f(x_1) is the unperturbed score, f(x_0) the score with every element masked.
+
+Masking happens on the input embeddings, so the user's tokenizer and model are never changed
+(no added tokens, no resized embedding matrix). Every masked input of every text goes through
+one batched, gradient-free forward per ``batch_size`` rows of one length.
+
+For generation only the prompt is perturbed: output tokens are scored teacher-forced, and for
+causal LMs the output columns of ``Explanation.scores`` are NaN (a perturbation method explains
+the prompt, not the earlier outputs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .engine import Engine, Settings, _group, _split_by_key
+from .errors import InterpTextError
+from .explanation import Explanation
+from .granularity import group_tokens, pool
+from .options import (
+    Granularity,
+    GranularityAggregationStrategy,
+    InferenceModes,
+    as_enum,
+    non_negative_float,
+    positive_int,
+)
+from .tasks import CAUSAL_LM, CLASSIFICATION, Item, check_accepts_embeddings, detect_task, target_scores
+
+REPLACEMENTS = ("mask", "pad", "zeros")
+
+
+# --------------------------------------------------------------------------- masking
+def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
+    """The token id whose embedding stands in for a masked token, or None for zeros.
+
+    ``None`` (the default) picks the mask token if the tokenizer has one, else the pad token,
+    else zeros.
+    """
+    if replacement is None:
+        for name in ("mask", "pad"):
+            token_id = getattr(tokenizer, f"{name}_token_id", None)
+            if token_id is not None:
+                return int(token_id)
+        return None
+    if isinstance(replacement, str) and replacement in REPLACEMENTS:
+        if replacement == "zeros":
+            return None
+        token_id = getattr(tokenizer, f"{replacement}_token_id", None)
+        if token_id is None:
+            raise InterpTextError(
+                f"replacement={replacement!r}: the tokenizer has no {replacement} token; use one of "
+                f"{REPLACEMENTS}, a token id, or None (mask token, else pad token, else zeros)."
+            )
+        return int(token_id)
+    if isinstance(replacement, int) and not isinstance(replacement, bool):
+        n_vocab = model.get_input_embeddings().weight.shape[0]
+        if not 0 <= replacement < n_vocab:
+            raise InterpTextError(f"replacement={replacement} is not a token id of this model (0..{n_vocab - 1}).")
+        return replacement
+    raise InterpTextError(
+        f"replacement={replacement!r} is not valid; use one of {REPLACEMENTS}, a token id, "
+        "or None (mask token, else pad token, else zeros)."
+    )
+
+
+@dataclass
+class Players:
+    """The elements of one text that a perturbation can mask."""
+
+    elements: list[str]  # every element of the prompt (the explanation's columns)
+    spans: list[tuple[int, int]]
+    columns: list[int]  # the element (column) of each player; special tokens are never players
+    token_player: torch.Tensor  # (seq,) the player of each model-input token, -1 if never masked
+
+    @property
+    def n(self) -> int:
+        return len(self.columns)
+
+
+def element_players(it: Item, granularity: Granularity) -> Players:
+    """Which tokens move together when an element is masked: every token of a word, of a sentence."""
+    elements, spans, mapping = group_tokens(it.text, it.offsets, it.special, granularity, it.token_strings)
+    columns = sorted({m for m, special in zip(mapping, it.special) if m >= 0 and not special})
+    player_of = {c: j for j, c in enumerate(columns)}
+    # Causal LMs read prompt + output: output tokens are never players.
+    token_player = torch.full((it.input_ids.shape[0],), -1, dtype=torch.long)
+    for t, (m, special) in enumerate(zip(mapping, it.special)):
+        if m >= 0 and not special:
+            token_player[t] = player_of[m]
+    return Players(elements, spans, columns, token_player)
+
+
+def masked_embeds(e: torch.Tensor, token_player: torch.Tensor, keep: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Inputs with masked elements replaced.
+
+    Args:
+        e: ``(seq, hidden)`` the text's embeddings.
+        token_player: ``(seq,)`` player of each token, -1 for tokens that are never masked.
+        keep: ``(rows, n)`` True where the element is kept.
+        r: ``(hidden,)`` the replacement embedding.
+
+    Returns:
+        ``(rows, seq, hidden)``.
+    """
+    rows = keep.shape[0]
+    has = token_player >= 0  # (seq,)
+    token_keep = torch.ones(rows, e.shape[0], dtype=torch.bool, device=e.device)  # (rows, seq)
+    token_keep[:, has] = keep[:, token_player[has]]
+    return torch.where(token_keep[..., None], e, r)
+
+
+class PerturbationEngine(Engine):
+    """The shared engine, with the gradient pass swapped for masked forwards.
+
+    ``method`` supplies ``masks(n, generator) -> (samples, n) bool`` and
+    ``estimate(masks, scores, clean) -> ((targets, n) scores, (targets,) gap or None)``.
+    """
+
+    def __init__(self, model, tokenizer, settings: Settings, replacement_id: int | None, method: Any = None):
+        super().__init__(model, tokenizer, settings)
+        self.replacement_id = replacement_id
+        self.method = method
+        self.players: dict[int, Players] = {}
+        self.results: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def replacement(self, device, dtype) -> torch.Tensor:
+        """``(hidden,)`` the embedding of a masked token."""
+        emb = self.model.get_input_embeddings()
+        if self.replacement_id is None:
+            return torch.zeros(emb.weight.shape[1], device=device, dtype=dtype)
+        with torch.no_grad():
+            return emb(torch.tensor([self.replacement_id], device=device))[0].to(dtype)
+
+    def _attribute(self, items: list[Item], device) -> None:
+        s = self.s
+        masks = {}
+        for it in items:
+            self.players[it.index] = element_players(it, s.granularity)
+            # One generator per text: its masks do not depend on the other texts or the batch size.
+            gen = torch.Generator().manual_seed(s.seed)
+            n = self.players[it.index].n
+            masks[it.index] = self.method.masks(n, gen) if n else torch.zeros(0, 0, dtype=torch.bool)  # (samples, n)
+        scores = self.score_masks(items, masks, s.inference_mode, device)
+        for it in items:
+            if self.players[it.index].n == 0:  # nothing to mask (a text of special tokens only)
+                self.results[it.index] = (torch.zeros(it.n_targets, 0, dtype=torch.float64), None)
+                continue
+            self.results[it.index] = self.method.estimate(masks[it.index], scores[it.index], it.target_scores)
+
+    def score_masks(
+        self, items: list[Item], masks: dict[int, torch.Tensor], mode: InferenceModes, device
+    ) -> dict[int, torch.Tensor]:
+        """f of every masked input: ``{text index: (samples, targets) float64}``.
+
+        Rows of every text of one length are packed together, ``batch_size`` rows per forward.
+        """
+        s = self.s
+        units = []  # (item, sample): an item's samples are contiguous, items grouped by length
+        for group in _group(items, s.task).values():
+            for it in group:
+                units.extend((it, k) for k in range(masks[it.index].shape[0]))
+        out = {it.index: torch.empty(masks[it.index].shape[0], it.n_targets, dtype=torch.float64) for it in items}
+        if not units:
+            return out
+        r = self.replacement(device, items[0].embeds.dtype)  # (hidden,)
+        with torch.no_grad():
+            for start in range(0, len(units), s.batch_size):
+                for rows in _split_by_key(units[start : start + s.batch_size], s.task):
+                    segments = []  # [item, first sample, end sample]
+                    for it, k in rows:
+                        if segments and segments[-1][0] is it:
+                            segments[-1][2] = k + 1
+                        else:
+                            segments.append([it, k, k + 1])
+                    xs = []
+                    for it, k0, k1 in segments:
+                        player = self.players[it.index].token_player.to(device)  # (seq,)
+                        xs.append(masked_embeds(it.embeds, player, masks[it.index][k0:k1].to(device), r))
+                    x = torch.cat(xs)  # (rows, seq, hidden)
+                    f, _ = target_scores(self.model, s.task, x, [it for it, _ in rows], mode)  # (rows, width)
+                    f = f.double().cpu()
+                    row = 0
+                    for it, k0, k1 in segments:
+                        out[it.index][k0:k1] = f[row : row + k1 - k0, : it.n_targets]
+                        row += k1 - k0
+        return out
+
+    def _assemble(self, it: Item) -> Explanation:
+        s = self.s
+        players = self.players[it.index]
+        phi, gap = self.results[it.index]  # (targets, n), (targets,) or None
+        n_in = len(players.elements)
+        # Elements that are never masked (special tokens under ALL_TOKENS) are not explained: NaN.
+        scores = torch.full((it.n_targets, n_in), float("nan"), dtype=torch.float64)
+        scores[:, players.columns] = phi
+        if s.task == CLASSIFICATION:
+            return self._explanation(
+                it, players.elements, players.spans, scores, self._class_targets(it), gap, None, None, None
+            )
+        out_strings = self.tokenizer.convert_ids_to_tokens(it.output_ids)
+        out_elements, out_spans, out_map = group_tokens(
+            it.output_text, it.output_offsets, it.output_special, s.granularity, out_strings
+        )
+        n_out = len(out_elements)
+        if s.task == CAUSAL_LM:
+            # Outputs are never masked: their columns are NaN, never a zero attribution.
+            scores = torch.cat([scores, torch.full((it.n_targets, n_out), float("nan"), dtype=scores.dtype)], 1)
+        scores = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, columns)
+        if gap is not None:
+            gap = torch.stack([gap[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)])
+        targets = self._output_targets(it, out_elements, out_map)
+        return self._explanation(
+            it, players.elements, players.spans, scores, targets, gap, it.output_text, out_elements, out_spans
+        )
+
+
+# --------------------------------------------------------------------------- public classes
+class PerturbationMethod:
+    """Shared constructor and ``explain`` of the perturbation explainers.
+
+    Args:
+        model: a Hugging Face model (classifier, causal LM or encoder-decoder) that accepts
+            ``inputs_embeds``. It leaves every call exactly as it came.
+        tokenizer: its fast tokenizer (character offsets are needed for granularity).
+        batch_size: masked inputs per forward pass (rows of every text of one length share it).
+        granularity: the elements that are masked: ``Granularity.ALL_TOKENS``, ``TOKEN``,
+            ``WORD`` (default; every token of a word together) or ``SENTENCE``. Special tokens are
+            never masked (under ``ALL_TOKENS`` their columns are NaN).
+        granularity_aggregation_strategy: generation only: how the rows of the output tokens of
+            one output element pool into one row. Default ``SUM``, so a row explains the summed
+            score of its tokens, as ``Target.score`` does. Input elements are masked whole, so they
+            need no pooling.
+        device: where to compute (default: the model's device; the model is moved back after).
+        inference_mode: ``InferenceModes.LOGITS`` (default), ``SOFTMAX`` or ``LOG_SOFTMAX`` of the
+            target class / token.
+        task: ``"classification"``, ``"causal_lm"`` or ``"seq2seq"``; detected from the model if None.
+        seed: seeds the masks (same seed, same numbers, whatever the batch size or other texts).
+        replacement: what a masked token's embedding becomes: ``"mask"``, ``"pad"``, ``"zeros"``,
+            a token id, or None (default: the mask token if the tokenizer has one, else the pad
+            token, else zeros).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        batch_size: int = 64,
+        granularity: Granularity | str = Granularity.WORD,
+        granularity_aggregation_strategy: GranularityAggregationStrategy | str = GranularityAggregationStrategy.SUM,
+        device: str | torch.device | None = None,
+        inference_mode: InferenceModes | str = InferenceModes.LOGITS,
+        task: str | None = None,
+        seed: int = 0,
+        replacement: str | int | None = None,
+        **method_options: Any,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise InterpTextError(f"model must be a torch / Hugging Face model, got {type(model).__name__}.")
+        if not callable(tokenizer):
+            raise InterpTextError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}.")
+        check_accepts_embeddings(model)
+        self.model, self.tokenizer = model, tokenizer
+        allowed = self._option_names()
+        unknown = sorted(set(method_options) - set(allowed))
+        if unknown:
+            own = f"its own options are {sorted(allowed)}" if allowed else "it has no options of its own"
+            raise InterpTextError(
+                f"{type(self).__name__} got unknown option(s) {unknown}; {own} (besides batch_size, granularity, "
+                "granularity_aggregation_strategy, device, inference_mode, task, seed, replacement)."
+            )
+        self._set_options(**method_options)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InterpTextError(f"seed={seed!r} must be an int.")
+        self.replacement = replacement
+        self.replacement_id = resolve_replacement(replacement, model, tokenizer)
+        self.settings = Settings(
+            name=type(self).__name__,
+            statistic="none",
+            n_samples=0,
+            sample=None,
+            token_reduction="none",  # whole elements are masked: there is no hidden dimension to reduce
+            batch_size=positive_int(batch_size, "batch_size"),
+            granularity=as_enum(Granularity, granularity, "granularity"),
+            aggregation=as_enum(
+                GranularityAggregationStrategy, granularity_aggregation_strategy, "granularity_aggregation_strategy"
+            ),
+            inference_mode=as_enum(InferenceModes, inference_mode, "inference_mode"),
+            device=None if device is None else torch.device(device),
+            seed=seed,
+            task=detect_task(model, task),
+            options={"replacement": replacement, **self._options()},
+        )
+
+    # Subclasses override these four.
+    def _option_names(self) -> tuple[str, ...]:
+        return ()
+
+    def _options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._option_names() if getattr(self, k, None) is not None}
+
+    def _set_options(self) -> None:
+        pass
+
+    def masks(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``(samples, n)`` bool: the masked inputs to score, True where an element is kept (n ≥ 1)."""
+        raise NotImplementedError
+
+    def estimate(
+        self, masks: torch.Tensor, scores: torch.Tensor, clean: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Element scores ``(targets, n)`` (and a completeness gap ``(targets,)`` or None).
+
+        Args:
+            masks: ``(samples, n)`` bool, from ``masks``.
+            scores: ``(samples, targets)`` float64, f of each masked input.
+            clean: ``(targets,)`` float64, f(x) on the unperturbed input.
+        """
+        raise NotImplementedError
+
+    def explain(
+        self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any
+    ) -> Explanation | list[Explanation]:
+        """Explain one text (returns an ``Explanation``) or a list of texts (returns a list).
+
+        Args:
+            model_inputs: a string, a list of strings, or chat messages ``[{"role", "content"}]``.
+            targets: classification: None (predicted class), a class index or name, ``"all"``, a
+                list of classes, or one of these per text. Generation: None (the model generates
+                greedily; ``generate_kwargs`` such as ``max_new_tokens`` pass through), a string to
+                force, or token ids; or one of these per prompt. Only the prompt is perturbed.
+        """
+        engine = PerturbationEngine(self.model, self.tokenizer, self.settings, self.replacement_id, self)
+        return engine.explain(model_inputs, targets, **generate_kwargs)
+
+    __call__ = explain
+
+
+def _n_samples(n_samples: Any, n_perturbations: Any, minimum: int, default: int) -> int:
+    """``n_samples``, or interpreto's name for it, ``n_perturbations``."""
+    if n_samples is not None and n_perturbations is not None:
+        raise InterpTextError("pass n_samples or n_perturbations (the same option), not both.")
+    value = n_perturbations if n_samples is None else n_samples
+    name = "n_perturbations" if n_samples is None and n_perturbations is not None else "n_samples"
+    return positive_int(default if value is None else value, name, minimum)
+
+
+class Occlusion(PerturbationMethod):
+    """Occlusion: how much the score drops when one element alone is masked.
+
+    score_i = f(x) − f(x with element i masked). One forward per element. Signed: a negative score
+    means the element pulled the target down. On a model that is additive in the elements this is
+    each element's exact contribution.
+
+    Example:
+        >>> Occlusion(model, tokenizer).explain("The food was cold.")  # doctest: +SKIP
+    """
+
+    def masks(self, n, gen):
+        return ~torch.eye(n, dtype=torch.bool)  # (n, n): row i masks element i only
+
+    def estimate(self, masks, scores, clean):
+        return clean[:, None] - scores.T, None  # (targets, n)
+
+
+class KernelShap(PerturbationMethod):
+    """KernelSHAP: Shapley values of the elements, by the Shapley-kernel weighted regression.
+
+    The game is v(S) = f(x_S), the score with only the elements of coalition S kept (the others
+    masked). The Shapley values φ solve
+
+        min_φ Σ_S π(|S|) (v(S) − v(∅) − Σ_{i∈S} φ_i)²   subject to   Σ_i φ_i = f(x) − v(∅),
+
+    with the Shapley kernel π(s) = (n − 1) / (C(n, s) · s · (n − s)) over the coalitions of size
+    0 < s < n. The constraint (efficiency) is enforced exactly by substituting
+    φ_n = f(x) − v(∅) − Σ_{i<n} φ_i, so the scores of a row always sum to f(x) − f(all masked);
+    ``Explanation.completeness_gap`` holds that sum minus f(x) − f(all masked), zero up to rounding.
+
+    When 2ⁿ − 2 ≤ ``n_samples`` every coalition is enumerated and the values are the exact Shapley
+    values. Otherwise ``n_samples`` coalitions are drawn with the seeded generator, their size with
+    probability ∝ π(s)·C(n, s) and their members uniformly, in complementary pairs (S and its
+    complement; ``n_samples`` is rounded up to even), and weighted equally (importance sampling of
+    the kernel). One more forward scores v(∅).
+
+    Args (besides the shared ones):
+        n_samples: coalitions to score (default 200). ``n_perturbations`` (interpreto's name) is
+            accepted too.
+
+    Example:
+        >>> KernelShap(model, tokenizer, n_samples=500).explain("The food was cold.")  # doctest: +SKIP
+    """
+
+    def _option_names(self):
+        return ("n_samples", "n_perturbations")
+
+    def _set_options(self, n_samples: int | None = None, n_perturbations: int | None = None):
+        self.n_samples = _n_samples(n_samples, n_perturbations, 1, 200)
+
+    def exhaustive(self, n: int) -> bool:
+        return n <= 1 or 2**n - 2 <= self.n_samples
+
+    def masks(self, n, gen):
+        empty = torch.zeros(1, n, dtype=torch.bool)  # v(∅) is always scored
+        if n <= 1:
+            return empty
+        if self.exhaustive(n):
+            codes = torch.arange(1, 2**n - 1)  # every coalition but ∅ and the full one
+            z = ((codes[:, None] >> torch.arange(n)) & 1).bool()  # (2ⁿ − 2, n)
+        else:
+            sizes = torch.arange(1, n, dtype=torch.float64)
+            p = (n - 1) / (sizes * (n - sizes))  # π(s)·C(n, s): the kernel mass of all coalitions of size s
+            half = (self.n_samples + 1) // 2
+            size = torch.multinomial(p, half, replacement=True, generator=gen) + 1  # (half,)
+            ranks = torch.rand(half, n, generator=gen).argsort(1)  # a random order of the elements per row
+            z = ranks < size[:, None]  # (half, n): keep `size` random elements
+            z = torch.cat([z, ~z])  # complementary pairs halve the variance
+        return torch.cat([empty, z])
+
+    def estimate(self, masks, scores, clean):
+        n = masks.shape[1]
+        f0 = scores[0]  # (targets,) f with every element masked
+        delta = clean - f0  # (targets,)
+        if n == 1:
+            return delta[:, None], torch.zeros_like(delta)
+        z = masks[1:].double()  # (samples, n)
+        if self.exhaustive(n):
+            size = z.sum(1).long()
+            kernel = torch.tensor(
+                [(n - 1) / (math.comb(n, s) * s * (n - s)) if 0 < s < n else 0.0 for s in range(n + 1)]
+            )
+            w = kernel[size]  # (samples,)
+        else:
+            w = torch.ones(z.shape[0], dtype=torch.float64)  # sampled ∝ the kernel already
+        y = scores[1:] - f0 - z[:, -1:] * delta  # (samples, targets)
+        a = z[:, :-1] - z[:, -1:]  # (samples, n − 1)
+        sw = w.sqrt()[:, None]
+        # gelsd: minimum-norm solution when there are fewer coalitions than elements.
+        head = torch.linalg.lstsq(sw * a, sw * y, driver="gelsd").solution  # (n − 1, targets)
+        phi = torch.cat([head, (delta - head.sum(0))[None]]).T  # (targets, n)
+        return phi, phi.sum(1) - delta
+
+
+class Lime(PerturbationMethod):
+    """LIME: a weighted ridge regression of the score on which elements are kept.
+
+    Draws ``n_samples`` − 1 random masks z (the number of masked elements uniform in 1..n, which
+    ones uniform) plus the unperturbed input z = 1, scores them, weighs each by its closeness to
+    the original, w(z) = exp(−d(z)² / width²), and fits
+
+        min_{β, β₀} Σ_z w(z) (f(x_z) − β₀ − β·z)² + α ‖β‖²   (intercept β₀ not penalised).
+
+    The scores are β. d is the cosine distance between z and the all-ones mask,
+    d = 1 − √(|z| / n), or the Hamming distance, d = (n − |z|) / n.
+
+    Args (besides the shared ones):
+        n_samples: masked inputs, the unperturbed one included (default 200, at least 2).
+            ``n_perturbations`` (interpreto's name) is accepted too.
+        kernel_width: the kernel width (default 0.25; LIME's 25 on its 100× cosine scale).
+        distance: ``"cosine"`` (default) or ``"hamming"``.
+        alpha: the ridge penalty α (default 1.0, as in LIME).
+
+    Example:
+        >>> Lime(model, tokenizer, n_samples=500).explain("The food was cold.")  # doctest: +SKIP
+    """
+
+    def _option_names(self):
+        return ("n_samples", "n_perturbations", "kernel_width", "distance", "alpha")
+
+    def _set_options(self, n_samples=None, n_perturbations=None, kernel_width=0.25, distance="cosine", alpha=1.0):
+        self.n_samples = _n_samples(n_samples, n_perturbations, 2, 200)
+        self.kernel_width = non_negative_float(kernel_width, "kernel_width")
+        if self.kernel_width == 0:
+            raise InterpTextError("kernel_width=0 must be a number > 0.")
+        if distance not in ("cosine", "hamming"):
+            raise InterpTextError(f"distance={distance!r} is not valid; use 'cosine' or 'hamming'.")
+        self.distance = distance
+        self.alpha = non_negative_float(alpha, "alpha")
+
+    def masks(self, n, gen):
+        rows = self.n_samples - 1
+        removed = torch.randint(1, n + 1, (rows,), generator=gen)  # (rows,)
+        ranks = torch.rand(rows, n, generator=gen).argsort(1)  # (rows, n)
+        z = ranks >= removed[:, None]  # the `removed` first elements of a random order are masked
+        return torch.cat([torch.ones(1, n, dtype=torch.bool), z])  # (n_samples, n)
+
+    def estimate(self, masks, scores, clean):
+        n = masks.shape[1]
+        z = masks.double()  # (samples, n)
+        kept = z.sum(1) / n  # (samples,)
+        d = 1 - kept.sqrt() if self.distance == "cosine" else 1 - kept
+        w = torch.exp(-(d**2) / self.kernel_width**2)[:, None]  # (samples, 1)
+        # Centring on the weighted means fits the intercept without penalising it.
+        zc = z - (w * z).sum(0) / w.sum()  # (samples, n)
+        yc = scores - (w * scores).sum(0) / w.sum()  # (samples, targets)
+        lhs = zc.T @ (w * zc) + self.alpha * torch.eye(n, dtype=torch.float64)  # (n, n)
+        rhs = zc.T @ (w * yc)  # (n, targets)
+        beta = torch.linalg.lstsq(lhs, rhs, driver="gelsd").solution  # (n, targets); alpha = 0 may be singular
+        return beta.T, None
+
+
+class Sobol(PerturbationMethod):
+    """Sobol indices: the share of the score's variance due to each element.
+
+    Each element is kept independently with probability ½ (z_i ~ Bernoulli(½)), and f(x_z) is a
+    random variable with variance V. Two independent mask matrices A and B (N × n, N =
+    ``n_samples``) and, for each element i, A_B⁽ⁱ⁾ (A with column i taken from B) give
+
+        total order  (Jansen 1999):    S_Ti = mean_k (f(A)_k − f(A_B⁽ⁱ⁾)_k)² / 2 / V
+        first order  (Saltelli 2010):  S_i  = mean_k (f(B)_k − f̄) (f(A_B⁽ⁱ⁾)_k − f(A)_k) / V
+
+    with f̄ and V the mean and variance of f over the rows of A and B (centring on f̄ keeps the
+    estimator unbiased, as E f(A_B⁽ⁱ⁾) = E f(A), and removes the noise a large mean would add). S_Ti is the share of V that goes when
+    element i alone is fixed (its effect with all its interactions); S_i its effect alone. Indices
+    are unsigned importances in [0, 1] up to sampling noise (first-order estimates can dip below
+    0); a score that no mask moves (V ≈ 0) gives 0. Cost: N·(n + 2) forwards per text.
+
+    A and B come from one scrambled Sobol sequence in 2n dimensions (``sampler="sobol"``, seeded)
+    or from the seeded generator (``sampler="random"``), thresholded at ½.
+
+    Args (besides the shared ones):
+        n_samples: N, rows of A and of B (default 32, at least 2). ``n_perturbations``
+            (interpreto's name) is accepted too.
+        order: ``"total"`` (default) or ``"first"``.
+        sampler: ``"sobol"`` (default, quasi-random) or ``"random"``.
+
+    Example:
+        >>> Sobol(model, tokenizer, order="first").explain("The food was cold.")  # doctest: +SKIP
+    """
+
+    def _option_names(self):
+        return ("n_samples", "n_perturbations", "order", "sampler")
+
+    def _set_options(self, n_samples=None, n_perturbations=None, order="total", sampler="sobol"):
+        self.n_samples = _n_samples(n_samples, n_perturbations, 2, 32)
+        if order not in ("total", "first"):
+            raise InterpTextError(f"order={order!r} is not valid; use 'total' or 'first'.")
+        if sampler not in ("sobol", "random"):
+            raise InterpTextError(f"sampler={sampler!r} is not valid; use 'sobol' or 'random'.")
+        self.order, self.sampler = order, sampler
+
+    def masks(self, n, gen):
+        big_n = self.n_samples
+        if self.sampler == "sobol" and 2 * n <= torch.quasirandom.SobolEngine.MAXDIM:
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+            u = torch.quasirandom.SobolEngine(2 * n, scramble=True, seed=seed).draw(big_n)  # (N, 2n)
+        else:
+            u = torch.rand(big_n, 2 * n, generator=gen)  # (N, 2n)
+        a, b = u[:, :n] >= 0.5, u[:, n:] >= 0.5  # (N, n) each
+        ab = a[None].repeat(n, 1, 1)  # (n, N, n)
+        i = torch.arange(n)
+        ab[i, :, i] = b.T  # ab[i] is A with column i from B
+        return torch.cat([a, b, ab.reshape(n * big_n, n)])  # (N·(n + 2), n)
+
+    def estimate(self, masks, scores, clean):
+        big_n, n = self.n_samples, masks.shape[1]
+        fa, fb = scores[:big_n], scores[big_n : 2 * big_n]  # (N, targets)
+        fab = scores[2 * big_n :].reshape(n, big_n, -1)  # (n, N, targets)
+        both = torch.cat([fa, fb])  # (2N, targets)
+        var = both.var(0)  # (targets,)
+        if self.order == "total":
+            v = ((fa - fab) ** 2).mean(1) / 2  # (n, targets)
+        else:
+            v = ((fb - both.mean(0)) * (fab - fa)).mean(1)  # (n, targets)
+        # float32 forwards of one input can differ by ~1e-7 relatively: a spread below 1e-6 is noise.
+        moves = var > 1e-12 * (both**2).mean(0)
+        return torch.where(moves, v / torch.where(moves, var, 1.0), 0.0).T, None  # (targets, n)
+
+
+PERTURBATION_METHODS = {
+    "occlusion": Occlusion,
+    "lime": Lime,
+    "kernelshap": KernelShap,
+    "sobol": Sobol,
+}

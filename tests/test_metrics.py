@@ -1,0 +1,157 @@
+"""Faithfulness metrics (Deletion, Insertion, rationale AP) and the method comparison."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_perturbation import AdditiveConfig, AdditiveForSequenceClassification, contributions
+
+from interp_text import Explanation, InterpTextError, Target
+from interp_text.compare import PERTURBATION_METHODS, compare, compare_default, format_table
+from interp_text.metrics import Deletion, Insertion, area_under_curve, rationale_average_precision
+from interp_text.perturbation import KernelShap, Occlusion
+
+TEXT = "the food was cold but the staff were lovely and the pasta was good"
+
+
+@pytest.fixture(scope="module")
+def additive(wp_tokenizer):
+    # Small weights keep the probability off 0 and 1, so every step of a curve moves it.
+    return AdditiveForSequenceClassification(AdditiveConfig(vocab_size=len(wp_tokenizer), scale=0.3))
+
+
+def with_scores(expl, scores):
+    return dataclasses.replace(expl, scores=np.asarray(scores, dtype=np.float64).reshape(expl.scores.shape))
+
+
+# ---------------------------------------------------------------- deletion / insertion
+def test_best_random_worst_in_that_order(additive, wp_tokenizer):
+    best = Occlusion(additive, wp_tokenizer).explain(TEXT, targets=1)  # the exact contributions
+    worst = with_scores(best, -best.scores)
+    random = with_scores(best, np.random.default_rng(0).permutation(best.scores[0]))
+    d = Deletion(additive, wp_tokenizer).evaluate([best, random, worst])
+    i = Insertion(additive, wp_tokenizer).evaluate([best, random, worst])
+    assert d[0] < d[1] < d[2]
+    assert i[0] > i[1] > i[2]
+    assert Deletion(additive, wp_tokenizer).evaluate(best) == d[0]
+
+
+def test_curves_in_closed_form(additive, wp_tokenizer):
+    # p_k = σ(L − Σ of the k largest contributions) for Deletion, σ(L − Σ of the n − k smallest) for Insertion.
+    a = contributions(additive, wp_tokenizer, TEXT, wp_tokenizer.mask_token_id)
+    expl = with_scores(Occlusion(additive, wp_tokenizer).explain(TEXT, targets=1), a)
+    logit = expl.targets[0].score
+    removed = np.concatenate([[0], np.cumsum(np.sort(a)[::-1])])  # (n + 1,)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    deletion = Deletion(additive, wp_tokenizer).curves(expl)  # (1, n + 1)
+    np.testing.assert_allclose(deletion[0], sigmoid(logit - removed), rtol=1e-5)
+    insertion = Insertion(additive, wp_tokenizer).curves(expl)
+    np.testing.assert_allclose(insertion[0], sigmoid(logit - a.sum() + removed), rtol=1e-5)
+    n = len(a)
+    np.testing.assert_allclose(area_under_curve(deletion)[0], np.trapezoid(deletion[0], dx=1 / n))
+    assert Deletion(additive, wp_tokenizer).evaluate(expl) == pytest.approx(area_under_curve(deletion)[0])
+
+
+def test_batched_equals_alone(bert, wp_tokenizer):
+    texts = ["The food was cold but the staff were lovely.", "Not good.", "Not bad."]
+    expls = Occlusion(bert, wp_tokenizer).explain(texts, targets=[0, "all", 1])
+    for metric in (Deletion, Insertion):
+        together = metric(bert, wp_tokenizer, batch_size=5).curves(expls)
+        for e, c in zip(expls, together):
+            assert c.shape == (len(e.targets), len(e.elements) + 1)
+            np.testing.assert_allclose(c, metric(bert, wp_tokenizer).curves(e), rtol=1e-5)
+            np.testing.assert_allclose(
+                c[:, 0 if metric is Deletion else -1], [t.probability for t in e.targets], rtol=1e-5
+            )
+
+
+def test_generation_mean_over_output_elements(gpt2, bpe):
+    expl = KernelShap(gpt2, bpe, n_samples=20).explain("The capital of France is", targets=" Paris is nice")
+    curves = Deletion(gpt2, bpe).curves(expl)
+    assert curves.shape == (3, 6)
+    np.testing.assert_allclose(curves[:, 0], [t.probability for t in expl.targets], rtol=1e-4)
+    assert Deletion(gpt2, bpe).evaluate(expl) == pytest.approx(area_under_curve(curves).mean())
+    assert 0 < Insertion(gpt2, bpe).evaluate(expl) < 1
+
+
+def test_metric_errors(bert, gpt2, bpe, wp_tokenizer):
+    expl = Occlusion(bert, wp_tokenizer).explain("Not good.")
+    with pytest.raises(InterpTextError, match="explanation 0 is of a classification model but this model is causal_lm"):
+        Deletion(gpt2, bpe).evaluate(expl)
+    with pytest.raises(InterpTextError, match="got no explanations"):
+        Insertion(bert, wp_tokenizer).evaluate([])
+    with pytest.raises(InterpTextError, match="replacement='mask': the tokenizer has no mask token"):
+        Deletion(gpt2, bpe, replacement="mask")
+
+
+# ---------------------------------------------------------------- rationale AP
+def manual(scores, text="a bb ccc dd e"):
+    spans, start = [], 0
+    for word in text.split():
+        start = text.index(word, start)
+        spans.append((start, start + len(word)))
+        start += len(word)
+    return Explanation(
+        text=text,
+        elements=text.split(),
+        spans=spans,
+        scores=np.array([scores], dtype=float),
+        targets=[Target("positive", 1)],
+        method="manual",
+    )
+
+
+def test_rationale_average_precision():
+    # Elements a bb ccc dd e; rationale: "bb" (2, 4) and a span inside "dd" (9, 10).
+    rationale = [(2, 4), (9, 10)]
+    assert rationale_average_precision(manual([0.1, 0.9, 0.2, 0.8, 0.3]), rationale) == 1.0
+    # Ranking a, ccc, dd*, e, bb*: positives at ranks 3 and 5 -> (1/3 + 2/5) / 2.
+    ap = rationale_average_precision(manual([0.9, 0.1, 0.8, 0.5, 0.3]), rationale)
+    assert ap == pytest.approx((1 / 3 + 2 / 5) / 2)
+    # Ties are broken against the explanation: a constant one ranks the positives last.
+    assert rationale_average_precision(manual([0.0] * 5), rationale) == pytest.approx((1 / 4 + 2 / 5) / 2)
+    # NaN ranks last; |score| on request; the row by label.
+    assert rationale_average_precision(manual([0.5, np.nan, 0.1, 0.2, 0.3]), [(2, 4)]) == pytest.approx(1 / 5)
+    assert rationale_average_precision(manual([0.1, -0.9, 0, -0.8, 0.2]), rationale, absolute=True) == 1.0
+    assert rationale_average_precision(manual([0.1, 0.9, 0, 0.8, 0.2]), rationale, target="positive") == 1.0
+    with pytest.raises(InterpTextError, match="no element of the text overlaps the rationale spans"):
+        rationale_average_precision(manual([0.1] * 5), [(1, 2)])
+
+
+# ---------------------------------------------------------------- compare
+def test_compare_and_table(bert, wp_tokenizer):
+    texts = ["The food was not good.", "I loved the pasta."]
+    rationales = [[(13, 21)], [(2, 7)]]
+    rows = compare(
+        bert,
+        wp_tokenizer,
+        texts,
+        methods=["occlusion", "Saliency", KernelShap],
+        rationales=rationales,
+        method_options={"kernelshap": {"n_samples": 10}},
+        seed=1,
+    )
+    assert [r["method"] for r in rows] == ["Occlusion", "Saliency", "KernelShap"]
+    for r in rows:
+        assert 0 <= r["deletion"] <= 1 and 0 <= r["insertion"] <= 1 and 0 < r["rationale_ap"] <= 1
+        assert r["seconds"] > 0 and r["n_texts"] == 2
+    expls = Occlusion(bert, wp_tokenizer).explain(texts)
+    assert rows[0]["deletion"] == pytest.approx(np.mean(Deletion(bert, wp_tokenizer).evaluate(expls)))
+    table = format_table(rows).splitlines()
+    assert len(table) == 5 and "rationale AP" in table[0] and table[2].startswith("Occlusion")
+    assert set(PERTURBATION_METHODS) == {"occlusion", "lime", "kernelshap", "sobol"}
+    with pytest.raises(InterpTextError, match="method 'shapley' is not known"):
+        compare(bert, wp_tokenizer, texts, methods=["shapley"])
+    with pytest.raises(InterpTextError, match="got 1 rationales for 2 texts"):
+        compare(bert, wp_tokenizer, texts, rationales=rationales[:1])
+
+
+def test_compare_default_on_the_bundled_model():
+    from interp_text import bundled
+
+    if not (bundled.default_path("sentiment") / "model.safetensors").exists():
+        pytest.skip("the bundled sentiment model is not built")
+    rows = compare_default(n_texts=3, methods=["occlusion", "saliency"])
+    assert [r["method"] for r in rows] == ["Occlusion", "Saliency"] and rows[0]["n_texts"] == 3
+    for r in rows:
+        assert 0 <= r["deletion"] <= 1 and 0 <= r["insertion"] <= 1 and 0 < r["rationale_ap"] <= 1

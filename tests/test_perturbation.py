@@ -1,0 +1,315 @@
+"""Perturbation methods: closed forms on toy models, efficiency, batching, seeds, generation, errors."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from interp_text import Granularity, InterpTextError
+from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol
+
+ALL = Granularity.ALL_TOKENS
+SHORT = "unloved pastas were cold"  # 4 words, 2 of them several tokens
+LONG = "the food was cold but the staff were lovely and the pasta was good"  # 14 words
+
+
+# ---------------------------------------------------------------- toy models
+class AdditiveConfig(PretrainedConfig):
+    model_type = "interp_text_additive"
+
+    def __init__(self, vocab_size=128, hidden_size=5, only_position=None, scale=1.0, **kwargs):
+        super().__init__(num_labels=2, **kwargs)
+        self.vocab_size, self.hidden_size, self.only_position = vocab_size, hidden_size, only_position
+        self.scale = scale
+
+
+class AdditiveForSequenceClassification(PreTrainedModel):
+    """logit_1 = c Σ_t w·e_t, logit_0 = 0; with ``only_position=k``, logit_1 = c w·e_k (one token only).
+
+    Masking a token replaces its embedding, so element i contributes exactly c Σ_{t∈i} w·(e_t − r).
+    c is ``scale`` (default 1).
+    """
+
+    config_class = AdditiveConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        g = torch.Generator().manual_seed(3)
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed.weight.data = torch.randn(config.vocab_size, config.hidden_size, generator=g)
+        self.w = nn.Parameter(torch.randn(config.hidden_size, generator=g))
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, **kwargs):
+        e = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (rows, seq, hidden)
+        if self.config.only_position is not None:
+            e = e[:, self.config.only_position : self.config.only_position + 1]
+        logit = (e @ self.w).sum(1) * self.config.scale  # (rows,)
+        return SequenceClassifierOutput(logits=torch.stack([torch.zeros_like(logit), logit], 1))
+
+
+@pytest.fixture(scope="module")
+def additive(wp_tokenizer):
+    return AdditiveForSequenceClassification(AdditiveConfig(vocab_size=len(wp_tokenizer)))
+
+
+@pytest.fixture(scope="module")
+def sharp_bert(wp_tokenizer):
+    """A tiny BERT with large weights, so masking a word moves its logits by O(1)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(wp_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
+        initializer_range=0.4,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def contributions(model, tok, text, replacement_id):
+    """Σ_{t∈word} w·(e_t − r) per word, words from the tokenizer's own word ids (not interp_text's)."""
+    enc = tok(text)
+    e = model.embed.weight.detach().double()  # (vocab, hidden)
+    w = model.w.detach().double()
+    r = e[replacement_id] if replacement_id is not None else torch.zeros_like(w)
+    per_token = (e[enc["input_ids"]] - r) @ w * model.config.scale  # (seq,)
+    out = np.zeros(max(i for i in enc.word_ids() if i is not None) + 1)
+    for t, word in enumerate(enc.word_ids()):
+        if word is not None:
+            out[word] += per_token[t].item()
+    return out
+
+
+# ---------------------------------------------------------------- closed forms
+@pytest.mark.parametrize("text", [SHORT, LONG])
+@pytest.mark.parametrize("replacement,rid", [(None, 4), ("zeros", None), ("pad", 0), (9, 9)])
+def test_occlusion_and_kernelshap_recover_additive_contributions(text, replacement, rid, additive, wp_tokenizer):
+    truth = contributions(additive, wp_tokenizer, text, rid)  # default replacement: [MASK], id 4
+    occ = Occlusion(additive, wp_tokenizer, replacement=replacement).explain(text, targets=1)
+    assert occ.elements == text.split()
+    np.testing.assert_allclose(occ.scores[0], truth, rtol=1e-5, atol=1e-5)
+    # SHORT: 2⁴ − 2 coalitions, all enumerated; LONG: 2¹⁴ − 2 > 60, sampled, still exact (additive).
+    shap = KernelShap(additive, wp_tokenizer, replacement=replacement, n_samples=60).explain(text, targets=1)
+    np.testing.assert_allclose(shap.scores[0], truth, rtol=1e-5, atol=1e-5)
+
+
+def test_kernelshap_exact_shapley_values_of_an_interaction(wp_tokenizer):
+    # f = (w·e_k)² depends on one token: its element gets f(x) − f(∅), every other element 0.
+    class Square(AdditiveForSequenceClassification):
+        def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
+            out = super().forward(input_ids, inputs_embeds)
+            return SequenceClassifierOutput(logits=out.logits**2)
+
+    model = Square(AdditiveConfig(vocab_size=len(wp_tokenizer), only_position=2))
+    expl = KernelShap(model, wp_tokenizer, replacement="zeros").explain(SHORT, targets=1)
+    e2 = model.embed.weight[wp_tokenizer(SHORT)["input_ids"][2]] @ model.w
+    np.testing.assert_allclose(expl.scores[0], [(e2**2).item(), 0, 0, 0], atol=1e-5)
+
+
+def test_kernelshap_equals_brute_force_shapley_on_bert(sharp_bert, wp_tokenizer):
+    # φ_i = Σ_{S ∌ i} |S|! (n − |S| − 1)! / n! · (v(S ∪ {i}) − v(S)), v(S) = logits with only S's words kept.
+    text = "unloved pastas were cold"
+    ids = wp_tokenizer(text)["input_ids"]
+    word_of = wp_tokenizer(text).word_ids()
+    n = 4
+
+    def v(coalition):
+        kept = [t if w is None or w in coalition else wp_tokenizer.mask_token_id for t, w in zip(ids, word_of)]
+        with torch.no_grad():
+            return sharp_bert(torch.tensor([kept])).logits[0].double().numpy()
+
+    values = {s: v(s) for s in itertools.chain.from_iterable(itertools.combinations(range(n), k) for k in range(n + 1))}
+    phi = np.zeros((3, n))
+    for i in range(n):
+        for s, value in values.items():
+            if i not in s:
+                weight = math.factorial(len(s)) * math.factorial(n - len(s) - 1) / math.factorial(n)
+                phi[:, i] += weight * (values[tuple(sorted(s + (i,)))] - value)
+    expl = KernelShap(sharp_bert, wp_tokenizer).explain(text, targets="all")
+    assert np.abs(phi).max() > 0.1
+    np.testing.assert_allclose(expl.scores, phi, atol=2e-5)
+
+
+@pytest.mark.parametrize("n_samples", [300, 40])  # 8 words: 254 coalitions enumerated / 40 sampled
+def test_kernelshap_efficiency_on_bert(n_samples, sharp_bert, wp_tokenizer):
+    text = "the food was cold but staff were lovely"
+    expl = KernelShap(sharp_bert, wp_tokenizer, n_samples=n_samples).explain(text, targets="all")
+    ids = torch.tensor([wp_tokenizer(text)["input_ids"]])
+    masked = ids.clone()
+    masked[0, 1:-1] = wp_tokenizer.mask_token_id  # every word masked, [CLS] / [SEP] kept
+    with torch.no_grad():
+        delta = (sharp_bert(ids).logits - sharp_bert(masked).logits)[0].numpy()
+    assert np.abs(delta).max() > 0.1  # a test that could fail
+    np.testing.assert_allclose(expl.scores.sum(1), delta, atol=1e-5)
+    np.testing.assert_allclose(expl.completeness_gap, 0, atol=1e-6)
+
+
+@pytest.mark.parametrize("order", ["total", "first"])
+@pytest.mark.parametrize("sampler", ["sobol", "random"])
+def test_sobol_finds_the_only_element_that_matters(order, sampler, wp_tokenizer):
+    model = AdditiveForSequenceClassification(
+        AdditiveConfig(vocab_size=len(wp_tokenizer), only_position=6)
+    )  # token 6: "pasta" of "pastas"
+    n = 64 if sampler == "sobol" else 512  # quasi-random masks are balanced; random ones need more
+    expl = Sobol(model, wp_tokenizer, order=order, sampler=sampler, n_samples=n).explain(SHORT, targets=1)
+    assert expl.elements[1] == "pastas"
+    assert abs(expl.scores[0, 1] - 1) < 0.15
+    np.testing.assert_allclose(np.delete(expl.scores[0], 1), 0, atol=1e-6)
+
+
+def test_sobol_of_a_score_nothing_moves_is_zero(wp_tokenizer):
+    model = AdditiveForSequenceClassification(
+        AdditiveConfig(vocab_size=len(wp_tokenizer), only_position=0)
+    )  # [CLS]: never masked
+    expl = Sobol(model, wp_tokenizer, n_samples=8).explain(SHORT, targets=1)
+    np.testing.assert_array_equal(expl.scores, 0)
+
+
+def test_lime_ranks_like_the_true_contributions(additive, wp_tokenizer):
+    truth = contributions(additive, wp_tokenizer, LONG, 4)
+    lime = Lime(additive, wp_tokenizer, n_samples=300).explain(LONG, targets=1).scores[0]
+    assert np.corrcoef(np.argsort(np.argsort(lime)), np.argsort(np.argsort(truth)))[0, 1] > 0.95
+    # The model is linear in the mask, so without the ridge penalty the fit is exact.
+    exact = Lime(additive, wp_tokenizer, n_samples=300, alpha=0, distance="hamming").explain(LONG, targets=1)
+    np.testing.assert_allclose(exact.scores[0], truth, rtol=1e-4, atol=1e-4)
+
+
+def test_all_tokens_never_masks_special_tokens(additive, wp_tokenizer):
+    expl = Occlusion(additive, wp_tokenizer, granularity=ALL).explain(SHORT, targets=1)
+    assert expl.elements[0] == "[CLS]" and expl.elements[-1] == "[SEP]"
+    assert np.isnan(expl.scores[0, 0]) and np.isnan(expl.scores[0, -1])
+    words = Occlusion(additive, wp_tokenizer).explain(SHORT, targets=1)
+    # A word's tokens move together; additive, so the word's score is the sum of its tokens'.
+    np.testing.assert_allclose(np.nansum(expl.scores[0]), words.scores[0].sum(), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- batching and seeds
+TEXTS = ["The food was cold but the staff were lovely.", "Not good.", "bad", "Not bad."]
+TARGETS = [0, "all", 2, 1]
+
+
+@pytest.mark.parametrize(
+    "cls,opts", [(Occlusion, {}), (KernelShap, {"n_samples": 16}), (Lime, {"n_samples": 16}), (Sobol, {"n_samples": 4})]
+)
+def test_batched_equals_alone_and_seeded(cls, opts, sharp_bert, wp_tokenizer):
+    # batch_size=7 packs rows of "Not good." and "Not bad." (same length) into shared forwards.
+    together = cls(sharp_bert, wp_tokenizer, batch_size=7, seed=5, **opts).explain(TEXTS, targets=TARGETS)
+    alone = [cls(sharp_bert, wp_tokenizer, seed=5, **opts).explain(t, targets=c) for t, c in zip(TEXTS, TARGETS)]
+    for expl, ref in zip(together, alone):
+        assert expl.elements == ref.elements
+        np.testing.assert_allclose(expl.scores, ref.scores, rtol=1e-4, atol=1e-5)
+    if cls is not Occlusion:
+        other = cls(sharp_bert, wp_tokenizer, seed=6, **opts).explain(TEXTS[0], targets=0).scores
+        assert not np.allclose(other, alone[0].scores)
+
+
+def test_model_and_tokenizer_leave_unchanged(sharp_bert, wp_tokenizer):
+    sharp_bert.train()
+    vocab, weight = len(wp_tokenizer), sharp_bert.get_input_embeddings().weight.detach().clone()
+    Lime(sharp_bert, wp_tokenizer, n_samples=10).explain(TEXTS[1])
+    assert sharp_bert.training and len(wp_tokenizer) == vocab
+    assert torch.equal(sharp_bert.get_input_embeddings().weight, weight)
+    assert all(p.requires_grad for p in sharp_bert.parameters())
+    sharp_bert.eval()
+
+
+# ---------------------------------------------------------------- generation
+PROMPT = "The capital of France is"
+
+
+@pytest.mark.parametrize(
+    "cls,opts", [(Occlusion, {}), (KernelShap, {"n_samples": 20}), (Lime, {"n_samples": 20}), (Sobol, {"n_samples": 4})]
+)
+def test_causal_lm_explains_the_prompt_with_nan_outputs(cls, opts, gpt2, bpe):
+    expl = cls(gpt2, bpe, **opts).explain([PROMPT, "The food"], targets=[" Paris is nice", " was"])[0]
+    assert expl.task == "causal_lm" and expl.elements == ["The", "capital", "of", "France", "is"]
+    assert expl.scores.shape == (3, 8)
+    assert np.all(np.isfinite(expl.scores[:, :5])) and np.all(np.isnan(expl.scores[:, 5:]))
+
+
+def test_causal_occlusion_matches_teacher_forced_by_hand(gpt2, bpe):
+    expl = Occlusion(gpt2, bpe, granularity="token", inference_mode="log_softmax").explain(PROMPT, targets=" Paris")
+    p_ids = bpe(PROMPT)["input_ids"]
+    o_ids = bpe(" Paris", add_special_tokens=False)["input_ids"]
+    e = gpt2.get_input_embeddings()(torch.tensor(p_ids + o_ids)).detach()  # (seq, hidden)
+    P = len(p_ids)
+
+    def f(x):  # log p(output token t | prompt, outputs before t), per t
+        logp = gpt2(inputs_embeds=x[None]).logits[0].log_softmax(-1)
+        return torch.stack([logp[P - 1 + t, tid] for t, tid in enumerate(o_ids)]).detach()
+
+    ref = []
+    for i in range(P):  # the BPE tokenizer has no mask or pad token: zeros replace
+        x = e.clone()
+        x[i] = 0
+        ref.append(f(e) - f(x))
+    np.testing.assert_allclose(expl.scores[:, :P], torch.stack(ref, 1).numpy(), rtol=1e-4, atol=1e-6)
+    assert np.all(np.isnan(expl.scores[:, P:]))
+
+
+def test_seq2seq_runs(bpe):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=len(bpe),
+            d_model=16,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            pad_token_id=bpe.eos_token_id,
+            eos_token_id=bpe.eos_token_id,
+            decoder_start_token_id=bpe.eos_token_id,
+        )
+    )
+    expl = KernelShap(t5, bpe, n_samples=20).explain(PROMPT, targets=" Paris")
+    assert expl.task == "seq2seq" and expl.scores.shape == (len(expl.targets), 5)
+    np.testing.assert_allclose(expl.completeness_gap, 0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda m, t: Occlusion(m, t, n_samples=3), r"unknown option\(s\) \['n_samples'\]; it has no options"),
+        (lambda m, t: Lime(m, t, n_sample=3), r"unknown option\(s\) \['n_sample'\]; its own options are"),
+        (lambda m, t: Sobol(m, t, order="second"), "order='second' is not valid; use 'total' or 'first'"),
+        (lambda m, t: Sobol(m, t, sampler="halton"), "sampler='halton' is not valid"),
+        (lambda m, t: Sobol(m, t, n_samples=1), "n_samples=1 must be an integer >= 2"),
+        (lambda m, t: Lime(m, t, distance="l2"), "distance='l2' is not valid; use 'cosine' or 'hamming'"),
+        (lambda m, t: Lime(m, t, kernel_width=0), "kernel_width=0 must be a number > 0"),
+        (lambda m, t: KernelShap(m, t, n_samples=0), "n_samples=0 must be an integer >= 1"),
+        (lambda m, t: KernelShap(m, t, n_samples=5, n_perturbations=5), "not both"),
+        (lambda m, t: Occlusion(m, t, replacement="unk"), "replacement='unk' is not valid; use one of"),
+        (lambda m, t: Occlusion(m, t, replacement=10_000), "replacement=10000 is not a token id"),
+        (lambda m, t: Occlusion(m, t, granularity="paragraph"), "granularity='paragraph' is not valid"),
+    ],
+)
+def test_bad_options(make, message, additive, wp_tokenizer):
+    with pytest.raises(InterpTextError, match=message):
+        make(additive, wp_tokenizer)
+
+
+def test_replacement_the_tokenizer_lacks(gpt2, bpe):
+    with pytest.raises(InterpTextError, match="replacement='mask': the tokenizer has no mask token"):
+        Occlusion(gpt2, bpe, replacement="mask")
+
+
+def test_interpreto_name_for_the_sample_count(additive, wp_tokenizer):
+    assert KernelShap(additive, wp_tokenizer, n_perturbations=17).n_samples == 17
+    assert Lime(additive, wp_tokenizer, n_perturbations=17).settings.options["n_samples"] == 17
