@@ -118,7 +118,7 @@ def read_jsonl_inputs(path: Path) -> list[dict]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as err:
-            raise InterpTextError(f"{path}:{n + 1} is not valid JSON ({err.msg}); write one JSON object per line.")
+            raise InterpTextError(f"{path}:{n + 1} is not valid JSON ({err.msg}); write one JSON object per line.") from None
         if isinstance(value, str):
             value = {"text": value}
         if not isinstance(value, dict) or "text" not in value:
@@ -225,18 +225,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ex = sub.add_parser("explain", help="explain a text (or a JSONL file of texts)",
-                        description="Explain one text, printed with colours in the terminal, or a whole JSONL file.")
+    ex = sub.add_parser(
+        "explain",
+        help="explain a text (or a JSONL file of texts)",
+        description="Explain one text, printed with colours in the terminal, or a whole JSONL file.",
+    )
     ex.add_argument("text", nargs="?", help="the text (a prompt, for generation)")
-    ex.add_argument("--model", help="bundled model ('sentiment', 'facts') or a local model folder; "
-                    "default: the bundled model for --task")
-    ex.add_argument("--task", choices=["classification", "generation"], default="classification",
-                    help="which bundled model to use when --model is not given (default: classification)")
-    ex.add_argument("--method", default="vargrad", help="vargrad (default), smoothgrad, saliency, "
-                    "inputxgradient, integratedgradients, squaregrad, gradientshap, occlusion, ...")
+    ex.add_argument(
+        "--model",
+        help="bundled model ('sentiment', 'facts') or a local model folder; default: the bundled model for --task",
+    )
+    ex.add_argument(
+        "--task",
+        choices=["classification", "generation"],
+        default="classification",
+        help="which bundled model to use when --model is not given (default: classification)",
+    )
+    ex.add_argument(
+        "--method",
+        default="vargrad",
+        help="vargrad (default), smoothgrad, saliency, "
+        "inputxgradient, integratedgradients, squaregrad, gradientshap, occlusion, ...",
+    )
     ex.add_argument("--granularity", default="word", choices=["all_tokens", "token", "word", "sentence"])
-    ex.add_argument("--aggregation", choices=["mean", "max", "min", "sum", "signed_max"],
-                    help="how token scores pool into a word / sentence (default mean)")
+    ex.add_argument(
+        "--aggregation",
+        choices=["mean", "max", "min", "sum", "signed_max"],
+        help="how token scores pool into a word / sentence (default mean)",
+    )
     ex.add_argument("--target", help="class index or name; for generation, the output text to explain")
     ex.add_argument("--inference-mode", choices=["logits", "softmax", "log_softmax"])
     ex.add_argument("--n-perturbations", type=int, help="samples (or interpolation steps for IG)")
@@ -246,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--html", help="also write a standalone HTML page here")
     ex.add_argument("--json", help="also write the explanation as JSON here")
-    ex.add_argument("--input", help="JSONL file, one {\"text\": ..., \"target\": ...} per line")
+    ex.add_argument("--input", help='JSONL file, one {"text": ..., "target": ...} per line')
     ex.add_argument("--output", help="JSONL results; a rerun skips the texts already there")
     ex.add_argument("--texts-per-call", type=int, default=16, help="texts batched together (file mode)")
     ex.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")

@@ -20,7 +20,7 @@ from .granularity import group_tokens, pool
 from .model_guard import explaining, model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .statistics import Streaming
-from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item, classification_logits, target_logits, target_scores
+from .tasks import CAUSAL_LM, CLASSIFICATION, Item, classification_logits, target_logits, target_scores
 
 # sample(e, b, generator, p) -> (x_p, multiplier_p or None); e, b, x_p: (seq, hidden)
 Sampler = Callable[[torch.Tensor, torch.Tensor | None, torch.Generator, int], tuple[torch.Tensor, torch.Tensor | None]]
@@ -96,7 +96,9 @@ def baseline_embeds(baseline: Any, model, tokenizer, item: Item) -> torch.Tensor
             f"baseline tensor has shape {tuple(b.shape)}; pass (hidden,) = {tuple(e.shape[-1:])} "
             f"or (seq, hidden) = {tuple(e.shape)}."
         )
-    raise InterpTextError(f"baseline={baseline!r} is not understood; pass 'zeros', 'pad', 'mask', a token id or a tensor.")
+    raise InterpTextError(
+        f"baseline={baseline!r} is not understood; pass 'zeros', 'pad', 'mask', a token id or a tensor."
+    )
 
 
 class Engine:

@@ -145,7 +145,9 @@ def target_token_ids(tokenizer, target: str | Sequence[int], index: int) -> list
     else:
         ids = [int(t) for t in target]
     if not ids:
-        raise InterpTextError(f"the target of prompt {index} ({target!r}) tokenizes to nothing; pass a non-empty target.")
+        raise InterpTextError(
+            f"the target of prompt {index} ({target!r}) tokenizes to nothing; pass a non-empty target."
+        )
     return ids
 
 
@@ -227,4 +229,6 @@ def check_length(item: Item, task: str, max_length: int | None) -> None:
             f"text {item.index} has {n} tokens{what} but the model accepts at most {max_length}; {fix}."
         )
     if task == SEQ2SEQ and len(item.output_ids) > max_length:
-        raise InterpTextError(f"the output of text {item.index} has {len(item.output_ids)} tokens; at most {max_length}.")
+        raise InterpTextError(
+            f"the output of text {item.index} has {len(item.output_ids)} tokens; at most {max_length}."
+        )

@@ -25,6 +25,22 @@ from .options import (
 from .tasks import check_accepts_embeddings, detect_task
 
 
+def check_model(model, tokenizer) -> None:
+    """The checks every explainer makes of what it is given, before touching anything."""
+    if not isinstance(model, torch.nn.Module):
+        raise InterpTextError(f"model must be a torch / Hugging Face model, got {type(model).__name__}.")
+    if not callable(tokenizer):
+        raise InterpTextError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}.")
+    check_accepts_embeddings(model)
+
+
+def check_options(name: str, given: dict, allowed: tuple[str, ...], shared: str = "") -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        own = f"its own options are {sorted(allowed)}" if allowed else "it has no options of its own"
+        raise InterpTextError(f"{name} got unknown option(s) {unknown}; {own}{shared}.")
+
+
 class GradientMethod:
     """Shared constructor and ``explain`` of the gradient explainers.
 
@@ -70,18 +86,9 @@ class GradientMethod:
         targets_per_backward: int = 1,
         **method_options: Any,
     ):
-        if not isinstance(model, torch.nn.Module):
-            raise InterpTextError(f"model must be a torch / Hugging Face model, got {type(model).__name__}.")
-        if not callable(tokenizer):
-            raise InterpTextError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}.")
-        check_accepts_embeddings(model)
+        check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
-        allowed = self._option_names()
-        unknown = sorted(set(method_options) - set(allowed))
-        if unknown:
-            raise InterpTextError(
-                f"{type(self).__name__} got unknown option(s) {unknown}; its own options are {sorted(allowed)}."
-            )
+        check_options(type(self).__name__, method_options, self._option_names())
         self._set_options(**method_options)
         reduction = token_reduction or self.default_reduction
         if reduction not in TOKEN_REDUCTIONS:
@@ -96,8 +103,9 @@ class GradientMethod:
             token_reduction=reduction,
             batch_size=positive_int(batch_size, "batch_size"),
             granularity=as_enum(Granularity, granularity, "granularity"),
-            aggregation=as_enum(GranularityAggregationStrategy, granularity_aggregation_strategy,
-                                "granularity_aggregation_strategy"),
+            aggregation=as_enum(
+                GranularityAggregationStrategy, granularity_aggregation_strategy, "granularity_aggregation_strategy"
+            ),
             inference_mode=as_enum(InferenceModes, inference_mode, "inference_mode"),
             device=None if device is None else torch.device(device),
             seed=seed,
@@ -122,7 +130,9 @@ class GradientMethod:
     def _options(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._option_names() if not isinstance(getattr(self, k), torch.Tensor)}
 
-    def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list[Explanation]:
+    def explain(
+        self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any
+    ) -> Explanation | list[Explanation]:
         """Explain one text (returns an ``Explanation``) or a list of texts (returns a list).
 
         Args:
@@ -212,9 +222,7 @@ class VarGrad(SmoothGrad):
 
     def _set_options(self, n_perturbations: int = 10, **kw):
         if isinstance(n_perturbations, int) and not isinstance(n_perturbations, bool) and n_perturbations < 2:
-            raise InterpTextError(
-                f"VarGrad needs n_perturbations >= 2 to take a variance; got {n_perturbations}."
-            )
+            raise InterpTextError(f"VarGrad needs n_perturbations >= 2 to take a variance; got {n_perturbations}.")
         super()._set_options(n_perturbations=n_perturbations, **kw)
 
 

@@ -14,10 +14,11 @@ from .engine import Settings
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens
+from .methods import check_model
 from .model_guard import explaining, model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes, positive_int
 from .perturbation import PerturbationEngine, element_players, resolve_replacement
-from .tasks import CLASSIFICATION, check_accepts_embeddings, detect_task
+from .tasks import CLASSIFICATION, detect_task
 
 
 def _ranking(row: np.ndarray) -> np.ndarray:
@@ -48,9 +49,7 @@ class _Curve:
         task: str | None = None,
         replacement: str | int | None = None,
     ):
-        if not isinstance(model, torch.nn.Module):
-            raise InterpTextError(f"model must be a torch / Hugging Face model, got {type(model).__name__}.")
-        check_accepts_embeddings(model)
+        check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
         self.replacement_id = resolve_replacement(replacement, model, tokenizer)
         self.settings = Settings(

@@ -27,6 +27,7 @@ from .engine import Engine, Settings, _group, _split_by_key
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens, pool
+from .methods import check_model, check_options
 from .options import (
     Granularity,
     GranularityAggregationStrategy,
@@ -35,7 +36,7 @@ from .options import (
     non_negative_float,
     positive_int,
 )
-from .tasks import CAUSAL_LM, CLASSIFICATION, Item, check_accepts_embeddings, detect_task, target_scores
+from .tasks import CAUSAL_LM, CLASSIFICATION, Item, detect_task, target_scores
 
 REPLACEMENTS = ("mask", "pad", "zeros")
 
@@ -266,20 +267,15 @@ class PerturbationMethod:
         replacement: str | int | None = None,
         **method_options: Any,
     ):
-        if not isinstance(model, torch.nn.Module):
-            raise InterpTextError(f"model must be a torch / Hugging Face model, got {type(model).__name__}.")
-        if not callable(tokenizer):
-            raise InterpTextError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}.")
-        check_accepts_embeddings(model)
+        check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
-        allowed = self._option_names()
-        unknown = sorted(set(method_options) - set(allowed))
-        if unknown:
-            own = f"its own options are {sorted(allowed)}" if allowed else "it has no options of its own"
-            raise InterpTextError(
-                f"{type(self).__name__} got unknown option(s) {unknown}; {own} (besides batch_size, granularity, "
-                "granularity_aggregation_strategy, device, inference_mode, task, seed, replacement)."
-            )
+        check_options(
+            type(self).__name__,
+            method_options,
+            self._option_names(),
+            " (besides batch_size, granularity, granularity_aggregation_strategy, device, inference_mode, task, "
+            "seed, replacement)",
+        )
         self._set_options(**method_options)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InterpTextError(f"seed={seed!r} must be an int.")

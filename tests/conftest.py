@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 torch.set_num_threads(1)  # tiny models: threads cost more than they give
@@ -33,8 +33,13 @@ def wordpiece_tokenizer() -> PreTrainedTokenizerFast:
     )
     tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=64,
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
     )
 
 
@@ -70,9 +75,15 @@ def bert(wp_tokenizer):
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(wp_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=3,
-        id2label={0: "negative", 1: "neutral", 2: "positive"}, label2id={"negative": 0, "neutral": 1, "positive": 2},
+        vocab_size=len(wp_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
+        id2label={0: "negative", 1: "neutral", 2: "positive"},
+        label2id={"negative": 0, "neutral": 1, "positive": 2},
     )
     return BertForSequenceClassification(config).eval()
 
@@ -88,7 +99,12 @@ def gpt2(bpe):
 
     torch.manual_seed(0)
     config = GPT2Config(
-        vocab_size=len(bpe), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-        bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id,
+        vocab_size=len(bpe),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        bos_token_id=bpe.bos_token_id,
+        eos_token_id=bpe.eos_token_id,
     )
     return GPT2LMHeadModel(config).eval()

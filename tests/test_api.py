@@ -73,17 +73,24 @@ def test_word_scores_pool_token_scores(strategy, bert, wp_tokenizer):
     ids = wp_tokenizer(text)["input_ids"]
     n_first = len(wp_tokenizer("unloved", add_special_tokens=False)["input_ids"])
     pieces = [tokens[1 : 1 + n_first], tokens[1 + n_first : len(ids) - 1]]
-    fn = {"mean": np.mean, "max": np.max, "min": np.min, "sum": np.sum,
-          "signed_max": lambda v: v[np.argmax(np.abs(v))]}[strategy.value]
+    fn = {
+        "mean": np.mean,
+        "max": np.max,
+        "min": np.min,
+        "sum": np.sum,
+        "signed_max": lambda v: v[np.argmax(np.abs(v))],
+    }[strategy.value]
     np.testing.assert_allclose(words, [fn(p) for p in pieces], rtol=1e-6)
 
 
 def InputXGradient_scores(model, tok, text, gran, strategy):
     from interp_text import InputXGradient
 
-    return InputXGradient(model, tok, granularity=gran, granularity_aggregation_strategy=strategy).explain(
-        text, targets=0
-    ).scores[0]
+    return (
+        InputXGradient(model, tok, granularity=gran, granularity_aggregation_strategy=strategy)
+        .explain(text, targets=0)
+        .scores[0]
+    )
 
 
 def test_sentence_granularity(bert, wp_tokenizer):
@@ -98,9 +105,16 @@ def test_model_and_tokenizer_unchanged(wp_tokenizer):
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(vocab_size=len(wp_tokenizer), hidden_size=16,
-                                                     num_hidden_layers=1, num_attention_heads=2,
-                                                     intermediate_size=32, max_position_embeddings=64))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=len(wp_tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    )
     model.train()
     model.bert.encoder.requires_grad_(False)
     before = copy.deepcopy(model.state_dict())
@@ -145,7 +159,10 @@ def test_users_own_subclass_works(wp_tokenizer):
         (lambda m, t: VarGrad(m, t, batch_size=0), "batch_size=0 must be an integer >= 1"),
         (lambda m, t: VarGrad(m, t, token_reduction="max"), "token_reduction='max' is not valid"),
         (lambda m, t: VarGrad(m, t, inference_mode="probs"), "inference_mode='probs' is not valid"),
-        (lambda m, t: VarGrad(m, t).explain("good " * 80), "text 0 has 82 tokens but the model accepts at most 64; shorten the text"),
+        (
+            lambda m, t: VarGrad(m, t).explain("good " * 80),
+            "text 0 has 82 tokens but the model accepts at most 64; shorten the text",
+        ),
         (lambda m, t: VarGrad(m, t).explain("ok", max_new_tokens=3), "unknown explain"),
         (lambda m, t: VarGrad(m, t, task="regression"), "task='regression' is not valid"),
         (lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(5)).explain("ok"), "baseline tensor has shape"),
@@ -170,8 +187,15 @@ def test_slow_tokenizer_is_refused(bert, wp_tokenizer):
 def test_unknown_model_kind_asks_for_task(wp_tokenizer):
     from transformers import BertConfig, BertModel
 
-    model = BertModel(BertConfig(vocab_size=len(wp_tokenizer), hidden_size=16, num_hidden_layers=1,
-                                 num_attention_heads=2, intermediate_size=32))
+    model = BertModel(
+        BertConfig(
+            vocab_size=len(wp_tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+    )
     with pytest.raises(InterpTextError, match="pass task="):
         Saliency(model, wp_tokenizer)
 

@@ -8,8 +8,8 @@ import torch
 from conftest import bpe_tokenizer
 
 from interp_text import (
-    Granularity,
     GradientShap,
+    Granularity,
     InferenceModes,
     InputXGradient,
     IntegratedGradients,
@@ -34,9 +34,18 @@ def llama(bos_tok):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(bos_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         bos_token_id=bos_tok.bos_token_id, eos_token_id=bos_tok.eos_token_id, pad_token_id=None)
+    config = LlamaConfig(
+        vocab_size=len(bos_tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=bos_tok.bos_token_id,
+        eos_token_id=bos_tok.eos_token_id,
+        pad_token_id=None,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -45,9 +54,17 @@ def t5(bpe):
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
-    config = T5Config(vocab_size=len(bpe), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                      pad_token_id=bpe.eos_token_id, eos_token_id=bpe.eos_token_id,
-                      decoder_start_token_id=bpe.eos_token_id)
+    config = T5Config(
+        vocab_size=len(bpe),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        pad_token_id=bpe.eos_token_id,
+        eos_token_id=bpe.eos_token_id,
+        decoder_start_token_id=bpe.eos_token_id,
+    )
     return T5ForConditionalGeneration(config).eval()
 
 
@@ -129,8 +146,9 @@ def test_integrated_gradients_completeness_on_causal(gpt2, bpe):
 def test_generate_then_explain_greedy(gpt2, bpe):
     expl = Saliency(gpt2, bpe, granularity="token").explain(PROMPT, max_new_tokens=4)
     ids = torch.tensor([bpe(PROMPT)["input_ids"]])
-    greedy = gpt2.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False,
-                           pad_token_id=bpe.eos_token_id)[0, ids.shape[1] :].tolist()
+    greedy = gpt2.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False, pad_token_id=bpe.eos_token_id
+    )[0, ids.shape[1] :].tolist()
     greedy = greedy[: greedy.index(bpe.eos_token_id)] if bpe.eos_token_id in greedy else greedy
     assert sum((t.token_ids for t in expl.targets), []) == greedy
     forced = Saliency(gpt2, bpe, granularity="token").explain(PROMPT, targets=greedy)
@@ -203,7 +221,10 @@ def test_tokenizer_without_pad_token_still_generates(llama, bos_tok):
         (lambda m, t: Saliency(m, t).explain(PROMPT, targets=""), "tokenizes to nothing"),
         (lambda m, t: Saliency(m, t).explain(""), "text 0 is empty"),
         (lambda m, t: Saliency(m, t).explain("word " * 140, targets=" x"), "but the model accepts at most 128"),
-        (lambda m, t: Saliency(m, t).explain(PROMPT, max_new_tokens=200), "max_new_tokens=200 would pass the 128 tokens"),
+        (
+            lambda m, t: Saliency(m, t).explain(PROMPT, max_new_tokens=200),
+            "max_new_tokens=200 would pass the 128 tokens",
+        ),
         (lambda m, t: Saliency(m, t).explain([PROMPT, PROMPT], targets=[" a"]), "got 1 targets for 2 prompts"),
     ],
 )

@@ -4,7 +4,8 @@ import torch
 
 from interp_text.granularity import group_tokens, pool, sentence_spans, word_spans
 from interp_text.inputs import tokenize
-from interp_text.options import Granularity, GranularityAggregationStrategy as G
+from interp_text.options import Granularity
+from interp_text.options import GranularityAggregationStrategy as G
 
 TEXTS = [
     "The food was cold but the staff were lovely.",
@@ -44,10 +45,23 @@ def test_spans_rebuild_the_text(text, gran, which, wp_tokenizer, bpe):
 def test_words_and_sentences():
     text = "Don't stop, state-of-the-art!  Next one? Yes.\nLast"
     assert [text[s:e] for s, e in word_spans(text)] == [
-        "Don't", "stop", ",", "state-of-the-art", "!", "Next", "one", "?", "Yes", ".", "Last",
+        "Don't",
+        "stop",
+        ",",
+        "state-of-the-art",
+        "!",
+        "Next",
+        "one",
+        "?",
+        "Yes",
+        ".",
+        "Last",
     ]
     assert [text[s:e] for s, e in sentence_spans(text)] == [
-        "Don't stop, state-of-the-art!", "Next one?", "Yes.", "Last",
+        "Don't stop, state-of-the-art!",
+        "Next one?",
+        "Yes.",
+        "Last",
     ]
 
 

@@ -6,8 +6,8 @@ import torch
 from toy_models import ToyConfig, ToyForSequenceClassification
 
 from interp_text import (
-    Granularity,
     GradientShap,
+    Granularity,
     InputXGradient,
     IntegratedGradients,
     Saliency,
@@ -43,11 +43,25 @@ def test_linear_saliency_smoothgrad_vargrad(linear, wp_tokenizer):
     sal = Saliency(linear, wp_tokenizer, granularity=ALL).explain(TEXT, targets=1).scores[0]
     np.testing.assert_allclose(sal, np.full(n, w.norm().item()), rtol=1e-6)
     # The gradient is constant, so smoothing changes nothing and its variance is zero.
-    sg = SmoothGrad(linear, wp_tokenizer, granularity=ALL, input_x_gradient=False, token_reduction="sum",
-                    n_perturbations=7, noise_std=0.5).explain(TEXT, targets=1).scores[0]
+    sg = (
+        SmoothGrad(
+            linear,
+            wp_tokenizer,
+            granularity=ALL,
+            input_x_gradient=False,
+            token_reduction="sum",
+            n_perturbations=7,
+            noise_std=0.5,
+        )
+        .explain(TEXT, targets=1)
+        .scores[0]
+    )
     np.testing.assert_allclose(sg, np.full(n, w.sum().item()), rtol=1e-6)
-    vg = VarGrad(linear, wp_tokenizer, granularity=ALL, input_x_gradient=False,
-                 n_perturbations=7, noise_std=0.5).explain(TEXT, targets=1).scores[0]
+    vg = (
+        VarGrad(linear, wp_tokenizer, granularity=ALL, input_x_gradient=False, n_perturbations=7, noise_std=0.5)
+        .explain(TEXT, targets=1)
+        .scores[0]
+    )
     np.testing.assert_allclose(vg, 0.0, atol=1e-10)
     ixg = InputXGradient(linear, wp_tokenizer, granularity=ALL).explain(TEXT, targets=1).scores[0]
     np.testing.assert_allclose(ixg, (e * w).sum(-1).numpy(), rtol=1e-5)
@@ -57,8 +71,11 @@ def test_linear_vargrad_times_input_is_w2_sigma2(linear, wp_tokenizer):
     # a_p = w ⊙ (e + δ_p)  =>  var_p a_p = w² σ² in expectation.
     w = linear.w.detach().double()[0]
     sigma = 0.3
-    vg = VarGrad(linear, wp_tokenizer, granularity=ALL, n_perturbations=3000, noise_std=sigma,
-                 batch_size=1000).explain(TEXT, targets=0).scores[0]
+    vg = (
+        VarGrad(linear, wp_tokenizer, granularity=ALL, n_perturbations=3000, noise_std=sigma, batch_size=1000)
+        .explain(TEXT, targets=0)
+        .scores[0]
+    )
     np.testing.assert_allclose(vg, (w**2).sum().item() * sigma**2, rtol=0.06)
 
 
@@ -143,8 +160,16 @@ def test_matches_hand_written_reference(cls, name, opts, reduction, bert, wp_tok
     expl = cls(bert, wp_tokenizer, granularity=ALL, token_reduction=reduction, batch_size=3, seed=7, **opts).explain(
         TEXT, targets=2
     )
-    ref = reference(bert, wp_tokenizer, TEXT, 2, name, n=opts.get("n_perturbations", opts.get("n_interpolations", 1)),
-                    seed=7, reduction=reduction)
+    ref = reference(
+        bert,
+        wp_tokenizer,
+        TEXT,
+        2,
+        name,
+        n=opts.get("n_perturbations", opts.get("n_interpolations", 1)),
+        seed=7,
+        reduction=reduction,
+    )
     np.testing.assert_allclose(expl.scores[0], ref, rtol=1e-4, atol=1e-7)
 
 
