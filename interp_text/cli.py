@@ -118,7 +118,9 @@ def read_jsonl_inputs(path: Path) -> list[dict]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as err:
-            raise InterpTextError(f"{path}:{n + 1} is not valid JSON ({err.msg}); write one JSON object per line.") from None
+            raise InterpTextError(
+                f"{path}:{n + 1} is not valid JSON ({err.msg}); write one JSON object per line."
+            ) from None
         if isinstance(value, str):
             value = {"text": value}
         if not isinstance(value, dict) or "text" not in value:
