@@ -97,7 +97,7 @@ def generate_kwargs(args, explainer) -> dict:
 def cmd_explain(args) -> int:
     if args.input:
         return explain_file(args)
-    if not args.text:
+    if args.text is None:
         raise InterpTextError("give a text to explain, or --input FILE.jsonl --output FILE.jsonl.")
     model, tok = load_model(args.model, generation=args.task == "generation")
     explainer = make_explainer(args, model, tok)
@@ -285,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a command prints its own progress, not the weight loader's
     try:
         return args.func(args)
     except InterpTextError as err:
