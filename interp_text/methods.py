@@ -147,6 +147,16 @@ class GradientMethod:
     __call__ = explain
 
 
+def default_noise_std(model) -> float:
+    """Half the standard deviation of the embedding matrix: noise on the embeddings' own scale.
+
+    A fixed σ = 0.1 is three times the spread of a typical BERT embedding and drowns the signal;
+    measured on the bundled models, 0.25–0.5 × this spread found the deciding words best.
+    """
+    with torch.no_grad():
+        return 0.5 * float(model.get_input_embeddings().weight.float().std())
+
+
 def _noise(e: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
     # Drawn on the CPU, one sample at a time, so the numbers do not depend on device or batching.
     return (torch.randn(e.shape, generator=gen, dtype=torch.float32) * std).to(e.device, e.dtype)
@@ -177,16 +187,20 @@ class SmoothGrad(GradientMethod):
 
     Args (besides the shared ones):
         n_perturbations: number of noisy samples (default 10).
-        noise_std: σ of the Gaussian noise added to the embeddings (default 0.1).
+        noise_std: σ of the Gaussian noise added to the embeddings, in embedding units (as in
+            interpreto). Default None: half the standard deviation of the model's embedding
+            matrix, so the noise is on the embeddings' own scale whatever the model.
         input_x_gradient: multiply each gradient by its noisy input (default True).
     """
 
     def _option_names(self):
         return ("n_perturbations", "noise_std", "input_x_gradient")
 
-    def _set_options(self, n_perturbations: int = 10, noise_std: float = 0.1, input_x_gradient: bool = True):
+    def _set_options(self, n_perturbations: int = 10, noise_std: float | None = None, input_x_gradient: bool = True):
         self.n_perturbations = positive_int(n_perturbations, "n_perturbations", self._min_samples())
-        self.noise_std = non_negative_float(noise_std, "noise_std")
+        self.noise_std = (
+            default_noise_std(self.model) if noise_std is None else non_negative_float(noise_std, "noise_std")
+        )
         if not isinstance(input_x_gradient, bool):
             raise InterpTextError(f"input_x_gradient={input_x_gradient!r} must be True or False.")
         self.input_x_gradient = input_x_gradient
@@ -258,7 +272,7 @@ class GradientShap(GradientMethod):
 
     Args (besides the shared ones):
         n_perturbations: samples of (α, δ) (default 10).
-        noise_std: σ (default 0.1).
+        noise_std: σ (default: half the standard deviation of the embedding matrix).
         baseline: as for ``IntegratedGradients`` (default zeros).
     """
 
@@ -267,9 +281,11 @@ class GradientShap(GradientMethod):
     def _option_names(self):
         return ("n_perturbations", "noise_std", "baseline")
 
-    def _set_options(self, n_perturbations: int = 10, noise_std: float = 0.1, baseline: Any = "zeros"):
+    def _set_options(self, n_perturbations: int = 10, noise_std: float | None = None, baseline: Any = "zeros"):
         self.n_perturbations = positive_int(n_perturbations, "n_perturbations")
-        self.noise_std = non_negative_float(noise_std, "noise_std")
+        self.noise_std = (
+            default_noise_std(self.model) if noise_std is None else non_negative_float(noise_std, "noise_std")
+        )
         self.baseline = "zeros" if baseline is None else baseline
         self.n_samples = self.n_perturbations
 

@@ -100,7 +100,7 @@ def causal_reference(model, tok, prompt, target, method, n=3, sigma=0.1, seed=0,
 @pytest.mark.parametrize("mode", ["logits", "log_softmax"])
 def test_causal_matches_reference(which, method, cls, mode, gpt2, llama, bpe, bos_tok):
     model, tok = (gpt2, bpe) if which == "gpt2" else (llama, bos_tok)
-    kw = {} if method == "saliency" else {"n_perturbations": 3}
+    kw = {} if method == "saliency" else {"n_perturbations": 3, "noise_std": 0.1}
     expl = cls(model, tok, granularity=ALL, inference_mode=mode, batch_size=2, **kw).explain(PROMPT, targets=" Paris.")
     ref = causal_reference(model, tok, PROMPT, " Paris.", method, mode=mode)
     np.testing.assert_allclose(expl.scores, ref, rtol=1e-4, atol=1e-7, equal_nan=True)
@@ -177,7 +177,7 @@ def test_word_granularity_on_both_axes(gpt2, bpe):
 
 
 def test_seq2seq(t5, bpe):
-    expl = SmoothGrad(t5, bpe, granularity=ALL, n_perturbations=2).explain(PROMPT, targets=" Paris")
+    expl = SmoothGrad(t5, bpe, granularity=ALL, n_perturbations=2, noise_std=0.1).explain(PROMPT, targets=" Paris")
     o_ids = bpe(" Paris", add_special_tokens=False)["input_ids"]
     assert expl.task == "seq2seq" and expl.scores.shape == (len(o_ids), len(expl.elements))
     assert np.all(np.isfinite(expl.scores))

@@ -147,11 +147,11 @@ def reference(model, tok, text, cls, method, n=5, sigma=0.1, seed=0, ixg=True, r
 CASES = [
     (Saliency, "saliency", {}, "l2"),
     (InputXGradient, "ixg", {}, "sum"),
-    (SmoothGrad, "smoothgrad", {"n_perturbations": 5}, "sum"),
-    (VarGrad, "vargrad", {"n_perturbations": 5}, "sum"),
-    (SquareGrad, "squaregrad", {"n_perturbations": 5}, "abs_mean"),
+    (SmoothGrad, "smoothgrad", {"n_perturbations": 5, "noise_std": 0.1}, "sum"),
+    (VarGrad, "vargrad", {"n_perturbations": 5, "noise_std": 0.1}, "sum"),
+    (SquareGrad, "squaregrad", {"n_perturbations": 5, "noise_std": 0.1}, "abs_mean"),
     (IntegratedGradients, "ig", {"n_interpolations": 5}, "sum"),
-    (GradientShap, "shap", {"n_perturbations": 5}, "sum"),
+    (GradientShap, "shap", {"n_perturbations": 5, "noise_std": 0.1}, "sum"),
 ]
 
 
@@ -174,7 +174,16 @@ def test_matches_hand_written_reference(cls, name, opts, reduction, bert, wp_tok
 
 
 def test_smoothgrad_without_input_defaults_to_l2(bert, wp_tokenizer):
-    expl = SmoothGrad(bert, wp_tokenizer, granularity=ALL, input_x_gradient=False, n_perturbations=3).explain(TEXT)
+    expl = SmoothGrad(
+        bert, wp_tokenizer, granularity=ALL, input_x_gradient=False, n_perturbations=3, noise_std=0.1
+    ).explain(TEXT)
     ref = reference(bert, wp_tokenizer, TEXT, expl.targets[0].index, "smoothgrad", n=3, ixg=False, reduction="l2")
     assert expl.token_reduction == "l2"
     np.testing.assert_allclose(expl.scores[0], ref, rtol=1e-4, atol=1e-7)
+
+
+def test_default_noise_is_half_the_embedding_spread(bert, wp_tokenizer):
+    spread = bert.get_input_embeddings().weight.std().item()
+    for cls in (SmoothGrad, VarGrad, SquareGrad, GradientShap):
+        assert cls(bert, wp_tokenizer).noise_std == pytest.approx(0.5 * spread)
+        assert cls(bert, wp_tokenizer, noise_std=0.1).noise_std == 0.1
