@@ -111,4 +111,4 @@ def test_pool_strategies(strategy, expected):
 def test_pool_all_nan_element_is_nan():
     scores = torch.tensor([[float("nan"), float("nan"), 2.0]], dtype=torch.float64)
     out = pool(scores, [0, 0, 1], 2, G.SUM)
-    assert np.isnan(out[0, 0]) and out[0, 1] == 2.0
+    assert np.isnan(out[0, 0].item()) and out[0, 1].item() == 2.0
