@@ -1,0 +1,36 @@
+"""Two tiny models shipped with the package, whose correct explanations are known.
+
+* ``"sentiment"``: a 2-layer BERT classifier (negative / positive) trained on
+  ``interp_text.data.sentiment_examples``; the deciding words are the
+  sentiment word and its negation.
+* ``"facts"``: a 3-layer GPT-2 that has memorised ``interp_text.data.all_facts``
+  ("The capital of France is" -> " Paris"); the deciding words are the
+  entity and the relation word.
+
+Both load from folders inside the package, so no network is needed.
+Retrain with ``python -m interp_text.bundled.train``.
+"""
+
+from pathlib import Path
+
+NAMES = ("sentiment", "facts")
+
+
+def default_path(name: str) -> Path:
+    """Folder of the bundled model ``name`` ("sentiment" or "facts")."""
+    if name not in NAMES:
+        raise ValueError(f"unknown bundled model {name!r}; choose one of {', '.join(map(repr, NAMES))}")
+    return Path(__file__).parent / name
+
+
+def load_default(name: str):
+    """Load the bundled model ``name`` and its tokenizer, model in eval mode."""
+    path = default_path(name)
+    # Imported here so that `import interp_text.bundled` stays cheap.
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    auto = AutoModelForSequenceClassification if name == "sentiment" else AutoModelForCausalLM
+    model = auto.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,158 @@
+"""Bundled toy models and the synthetic data behind them."""
+
+import re
+
+import pytest
+import torch
+
+from interp_text.bundled import default_path, load_default
+from interp_text.data import (
+    NEGATION_WORDS,
+    SENTIMENT_WORDS,
+    all_facts,
+    facts_examples,
+    sentiment_examples,
+)
+
+
+@pytest.fixture(scope="module")
+def sentiment():
+    return load_default("sentiment")
+
+
+@pytest.fixture(scope="module")
+def facts():
+    return load_default("facts")
+
+
+# --- loading ---------------------------------------------------------------
+
+
+def test_bundled_folders_are_inside_the_package():
+    for name in ("sentiment", "facts"):
+        path = default_path(name)
+        assert path.is_dir()
+        assert (path / "model.safetensors").is_file()
+        assert (path / "tokenizer.json").is_file()
+
+
+def test_unknown_name_raises_with_allowed_names():
+    with pytest.raises(ValueError, match=r"'sentiment'.*'facts'"):
+        load_default("gpt2")
+    with pytest.raises(ValueError, match="unknown bundled model"):
+        default_path("nope")
+
+
+def test_models_load_in_eval_mode(sentiment, facts):
+    for model, tokenizer in (sentiment, facts):
+        assert not model.training
+        assert tokenizer.pad_token_id is not None
+    assert sentiment[0].config.id2label == {0: "negative", 1: "positive"}
+
+
+# --- sentiment model -------------------------------------------------------
+
+
+@torch.no_grad()
+def test_sentiment_accuracy(sentiment):
+    model, tokenizer = sentiment
+    examples = sentiment_examples(200, seed=0, split="test")
+    enc = tokenizer([e["text"] for e in examples], padding=True, return_tensors="pt")
+    pred = model(**enc).logits.argmax(-1).tolist()
+    accuracy = sum(p == e["label"] for p, e in zip(pred, examples)) / len(examples)
+    assert accuracy >= 0.95
+
+
+@torch.no_grad()
+def test_sentiment_negation_flips(sentiment):
+    model, tokenizer = sentiment
+    texts = ["The food was good.", "The food was not good.", "The food was bad.", "The food was not bad."]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    assert model(**enc).logits.argmax(-1).tolist() == [1, 0, 0, 1]
+
+
+def test_sentiment_tokenizer_offsets_and_subwords(sentiment):
+    _, tokenizer = sentiment
+    text = "The staff were not friendly at all."
+    enc = tokenizer(text, return_offsets_mapping=True)
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
+    pieces = [text[s:e] for (s, e), t in zip(enc["offset_mapping"], tokens) if t not in ("[CLS]", "[SEP]")]
+    assert "".join(pieces) == text.replace(" ", "")
+    # Some deciding words must split into several pieces so subword handling is exercised.
+    split = [w for w in SENTIMENT_WORDS if len(tokenizer.tokenize(w)) > 1]
+    assert len(split) >= 3
+
+
+# --- facts model -----------------------------------------------------------
+
+
+@torch.no_grad()
+def test_facts_greedy_accuracy(facts):
+    model, tokenizer = facts
+    examples = facts_examples(len(all_facts()), seed=0, split="test")
+    assert tokenizer.padding_side == "left"  # batched generation continues each prompt
+    enc = tokenizer([e["prompt"] for e in examples], padding=True, return_tensors="pt")
+    out = model.generate(**enc, max_new_tokens=6, do_sample=False)
+    preds = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    accuracy = sum(p.startswith(e["answer"]) for p, e in zip(preds, examples)) / len(examples)
+    assert accuracy >= 0.9
+
+
+def test_facts_generation_config(facts):
+    model, tokenizer = facts
+    config = model.generation_config
+    assert config.pad_token_id == tokenizer.pad_token_id
+    assert config.eos_token_id == tokenizer.eos_token_id
+    enc = tokenizer("The capital of France is", return_offsets_mapping=True)
+    assert enc["offset_mapping"][-1] == (len("The capital of France "), len("The capital of France is"))
+
+
+# --- data generators -------------------------------------------------------
+
+
+def test_generators_are_deterministic():
+    assert sentiment_examples(50, seed=3) == sentiment_examples(50, seed=3)
+    assert sentiment_examples(50, seed=3) != sentiment_examples(50, seed=4)
+    assert facts_examples(50, seed=3) == facts_examples(50, seed=3)
+    assert facts_examples(50, seed=3) != facts_examples(50, seed=4)
+
+
+def test_sentiment_train_test_disjoint():
+    train = {e["text"] for e in sentiment_examples(3000, split="train")}
+    test = {e["text"] for e in sentiment_examples(500, split="test")}
+    assert len(train) == 3000 and len(test) == 500
+    assert not train & test
+
+
+def test_sentiment_rationale_decides_label():
+    examples = sentiment_examples(500, seed=1, split="train")
+    labels = {e["label"] for e in examples}
+    assert labels == {0, 1}
+    for e in examples:
+        text = e["text"]
+        words = [text[s:t] for s, t in e["rationale"]]
+        for s, t in e["rationale"]:
+            # Spans cover whole words.
+            assert re.fullmatch(r"\w+", text[s:t])
+            assert s == 0 or not text[s - 1].isalnum()
+            assert t == len(text) or not text[t].isalnum()
+        sentiment_words = [w for w in words if w.lower() in SENTIMENT_WORDS]
+        negations = [w for w in words if w in NEGATION_WORDS]
+        assert len(sentiment_words) == 1 and len(negations) + 1 == len(words)
+        polarity = SENTIMENT_WORDS[sentiment_words[0].lower()]
+        assert e["label"] == (1 - polarity if negations else polarity), text
+
+
+def test_facts_rationale_and_answers():
+    # bare prompt -> (answer, deciding words)
+    facts = {t.replace("{x}", x): (" " + a, {x, k}) for t, x, k, a in all_facts()}
+    test = facts_examples(len(facts), seed=0, split="test")
+    assert {e["prompt"] for e in test} == set(facts)  # the test split asks every fact once
+    for e in facts_examples(3 * len(facts), seed=0, split="train") + test:
+        assert e["text"] == e["prompt"] + e["answer"] + "."
+        # Train prompts may carry a neutral prefix sentence before the fact.
+        (bare,) = [p for p in facts if e["prompt"].endswith(p)]
+        answer, deciding = facts[bare]
+        assert e["answer"] == answer
+        assert {e["prompt"][s:t] for s, t in e["rationale"]} == deciding
