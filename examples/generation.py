@@ -15,7 +15,7 @@ print("matrix (outputs x [prompt + outputs]):\n", explanation.scores.round(3))
 
 # A forced target, explained by its log-probability.
 forced = SmoothGrad(model, tokenizer, inference_mode=InferenceModes.LOG_SOFTMAX, n_perturbations=10)
-answer = forced.explain("The language of Japan is", targets=" Japanese")
+answer = forced.explain("The official language of Japan is", targets=" Japanese")
 print(answer)
 answer.save_html("generation.html")
 print("page written to generation.html")

@@ -17,7 +17,7 @@ DEMO_TEXTS = [
     "I loved the pasta, and the service was quick.",
     "The room was not bad at all.",
 ]
-DEMO_PROMPTS = ["The capital of France is", "The language of Japan is"]
+DEMO_PROMPTS = ["The capital of France is", "The official language of Japan is"]
 
 
 def all_methods() -> dict[str, type]:
