@@ -1,0 +1,354 @@
+"""Shared pieces of the benchmarks: offline tokenizers, seeded random models, texts, timing.
+
+Nothing here touches the network: tokenizers are built from generated pseudo-words with the
+``tokenizers`` library and models are built from configs with seeded random weights. The
+benchmark scripts save the model and tokenizer with ``save_pretrained`` to a temporary folder
+and every contender (interp_text, the plain-PyTorch floor, each peer library, possibly in its
+own virtualenv / subprocess) loads the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+_ONSETS = [
+    "",
+    "b",
+    "c",
+    "d",
+    "f",
+    "g",
+    "h",
+    "j",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "w",
+    "z",
+    "br",
+    "ch",
+    "cl",
+    "dr",
+    "fl",
+    "gr",
+    "pl",
+    "pr",
+    "sh",
+    "sl",
+    "st",
+    "th",
+    "tr",
+]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ee", "io", "oo", "ou"]
+_CODAS = ["", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng", "ck"]
+
+
+def _syllables(rng: random.Random, n: int) -> list[str]:
+    out = set()
+    while len(out) < n:
+        out.add(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS))
+    return sorted(out)
+
+
+def pseudo_words(n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct pronounceable pseudo-words (1 to 4 syllables), deterministic."""
+    rng = random.Random(seed)
+    syl = _syllables(rng, 900)
+    words: list[str] = []
+    seen = set()
+    while len(words) < n:
+        w = "".join(rng.choice(syl) for _ in range(rng.choice((1, 2, 2, 3, 3, 4))))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+def make_texts(lengths: list[int], seed: int = 1, vocab: list[str] | None = None) -> list[str]:
+    """One sentence-like text per requested word count (some words end in , or .)."""
+    rng = random.Random(seed)
+    vocab = vocab or pseudo_words(40_000, seed=0)
+    common = vocab[:15_000]  # whole words in both tokenizers' vocabularies
+    rare = vocab[20_000:]  # split into pieces by the WordPiece tokenizer
+    texts = []
+    for n in lengths:
+        words = []
+        for i in range(n):
+            # Mostly frequent words (one token), some rare ones (split into pieces), about
+            # 1.3 tokens per word like English under BERT's vocabulary.
+            w = rng.choice(common) if rng.random() < 0.9 else rng.choice(rare)
+            if i == 0:
+                w = w.capitalize()
+            words.append(w)
+        text = ""
+        for i, w in enumerate(words):
+            text += ("" if i == 0 else " ") + w
+            if 0 < i < n - 1 and rng.random() < 0.08:
+                text += ","
+        texts.append(text + ".")
+    return texts
+
+
+def wordpiece_tokenizer(vocab_size: int = 30522):
+    """A BERT-style fast WordPiece tokenizer with exactly ``vocab_size`` entries, built offline.
+
+    The vocabulary: the 5 BERT special tokens, characters and ##characters, 60% whole
+    pseudo-words, then ##pieces (syllables, syllable pairs) until it has ``vocab_size`` entries.
+    Texts from ``make_texts`` then tokenize into a mix of one-token and multi-piece words.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [chr(c) for c in range(33, 127)]
+    vocab: list[str] = list(specials)
+    vocab += [c.lower() for c in chars if c.lower() == c or not c.isalpha()]
+    vocab = list(dict.fromkeys(vocab))
+    vocab += ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+    words = pseudo_words(40_000, seed=0)
+    n_words = int(vocab_size * 0.6)
+    vocab += [w for w in words[:n_words] if w not in vocab]
+    rng = random.Random(2)
+    syl = _syllables(rng, 900)
+    pieces = ["##" + s for s in syl]
+    pieces += ["##" + a + b for a in syl[:120] for b in syl[:120]]
+    seen = set(vocab)
+    for p in pieces:
+        if len(vocab) >= vocab_size:
+            break
+        if p not in seen:
+            seen.add(p)
+            vocab.append(p)
+    assert len(vocab) == vocab_size, len(vocab)
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    tok.decoder = decoders.WordPiece()
+    return BertTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+
+
+def bytelevel_bpe_tokenizer(vocab_size: int = 50257):
+    """A GPT-2-style fast byte-level BPE tokenizer trained offline on generated text.
+
+    ``<|endoftext|>`` is its last id, as in GPT-2. The trainer may stop short of
+    ``vocab_size`` when the corpus has no more pairs to merge: use ``len(tokenizer)``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2TokenizerFast
+
+    words = pseudo_words(60_000, seed=0)
+    rng = random.Random(3)
+    corpus = []
+    for _ in range(3000):
+        n = rng.randint(8, 40)
+        corpus.append(" ".join(rng.choice(words) if rng.random() < 0.5 else rng.choice(words[:3000]) for _ in range(n)))
+    corpus += [" ".join(words[i : i + 50]) for i in range(0, len(words), 50)]  # every word at least once
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 1,  # <|endoftext|> goes last, as in GPT-2
+        min_frequency=1,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    tok.add_special_tokens(["<|endoftext|>"])
+    return GPT2TokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        model_max_length=1024,
+    )
+
+
+# --------------------------------------------------------------------------- timing
+def set_threads(n: int | None) -> int:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def timed(fn, repeats: int = 3, warmup=None) -> dict:
+    """Wall-clock and CPU times of ``fn()``: ``warmup()`` (default ``fn``) runs once untimed first.
+
+    Returns ``{"time": median wall s, "times": [wall s], "cpu": median CPU s, "cpus": [CPU s],
+    "result": what the last timed call returned}``.
+    CPU time is this process's, all threads together: on a machine shared with other jobs it is
+    steadier than wall time (it does not count time spent waiting for a core).
+    """
+    return interleaved({"fn": fn}, repeats, {"fn": warmup} if warmup else None)["fn"]
+
+
+def interleaved(fns: dict, repeats: int = 3, warmups: dict | None = None) -> dict[str, dict]:
+    """Like ``timed`` for several functions, run round-robin so background load hits all alike."""
+    for k, fn in fns.items():
+        (warmups or {}).get(k, fn)()
+    out: dict[str, dict] = {k: {"times": [], "cpus": []} for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            w0, c0 = _clock()
+            result = fn()
+            w1, c1 = _clock()
+            out[k]["result"] = result
+            out[k]["times"].append(w1 - w0)
+            out[k]["cpus"].append(c1 - c0)
+    for v in out.values():
+        v["time"] = statistics.median(v["times"])
+        v["cpu"] = statistics.median(v["cpus"])
+    return out
+
+
+def quiet() -> None:
+    """No progress bars or info logs from transformers (saving / loading the model)."""
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    try:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        logging.set_verbosity_error()
+    except Exception:
+        pass
+
+
+def fmt_times(times: list[float]) -> str:
+    return "[" + ", ".join(f"{t:.2f}" for t in times) + "]"
+
+
+def versions(*names: str) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = "not installed"
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()}"
+
+
+# --------------------------------------------------------------------------- peers in subprocesses
+def peer_python() -> str:
+    """The interpreter that runs peer libraries: $BENCH_PEER_PYTHON, else .venv-bench, else this one."""
+    env = os.environ.get("BENCH_PEER_PYTHON")
+    if env:
+        return env
+    venv = REPO / ".venv-bench" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def run_worker(script: str, worker: str, workdir: str, threads: int, timeout: float = 600) -> dict:
+    """Run ``python script --worker NAME --workdir DIR`` in the peer interpreter; return its JSON.
+
+    The worker prints one line ``BENCH_RESULT {json}``; anything else it prints is kept for
+    the error message. A failure never raises: the result then has ``{"error": why}``.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "bench"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    cmd = [peer_python(), script, "--worker", worker, "--workdir", workdir, "--threads", str(threads)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    except OSError as err:
+        return {"error": f"could not start {cmd[0]}: {err}"}
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith("BENCH_RESULT "):
+            return json.loads(line[len("BENCH_RESULT ") :])
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-6:]
+    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+
+
+def emit(result: dict) -> None:
+    result = {k: v for k, v in result.items() if k != "result"}
+    print("BENCH_RESULT " + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------- reporting
+def print_table(rows: dict[str, dict]) -> None:
+    """One line per contender: median wall and CPU seconds and every run, or why it is missing."""
+    print()
+    print(f"{'contender':<26}{'wall s':>8}{'cpu s':>8}  wall runs / cpu runs")
+    for name, r in rows.items():
+        if "time" in r:
+            print(f"{name:<26}{r['time']:>8.2f}{r['cpu']:>8.2f}  {fmt_times(r['times'])} / {fmt_times(r['cpus'])}")
+        else:
+            print(f"{name:<26}{'-':>8}{'-':>8}  not measured: {r.get('error', '?')}")
+
+
+def print_ratio(label: str, a: dict, b: dict, target: tuple[str, float] | None = None) -> dict:
+    """Print ``a / b`` on wall time (medians) and on CPU time; return both."""
+    wall = a["time"] / b["time"]
+    cpu = a["cpu"] / b["cpu"]
+    verdict = ""
+    if target:
+        op, x = target
+        ok = (lambda r: r <= x) if op == "<=" else (lambda r: r >= x)
+        verdict = (
+            f"   target {op} {x:g}: wall {'met' if ok(wall) else 'NOT met'}, cpu {'met' if ok(cpu) else 'NOT met'}"
+        )
+    print(f"{label:<34} wall {wall:6.2f}   cpu {cpu:6.2f}{verdict}")
+    return {"wall": wall, "cpu": cpu}
+
+
+def load_average() -> str:
+    """The 1-minute load average over the core count: above ~1 other jobs share the cores."""
+    try:
+        one = os.getloadavg()[0]
+    except OSError:
+        return "?"
+    return f"{one:.1f} on {os.cpu_count()} cores"
