@@ -20,7 +20,16 @@ from .granularity import group_tokens, pool
 from .model_guard import explaining, model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .statistics import Streaming
-from .tasks import CAUSAL_LM, CLASSIFICATION, Item, classification_logits, target_logits, target_scores
+from .tasks import (
+    CAUSAL_LM,
+    CLASSIFICATION,
+    Item,
+    apply_mode,
+    classification_logits,
+    split_head,
+    target_logits,
+    target_scores,
+)
 
 # sample(e, b, generator, p) -> (x_p, multiplier_p or None); e, b, x_p: (seq, hidden)
 Sampler = Callable[[torch.Tensor, torch.Tensor | None, torch.Generator, int], tuple[torch.Tensor, torch.Tensor | None]]
@@ -104,6 +113,7 @@ def baseline_embeds(baseline: Any, model, tokenizer, item: Item) -> torch.Tensor
 class Engine:
     def __init__(self, model, tokenizer, settings: Settings):
         self.model, self.tokenizer, self.s = model, tokenizer, settings
+        self.head = None  # causal LMs: the checked (base, LM head) split, or False
 
     # ------------------------------------------------------------------ public
     def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list:
@@ -187,22 +197,47 @@ class Engine:
             for batch in _batches(_group(items, s.task), s.batch_size):
                 x = torch.stack([it.embeds for it in batch])  # (rows, seq, hidden)
                 if s.task == CLASSIFICATION:
+                    # One forward gives the prediction, the targets' logits and the normaliser.
                     logits = classification_logits(self.model, x)  # (rows, classes)
                     for it, row in zip(batch, logits):
                         it.predicted = int(row.argmax())
                         if not it.classes:
                             it.classes = [it.predicted]
-                chosen, log_norm, _ = target_logits(self.model, s.task, x, batch)
-                f, _ = target_scores(self.model, s.task, x, batch, s.inference_mode)
+                    idx = torch.zeros(len(batch), max(it.n_targets for it in batch), dtype=torch.long)
+                    for r, it in enumerate(batch):
+                        idx[r, : it.n_targets] = torch.tensor(it.classes)
+                    chosen = logits.gather(1, idx.to(logits.device))  # (rows, width)
+                    log_norm = torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype)
+                else:
+                    chosen, log_norm, _ = target_logits(self.model, s.task, x, batch)
+                    if s.task == CAUSAL_LM and self.head is None:
+                        self.head = self._checked_head(x, batch, chosen, log_norm)
+                f = apply_mode(chosen, log_norm, s.inference_mode)
                 log_p = chosen - log_norm  # (rows, width); a classifier's normaliser broadcasts
                 for r, it in enumerate(batch):
                     it.target_logprobs = log_p[r, : it.n_targets].double().cpu()
                     it.target_scores = f[r, : it.n_targets].double().cpu()
                 if s.uses_baseline:
                     b = torch.stack([it.baseline for it in batch])
-                    fb, _ = target_scores(self.model, s.task, b, batch, s.inference_mode)
+                    fb, _ = target_scores(self.model, s.task, b, batch, s.inference_mode, self.head or None)
                     for r, it in enumerate(batch):
                         it.baseline_scores = fb[r, : it.n_targets].double().cpu()
+
+    def _checked_head(self, x, batch, chosen, log_norm):
+        """The per-position LM head split, if it gives this model's own logits; else False.
+
+        Models may post-process logits (soft-capping, scaling); comparing with the model's own
+        forward on real input catches that, and the slower whole-logits path is kept.
+        """
+        parts = split_head(self.model)
+        if parts is None:
+            return False
+        try:
+            c2, n2, _ = target_logits(self.model, self.s.task, x, batch, head=parts)
+        except (TypeError, AttributeError, RuntimeError):
+            return False
+        close = torch.allclose(c2, chosen, rtol=1e-3, atol=1e-3) and torch.allclose(n2, log_norm, rtol=1e-3, atol=1e-3)
+        return parts if close else False
 
     def _attribute(self, items: list[Item], device) -> None:
         """The method's own pass: gradients here; ``perturbation.PerturbationEngine`` masks elements."""
@@ -241,7 +276,9 @@ class Engine:
             else:
                 segments.append([it, r, r + 1])
         with torch.enable_grad():
-            f, valid = target_scores(self.model, s.task, x, row_items, s.inference_mode)  # (rows, width)
+            f, valid = target_scores(
+                self.model, s.task, x, row_items, s.inference_mode, self.head or None
+            )  # (rows, width)
             width = f.shape[1]
             step = s.targets_per_backward
             for j0 in range(0, width, step):

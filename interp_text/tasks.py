@@ -100,7 +100,7 @@ def classification_logits(model, embeds: torch.Tensor) -> torch.Tensor:
 
 
 def target_scores(
-    model, task: str, embeds: torch.Tensor, items: list[Item], mode: InferenceModes
+    model, task: str, embeds: torch.Tensor, items: list[Item], mode: InferenceModes, head: tuple | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores f of each row's targets under the inference mode.
 
@@ -108,20 +108,37 @@ def target_scores(
         embeds: ``(rows, seq, hidden)``, all rows of one length.
         items: the item of each row.
         mode: the inference mode applied to the target's logit.
+        head: causal LMs: ``(base model, LM head)`` from ``split_head``, checked to give the
+            model's own logits; scores each target from its own position's branch.
 
     Returns:
         ``(scores, valid)``, both ``(rows, max targets)``; ``valid`` is False where a row has
         fewer targets than the widest row.
     """
-    chosen, log_norm, valid = target_logits(model, task, embeds, items, normaliser=mode != InferenceModes.LOGITS)
+    normaliser = mode != InferenceModes.LOGITS
+    chosen, log_norm, valid = target_logits(model, task, embeds, items, normaliser=normaliser, head=head)
+    return apply_mode(chosen, log_norm, mode), valid
+
+
+def apply_mode(chosen: torch.Tensor, log_norm: torch.Tensor | None, mode: InferenceModes) -> torch.Tensor:
+    """The logit, probability or log-probability from a target logit and its log normaliser."""
     if mode == InferenceModes.LOGITS:
-        return chosen, valid
+        return chosen
     log_prob = chosen - log_norm
-    return (log_prob.exp() if mode == InferenceModes.SOFTMAX else log_prob), valid
+    return log_prob.exp() if mode == InferenceModes.SOFTMAX else log_prob
+
+
+def split_head(model) -> tuple | None:
+    """``(base model, linear LM head)`` of a causal LM, or None if it has no such split."""
+    head = model.get_output_embeddings()
+    base = getattr(model, "base_model", None)
+    if not isinstance(head, torch.nn.Linear) or base is None or base is model:
+        return None
+    return base, head
 
 
 def target_logits(
-    model, task: str, embeds: torch.Tensor, items: list[Item], normaliser: bool = True
+    model, task: str, embeds: torch.Tensor, items: list[Item], normaliser: bool = True, head: tuple | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The target logits ``(rows, width)``, their log-softmax normalisers (if asked) and validity."""
     rows = embeds.shape[0]
@@ -145,6 +162,8 @@ def target_logits(
         decoder_in = torch.stack([decoder_inputs(model, it) for it in items]).to(dev)  # (rows, out)
         logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_in, use_cache=False).logits
         # (rows, out, vocab): every decoder position is a target.
+    elif head is not None:
+        return _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser)
     else:
         # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
         first = min(it.n_prompt for it in items) - 1
@@ -160,6 +179,31 @@ def target_logits(
     chosen = logits.gather(2, target_ids[..., None])[..., 0]  # (rows, width)
     # The normaliser only at the scored positions, never over the whole sequence.
     log_norm = torch.logsumexp(logits.float(), dim=-1).to(chosen.dtype) if normaliser else None
+    return chosen, log_norm, valid
+
+
+def _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser):
+    """Causal target logits from the base model's hidden states, one branch per scored position.
+
+    Computing the vocabulary logits of all scored positions as one tensor makes every target's
+    backward cross the LM head at every position (a dense (positions × vocab) × (vocab × hidden)
+    product per target). Here target t's logit is h_t · W[y_t] (+ b), and its normaliser is
+    computed from h_t alone, so its backward only crosses the head at its own position.
+    """
+    base, lm_head = head
+    rows, width = target_ids.shape
+    h = base(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state  # (rows, seq, hidden)
+    pos = torch.zeros(rows, width, dtype=torch.long, device=embeds.device)
+    for r, it in enumerate(items):
+        pos[r, : it.n_targets] = torch.arange(it.n_targets, device=embeds.device) + it.n_prompt - 1
+    h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
+    chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
+    if lm_head.bias is not None:
+        chosen = chosen + lm_head.bias[target_ids]
+    log_norm = None
+    if normaliser:
+        log_norm = torch.stack([torch.logsumexp(lm_head(h[:, j]).float(), -1) for j in range(width)], 1)
+        log_norm = log_norm.to(chosen.dtype)  # (rows, width)
     return chosen, log_norm, valid
 
 

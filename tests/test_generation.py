@@ -252,3 +252,30 @@ def test_vmapped_backward_equals_loop(gpt2, bpe):
     )
     for a, b in zip(loop, vmapped):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-9, equal_nan=True)
+
+
+def test_per_position_head_is_used_and_checked(gpt2, bpe):
+    from transformers import GPT2LMHeadModel
+
+    from interp_text.engine import Engine
+
+    engine = Engine(gpt2, bpe, Saliency(gpt2, bpe).settings)
+    engine.explain(PROMPT, targets=" Paris")
+    assert engine.head  # GPT-2's logits are h · Wᵀ: the per-position split is used
+
+    class SoftCapped(GPT2LMHeadModel):
+        """Post-processes its logits, as soft-capping models do: the split must be refused."""
+
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = torch.tanh(out.logits / 0.5) * 0.5
+            return out
+
+    capped = SoftCapped(gpt2.config)
+    capped.load_state_dict(gpt2.state_dict())
+    capped.eval()
+    engine = Engine(capped, bpe, Saliency(capped, bpe, granularity=ALL, inference_mode="log_softmax").settings)
+    expl = engine.explain(PROMPT, targets=" Paris.")
+    assert engine.head is False
+    ref = causal_reference(capped, bpe, PROMPT, " Paris.", "saliency", mode="log_softmax")
+    np.testing.assert_allclose(expl.scores, ref, rtol=1e-4, atol=1e-7, equal_nan=True)
