@@ -26,6 +26,7 @@ from .tasks import (
     Item,
     apply_mode,
     classification_logits,
+    score_columns,
     split_head,
     target_logits,
     target_scores,
@@ -276,21 +277,21 @@ class Engine:
             else:
                 segments.append([it, r, r + 1])
         with torch.enable_grad():
-            f, valid = target_scores(
-                self.model, s.task, x, row_items, s.inference_mode, self.head or None
-            )  # (rows, width)
-            width = f.shape[1]
+            # One (rows,) score per target, each its own graph branch where the model allows it.
+            cols, valid = score_columns(self.model, s.task, x, row_items, s.inference_mode, self.head or None)
+            width = len(cols)
             step = s.targets_per_backward
             for j0 in range(0, width, step):
                 js = range(j0, min(width, j0 + step))
                 # Rows are independent, so the gradient of a column's sum is each row's own gradient.
                 if len(js) == 1:
-                    (g,) = torch.autograd.grad(f[:, j0][valid[:, j0]].sum(), x, retain_graph=js[-1] < width - 1)
+                    (g,) = torch.autograd.grad(cols[j0][valid[:, j0]].sum(), x, retain_graph=js[-1] < width - 1)
                     grads = g[None]  # (1, rows, seq, hidden)
                 else:
-                    seeds = torch.zeros(len(js), *f.shape, dtype=f.dtype, device=f.device)  # (k, rows, width)
+                    f = torch.stack([cols[j] for j in js], 1)  # (rows, k)
+                    seeds = torch.zeros(len(js), *f.shape, dtype=f.dtype, device=f.device)  # (k, rows, k)
                     for i, j in enumerate(js):
-                        seeds[i, :, j] = valid[:, j].to(f.dtype)
+                        seeds[i, :, i] = valid[:, j].to(f.dtype)
                     (grads,) = torch.autograd.grad(
                         f, x, grad_outputs=seeds, retain_graph=js[-1] < width - 1, is_grads_batched=True
                     )  # (k, rows, seq, hidden): one vmapped backward for k targets

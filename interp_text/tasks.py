@@ -137,10 +137,37 @@ def split_head(model) -> tuple | None:
     return base, head
 
 
+def score_columns(
+    model, task: str, embeds: torch.Tensor, items: list[Item], mode: InferenceModes, head: tuple | None = None
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """``target_scores`` as one ``(rows,)`` tensor per target, each from its own graph branch.
+
+    With the per-position LM head, target t's normaliser is a separate node: a backward from
+    target t then never runs the other positions' LM-head backward (a stacked tensor would send
+    zero gradients through every branch, and autograd would compute them all).
+    """
+    normaliser = mode != InferenceModes.LOGITS
+    chosen, log_norm, valid = target_logits(model, task, embeds, items, normaliser, head, stacked=False)
+    if isinstance(log_norm, list):
+        return [apply_mode(chosen[:, j], log_norm[j], mode) for j in range(chosen.shape[1])], valid
+    f = apply_mode(chosen, log_norm, mode)
+    return [f[:, j] for j in range(f.shape[1])], valid
+
+
 def target_logits(
-    model, task: str, embeds: torch.Tensor, items: list[Item], normaliser: bool = True, head: tuple | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """The target logits ``(rows, width)``, their log-softmax normalisers (if asked) and validity."""
+    model,
+    task: str,
+    embeds: torch.Tensor,
+    items: list[Item],
+    normaliser: bool = True,
+    head: tuple | None = None,
+    stacked: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | list | None, torch.Tensor]:
+    """The target logits ``(rows, width)``, their log-softmax normalisers (if asked) and validity.
+
+    With ``head`` and ``stacked=False`` the normalisers are a list of ``(rows,)`` tensors, one
+    per target, for ``score_columns``.
+    """
     rows = embeds.shape[0]
     dev = embeds.device
     width = max(it.n_targets for it in items)
@@ -163,7 +190,7 @@ def target_logits(
         logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_in, use_cache=False).logits
         # (rows, out, vocab): every decoder position is a target.
     elif head is not None:
-        return _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser)
+        return _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser, stacked)
     else:
         # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
         first = min(it.n_prompt for it in items) - 1
@@ -182,7 +209,7 @@ def target_logits(
     return chosen, log_norm, valid
 
 
-def _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser):
+def _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser, stacked=True):
     """Causal target logits from the base model's hidden states, one branch per scored position.
 
     Computing the vocabulary logits of all scored positions as one tensor makes every target's
@@ -202,8 +229,9 @@ def _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser
         chosen = chosen + lm_head.bias[target_ids]
     log_norm = None
     if normaliser:
-        log_norm = torch.stack([torch.logsumexp(lm_head(h[:, j]).float(), -1) for j in range(width)], 1)
-        log_norm = log_norm.to(chosen.dtype)  # (rows, width)
+        log_norm = [torch.logsumexp(lm_head(h[:, j]).float(), -1).to(chosen.dtype) for j in range(width)]
+        if stacked:
+            log_norm = torch.stack(log_norm, 1)  # (rows, width)
     return chosen, log_norm, valid
 
 
