@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench browser clean
+.PHONY: install demo test lint format bench bench-peers browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,9 +38,16 @@ format: install
 	$(BIN)/ruff format interp_text tests bench examples
 	$(BIN)/ruff check --fix interp_text tests bench examples
 
+# Peers (interpreto, captum, inseq) live in their own .venv-bench; each benchmark runs without them too.
+bench-peers:
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install -q "$(TORCH)"
+	.venv-bench/bin/python -m pip install -q interpreto captum inseq
+
 bench: install
 	$(BIN)/python bench/bench_classification.py
 	$(BIN)/python bench/bench_generation.py
+	$(BIN)/python bench/bench_perturbation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts *.egg-info
