@@ -352,3 +352,35 @@ def load_average() -> str:
     except OSError:
         return "?"
     return f"{one:.1f} on {os.cpu_count()} cores"
+
+
+def parse_args(description: str, peers: str):
+    """The options every benchmark takes (and the hidden ones its peer workers are run with)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("BENCH_THREADS", "1")),
+        help="torch threads in every process (default 1, or $BENCH_THREADS; 0: torch's default)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median)")
+    parser.add_argument("--no-peers", action="store_true", help=f"skip {peers}")
+    return parser.parse_args()
+
+
+def worker_entry(workers: dict, args) -> None:
+    """Run one peer worker in this process and print its result as JSON; a failure is a result."""
+    set_threads(args.threads)
+    quiet()
+    try:
+        result = workers[args.worker](args.workdir, args.repeats)
+    except Exception as err:  # a peer failing offline is a result, not a crash
+        import traceback
+
+        tb = traceback.format_exc().strip().splitlines()
+        result = {"error": f"{type(err).__name__}: {err}"[:400], "where": tb[-3:]}
+    emit(result)

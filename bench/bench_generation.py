@@ -32,7 +32,6 @@ Run: ``python bench/bench_generation.py`` (``--repeats N``, ``--threads N``, ``-
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -234,35 +233,11 @@ WORKERS = {
 }
 
 
-def worker_main(args) -> None:
-    C.set_threads(args.threads)
-    C.quiet()
-    try:
-        result = WORKERS[args.worker](args.workdir, args.repeats)
-    except Exception as err:  # a peer failing offline is a result, not a crash
-        import traceback
-
-        tb = traceback.format_exc().strip().splitlines()
-        result = {"error": f"{type(err).__name__}: {err}"[:400], "where": tb[-3:]}
-    C.emit(result)
-
-
 # --------------------------------------------------------------------------- main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=int(os.environ.get("BENCH_THREADS", "1")),
-        help="torch threads in every process (default 1, or $BENCH_THREADS; 0: torch's default)",
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median)")
-    parser.add_argument("--no-peers", action="store_true", help="skip interpreto, inseq and captum")
-    args = parser.parse_args()
+    args = C.parse_args(__doc__.splitlines()[0], peers="interpreto, inseq and captum")
     if args.worker:
-        return worker_main(args)
+        return C.worker_entry(WORKERS, args)
 
     threads = C.set_threads(args.threads)
     C.quiet()
