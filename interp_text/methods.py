@@ -142,7 +142,16 @@ class GradientMethod:
                 greedily; ``generate_kwargs`` such as ``max_new_tokens`` pass through), a string to
                 force, or token ids; or one of these per prompt.
         """
-        return Engine(self.model, self.tokenizer, self.settings).explain(model_inputs, targets, **generate_kwargs)
+        engine = Engine(self.model, self.tokenizer, self.settings)
+        # The LM-head split is checked once per (base model, head) pair: swapping either rechecks.
+        key = (id(getattr(self.model, "base_model", None)), id(self.model.get_output_embeddings()))
+        cached = getattr(self, "_head_check", None)
+        if cached is not None and cached[0] == key:
+            engine.head = cached[1]
+        result = engine.explain(model_inputs, targets, **generate_kwargs)
+        if engine.head is not None:
+            self._head_check = (key, engine.head)
+        return result
 
     __call__ = explain
 

@@ -279,3 +279,19 @@ def test_per_position_head_is_used_and_checked(gpt2, bpe):
     assert engine.head is False
     ref = causal_reference(capped, bpe, PROMPT, " Paris.", "saliency", mode="log_softmax")
     np.testing.assert_allclose(expl.scores, ref, rtol=1e-4, atol=1e-7, equal_nan=True)
+
+
+def test_head_check_is_reused_and_redone_after_a_swap(gpt2, bpe):
+    method = Saliency(gpt2, bpe, granularity=ALL)
+    first = method.explain(PROMPT, targets=" Paris")
+    assert method._head_check[1]
+    again = method.explain(PROMPT, targets=" Paris")
+    np.testing.assert_array_equal(first.scores, again.scores)
+    original = gpt2.lm_head
+    try:
+        gpt2.lm_head = torch.nn.Linear(original.in_features, original.out_features, bias=False)
+        gpt2.lm_head.weight = original.weight
+        method.explain(PROMPT, targets=" Paris")
+        assert method._head_check[0][1] == id(gpt2.lm_head)
+    finally:
+        gpt2.lm_head = original
