@@ -7,14 +7,15 @@ playwright's own browser download is not used. Screenshots go to ``test-artifact
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
+import hand_made
 import numpy as np
 import pytest
+from hand_made import words
 
-from interp_text.explanation import Explanation, Target
+from interp_text.explanation import Explanation
 from interp_text.render import explanation_html, save_html, score_rgb, text_rgb
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -47,41 +48,17 @@ PAYLOADS = (
 
 
 # ----------------------------------------------------------------- explanations
-def words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
-    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    return [text[s:e] for s, e in spans], spans
-
-
 def classification(text: str, scores, labels, predicted: int) -> Explanation:
-    elements, spans = words(text)
-    scores = np.asarray(scores, dtype=np.float64).reshape(len(labels), len(elements))
-    targets = [Target(label, i, probability=1 / len(labels)) for i, label in enumerate(labels)]
-    return Explanation(text, elements, spans, scores, targets, method="saliency", predicted=predicted)
+    return hand_made.classification(text, scores, labels, predicted)
 
 
 def causal() -> Explanation:
     prompt, output = "The capital of France is", " Paris. It is a big city"
-    elements, spans = words(prompt)
-    out_elements, out_spans = words(output)
-    n, m = len(elements), len(out_elements)
+    n, m = len(words(prompt)[0]), len(words(output)[0])
     rng = np.random.default_rng(0)
     scores = rng.normal(size=(m, n + m))  # (outputs, prompt + outputs)
     scores[1, :n] = -scores[0, :n]  # rows 0 and 1 differ on every prompt element
-    for i in range(m):
-        scores[i, n + i :] = np.nan
-    targets = [Target(label, k, probability=0.6) for k, label in enumerate(out_elements)]
-    return Explanation(
-        prompt,
-        elements,
-        spans,
-        scores,
-        targets,
-        method="integrated_gradients",
-        task="causal_lm",
-        output_text=output,
-        output_elements=out_elements,
-        output_spans=out_spans,
-    )
+    return hand_made.causal(prompt, output, scores, probability=0.6)
 
 
 def css(rgb: tuple[int, int, int]) -> str:

@@ -8,8 +8,10 @@ import math
 import re
 from html.parser import HTMLParser
 
+import hand_made
 import numpy as np
 import pytest
+from hand_made import classification, words
 
 from interp_text.errors import InterpTextError
 from interp_text.explanation import Explanation, Target
@@ -30,41 +32,12 @@ MALICIOUS = "Nice <script>alert(1)</script> & \"quoted\" 'single' </div> <img sr
 
 
 # ----------------------------------------------------------------- builders
-def words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
-    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    return [text[s:e] for s, e in spans], spans
-
-
-def classification(text: str, scores, labels=("neg", "pos"), predicted: int | None = 1, probs=None) -> Explanation:
-    elements, spans = words(text)
-    scores = np.asarray(scores, dtype=np.float64).reshape(len(labels), len(elements))
-    probs = probs or [1 / len(labels)] * len(labels)
-    targets = [Target(label, i, probability=p) for i, (label, p) in enumerate(zip(labels, probs))]
-    return Explanation(text, elements, spans, scores, targets, method="saliency", predicted=predicted)
-
-
 def causal(prompt: str = "The capital of France is", output: str = " Paris. It is big") -> Explanation:
-    elements, spans = words(prompt)
-    out_elements, out_spans = words(output)
-    n, m = len(elements), len(out_elements)
+    n, m = len(words(prompt)[0]), len(words(output)[0])
     scores = np.arange(1, m * (n + m) + 1, dtype=np.float64).reshape(m, n + m) * np.where(
         np.arange(n + m) % 2, -1.0, 1.0
     )  # (outputs, prompt + outputs), alternating signs
-    for i in range(m):
-        scores[i, n + i :] = np.nan  # output i depends on the outputs before it only
-    targets = [Target(label, k, probability=0.5) for k, label in enumerate(out_elements)]
-    return Explanation(
-        prompt,
-        elements,
-        spans,
-        scores,
-        targets,
-        method="integrated_gradients",
-        task="causal_lm",
-        output_text=output,
-        output_elements=out_elements,
-        output_spans=out_spans,
-    )
+    return hand_made.causal(prompt, output, scores, probability=0.5)
 
 
 def seq2seq() -> Explanation:
