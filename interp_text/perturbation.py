@@ -152,12 +152,29 @@ class PerturbationEngine(Engine):
             gen = torch.Generator().manual_seed(s.seed)
             n = self.players[it.index].n
             masks[it.index] = self.method.masks(n, gen) if n else torch.zeros(0, 0, dtype=torch.bool)  # (samples, n)
-        scores = self.score_masks(items, masks, s.inference_mode, device)
+        # A forward depends on the mask only: each distinct mask is scored once, and the
+        # all-kept mask is the unperturbed input, already scored by the clean pass.
+        distinct, inverse = {}, {}
+        for it in items:
+            m = masks[it.index]
+            if m.shape[1] == 0:
+                distinct[it.index], inverse[it.index] = m, None
+                continue
+            u, inv = torch.unique(m, dim=0, return_inverse=True)  # (distinct, n), (samples,)
+            partial = ~u.all(1)  # (distinct,)
+            # Row k of u is row at[k] of the scores below; the all-kept row is the clean score, last.
+            at = torch.full((u.shape[0],), int(partial.sum()), dtype=torch.long)
+            at[partial] = torch.arange(int(partial.sum()))
+            distinct[it.index], inverse[it.index] = u[partial], at[inv]
+        scored = self.score_masks(items, distinct, s.inference_mode, device)
+        self.forwards = sum(m.shape[0] for m in distinct.values())
         for it in items:
             if self.players[it.index].n == 0:  # nothing to mask (a text of special tokens only)
                 self.results[it.index] = (torch.zeros(it.n_targets, 0, dtype=torch.float64), None)
                 continue
-            self.results[it.index] = self.method.estimate(masks[it.index], scores[it.index], it.target_scores)
+            f = torch.cat([scored[it.index], it.target_scores[None]])  # (distinct + 1, targets)
+            scores = f[inverse[it.index]]  # (samples, targets)
+            self.results[it.index] = self.method.estimate(masks[it.index], scores, it.target_scores)
 
     def score_masks(
         self, items: list[Item], masks: dict[int, torch.Tensor], mode: InferenceModes, device

@@ -95,8 +95,8 @@ class Item:
 
 
 def classification_logits(model, embeds: torch.Tensor) -> torch.Tensor:
-    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-    return model(inputs_embeds=embeds, attention_mask=mask).logits  # (rows, classes)
+    # Rows are never padded, so no attention mask: an all-ones mask means the same and costs time.
+    return model(inputs_embeds=embeds).logits  # (rows, classes)
 
 
 def target_scores(
@@ -168,14 +168,18 @@ def target_logits(
     With ``head`` and ``stacked=False`` the normalisers are a list of ``(rows,)`` tensors, one
     per target, for ``score_columns``.
     """
-    rows = embeds.shape[0]
     dev = embeds.device
     width = max(it.n_targets for it in items)
-    valid = torch.zeros(rows, width, dtype=torch.bool, device=dev)
-    target_ids = torch.zeros(rows, width, dtype=torch.long, device=dev)
-    for r, it in enumerate(items):
-        valid[r, : it.n_targets] = True
-        target_ids[r, : it.n_targets] = torch.tensor(it.classes or it.output_ids, device=dev)
+    # A batch holds many rows of few texts: build each text's row once, then index.
+    row_of: dict[int, int] = {}
+    which = torch.tensor([row_of.setdefault(id(it), len(row_of)) for it in items])  # (rows,)
+    distinct = list({id(it): it for it in items}.values())
+    ids = torch.zeros(len(distinct), width, dtype=torch.long)
+    for k, it in enumerate(distinct):
+        ids[k, : it.n_targets] = torch.tensor(it.classes or it.output_ids)
+    n_targets = torch.tensor([it.n_targets for it in distinct])
+    valid = (torch.arange(width)[None] < n_targets[which, None]).to(dev)  # (rows, width)
+    target_ids = ids[which].to(dev)  # (rows, width)
 
     if task == CLASSIFICATION:
         logits = classification_logits(model, embeds)  # (rows, classes)
@@ -184,24 +188,21 @@ def target_logits(
         return chosen, log_norm, valid
 
     seq = embeds.shape[1]
-    mask = torch.ones(rows, seq, dtype=torch.long, device=dev)
     if task == SEQ2SEQ:
         decoder_in = torch.stack([decoder_inputs(model, it) for it in items]).to(dev)  # (rows, out)
-        logits = model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_in, use_cache=False).logits
+        logits = model(inputs_embeds=embeds, decoder_input_ids=decoder_in, use_cache=False).logits
         # (rows, out, vocab): every decoder position is a target.
     elif head is not None:
-        return _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser, stacked)
+        return _causal_by_position(head, embeds, items, target_ids, valid, normaliser, stacked)
     else:
         # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
         first = min(it.n_prompt for it in items) - 1
         kwargs = {"use_cache": False}
         if accepts(model, "logits_to_keep"):
             kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
-        logits = model(inputs_embeds=embeds, attention_mask=mask, **kwargs).logits
+        logits = model(inputs_embeds=embeds, **kwargs).logits
         logits = logits[:, logits.shape[1] - (seq - first) :]  # (rows, seq - first, vocab)
-        pos = torch.zeros(rows, width, dtype=torch.long, device=dev)
-        for r, it in enumerate(items):
-            pos[r, : it.n_targets] = torch.arange(it.n_targets, device=dev) + (it.n_prompt - 1 - first)
+        pos = _target_positions(items, valid, -first)  # (rows, width)
         logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))  # (rows, width, vocab)
     chosen = logits.gather(2, target_ids[..., None])[..., 0]  # (rows, width)
     # The normaliser only at the scored positions, never over the whole sequence.
@@ -209,7 +210,14 @@ def target_logits(
     return chosen, log_norm, valid
 
 
-def _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser, stacked=True):
+def _target_positions(items: list[Item], valid: torch.Tensor, shift: int = 0) -> torch.Tensor:
+    """``(rows, width)`` the position whose logits predict each target (0 where not valid), plus ``shift``."""
+    start = torch.tensor([it.n_prompt - 1 + shift for it in items], device=valid.device)  # (rows,)
+    pos = torch.arange(valid.shape[1], device=valid.device)[None] + start[:, None]
+    return torch.where(valid, pos, 0)
+
+
+def _causal_by_position(head, embeds, items, target_ids, valid, normaliser, stacked=True):
     """Causal target logits from the base model's hidden states, one branch per scored position.
 
     Computing the vocabulary logits of all scored positions as one tensor makes every target's
@@ -218,11 +226,9 @@ def _causal_by_position(head, embeds, mask, items, target_ids, valid, normaliser
     computed from h_t alone, so its backward only crosses the head at its own position.
     """
     base, lm_head = head
-    rows, width = target_ids.shape
-    h = base(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state  # (rows, seq, hidden)
-    pos = torch.zeros(rows, width, dtype=torch.long, device=embeds.device)
-    for r, it in enumerate(items):
-        pos[r, : it.n_targets] = torch.arange(it.n_targets, device=embeds.device) + it.n_prompt - 1
+    width = target_ids.shape[1]
+    h = base(inputs_embeds=embeds, use_cache=False).last_hidden_state  # (rows, seq, hidden)
+    pos = _target_positions(items, valid)  # (rows, width)
     h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
     chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
     if lm_head.bias is not None:

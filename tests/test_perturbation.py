@@ -216,6 +216,51 @@ def test_batched_equals_alone_and_seeded(cls, opts, sharp_bert, wp_tokenizer):
         assert not np.allclose(other, alone[0].scores)
 
 
+class RowCounter:
+    """Counts the rows of every forward the model runs (a forward pre-hook; removed on exit)."""
+
+    def __init__(self, model):
+        self.model, self.rows = model, 0
+
+    def __enter__(self):
+        def hook(module, args, kwargs):
+            x = kwargs.get("inputs_embeds")
+            self.rows += (x if x is not None else args[0]).shape[0]
+
+        self.handle = self.model.register_forward_pre_hook(hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+@pytest.mark.parametrize(
+    "cls,opts", [(Sobol, {"n_samples": 16}), (Lime, {"n_samples": 60}), (KernelShap, {"n_samples": 40})]
+)
+def test_each_distinct_mask_is_scored_once_and_the_result_is_unchanged(cls, opts, sharp_bert, wp_tokenizer):
+    text = "the food was cold but staff were lovely"  # 8 words
+    explainer = cls(sharp_bert, wp_tokenizer, seed=3, **opts)
+    with RowCounter(sharp_bert) as counter:
+        expl = explainer.explain(text, targets="all")
+    # Reference: every sampled mask scored alone, in order, duplicates included.
+    masks = explainer.masks(8, torch.Generator().manual_seed(3))  # (samples, 8)
+    ids = torch.tensor(wp_tokenizer(text)["input_ids"])
+    word_of = [w for w in wp_tokenizer(text).word_ids()]
+    with torch.no_grad():
+        e = sharp_bert.get_input_embeddings()(ids)  # (seq, hidden)
+        r = sharp_bert.get_input_embeddings().weight[wp_tokenizer.mask_token_id]
+        rows = []
+        for z in masks:
+            x = torch.stack([e[t] if w is None or z[w] else r for t, w in enumerate(word_of)])
+            rows.append(sharp_bert(inputs_embeds=x[None]).logits[0].double())
+        clean = sharp_bert(inputs_embeds=e[None]).logits[0].double()
+    phi, _ = explainer.estimate(masks, torch.stack(rows), clean)
+    np.testing.assert_allclose(expl.scores, phi.numpy(), rtol=1e-4, atol=1e-5)
+    distinct = {tuple(z.tolist()) for z in masks} - {(True,) * 8}
+    assert len(distinct) < masks.shape[0]  # the test needs duplicates to mean anything
+    assert counter.rows == 1 + len(distinct)  # the clean pass, then each distinct partial mask once
+
+
 def test_model_and_tokenizer_leave_unchanged(sharp_bert, wp_tokenizer):
     sharp_bert.train()
     vocab, weight = len(wp_tokenizer), sharp_bert.get_input_embeddings().weight.detach().clone()
