@@ -266,6 +266,15 @@ def versions(*names: str) -> dict[str, str]:
     return out
 
 
+def gpu_name(device: str) -> str:
+    """``", GPU <name>"`` when ``device`` is a CUDA device, else ``""``."""
+    if not str(device).startswith("cuda"):
+        return ""
+    import torch
+
+    return f", GPU {torch.cuda.get_device_name(torch.device(device))}"
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -354,8 +363,11 @@ def load_average() -> str:
     return f"{one:.1f} on {os.cpu_count()} cores"
 
 
-def parse_args(description: str, peers: str):
-    """The options every benchmark takes (and the hidden ones its peer workers are run with)."""
+def parse_args(description: str, peers: str, extra: list[tuple[str, dict]] = ()):
+    """The options every benchmark takes (and the hidden ones its peer workers are run with).
+
+    ``extra``: more ``(flag, add_argument keywords)`` of one script.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -369,6 +381,8 @@ def parse_args(description: str, peers: str):
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median)")
     parser.add_argument("--no-peers", action="store_true", help=f"skip {peers}")
+    for flag, kwargs in extra:
+        parser.add_argument(flag, **kwargs)
     return parser.parse_args()
 
 

@@ -1,29 +1,42 @@
 """Benchmark: the perturbation methods (Occlusion, Lime, KernelShap, Sobol), interp_text vs interpreto.
 
-Work measured (the same for both contenders): each method on 4 texts of 8 to 40 words, WORD
-granularity, ``batch_size=64``, LOGITS of the predicted class, with a moderate random BERT
-classifier, ``BertForSequenceClassification(BertConfig(num_hidden_layers=4, hidden_size=256,
-num_attention_heads=4, intermediate_size=1024))`` (vocabulary 30522 = the offline WordPiece
-tokenizer's; seeded random weights). Sample counts, matched to interpreto's meaning:
+Three workloads (``--workload``, default all three), the same for both contenders: WORD
+granularity, ``batch_size=64``, LOGITS, each method's sample count matched to interpreto's meaning.
+
+- ``bert4``: a moderate random classifier, ``BertForSequenceClassification(BertConfig(
+  num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024))``
+  (vocabulary 30522 = the offline WordPiece tokenizer's, seeded weights), 4 texts of 8, 12, 20
+  and 40 words, the predicted class. Lime and KernelShap 100 samples, Sobol N = 32.
+- ``sentiment``: the comparison table's own workload (``interp-text compare``): the bundled
+  sentiment classifier on 64 texts of its test split (7 to 22 words), the predicted class, each
+  method's default sample count in interp_text (Lime and KernelShap 200, Sobol N = 32).
+- ``facts``: generation: the bundled facts GPT-2 on 32 prompts of its test split, each with its
+  answer forced as the target (teacher-forced), Lime and KernelShap 200 samples, Sobol N = 32.
+
+Sample counts, matched to interpreto's meaning:
 
 - Occlusion: no option; one masked input per word on both sides (interpreto adds the unmasked
-  reference row, interp_text scores f(x) separately).
-- Lime: 100 masked inputs per text (interp_text ``n_samples=100``, the unperturbed input is one of
-  them; interpreto ``n_perturbations=100``, all random, each word masked with probability 0.5).
-- KernelShap: 100 coalitions per text (interp_text ``n_samples=100`` + one forward for v(∅);
-  interpreto ``n_perturbations=100``, capped at 2**n when n < 20; interp_text enumerates all
-  2**n - 2 coalitions when that is <= 100, which no text here triggers).
-- Sobol: N=32 Monte-Carlo rows for A and B (interp_text ``n_samples=32``, interpreto
-  ``n_token_perturbations=32``; both libraries' default), so N * (n + 2) masked inputs per text
-  on both sides; total order on both sides (interp_text's default ``order="total"``, interpreto
-  ``SobolIndicesOrders.TOTAL_ORDER``), scrambled Sobol sequence on both sides.
+  reference row, interp_text takes f(x) from its clean pass).
+- Lime: ``n_samples`` in interp_text (the unperturbed input is one of them; masks drawn as LIME
+  does: the number of masked words uniform, which ones uniform), ``n_perturbations`` in interpreto
+  (each word masked with probability 0.5).
+- KernelShap: ``n_samples`` coalitions (+ one forward for v(∅)) in interp_text, which enumerates
+  all 2**n - 2 when that is not more; ``n_perturbations`` in interpreto, capped at 2**n.
+- Sobol: N Monte-Carlo rows for A and B (``n_samples`` / ``n_token_perturbations``), so N * (n + 2)
+  masks per text on both sides; total order, scrambled Sobol sequence on both sides.
+
+interp_text scores each distinct mask once (the all-kept mask is the clean input, already
+scored), so it may run fewer rows than masks; the script counts the rows and tokens each library
+actually feeds the model (a forward pre-hook, in one extra untimed call) and prints them.
 
 interpreto runs in the peer interpreter (``$BENCH_PEER_PYTHON``, else ``.venv-bench/bin/python``,
-else this one) on the same saved model, tokenizer and texts.
+else this one) on the same model files and texts. Note: interpreto adds a mask token to the
+tokenizer and resizes the model's embeddings when the tokenizer lacks one (the facts GPT-2); it
+runs in its own process, so interp_text's model is not touched.
 
-Run: ``python bench/bench_perturbation.py`` (``--repeats N``, ``--threads N``, ``--no-peers``).
-Prints each time (median of the repeats after one warm-up on the shortest text, wall and CPU)
-and the ratio interpreto/interp_text per method (target >= 2).
+Run: ``python bench/bench_perturbation.py`` (``--workload bert4|sentiment|facts``, ``--device cuda``,
+``--repeats N``, ``--threads N``, ``--no-peers``). Prints each time (median of the repeats after one
+warm-up on the shortest text, wall and CPU) and the ratio interpreto / interp_text (target >= 2).
 """
 
 from __future__ import annotations
@@ -41,71 +54,90 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as C  # noqa: E402
 
 BATCH_SIZE = 64
-N_LIME = 100
-N_SHAP = 100
-N_SOBOL = 32
-WORD_COUNTS = [8, 12, 20, 40]
 SEED = 0
 METHODS = ["Occlusion", "Lime", "KernelShap", "Sobol"]
-MODEL_CONFIG = dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024)
+BERT4 = dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024)
+WORKLOADS = {
+    "bert4": {"samples": {"Lime": 100, "KernelShap": 100, "Sobol": 32}},
+    "sentiment": {"samples": {"Lime": 200, "KernelShap": 200, "Sobol": 32}},
+    "facts": {"samples": {"Lime": 200, "KernelShap": 200, "Sobol": 32}},
+}
+BUNDLED = Path(__file__).resolve().parent.parent / "interp_text" / "bundled"
 
-SETTINGS_INTERP_TEXT = {
-    "Occlusion": "Occlusion(model, tok, batch_size=64, granularity=WORD)",
-    "Lime": f"Lime(model, tok, n_samples={N_LIME}, batch_size=64, granularity=WORD)  # defaults: cosine, kernel_width=0.25, alpha=1",
-    "KernelShap": f"KernelShap(model, tok, n_samples={N_SHAP}, batch_size=64, granularity=WORD)",
-    "Sobol": f"Sobol(model, tok, n_samples={N_SOBOL}, order='total', sampler='sobol', batch_size=64, granularity=WORD)",
-}
-SETTINGS_INTERPRETO = {
-    "Occlusion": "Occlusion(model, tok, batch_size=64, granularity=WORD, device=cpu)",
-    "Lime": f"Lime(model, tok, n_perturbations={N_LIME}, batch_size=64, granularity=WORD, device=cpu)  # defaults: perturb_probability=0.5, COSINE, kernel_width=None",
-    "KernelShap": f"KernelShap(model, tok, n_perturbations={N_SHAP}, batch_size=64, granularity=WORD, device=cpu)",
-    "Sobol": f"Sobol(model, tok, n_token_perturbations={N_SOBOL}, sobol_indices_order=TOTAL_ORDER, sampler=SOBOL, batch_size=64, granularity=WORD, device=cpu)",
-}
+
+def prepare(workdir: str, workload: str, device: str) -> None:
+    """Write the model (or point at the bundled one), the texts and targets for every contender."""
+    model_dir = os.path.join(workdir, "model")
+    if workload == "bert4":
+        import torch
+        from transformers import BertConfig, BertForSequenceClassification
+
+        tok = C.wordpiece_tokenizer(30522)
+        torch.manual_seed(SEED)
+        BertForSequenceClassification(BertConfig(vocab_size=len(tok), **BERT4)).save_pretrained(model_dir)
+        tok.save_pretrained(model_dir)
+        texts, targets = C.make_texts([8, 12, 20, 40]), None
+    elif workload == "sentiment":
+        from interp_text.data import sentiment_examples
+
+        model_dir = str(BUNDLED / "sentiment")
+        texts, targets = [e["text"] for e in sentiment_examples(64, split="test")], None
+    else:
+        from interp_text.data import facts_examples
+
+        model_dir = str(BUNDLED / "facts")
+        examples = facts_examples(32, split="test")
+        texts, targets = [e["prompt"] for e in examples], [e["answer"] for e in examples]
+    config = {"workload": workload, "device": device, "model": model_dir, "texts": texts, "targets": targets}
+    Path(workdir, "config.json").write_text(json.dumps(config))
 
 
 def load(workdir: str):
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    model = BertForSequenceClassification.from_pretrained(os.path.join(workdir, "model"))
-    model.eval()
-    tok = AutoTokenizer.from_pretrained(os.path.join(workdir, "model"))
-    texts = json.loads(Path(workdir, "texts.json").read_text())
-    return model, tok, texts
-
-
-def prepare(workdir: str) -> None:
-    """Build the tokenizer, the seeded random model and the texts; save them for every contender."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    tok = C.wordpiece_tokenizer(30522)
-    torch.manual_seed(SEED)
-    model = BertForSequenceClassification(BertConfig(vocab_size=len(tok), **MODEL_CONFIG))
-    model.save_pretrained(os.path.join(workdir, "model"))
-    tok.save_pretrained(os.path.join(workdir, "model"))
-    Path(workdir, "texts.json").write_text(json.dumps(C.make_texts(WORD_COUNTS)))
-
-
-def rows_interp_text(method: str, n: int) -> int:
-    """Masked inputs interp_text scores for a text of n elements (the clean forward not counted)."""
-    if method == "Occlusion":
-        return n
-    if method == "Lime":
-        return N_LIME
-    if method == "KernelShap":
-        return 2**n - 1 if n <= 1 or 2**n - 2 <= N_SHAP else 1 + 2 * ((N_SHAP + 1) // 2)
-    return N_SOBOL * (n + 2)
+    config = json.loads(Path(workdir, "config.json").read_text())
+    auto = AutoModelForCausalLM if config["workload"] == "facts" else AutoModelForSequenceClassification
+    model = auto.from_pretrained(config["model"]).to(torch.device(config["device"])).eval()
+    tok = AutoTokenizer.from_pretrained(config["model"])
+    return model, tok, config
 
 
-def rows_interpreto(method: str, n: int) -> int:
-    """Masked inputs interpreto scores for a text of n elements (from its perturbators' get_mask)."""
-    if method == "Occlusion":
-        return n + 1
-    if method == "Lime":
-        return N_LIME
-    if method == "KernelShap":
-        return 2**n if n < 20 and N_SHAP > 2**n else N_SHAP
-    return N_SOBOL * (n + 2)
+class Rows:
+    """Counts the rows and tokens of every forward of ``model`` (a forward pre-hook)."""
+
+    def __init__(self, model):
+        self.model, self.rows, self.tokens, self.calls = model, 0, 0, 0
+
+    def __enter__(self):
+        def hook(module, args, kwargs):
+            x = kwargs.get("inputs_embeds")
+            if x is None:
+                x = kwargs.get("input_ids")
+            if x is None and args:
+                x = args[0]
+            if x is not None:
+                self.rows += x.shape[0]
+                self.tokens += x.shape[0] * x.shape[1]
+                self.calls += 1
+
+        self.handle = self.model.register_forward_pre_hook(hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "tokens": self.tokens, "forwards": self.calls}
+
+
+def measure(model, run, warm, repeats: int) -> dict:
+    """Times ``run`` (after ``warm``), then counts its rows in one more untimed call."""
+    res = C.timed(run, repeats=repeats, warmup=warm)
+    res.pop("result", None)
+    with Rows(model) as rows:
+        run()
+    return {**res, **rows.as_dict()}
 
 
 # --------------------------------------------------------------------------- peers (worker mode)
@@ -114,40 +146,34 @@ def worker_interpreto(workdir: str, repeats: int) -> dict:
     import torch
     from interpreto import Granularity
 
-    model, tok, texts = load(workdir)
-    cpu = torch.device("cpu")
-    common = dict(batch_size=BATCH_SIZE, granularity=Granularity.WORD, device=cpu)
+    model, tok, config = load(workdir)
+    samples = WORKLOADS[config["workload"]]["samples"]
+    common = dict(batch_size=BATCH_SIZE, granularity=Granularity.WORD, device=torch.device(config["device"]))
+    texts, targets = config["texts"], config["targets"]
     out: dict = {"methods": {}, "versions": C.versions("interpreto", "torch", "transformers")}
-    shortest = min(texts, key=len)
-    # Elements per text as interpreto sees them (WORD association matrix rows).
-    out["elements"] = [
-        int(Granularity.WORD.get_association_matrix(tok(t, return_tensors="pt"), tok)[0].shape[0]) for t in texts
-    ]
+    k = min(range(len(texts)), key=lambda i: len(texts[i]))
     for name in METHODS:
         try:
-            cls = getattr(interpreto, name, None)
-            if cls is None:
-                raise ImportError(f"interpreto has no {name}")
+            cls = getattr(interpreto, name)
             if name == "Occlusion":
                 explainer = cls(model, tok, **common)
             elif name in ("Lime", "KernelShap"):
-                explainer = cls(model, tok, n_perturbations=N_LIME if name == "Lime" else N_SHAP, **common)
+                explainer = cls(model, tok, n_perturbations=samples[name], **common)
             else:
                 explainer = cls(
                     model,
                     tok,
-                    n_token_perturbations=N_SOBOL,
+                    n_token_perturbations=samples[name],
                     sobol_indices_order=cls.sobol_indices_orders.TOTAL_ORDER,
                     sampler=cls.samplers.SOBOL,
                     **common,
                 )
-            res = C.timed(
-                lambda ex=explainer: ex.explain(texts),
-                repeats=repeats,
-                warmup=lambda ex=explainer: ex.explain([shortest]),
-            )
-            res.pop("result", None)
-            out["methods"][name] = res
+            if targets is None:
+                run, warm = (lambda ex=explainer: ex.explain(texts)), (lambda ex=explainer: ex.explain([texts[k]]))
+            else:
+                run = lambda ex=explainer: ex.explain(texts, targets=targets)  # noqa: E731
+                warm = lambda ex=explainer: ex.explain([texts[k]], targets=[targets[k]])  # noqa: E731
+            out["methods"][name] = measure(model, run, warm, repeats)
         except Exception as err:  # a method failing is a result, not a crash
             out["methods"][name] = {"error": f"{type(err).__name__}: {err}"[:300]}
     return out
@@ -157,105 +183,106 @@ WORKERS = {"interpreto": worker_interpreto}
 
 
 # --------------------------------------------------------------------------- main
-def make_interp_text(model, tok):
+def make_interp_text(model, tok, samples: dict, device: str):
     from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol
 
-    common = dict(batch_size=BATCH_SIZE, granularity="word", seed=SEED)
+    common = dict(batch_size=BATCH_SIZE, granularity="word", seed=SEED, device=device)
     return {
         "Occlusion": Occlusion(model, tok, **common),
-        "Lime": Lime(model, tok, n_samples=N_LIME, **common),
-        "KernelShap": KernelShap(model, tok, n_samples=N_SHAP, **common),
-        "Sobol": Sobol(model, tok, n_samples=N_SOBOL, order="total", sampler="sobol", **common),
+        "Lime": Lime(model, tok, n_samples=samples["Lime"], **common),
+        "KernelShap": KernelShap(model, tok, n_samples=samples["KernelShap"], **common),
+        "Sobol": Sobol(model, tok, n_samples=samples["Sobol"], order="total", sampler="sobol", **common),
     }
 
 
-def main() -> None:
-    args = C.parse_args(__doc__.splitlines()[0], peers="interpreto")
-    if args.worker:
-        return C.worker_entry(WORKERS, args)
-
-    threads = C.set_threads(args.threads)
-    C.quiet()
-    cfg = ", ".join(f"{k}={v}" for k, v in MODEL_CONFIG.items())
-    print(
-        f"bench_perturbation: Occlusion / Lime / KernelShap / Sobol, batch_size={BATCH_SIZE} WORD, LOGITS of the "
-        f"predicted class, BertForSequenceClassification(BertConfig({cfg})) random init, {threads} torch threads"
-    )
-    print(f"machine: {C.machine()}; load average at start {C.load_average()}")
-    t_start = time.perf_counter()
+def run_workload(workload: str, args, threads: int) -> dict:
+    samples = WORKLOADS[workload]["samples"]
     with tempfile.TemporaryDirectory(prefix="bench_pert_") as workdir:
         t0 = time.perf_counter()
-        prepare(workdir)
-        model, tok, texts = load(workdir)
-        lens = [len(tok(t)["input_ids"]) for t in texts]
-        explainers = make_interp_text(model, tok)
-        elements = [len(e.elements) for e in explainers["Occlusion"].explain(texts)]
+        prepare(workdir, workload, args.device)
+        model, tok, config = load(workdir)
+        texts, targets = config["texts"], config["targets"]
+        explainers = make_interp_text(model, tok, samples, args.device)
+        first = explainers["Occlusion"].explain(texts, targets=targets)
+        elements = [len(e.elements) for e in first]
+        tokens = [len(tok(t)["input_ids"]) for t in texts]
         print(
-            f"texts: {len(texts)}, words {WORD_COUNTS}, tokens {lens}, WORD elements (interp_text) {elements}; "
-            f"setup {time.perf_counter() - t0:.1f} s"
+            f"\n== workload {workload}: {type(model).__name__} "
+            f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters) on {args.device}; "
+            f"{len(texts)} texts, {min(tokens)}-{max(tokens)} tokens, {min(elements)}-{max(elements)} words"
+            + ("" if targets is None else ", forced answers")
+            + f"; samples {samples}; setup {time.perf_counter() - t0:.1f} s",
+            flush=True,
         )
-        print("settings:")
-        for name in METHODS:
-            print(f"  interp_text {SETTINGS_INTERP_TEXT[name]}")
-            print(f"  interpreto  {SETTINGS_INTERPRETO[name]}")
-
-        shortest = min(texts, key=len)
+        k = min(range(len(texts)), key=lambda i: len(texts[i]))
+        warm_t = None if targets is None else [targets[k]]
         ours = {}
         for name in METHODS:
             ex = explainers[name]
-            ours[name] = C.timed(
-                lambda ex=ex: ex.explain(texts), repeats=args.repeats, warmup=lambda ex=ex: ex.explain([shortest])
+            ours[name] = measure(
+                model,
+                lambda ex=ex: ex.explain(texts, targets=targets),
+                lambda ex=ex: ex.explain([texts[k]], targets=warm_t),
+                args.repeats,
             )
             print(
-                f"  interp_text {name:<10} {ours[name]['time']:.2f} s wall, {ours[name]['cpu']:.2f} s cpu", flush=True
+                f"  interp_text {name:<10} {ours[name]['time']:.3f} s wall, {ours[name]['cpu']:.3f} s cpu", flush=True
             )
-
         peer = {"error": "skipped (--no-peers)"}
         if not args.no_peers:
-            print(f"interpreto: running in {C.peer_python()} ...", flush=True)
-            peer = C.run_worker(__file__, "interpreto", workdir, threads, timeout=900)
-
-    print(f"load average at end {C.load_average()}; total {time.perf_counter() - t_start:.0f} s")
-    peer_elems = peer.get("elements")
-    print("masked inputs per text (interp_text | interpreto), from the elements counts and each library's sampler:")
-    for name in METHODS:
-        a = [rows_interp_text(name, n) for n in elements]
-        b = [rows_interpreto(name, n) for n in (peer_elems or elements)]
-        print(f"  {name:<10} {a} = {sum(a)} | {b} = {sum(b)}")
-    if peer_elems and peer_elems != elements:
-        print(f"  note: interpreto counts {peer_elems} WORD elements, interp_text {elements}")
-
-    print()
+            peer = C.run_worker(__file__, "interpreto", workdir, threads, timeout=1800)
     print(
-        f"{'method':<12}{'interp_text s':>14}{'interpreto s':>14}{'ratio':>8}"
-        f"{'it cpu s':>10}{'ipto cpu s':>12}{'cpu ratio':>11}  target >= 2"
+        f"{'method':<11}{'interp_text s':>14}{'interpreto s':>13}{'ratio':>7}{'cpu ratio':>10}"
+        f"{'rows it | ipto':>18}{'tokens it | ipto':>20}  target >= 2"
     )
+    ratios = {}
     for name in METHODS:
         a = ours[name]
         b = peer.get("methods", {}).get(name, {"error": peer.get("error", "?")})
+        rows = f"{a['rows']} | {b.get('rows', '-')}"
+        toks = f"{a['tokens']} | {b.get('tokens', '-')}"
         if "time" in b:
             wr, cr = b["time"] / a["time"], b["cpu"] / a["cpu"]
-            verdict = f"wall {'met' if wr >= 2 else 'NOT met'}, cpu {'met' if cr >= 2 else 'NOT met'}"
+            ratios[name] = wr
             print(
-                f"{name:<12}{a['time']:>14.2f}{b['time']:>14.2f}{wr:>8.2f}{a['cpu']:>10.2f}{b['cpu']:>12.2f}{cr:>11.2f}  {verdict}"
+                f"{name:<11}{a['time']:>14.3f}{b['time']:>13.3f}{wr:>7.2f}{cr:>10.2f}{rows:>18}{toks:>20}"
+                f"  {'met' if wr >= 2 else 'NOT met'}"
             )
         else:
-            print(
-                f"{name:<12}{a['time']:>14.2f}{'-':>14}{'-':>8}{a['cpu']:>10.2f}{'-':>12}{'-':>11}  interpreto: {b.get('error')}"
-            )
-    print()
-    print("runs (wall / cpu):")
+            print(f"{name:<11}{a['time']:>14.3f}{'-':>13}{'-':>7}{'-':>10}{rows:>18}{toks:>20}  {b.get('error')}")
     for name in METHODS:
-        a = ours[name]
-        print(f"  interp_text {name:<10} {C.fmt_times(a['times'])} / {C.fmt_times(a['cpus'])}")
         b = peer.get("methods", {}).get(name, {})
-        if "times" in b:
-            print(f"  interpreto  {name:<10} {C.fmt_times(b['times'])} / {C.fmt_times(b['cpus'])}")
-    v = C.versions("torch", "transformers", "tokenizers")
-    print(
-        f"versions: {', '.join(f'{k} {x}' for k, x in v.items())}"
-        + (f"; peer: {', '.join(f'{k} {x}' for k, x in peer['versions'].items())}" if "versions" in peer else "")
+        line = f"  runs {name:<10} interp_text {C.fmt_times(ours[name]['times'])}"
+        print(line + (f", interpreto {C.fmt_times(b['times'])}" if "times" in b else ""))
+    if "versions" in peer:
+        print(f"  peer: {', '.join(f'{k} {x}' for k, x in peer['versions'].items())}")
+    return ratios
+
+
+def main() -> None:
+    args = C.parse_args(
+        __doc__.splitlines()[0],
+        peers="interpreto",
+        extra=[
+            ("--workload", dict(choices=[*WORKLOADS, "all"], default="all", help="which workload (default all)")),
+            ("--device", dict(default="cpu", help="torch device for both libraries (default cpu)")),
+        ],
     )
+    if args.worker:
+        return C.worker_entry(WORKERS, args)
+    threads = C.set_threads(args.threads)
+    C.quiet()
+    print(f"bench_perturbation: batch_size={BATCH_SIZE}, WORD granularity, LOGITS, {threads} torch threads")
+    print(f"machine: {C.machine()}{C.gpu_name(args.device)}; load average at start {C.load_average()}")
+    v = C.versions("torch", "transformers", "tokenizers")
+    print(f"versions: {', '.join(f'{k} {x}' for k, x in v.items())}")
+    t_start = time.perf_counter()
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    summary = {w: run_workload(w, args, threads) for w in names}
+    print(f"\nload average at end {C.load_average()}; total {time.perf_counter() - t_start:.0f} s")
+    print("summary, interpreto / interp_text wall-time ratio:")
+    for w, ratios in summary.items():
+        print(f"  {w:<10} " + "  ".join(f"{m} {r:.2f}" for m, r in ratios.items()))
 
 
 if __name__ == "__main__":

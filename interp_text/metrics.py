@@ -104,11 +104,12 @@ class _Curve:
                         f"{players.elements[:5]}...; evaluate with the model and tokenizer that were explained."
                     )
                 masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · (n + 1), n)
-            log_p = engine.score_masks(items, masks, s.inference_mode, device)  # (targets · (n + 1), token targets)
+            _, log_p = engine.score_rows(items, masks, device)  # (targets · (n + 1), classes or token targets)
         out = []
         for it, e in zip(items, expls):
             n = engine.players[it.index].n
-            blocks = log_p[it.index].reshape(len(e.targets), n + 1, -1)  # (targets, n + 1, token targets)
+            lp = log_p[it.index][:, it.classes] if s.task == CLASSIFICATION else log_p[it.index]
+            blocks = lp.reshape(len(e.targets), n + 1, -1)  # (targets, n + 1, token targets)
             # An output element's probability is the product of its tokens'.
             rows = [blocks[r, :, cols].sum(-1) for r, cols in enumerate(rows_of[it.index])]
             out.append(torch.stack(rows).exp().numpy())  # (targets, n + 1)

@@ -36,7 +36,7 @@ from .options import (
     non_negative_float,
     positive_int,
 )
-from .tasks import CAUSAL_LM, CLASSIFICATION, Item, detect_task, target_scores
+from .tasks import CAUSAL_LM, CLASSIFICATION, Item, apply_mode, classification_logits, detect_task, target_logits
 
 REPLACEMENTS = ("mask", "pad", "zeros")
 
@@ -143,60 +143,70 @@ class PerturbationEngine(Engine):
         with torch.no_grad():
             return emb(torch.tensor([self.replacement_id], device=device))[0].to(dtype)
 
+    def _clean_pass(self, items: list[Item]) -> None:
+        """Folded into ``_attribute``: the unperturbed input is one more row of each text's masks."""
+
     def _attribute(self, items: list[Item], device) -> None:
         s = self.s
-        masks = {}
+        masks, rows, inverse = {}, {}, {}
         for it in items:
             self.players[it.index] = element_players(it, s.granularity)
             # One generator per text: its masks do not depend on the other texts or the batch size.
             gen = torch.Generator().manual_seed(s.seed)
             n = self.players[it.index].n
-            masks[it.index] = self.method.masks(n, gen) if n else torch.zeros(0, 0, dtype=torch.bool)  # (samples, n)
-        # A forward depends on the mask only: each distinct mask is scored once, and the
-        # all-kept mask is the unperturbed input, already scored by the clean pass.
-        distinct, inverse = {}, {}
-        for it in items:
-            m = masks[it.index]
-            if m.shape[1] == 0:
-                distinct[it.index], inverse[it.index] = m, None
-                continue
+            m = self.method.masks(n, gen) if n else torch.zeros(0, 0, dtype=torch.bool)  # (samples, n)
+            masks[it.index] = m
+            # A forward depends on the mask only: each distinct mask is scored once. Row 0 is the
+            # unperturbed input (all kept): f(x) and the prediction, in the same forwards.
             u, inv = torch.unique(m, dim=0, return_inverse=True)  # (distinct, n), (samples,)
             partial = ~u.all(1)  # (distinct,)
-            # Row k of u is row at[k] of the scores below; the all-kept row is the clean score, last.
-            at = torch.full((u.shape[0],), int(partial.sum()), dtype=torch.long)
-            at[partial] = torch.arange(int(partial.sum()))
-            distinct[it.index], inverse[it.index] = u[partial], at[inv]
-        scored = self.score_masks(items, distinct, s.inference_mode, device)
-        self.forwards = sum(m.shape[0] for m in distinct.values())
+            at = torch.zeros(u.shape[0], dtype=torch.long)  # row of u -> row of `rows` (0: all kept)
+            at[partial] = torch.arange(1, int(partial.sum()) + 1)
+            rows[it.index] = torch.cat([torch.ones(1, n, dtype=torch.bool), u[partial]])  # (1 + partial, n)
+            inverse[it.index] = at[inv]  # (samples,)
+        f, log_p = self.score_rows(items, rows, device)
+        self.forwards = sum(r.shape[0] for r in rows.values())
         for it in items:
-            if self.players[it.index].n == 0:  # nothing to mask (a text of special tokens only)
-                self.results[it.index] = (torch.zeros(it.n_targets, 0, dtype=torch.float64), None)
+            i = it.index
+            if s.task == CLASSIFICATION:
+                it.predicted = int(f[i][0].argmax())  # every inference mode is monotone in the logit
+                if not it.classes:
+                    it.classes = [it.predicted]
+                cols = torch.tensor(it.classes)
+            else:
+                cols = torch.arange(it.n_targets)
+            scores = f[i][:, cols]  # (1 + partial, targets)
+            it.target_scores, it.target_logprobs = scores[0], log_p[i][0, cols]
+            if self.players[i].n == 0:  # nothing to mask (a text of special tokens only)
+                self.results[i] = (torch.zeros(it.n_targets, 0, dtype=torch.float64), None)
                 continue
-            f = torch.cat([scored[it.index], it.target_scores[None]])  # (distinct + 1, targets)
-            scores = f[inverse[it.index]]  # (samples, targets)
-            self.results[it.index] = self.method.estimate(masks[it.index], scores, it.target_scores)
+            self.results[i] = self.method.estimate(masks[i], scores[inverse[i]], it.target_scores)
 
-    def score_masks(
-        self, items: list[Item], masks: dict[int, torch.Tensor], mode: InferenceModes, device
-    ) -> dict[int, torch.Tensor]:
-        """f of every masked input: ``{text index: (samples, targets) float64}``.
+    def score_rows(
+        self, items: list[Item], masks: dict[int, torch.Tensor], device
+    ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """f and log p of every masked input: ``{text index: (rows, width) float64}`` each.
 
-        Rows of every text of one length are packed together, ``batch_size`` rows per forward.
+        ``width`` is every class for a classifier (the target is chosen afterwards, from row 0's
+        prediction when the user named none), every output token for generation. Rows of every
+        text of one length are packed together, ``batch_size`` rows per forward.
         """
         s = self.s
-        units = []  # (item, sample): an item's samples are contiguous, items grouped by length
+        units = []  # (item, row): an item's rows are contiguous, items grouped by length
         for group in _group(items, s.task).values():
             for it in group:
                 units.extend((it, k) for k in range(masks[it.index].shape[0]))
-        out = {it.index: torch.empty(masks[it.index].shape[0], it.n_targets, dtype=torch.float64) for it in items}
-        if not units:
-            return out
+        width = {it.index: it.n_targets for it in items}
+        if s.task == CLASSIFICATION:
+            width = dict.fromkeys(width, int(self.model.config.num_labels))
+        f_out = {i: torch.empty(masks[i].shape[0], w, dtype=torch.float64) for i, w in width.items()}
+        p_out = {i: torch.empty(masks[i].shape[0], w, dtype=torch.float64) for i, w in width.items()}
         r = self.replacement(device, items[0].embeds.dtype)  # (hidden,)
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, len(units), s.batch_size):
-                for rows in _split_by_key(units[start : start + s.batch_size], s.task):
-                    segments = []  # [item, first sample, end sample]
-                    for it, k in rows:
+                for batch in _split_by_key(units[start : start + s.batch_size], s.task):
+                    segments = []  # [item, first row, end row]
+                    for it, k in batch:
                         if segments and segments[-1][0] is it:
                             segments[-1][2] = k + 1
                         else:
@@ -206,13 +216,20 @@ class PerturbationEngine(Engine):
                         player = self.players[it.index].token_player.to(device)  # (seq,)
                         xs.append(masked_embeds(it.embeds, player, masks[it.index][k0:k1].to(device), r))
                     x = torch.cat(xs)  # (rows, seq, hidden)
-                    f, _ = target_scores(self.model, s.task, x, [it for it, _ in rows], mode)  # (rows, width)
-                    f = f.double().cpu()
+                    if s.task == CLASSIFICATION:
+                        chosen = classification_logits(self.model, x)  # (rows, classes)
+                        log_norm = torch.logsumexp(chosen.float(), -1, keepdim=True).to(chosen.dtype)
+                    else:
+                        chosen, log_norm, _ = target_logits(self.model, s.task, x, [it for it, _ in batch])
+                    f = apply_mode(chosen, log_norm, s.inference_mode).double().cpu()  # (rows, width)
+                    log_p = (chosen - log_norm).double().cpu()
                     row = 0
                     for it, k0, k1 in segments:
-                        out[it.index][k0:k1] = f[row : row + k1 - k0, : it.n_targets]
+                        w = width[it.index]
+                        f_out[it.index][k0:k1] = f[row : row + k1 - k0, :w]
+                        p_out[it.index][k0:k1] = log_p[row : row + k1 - k0, :w]
                         row += k1 - k0
-        return out
+        return f_out, p_out
 
     def _assemble(self, it: Item) -> Explanation:
         s = self.s
