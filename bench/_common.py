@@ -20,6 +20,18 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# Set by parse_args (--device, --repeats) and passed on to the peer workers.
+DEVICE = "cpu"  # every contender's torch device
+REPEATS = 3
+
+
+def sync() -> None:
+    """Wait for the device's queued work, so a host clock read after it is right."""
+    import torch
+
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
 
 _ONSETS = [
     "",
@@ -223,8 +235,10 @@ def interleaved(fns: dict, repeats: int = 3, warmups: dict | None = None) -> dic
     out: dict[str, dict] = {k: {"times": [], "cpus": []} for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            sync()
             w0, c0 = _clock()
             result = fn()
+            sync()
             w1, c1 = _clock()
             out[k]["result"] = result
             out[k]["times"].append(w1 - w0)
@@ -276,6 +290,11 @@ def gpu_name(device: str) -> str:
 
 
 def machine() -> str:
+    """The CPU (and the GPU, when the device is one)."""
+    return _cpu() + gpu_name(DEVICE)
+
+
+def _cpu() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -309,6 +328,7 @@ def run_worker(script: str, worker: str, workdir: str, threads: int, timeout: fl
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     cmd = [peer_python(), script, "--worker", worker, "--workdir", workdir, "--threads", str(threads)]
+    cmd += ["--device", DEVICE, "--repeats", str(REPEATS)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -381,9 +401,17 @@ def parse_args(description: str, peers: str, extra: list[tuple[str, dict]] = ())
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median)")
     parser.add_argument("--no-peers", action="store_true", help=f"skip {peers}")
+    parser.add_argument(
+        "--device",
+        default=os.environ.get("BENCH_DEVICE", "cpu"),
+        help="torch device of every contender (default cpu, or $BENCH_DEVICE), e.g. cuda",
+    )
     for flag, kwargs in extra:
         parser.add_argument(flag, **kwargs)
-    return parser.parse_args()
+    args = parser.parse_args()
+    global DEVICE, REPEATS
+    DEVICE, REPEATS = args.device, args.repeats
+    return args
 
 
 def worker_entry(workers: dict, args) -> None:

@@ -45,7 +45,7 @@ SEED = 0
 def load(workdir: str):
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    model = BertForSequenceClassification.from_pretrained(os.path.join(workdir, "model"))
+    model = BertForSequenceClassification.from_pretrained(os.path.join(workdir, "model")).to(C.DEVICE)
     model.eval()
     tok = AutoTokenizer.from_pretrained(os.path.join(workdir, "model"))
     texts = json.loads(Path(workdir, "texts.json").read_text())
@@ -79,8 +79,8 @@ def floor_batches(model, tok, texts):
     items = []
     with torch.no_grad():
         for text in texts:
-            ids = tok(text, return_tensors="pt")["input_ids"]
-            e = emb(ids)[0]
+            ids = tok(text, return_tensors="pt")["input_ids"].to(C.DEVICE)
+            e = emb(ids)[0].cpu()  # noise is drawn on the CPU, as interp_text draws it
             target = int(model(input_ids=ids).logits[0].argmax())
             items.append((e, target))
     groups: dict[int, list[int]] = {}
@@ -101,8 +101,8 @@ def floor_batches(model, tok, texts):
             for i, _ in run:
                 e = items[i][0]
                 rows.append(e + torch.randn(e.shape, generator=gens[i]) * NOISE_STD)
-            x = torch.stack(rows)  # (rows, seq, hidden)
-            targets = torch.tensor([items[i][1] for i, _ in run])
+            x = torch.stack(rows).to(C.DEVICE)  # (rows, seq, hidden)
+            targets = torch.tensor([items[i][1] for i, _ in run], device=C.DEVICE)
             batches.append((x, targets))
     return batches
 
@@ -134,7 +134,7 @@ def worker_interpreto(workdir: str, repeats: int) -> dict:
         granularity=Granularity.WORD,
         granularity_aggregation_strategy=GranularityAggregationStrategy.MEAN,
         input_x_gradient=True,
-        device=torch.device("cpu"),
+        device=torch.device(C.DEVICE),
     )
     shortest = min(texts, key=len)
     res = C.timed(lambda: explainer.explain(texts), repeats=repeats, warmup=lambda: explainer.explain([shortest]))

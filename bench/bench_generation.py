@@ -94,7 +94,7 @@ def prepare(workdir: str) -> None:
 def load(workdir: str):
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    model = GPT2LMHeadModel.from_pretrained(os.path.join(workdir, "model"))
+    model = GPT2LMHeadModel.from_pretrained(os.path.join(workdir, "model")).to(C.DEVICE)
     model.eval()
     tok = AutoTokenizer.from_pretrained(os.path.join(workdir, "model"))
     data = json.loads(Path(workdir, "texts.json").read_text())
@@ -108,9 +108,9 @@ def floor_inputs(model, tok, data, n_rows: int):
 
     p_ids = tok(data["prompt"])["input_ids"]
     o_ids = data["output_ids"]
-    ids = torch.tensor([p_ids + o_ids])
+    ids = torch.tensor([p_ids + o_ids], device=C.DEVICE)
     with torch.no_grad():
-        e = model.get_input_embeddings()(ids)[0]  # (seq, hidden)
+        e = model.get_input_embeddings()(ids)[0].cpu()  # (seq, hidden); noise drawn on the CPU, as interp_text does
     gen = torch.Generator().manual_seed(SEED)
     if n_rows == 1:
         x = e[None].clone()
@@ -118,7 +118,7 @@ def floor_inputs(model, tok, data, n_rows: int):
         x = torch.stack([e + torch.randn(e.shape, generator=gen) * NOISE_STD for _ in range(n_rows)])
     # Position p predicts token p + 1: output token t is scored at position n_prompt - 1 + t.
     pos = torch.arange(len(o_ids)) + len(p_ids) - 1
-    return x, torch.tensor(o_ids), pos
+    return x.to(C.DEVICE), torch.tensor(o_ids, device=C.DEVICE), pos
 
 
 def floor_run(model, x, targets, pos, log_softmax: bool) -> None:
@@ -164,7 +164,7 @@ def worker_interpreto_smoothgrad(workdir: str, repeats: int) -> dict:
         granularity=Granularity.WORD,
         granularity_aggregation_strategy=GranularityAggregationStrategy.MEAN,
         input_x_gradient=True,
-        device=torch.device("cpu"),
+        device=torch.device(C.DEVICE),
     )
     warm_p, warm_o = data["prompt"], " " + " ".join(data["output"].split()[:2])
     res = C.timed(

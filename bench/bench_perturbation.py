@@ -263,17 +263,14 @@ def main() -> None:
     args = C.parse_args(
         __doc__.splitlines()[0],
         peers="interpreto",
-        extra=[
-            ("--workload", dict(choices=[*WORKLOADS, "all"], default="all", help="which workload (default all)")),
-            ("--device", dict(default="cpu", help="torch device for both libraries (default cpu)")),
-        ],
+        extra=[("--workload", dict(choices=[*WORKLOADS, "all"], default="all", help="which workload (default all)"))],
     )
     if args.worker:
         return C.worker_entry(WORKERS, args)
     threads = C.set_threads(args.threads)
     C.quiet()
     print(f"bench_perturbation: batch_size={BATCH_SIZE}, WORD granularity, LOGITS, {threads} torch threads")
-    print(f"machine: {C.machine()}{C.gpu_name(args.device)}; load average at start {C.load_average()}")
+    print(f"machine: {C.machine()}; load average at start {C.load_average()}")
     v = C.versions("torch", "transformers", "tokenizers")
     print(f"versions: {', '.join(f'{k} {x}' for k, x in v.items())}")
     t_start = time.perf_counter()
