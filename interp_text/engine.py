@@ -285,7 +285,9 @@ class Engine:
                 js = range(j0, min(width, j0 + step))
                 # Rows are independent, so the gradient of a column's sum is each row's own gradient.
                 if len(js) == 1:
-                    (g,) = torch.autograd.grad(cols[j0][valid[:, j0]].sum(), x, retain_graph=js[-1] < width - 1)
+                    # torch.where, not boolean indexing: that would wait for the device.
+                    f = torch.where(valid[:, j0], cols[j0], 0).sum()
+                    (g,) = torch.autograd.grad(f, x, retain_graph=js[-1] < width - 1)
                     grads = g[None]  # (1, rows, seq, hidden)
                 else:
                     f = torch.stack([cols[j] for j in js], 1)  # (rows, k)

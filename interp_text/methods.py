@@ -168,7 +168,8 @@ def default_noise_std(model) -> float:
 
 def _noise(e: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
     # Drawn on the CPU, one sample at a time, so the numbers do not depend on device or batching.
-    return (torch.randn(e.shape, generator=gen, dtype=torch.float32) * std).to(e.device, e.dtype)
+    # non_blocking: the host goes on drawing while the device still runs the previous batch.
+    return (torch.randn(e.shape, generator=gen, dtype=torch.float32) * std).to(e.device, e.dtype, non_blocking=True)
 
 
 class Saliency(GradientMethod):

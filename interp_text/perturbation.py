@@ -106,19 +106,30 @@ def masked_embeds(e: torch.Tensor, token_player: torch.Tensor, keep: torch.Tenso
     """Inputs with masked elements replaced.
 
     Args:
-        e: ``(seq, hidden)`` the text's embeddings.
-        token_player: ``(seq,)`` player of each token, -1 for tokens that are never masked.
-        keep: ``(rows, n)`` True where the element is kept.
+        e: ``(seq, hidden)`` the text's embeddings (on the compute device).
+        token_player: ``(seq,)`` player of each token, -1 for tokens that are never masked (CPU).
+        keep: ``(rows, n)`` True where the element is kept (CPU).
         r: ``(hidden,)`` the replacement embedding.
 
     Returns:
         ``(rows, seq, hidden)``.
     """
-    rows = keep.shape[0]
+    # The token mask is built on the CPU and sent once: boolean indexing on a GPU waits for it.
     has = token_player >= 0  # (seq,)
-    token_keep = torch.ones(rows, e.shape[0], dtype=torch.bool, device=e.device)  # (rows, seq)
+    token_keep = torch.ones(keep.shape[0], e.shape[0], dtype=torch.bool)  # (rows, seq)
     token_keep[:, has] = keep[:, token_player[has]]
-    return torch.where(token_keep[..., None], e, r)
+    return torch.where(token_keep.to(e.device, non_blocking=True)[..., None], e, r)
+
+
+def unique_rows(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of a ``(rows, n)`` bool matrix and, per row, the index of its distinct row."""
+    n = masks.shape[1]
+    if n > 62:
+        return torch.unique(masks, dim=0, return_inverse=True)
+    bits = torch.arange(n)
+    # One int64 per row: a 1-D unique is far faster than unique over rows.
+    codes, inverse = torch.unique((masks.long() << bits).sum(1), return_inverse=True)
+    return ((codes[:, None] >> bits) & 1).bool(), inverse
 
 
 class PerturbationEngine(Engine):
@@ -158,7 +169,7 @@ class PerturbationEngine(Engine):
             masks[it.index] = m
             # A forward depends on the mask only: each distinct mask is scored once. Row 0 is the
             # unperturbed input (all kept): f(x) and the prediction, in the same forwards.
-            u, inv = torch.unique(m, dim=0, return_inverse=True)  # (distinct, n), (samples,)
+            u, inv = unique_rows(m)  # (distinct, n), (samples,)
             partial = ~u.all(1)  # (distinct,)
             at = torch.zeros(u.shape[0], dtype=torch.long)  # row of u -> row of `rows` (0: all kept)
             at[partial] = torch.arange(1, int(partial.sum()) + 1)
@@ -202,6 +213,7 @@ class PerturbationEngine(Engine):
         f_out = {i: torch.empty(masks[i].shape[0], w, dtype=torch.float64) for i, w in width.items()}
         p_out = {i: torch.empty(masks[i].shape[0], w, dtype=torch.float64) for i, w in width.items()}
         r = self.replacement(device, items[0].embeds.dtype)  # (hidden,)
+        done = []  # (segments, f, log p) per forward, f and log p still on the device
         with torch.inference_mode():
             for start in range(0, len(units), s.batch_size):
                 for batch in _split_by_key(units[start : start + s.batch_size], s.task):
@@ -211,24 +223,32 @@ class PerturbationEngine(Engine):
                             segments[-1][2] = k + 1
                         else:
                             segments.append([it, k, k + 1])
-                    xs = []
-                    for it, k0, k1 in segments:
-                        player = self.players[it.index].token_player.to(device)  # (seq,)
-                        xs.append(masked_embeds(it.embeds, player, masks[it.index][k0:k1].to(device), r))
+                    xs = [
+                        masked_embeds(it.embeds, self.players[it.index].token_player, masks[it.index][k0:k1], r)
+                        for it, k0, k1 in segments
+                    ]
                     x = torch.cat(xs)  # (rows, seq, hidden)
                     if s.task == CLASSIFICATION:
                         chosen = classification_logits(self.model, x)  # (rows, classes)
                         log_norm = torch.logsumexp(chosen.float(), -1, keepdim=True).to(chosen.dtype)
                     else:
                         chosen, log_norm, _ = target_logits(self.model, s.task, x, [it for it, _ in batch])
-                    f = apply_mode(chosen, log_norm, s.inference_mode).double().cpu()  # (rows, width)
-                    log_p = (chosen - log_norm).double().cpu()
-                    row = 0
-                    for it, k0, k1 in segments:
-                        w = width[it.index]
-                        f_out[it.index][k0:k1] = f[row : row + k1 - k0, :w]
-                        p_out[it.index][k0:k1] = log_p[row : row + k1 - k0, :w]
-                        row += k1 - k0
+                    f = apply_mode(chosen, log_norm, s.inference_mode)  # (rows, width)
+                    # Kept on the device until the end: a copy per batch would wait for each forward.
+                    done.append((segments, f, chosen - log_norm.expand_as(chosen)))
+            if not done:
+                return f_out, p_out
+            widest = max(f.shape[1] for _, f, _ in done)
+            pad = [(0, widest - f.shape[1]) for _, f, _ in done]
+            f_all = torch.cat([torch.nn.functional.pad(f, p) for (_, f, _), p in zip(done, pad)]).double().cpu()
+            p_all = torch.cat([torch.nn.functional.pad(lp, p) for (_, _, lp), p in zip(done, pad)]).double().cpu()
+        row = 0
+        for segments, _, _ in done:
+            for it, k0, k1 in segments:
+                w = width[it.index]
+                f_out[it.index][k0:k1] = f_all[row : row + k1 - k0, :w]
+                p_out[it.index][k0:k1] = p_all[row : row + k1 - k0, :w]
+                row += k1 - k0
         return f_out, p_out
 
     def _assemble(self, it: Item) -> Explanation:

@@ -178,8 +178,9 @@ def target_logits(
     for k, it in enumerate(distinct):
         ids[k, : it.n_targets] = torch.tensor(it.classes or it.output_ids)
     n_targets = torch.tensor([it.n_targets for it in distinct])
-    valid = (torch.arange(width)[None] < n_targets[which, None]).to(dev)  # (rows, width)
-    target_ids = ids[which].to(dev)  # (rows, width)
+    # non_blocking: these small copies need not wait for the device's queued work.
+    valid = (torch.arange(width)[None] < n_targets[which, None]).to(dev, non_blocking=True)  # (rows, width)
+    target_ids = ids[which].to(dev, non_blocking=True)  # (rows, width)
 
     if task == CLASSIFICATION:
         logits = classification_logits(model, embeds)  # (rows, classes)
@@ -189,7 +190,7 @@ def target_logits(
 
     seq = embeds.shape[1]
     if task == SEQ2SEQ:
-        decoder_in = torch.stack([decoder_inputs(model, it) for it in items]).to(dev)  # (rows, out)
+        decoder_in = torch.stack([decoder_inputs(model, it) for it in items]).to(dev, non_blocking=True)  # (rows, out)
         logits = model(inputs_embeds=embeds, decoder_input_ids=decoder_in, use_cache=False).logits
         # (rows, out, vocab): every decoder position is a target.
     elif head is not None:
@@ -212,9 +213,9 @@ def target_logits(
 
 def _target_positions(items: list[Item], valid: torch.Tensor, shift: int = 0) -> torch.Tensor:
     """``(rows, width)`` the position whose logits predict each target (0 where not valid), plus ``shift``."""
-    start = torch.tensor([it.n_prompt - 1 + shift for it in items], device=valid.device)  # (rows,)
-    pos = torch.arange(valid.shape[1], device=valid.device)[None] + start[:, None]
-    return torch.where(valid, pos, 0)
+    start = torch.tensor([it.n_prompt - 1 + shift for it in items])  # (rows,)
+    pos = torch.arange(valid.shape[1])[None] + start[:, None]  # (rows, width)
+    return torch.where(valid, pos.to(valid.device, non_blocking=True), 0)
 
 
 def _causal_by_position(head, embeds, items, target_ids, valid, normaliser, stacked=True):

@@ -11,7 +11,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from interp_text import Granularity, InterpTextError
-from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol
+from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol, unique_rows
 
 ALL = Granularity.ALL_TOKENS
 SHORT = "unloved pastas were cold"  # 4 words, 2 of them several tokens
@@ -232,6 +232,15 @@ class RowCounter:
 
     def __exit__(self, *exc):
         self.handle.remove()
+
+
+@pytest.mark.parametrize("n", [1, 5, 62, 63, 100])  # up to 62 elements a row packs into one int64
+def test_unique_rows(n):
+    m = torch.rand(300, n, generator=torch.Generator().manual_seed(n)) < 0.5
+    m[::3] = m[0]  # duplicates
+    u, inverse = unique_rows(m)
+    assert torch.equal(u[inverse], m)
+    assert u.shape[0] == len({tuple(r.tolist()) for r in m}) == len({tuple(r.tolist()) for r in u})
 
 
 @pytest.mark.parametrize(
