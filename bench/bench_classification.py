@@ -7,11 +7,12 @@ class, on 4 texts of 8 to 40 words, with ``BertForSequenceClassification(BertCon
 weights).
 
 - interp_text: ``VarGrad(model, tok, n_perturbations=50, batch_size=64, noise_std=0.1).explain(texts)``.
-- floor: only the forward+backward passes interp_text's maths needs: the same 50 noisy rows per
-  text, packed into batches of at most 64 rows exactly as interp_text packs them (rows grouped by
-  length, a chunk of 64 split where the length changes), one forward with ``inputs_embeds`` and
-  one ``autograd.grad`` of the target-logit sum w.r.t. the embeddings per batch. The noisy rows
-  and the target class are computed before the clock starts; parameters do not require grad.
+- floor: only the forward+backward passes interp_text's maths needs: each text's unperturbed row
+  (it gives the predicted class) and its 50 noisy rows, packed into batches of at most 64 rows
+  exactly as interp_text packs them (rows grouped by length, a chunk of 64 split where the length
+  changes), one forward with ``inputs_embeds`` and one ``autograd.grad`` of the predicted-class
+  logit summed over the noisy rows per batch. The noisy rows are drawn before the clock starts;
+  parameters do not require grad.
 - interpreto (if installed, run in the peer interpreter: ``$BENCH_PEER_PYTHON``, else
   ``.venv-bench/bin/python``, else this one): ``interpreto.VarGrad`` with the same options.
 
@@ -67,55 +68,61 @@ def prepare(workdir: str) -> None:
 
 # --------------------------------------------------------------------------- floor
 def floor_batches(model, tok, texts):
-    """The noisy rows interp_text runs, packed as it packs them, and each text's target class.
+    """The rows interp_text runs, packed as it packs them.
 
     Same packing as interp_text's engine: texts grouped by token count (first-seen order), each
-    text's samples contiguous, chunks of BATCH_SIZE units split where the length changes. Same
-    noise too (one CPU generator per text seeded with SEED, N(0, NOISE_STD²) per sample).
+    text's unperturbed row then its samples, contiguous, chunks of BATCH_SIZE rows split where the
+    length changes. Same noise too (one CPU generator per text seeded with SEED, N(0, NOISE_STD²)
+    per sample). Returns ``(x, text of each row, sample row or not)`` per pass.
     """
     import torch
 
     emb = model.get_input_embeddings()
-    items = []
+    embeds = []
     with torch.no_grad():
         for text in texts:
             ids = tok(text, return_tensors="pt")["input_ids"].to(C.DEVICE)
-            e = emb(ids)[0].cpu()  # noise is drawn on the CPU, as interp_text draws it
-            target = int(model(input_ids=ids).logits[0].argmax())
-            items.append((e, target))
+            embeds.append(emb(ids)[0].cpu())  # noise is drawn on the CPU, as interp_text draws it
     groups: dict[int, list[int]] = {}
-    for i, (e, _) in enumerate(items):
+    for i, e in enumerate(embeds):
         groups.setdefault(e.shape[0], []).append(i)
-    units = [(i, p) for g in groups.values() for i in g for p in range(N_PERTURBATIONS)]
-    gens = {i: torch.Generator().manual_seed(SEED) for i in range(len(items))}
+    units = [(i, p) for g in groups.values() for i in g for p in range(-1, N_PERTURBATIONS)]  # -1: unperturbed
+    gens = {i: torch.Generator().manual_seed(SEED) for i in range(len(embeds))}
     batches = []
     for start in range(0, len(units), BATCH_SIZE):
         chunk = units[start : start + BATCH_SIZE]
         runs: list[list[tuple[int, int]]] = []
         for u in chunk:
-            if not runs or items[runs[-1][-1][0]][0].shape[0] != items[u[0]][0].shape[0]:
+            if not runs or embeds[runs[-1][-1][0]].shape[0] != embeds[u[0]].shape[0]:
                 runs.append([])
             runs[-1].append(u)
         for run in runs:
             rows = []
-            for i, _ in run:
-                e = items[i][0]
-                rows.append(e + torch.randn(e.shape, generator=gens[i]) * NOISE_STD)
+            for i, p in run:
+                e = embeds[i]
+                rows.append(e if p < 0 else e + torch.randn(e.shape, generator=gens[i]) * NOISE_STD)
             x = torch.stack(rows).to(C.DEVICE)  # (rows, seq, hidden)
-            targets = torch.tensor([items[i][1] for i, _ in run], device=C.DEVICE)
-            batches.append((x, targets))
+            batches.append((x, [i for i, _ in run], [p >= 0 for _, p in run]))
     return batches
 
 
 def floor_run(model, batches) -> None:
-    """Only the passes: forward with inputs_embeds, autograd.grad of the target-logit sum."""
+    """Only the passes: forward with inputs_embeds; the prediction from each text's unperturbed
+    row; autograd.grad of the predicted class's logit summed over the sample rows."""
     import torch
 
+    predicted: dict[int, int] = {}
     with torch.enable_grad():
-        for x, targets in batches:
+        for x, texts, sample in batches:
             x = x.detach().requires_grad_(True)
-            logits = model(inputs_embeds=x).logits
-            (g,) = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), x)
+            logits = model(inputs_embeds=x).logits  # (rows, classes)
+            for r, (i, s) in enumerate(zip(texts, sample)):
+                if not s:
+                    predicted[i] = int(logits[r].argmax())
+            keep = torch.tensor(sample, device=x.device)
+            targets = torch.tensor([predicted[i] for i in texts], device=x.device)
+            f = torch.where(keep, logits.gather(1, targets[:, None])[:, 0], 0).sum()
+            (g,) = torch.autograd.grad(f, x)
 
 
 # --------------------------------------------------------------------------- peers (worker mode)
@@ -170,7 +177,7 @@ def main() -> None:
             model, tok, n_perturbations=N_PERTURBATIONS, batch_size=BATCH_SIZE, noise_std=NOISE_STD, seed=SEED
         )
         batches = floor_batches(model, tok, texts)
-        print(f"floor: {len(batches)} forward+backward passes, rows {[int(x.shape[0]) for x, _ in batches]}")
+        print(f"floor: {len(batches)} forward+backward passes, rows {[int(x.shape[0]) for x, _, _ in batches]}")
 
         shortest = min(texts, key=len)
         floor_warm = floor_batches(model, tok, [shortest])

@@ -25,12 +25,15 @@ from .tasks import (
     CLASSIFICATION,
     Item,
     apply_mode,
+    classification_columns,
     classification_logits,
     score_columns,
     split_head,
     target_logits,
     target_scores,
 )
+
+CLEAN, BASELINE = -1, -2  # gradient-pass rows that are not samples: the unperturbed input, the baseline
 
 # sample(e, b, generator, p) -> (x_p, multiplier_p or None); e, b, x_p: (seq, hidden)
 Sampler = Callable[[torch.Tensor, torch.Tensor | None, torch.Generator, int], tuple[torch.Tensor, torch.Tensor | None]]
@@ -192,8 +195,13 @@ class Engine:
                 inp.set_outputs(model, tok, self.s.task, it, inp.strip_generated(new, stop, pad), max_len)
 
     def _clean_pass(self, items: list[Item]) -> None:
-        """f(x) and log p on the unperturbed input (and f(baseline) when the method has one)."""
+        """f(x) and log p on the unperturbed input (and f(baseline) when the method has one).
+
+        Classifiers skip it: their unperturbed (and baseline) rows join the gradient forwards.
+        """
         s = self.s
+        if s.task == CLASSIFICATION:
+            return
         with torch.no_grad():
             for batch in _batches(_group(items, s.task), s.batch_size):
                 x = torch.stack([it.embeds for it in batch])  # (rows, seq, hidden)
@@ -246,12 +254,17 @@ class Engine:
 
     def _gradient_pass(self, items: list[Item], device) -> None:
         s = self.s
+        # A classifier's targets (by default its prediction) come from the unperturbed input:
+        # that row, and the baseline's, lead the text's rows in the gradient forwards instead of
+        # taking forwards of their own (which, on a GPU, cost as much as a full batch).
+        extra = ([CLEAN] + ([BASELINE] if s.uses_baseline else [])) if s.task == CLASSIFICATION else []
         units = []  # (item, sample index), grouped by length so a forward never pads
         for group in _group(items, s.task).values():
             for it in group:
+                units.extend((it, p) for p in extra)
                 units.extend((it, p) for p in range(s.n_samples))
         generators = {it.index: torch.Generator().manual_seed(s.seed) for it in items}
-        stats = {it.index: [Streaming(s.statistic) for _ in range(it.n_targets)] for it in items}
+        stats: dict[int, list[Streaming]] = {}  # made once a text's targets are known
         for start in range(0, len(units), s.batch_size):
             chunk = units[start : start + s.batch_size]
             # A chunk may span two length groups: split it where the length changes.
@@ -264,21 +277,42 @@ class Engine:
         s = self.s
         xs, ms = [], []
         for it, p in rows:
-            x, m = s.sample(it.embeds, it.baseline, generators[it.index], p)
+            if p == CLEAN:
+                x, m = it.embeds, None
+            elif p == BASELINE:
+                x, m = it.baseline, None
+            else:
+                x, m = s.sample(it.embeds, it.baseline, generators[it.index], p)
             xs.append(x)
             ms.append(m)
         x = torch.stack(xs).to(device).requires_grad_(True)  # (rows, seq, hidden)
-        mult = None if ms[0] is None else torch.stack(ms).to(device)  # (rows, seq, hidden)
+        mult = None
+        if any(m is not None for m in ms):
+            mult = torch.stack([m if m is not None else torch.zeros_like(e) for m, e in zip(ms, xs)])
         row_items = [it for it, _ in rows]
+        is_sample = [p >= 0 for _, p in rows]
         segments = []  # (item, first row, end row): an item's samples are contiguous
         for r, it in enumerate(row_items):
+            if not is_sample[r]:
+                continue
             if segments and segments[-1][0] is it:
                 segments[-1][2] = r + 1
             else:
                 segments.append([it, r, r + 1])
         with torch.enable_grad():
             # One (rows,) score per target, each its own graph branch where the model allows it.
-            cols, valid = score_columns(self.model, s.task, x, row_items, s.inference_mode, self.head or None)
+            if s.task == CLASSIFICATION:
+                logits = classification_logits(self.model, x)  # (rows, classes)
+                self._read_unperturbed(rows, logits)
+                if not segments:
+                    return
+                cols, valid = classification_columns(logits, row_items, s.inference_mode)
+                valid = valid & torch.tensor(is_sample).to(valid.device, non_blocking=True)[:, None]
+            else:
+                cols, valid = score_columns(self.model, s.task, x, row_items, s.inference_mode, self.head or None)
+            for it, _, _ in segments:
+                if it.index not in stats:
+                    stats[it.index] = [Streaming(s.statistic) for _ in range(it.n_targets)]
             width = len(cols)
             step = s.targets_per_backward
             for j0 in range(0, width, step):
@@ -302,6 +336,26 @@ class Engine:
                     for it, r0, r1 in segments:
                         if j < it.n_targets:
                             stats[it.index][j].update(a[r0:r1])
+
+    def _read_unperturbed(self, rows, logits: torch.Tensor) -> None:
+        """A classifier's prediction, f(x), log p and f(baseline), from their rows of a batch."""
+        s = self.s
+        extra = [(r, it, p) for r, (it, p) in enumerate(rows) if p < 0]
+        if not extra:
+            return
+        with torch.no_grad():
+            lg = logits.detach()[[r for r, _, _ in extra]]  # (extra rows, classes)
+            log_norm = torch.logsumexp(lg.float(), -1, keepdim=True).to(lg.dtype)
+            f = apply_mode(lg, log_norm, s.inference_mode).double().cpu()
+            log_p = (lg - log_norm).double().cpu()
+        for k, (_, it, p) in enumerate(extra):
+            if p == CLEAN:
+                it.predicted = int(log_p[k].argmax())
+                if not it.classes:
+                    it.classes = [it.predicted]
+                it.target_scores, it.target_logprobs = f[k, it.classes], log_p[k, it.classes]
+            else:
+                it.baseline_scores = f[k, it.classes]
 
     # ------------------------------------------------------------------ result
     def _assemble(self, it: Item) -> Explanation:

@@ -154,6 +154,35 @@ def score_columns(
     return [f[:, j] for j in range(f.shape[1])], valid
 
 
+def _target_table(items: list[Item], dev) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(valid, target ids)``, both ``(rows, width)``: each row's targets, padded to the widest row."""
+    width = max(it.n_targets for it in items)
+    # A batch holds many rows of few texts: build each text's row once, then index.
+    row_of: dict[int, int] = {}
+    which = torch.tensor([row_of.setdefault(id(it), len(row_of)) for it in items])  # (rows,)
+    distinct = list({id(it): it for it in items}.values())
+    ids = torch.zeros(len(distinct), width, dtype=torch.long)
+    for k, it in enumerate(distinct):
+        ids[k, : it.n_targets] = torch.tensor(it.classes or it.output_ids)
+    n_targets = torch.tensor([it.n_targets for it in distinct])
+    # non_blocking: these small copies need not wait for the device's queued work.
+    valid = (torch.arange(width)[None] < n_targets[which, None]).to(dev, non_blocking=True)
+    return valid, ids[which].to(dev, non_blocking=True)
+
+
+def classification_columns(
+    logits: torch.Tensor, items: list[Item], mode: InferenceModes
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """``score_columns`` of a classifier from logits already computed: ``(rows, classes)``."""
+    valid, target_ids = _target_table(items, logits.device)
+    chosen = logits.gather(1, target_ids)  # (rows, width)
+    log_norm = None
+    if mode != InferenceModes.LOGITS:
+        log_norm = torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype)
+    f = apply_mode(chosen, log_norm, mode)
+    return [f[:, j] for j in range(f.shape[1])], valid
+
+
 def target_logits(
     model,
     task: str,
@@ -169,19 +198,7 @@ def target_logits(
     per target, for ``score_columns``.
     """
     dev = embeds.device
-    width = max(it.n_targets for it in items)
-    # A batch holds many rows of few texts: build each text's row once, then index.
-    row_of: dict[int, int] = {}
-    which = torch.tensor([row_of.setdefault(id(it), len(row_of)) for it in items])  # (rows,)
-    distinct = list({id(it): it for it in items}.values())
-    ids = torch.zeros(len(distinct), width, dtype=torch.long)
-    for k, it in enumerate(distinct):
-        ids[k, : it.n_targets] = torch.tensor(it.classes or it.output_ids)
-    n_targets = torch.tensor([it.n_targets for it in distinct])
-    # non_blocking: these small copies need not wait for the device's queued work.
-    valid = (torch.arange(width)[None] < n_targets[which, None]).to(dev, non_blocking=True)  # (rows, width)
-    target_ids = ids[which].to(dev, non_blocking=True)  # (rows, width)
-
+    valid, target_ids = _target_table(items, dev)
     if task == CLASSIFICATION:
         logits = classification_logits(model, embeds)  # (rows, classes)
         chosen = logits.gather(1, target_ids)  # (rows, width)

@@ -187,3 +187,27 @@ def test_default_noise_is_half_the_embedding_spread(bert, wp_tokenizer):
     for cls in (SmoothGrad, VarGrad, SquareGrad, GradientShap):
         assert cls(bert, wp_tokenizer).noise_std == pytest.approx(0.5 * spread)
         assert cls(bert, wp_tokenizer, noise_std=0.1).noise_std == 0.1
+
+
+def test_a_classifier_runs_no_forward_besides_the_gradient_batches(bert, wp_tokenizer):
+    # The unperturbed row (prediction, f(x)) and the baseline row lead each text's gradient rows.
+    texts = ["the food was cold", "the staff were lovely and the pasta was good"]
+    assert len(wp_tokenizer(texts[0])["input_ids"]) != len(wp_tokenizer(texts[1])["input_ids"])
+    rows = []
+    hook = bert.register_forward_pre_hook(lambda m, a, k: rows.append(k["inputs_embeds"].shape[0]), with_kwargs=True)
+    try:
+        expls = IntegratedGradients(bert, wp_tokenizer, n_interpolations=4, granularity=ALL).explain(texts)
+    finally:
+        hook.remove()
+    assert rows == [1 + 1 + 4, 1 + 1 + 4]  # one forward per length: unperturbed + baseline + 4 path points
+    for text, expl in zip(texts, expls):
+        with torch.no_grad():
+            logits = bert(**wp_tokenizer(text, return_tensors="pt")).logits[0].double()
+            base = bert(inputs_embeds=torch.zeros(1, len(wp_tokenizer(text)["input_ids"]), 32)).logits[0].double()
+        c = int(logits.argmax())
+        assert expl.predicted == c and expl.targets[0].index == c
+        assert expl.targets[0].score == pytest.approx(float(logits[c]), rel=1e-5)
+        assert expl.targets[0].probability == pytest.approx(float(logits.softmax(-1)[c]), rel=1e-5)
+        # completeness_gap = Σ scores − (f(x) − f(baseline)): f(baseline) came from its batch row
+        total = float(np.nansum(expl.scores[0]))
+        assert expl.completeness_gap[0] == pytest.approx(total - float(logits[c] - base[c]), abs=1e-5)
