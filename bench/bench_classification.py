@@ -9,8 +9,8 @@ weights).
 - interp_text: ``VarGrad(model, tok, n_perturbations=50, batch_size=64, noise_std=0.1).explain(texts)``.
 - floor: only the forward+backward passes interp_text's maths needs: each text's unperturbed row
   (it gives the predicted class) and its 50 noisy rows, packed into batches of at most 64 rows
-  exactly as interp_text packs them (rows grouped by length, a chunk of 64 split where the length
-  changes), one forward with ``inputs_embeds`` and one ``autograd.grad`` of the predicted-class
+  exactly as interp_text packs them (rows grouped by length, each length cut into chunks of at
+  most 64), one forward with ``inputs_embeds`` and one ``autograd.grad`` of the predicted-class
   logit summed over the noisy rows per batch. The noisy rows are drawn before the clock starts;
   parameters do not require grad.
 - interpreto (if installed, run in the peer interpreter: ``$BENCH_PEER_PYTHON``, else
@@ -71,8 +71,8 @@ def floor_batches(model, tok, texts):
     """The rows interp_text runs, packed as it packs them.
 
     Same packing as interp_text's engine: texts grouped by token count (first-seen order), each
-    text's unperturbed row then its samples, contiguous, chunks of BATCH_SIZE rows split where the
-    length changes. Same noise too (one CPU generator per text seeded with SEED, N(0, NOISE_STD²)
+    text's unperturbed row then its samples, contiguous, each length group cut into chunks of at
+    most BATCH_SIZE rows. Same noise too (one CPU generator per text seeded with SEED, N(0, NOISE_STD²)
     per sample). Returns ``(x, text of each row, sample row or not)`` per pass.
     """
     import torch
@@ -86,17 +86,12 @@ def floor_batches(model, tok, texts):
     groups: dict[int, list[int]] = {}
     for i, e in enumerate(embeds):
         groups.setdefault(e.shape[0], []).append(i)
-    units = [(i, p) for g in groups.values() for i in g for p in range(-1, N_PERTURBATIONS)]  # -1: unperturbed
     gens = {i: torch.Generator().manual_seed(SEED) for i in range(len(embeds))}
     batches = []
-    for start in range(0, len(units), BATCH_SIZE):
-        chunk = units[start : start + BATCH_SIZE]
-        runs: list[list[tuple[int, int]]] = []
-        for u in chunk:
-            if not runs or embeds[runs[-1][-1][0]].shape[0] != embeds[u[0]].shape[0]:
-                runs.append([])
-            runs[-1].append(u)
-        for run in runs:
+    for g in groups.values():
+        units = [(i, p) for i in g for p in range(-1, N_PERTURBATIONS)]  # -1: the unperturbed row
+        for start in range(0, len(units), BATCH_SIZE):
+            run = units[start : start + BATCH_SIZE]
             rows = []
             for i, p in run:
                 e = embeds[i]

@@ -233,23 +233,26 @@ def run_workload(workload: str, args, threads: int) -> dict:
             peer = C.run_worker(__file__, "interpreto", workdir, threads, timeout=1800)
     print(
         f"{'method':<11}{'interp_text s':>14}{'interpreto s':>13}{'ratio':>7}{'cpu ratio':>10}"
-        f"{'rows it | ipto':>18}{'tokens it | ipto':>20}  target >= 2"
+        f"{'forwards it | ipto':>20}{'rows it | ipto':>18}{'tokens it | ipto':>20}  target >= 2"
     )
     ratios = {}
     for name in METHODS:
         a = ours[name]
         b = peer.get("methods", {}).get(name, {"error": peer.get("error", "?")})
+        fwd = f"{a['forwards']} | {b.get('forwards', '-')}"
         rows = f"{a['rows']} | {b.get('rows', '-')}"
         toks = f"{a['tokens']} | {b.get('tokens', '-')}"
         if "time" in b:
             wr, cr = b["time"] / a["time"], b["cpu"] / a["cpu"]
             ratios[name] = wr
             print(
-                f"{name:<11}{a['time']:>14.3f}{b['time']:>13.3f}{wr:>7.2f}{cr:>10.2f}{rows:>18}{toks:>20}"
+                f"{name:<11}{a['time']:>14.3f}{b['time']:>13.3f}{wr:>7.2f}{cr:>10.2f}{fwd:>20}{rows:>18}{toks:>20}"
                 f"  {'met' if wr >= 2 else 'NOT met'}"
             )
         else:
-            print(f"{name:<11}{a['time']:>14.3f}{'-':>13}{'-':>7}{'-':>10}{rows:>18}{toks:>20}  {b.get('error')}")
+            print(
+                f"{name:<11}{a['time']:>14.3f}{'-':>13}{'-':>7}{'-':>10}{fwd:>20}{rows:>18}{toks:>20}  {b.get('error')}"
+            )
     for name in METHODS:
         b = peer.get("methods", {}).get(name, {})
         line = f"  runs {name:<10} interp_text {C.fmt_times(ours[name]['times'])}"

@@ -265,11 +265,8 @@ class Engine:
                 units.extend((it, p) for p in range(s.n_samples))
         generators = {it.index: torch.Generator().manual_seed(s.seed) for it in items}
         stats: dict[int, list[Streaming]] = {}  # made once a text's targets are known
-        for start in range(0, len(units), s.batch_size):
-            chunk = units[start : start + s.batch_size]
-            # A chunk may span two length groups: split it where the length changes.
-            for rows in _split_by_key(chunk, s.task):
-                self._backward_rows(rows, generators, stats, device)
+        for rows in packed(units, s.batch_size, s.task):
+            self._backward_rows(rows, generators, stats, device)
         for it in items:
             it.stat = torch.stack([st.result() for st in stats[it.index]])  # (targets, seq, hidden)
 
@@ -442,12 +439,19 @@ class Engine:
         )
 
 
-def _split_by_key(chunk, task):
-    out, key = [], None
-    for it, p in chunk:
-        k = it.group_key(task)
-        if k != key:
-            out.append([])
-            key = k
-        out[-1].append((it, p))
-    return out
+def packed(units: list, batch_size: int, task: str) -> Iterator[list]:
+    """Batches of at most ``batch_size`` units ``(item, row)`` whose items share one length.
+
+    ``units`` come grouped by length. Each length group is cut into batches on its own, so a
+    group never shares a batch with the next one (no padding) and takes ceil(rows / batch_size)
+    forwards, the fewest possible.
+    """
+    start = 0
+    while start < len(units):
+        key = units[start][0].group_key(task)
+        end = start
+        while end < len(units) and units[end][0].group_key(task) == key:
+            end += 1
+        for b in range(start, end, batch_size):
+            yield units[b : min(b + batch_size, end)]
+        start = end

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .engine import Engine, Settings, _group, _split_by_key
+from .engine import Engine, Settings, _group, packed
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens, pool
@@ -215,27 +215,26 @@ class PerturbationEngine(Engine):
         r = self.replacement(device, items[0].embeds.dtype)  # (hidden,)
         done = []  # (segments, f, log p) per forward, f and log p still on the device
         with torch.inference_mode():
-            for start in range(0, len(units), s.batch_size):
-                for batch in _split_by_key(units[start : start + s.batch_size], s.task):
-                    segments = []  # [item, first row, end row]
-                    for it, k in batch:
-                        if segments and segments[-1][0] is it:
-                            segments[-1][2] = k + 1
-                        else:
-                            segments.append([it, k, k + 1])
-                    xs = [
-                        masked_embeds(it.embeds, self.players[it.index].token_player, masks[it.index][k0:k1], r)
-                        for it, k0, k1 in segments
-                    ]
-                    x = torch.cat(xs)  # (rows, seq, hidden)
-                    if s.task == CLASSIFICATION:
-                        chosen = classification_logits(self.model, x)  # (rows, classes)
-                        log_norm = torch.logsumexp(chosen.float(), -1, keepdim=True).to(chosen.dtype)
+            for batch in packed(units, s.batch_size, s.task):
+                segments = []  # [item, first row, end row]
+                for it, k in batch:
+                    if segments and segments[-1][0] is it:
+                        segments[-1][2] = k + 1
                     else:
-                        chosen, log_norm, _ = target_logits(self.model, s.task, x, [it for it, _ in batch])
-                    f = apply_mode(chosen, log_norm, s.inference_mode)  # (rows, width)
-                    # Kept on the device until the end: a copy per batch would wait for each forward.
-                    done.append((segments, f, chosen - log_norm.expand_as(chosen)))
+                        segments.append([it, k, k + 1])
+                xs = [
+                    masked_embeds(it.embeds, self.players[it.index].token_player, masks[it.index][k0:k1], r)
+                    for it, k0, k1 in segments
+                ]
+                x = torch.cat(xs)  # (rows, seq, hidden)
+                if s.task == CLASSIFICATION:
+                    chosen = classification_logits(self.model, x)  # (rows, classes)
+                    log_norm = torch.logsumexp(chosen.float(), -1, keepdim=True).to(chosen.dtype)
+                else:
+                    chosen, log_norm, _ = target_logits(self.model, s.task, x, [it for it, _ in batch])
+                f = apply_mode(chosen, log_norm, s.inference_mode)  # (rows, width)
+                # Kept on the device until the end: a copy per batch would wait for each forward.
+                done.append((segments, f, chosen - log_norm.expand_as(chosen)))
             if not done:
                 return f_out, p_out
             widest = max(f.shape[1] for _, f, _ in done)

@@ -211,3 +211,21 @@ def test_a_classifier_runs_no_forward_besides_the_gradient_batches(bert, wp_toke
         # completeness_gap = Σ scores − (f(x) − f(baseline)): f(baseline) came from its batch row
         total = float(np.nansum(expl.scores[0]))
         assert expl.completeness_gap[0] == pytest.approx(total - float(logits[c] - base[c]), abs=1e-5)
+
+
+def test_rows_of_one_length_fill_batches_and_never_mix_lengths():
+    from interp_text.engine import packed
+
+    class Text:
+        def __init__(self, n):
+            self.n = n
+
+        def group_key(self, task):
+            return (self.n,)
+
+    a, b, c = Text(3), Text(3), Text(7)
+    units = [(a, p) for p in range(40)] + [(b, p) for p in range(40)] + [(c, p) for p in range(10)]
+    batches = list(packed(units, 32, "classification"))
+    assert [len(x) for x in batches] == [32, 32, 16, 10]  # ceil(80 / 32) + ceil(10 / 32) forwards
+    assert all(len({it.n for it, _ in x}) == 1 for x in batches)
+    assert [u for x in batches for u in x] == units  # every row once, in order
