@@ -33,6 +33,9 @@ from .tasks import (
     target_scores,
 )
 
+# Targets per vmapped backward on a CUDA device when the user sets none. Measured on an H100
+# (SmoothGrad, 40 output tokens of a 6-layer GPT-2): loop 204 ms; 2: 171; 4: 116; 8: 97; 40: 94.
+CUDA_TARGETS_PER_BACKWARD = 8
 CLEAN, BASELINE = -1, -2  # gradient-pass rows that are not samples: the unperturbed input, the baseline
 
 # sample(e, b, generator, p) -> (x_p, multiplier_p or None); e, b, x_p: (seq, hidden)
@@ -56,7 +59,7 @@ class Settings:
     seed: int
     task: str
     uses_baseline: bool = False
-    targets_per_backward: int = 1  # > 1: one vmapped backward for that many targets
+    targets_per_backward: int | None = None  # > 1: one vmapped backward for that many; None: per device
     baseline: Any = None  # "zeros" (None), a special token name ("pad", "mask"), a token id or a tensor
     options: dict | None = None
 
@@ -118,6 +121,7 @@ class Engine:
     def __init__(self, model, tokenizer, settings: Settings):
         self.model, self.tokenizer, self.s = model, tokenizer, settings
         self.head = None  # causal LMs: the checked (base, LM head) split, or False
+        self.loop_only = False  # set when a vmapped backward ran out of memory
 
     # ------------------------------------------------------------------ public
     def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list:
@@ -311,8 +315,11 @@ class Engine:
                 if it.index not in stats:
                     stats[it.index] = [Streaming(s.statistic) for _ in range(it.n_targets)]
             width = len(cols)
-            step = s.targets_per_backward
-            for j0 in range(0, width, step):
+            step = s.targets_per_backward or (CUDA_TARGETS_PER_BACKWARD if x.device.type == "cuda" else 1)
+            if self.loop_only:
+                step = 1
+            j0 = 0
+            while j0 < width:
                 js = range(j0, min(width, j0 + step))
                 # Rows are independent, so the gradient of a column's sum is each row's own gradient.
                 if len(js) == 1:
@@ -321,18 +328,34 @@ class Engine:
                     (g,) = torch.autograd.grad(f, x, retain_graph=js[-1] < width - 1)
                     grads = g[None]  # (1, rows, seq, hidden)
                 else:
-                    f = torch.stack([cols[j] for j in js], 1)  # (rows, k)
-                    seeds = torch.zeros(len(js), *f.shape, dtype=f.dtype, device=f.device)  # (k, rows, k)
-                    for i, j in enumerate(js):
-                        seeds[i, :, i] = valid[:, j].to(f.dtype)
-                    (grads,) = torch.autograd.grad(
-                        f, x, grad_outputs=seeds, retain_graph=js[-1] < width - 1, is_grads_batched=True
-                    )  # (k, rows, seq, hidden): one vmapped backward for k targets
+                    grads = self._vmapped_grads(x, cols, valid, js)  # (k, rows, seq, hidden)
+                    if grads is None:  # out of memory: the loop, for the rest of this call
+                        self.loop_only, step = True, 1
+                        continue
                 for i, j in enumerate(js):
                     a = grads[i] if mult is None else grads[i] * mult  # (rows, seq, hidden)
                     for it, r0, r1 in segments:
                         if j < it.n_targets:
                             stats[it.index][j].update(a[r0:r1])
+                j0 = js[-1] + 1
+
+    def _vmapped_grads(self, x, cols, valid, js) -> torch.Tensor | None:
+        """One vmapped backward for the targets ``js``: ``(k, rows, seq, hidden)``, None if out of memory.
+
+        The graph is always retained, so that after a failure the loop can still use it.
+        """
+        f = torch.stack([cols[j] for j in js], 1)  # (rows, k)
+        seeds = torch.zeros(len(js), *f.shape, dtype=f.dtype, device=f.device)  # (k, rows, k)
+        for i, j in enumerate(js):
+            seeds[i, :, i] = valid[:, j].to(f.dtype)
+        try:
+            (grads,) = torch.autograd.grad(f, x, grad_outputs=seeds, retain_graph=True, is_grads_batched=True)
+            return grads
+        except torch.cuda.OutOfMemoryError:
+            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # outside the except block, whose frame held the failed buffers
+        return None
 
     def _read_unperturbed(self, rows, logits: torch.Tensor) -> None:
         """A classifier's prediction, f(x), log p and f(baseline), from their rows of a batch."""

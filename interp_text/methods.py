@@ -60,9 +60,11 @@ class GradientMethod:
         task: ``"classification"``, ``"causal_lm"`` or ``"seq2seq"``; detected from the model if None.
         seed: seeds the noise (same seed, same numbers, whatever the batch size or other texts).
         targets_per_backward: targets (classes, output tokens) whose gradients one backward pass
-            computes. 1 (default) loops one backward per target over the retained graph, the
-            fastest on CPU; more uses a vmapped backward (``is_grads_batched``), which can pay on
-            a GPU at the cost of memory proportional to it.
+            computes. 1 loops one backward per target over the retained graph; more uses a vmapped
+            backward (``is_grads_batched``), with gradient memory proportional to it. None
+            (default): 1 on a CPU, where the loop measured faster, and 8 on a CUDA device, where
+            the vmapped backward measured about twice as fast (H100, 40 output tokens of a
+            6-layer GPT-2). A vmapped backward that runs out of GPU memory falls back to the loop.
     """
 
     name = "gradient"
@@ -83,7 +85,7 @@ class GradientMethod:
         token_reduction: str | None = None,
         task: str | None = None,
         seed: int = 0,
-        targets_per_backward: int = 1,
+        targets_per_backward: int | None = None,
         **method_options: Any,
     ):
         check_model(model, tokenizer)
@@ -111,7 +113,9 @@ class GradientMethod:
             seed=seed,
             task=detect_task(model, task),
             uses_baseline=self.uses_baseline,
-            targets_per_backward=positive_int(targets_per_backward, "targets_per_backward"),
+            targets_per_backward=(
+                None if targets_per_backward is None else positive_int(targets_per_backward, "targets_per_backward")
+            ),
             baseline=getattr(self, "baseline", None),
             options=self._options(),
         )

@@ -186,7 +186,7 @@ def test_vmapped_backward_equals_loop_on_cuda(mode, gpt2, bpe):
     expected = SmoothGrad(gpt2, bpe, **kw).explain(prompts, targets=targets)  # CPU, one backward per target
 
     def both(m):
-        loop = SmoothGrad(m, bpe, device=DEVICE, **kw).explain(prompts, targets=targets)
+        loop = SmoothGrad(m, bpe, device=DEVICE, targets_per_backward=1, **kw).explain(prompts, targets=targets)
         vmapped = SmoothGrad(m, bpe, device=DEVICE, targets_per_backward=4, **kw).explain(prompts, targets=targets)
         return loop, vmapped
 

@@ -254,6 +254,36 @@ def test_vmapped_backward_equals_loop(gpt2, bpe):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-9, equal_nan=True)
 
 
+def test_a_vmapped_backward_out_of_memory_falls_back_to_the_loop(gpt2, bpe, monkeypatch):
+    prompts, targets = [PROMPT, "It is"], [" Paris is nice", " ok"]
+    loop = VarGrad(gpt2, bpe, n_perturbations=3, targets_per_backward=1).explain(prompts, targets=targets)
+    real_grad, calls = torch.autograd.grad, {"batched": 0, "plain": 0}
+
+    def grad(*args, is_grads_batched=False, **kwargs):
+        if is_grads_batched:
+            calls["batched"] += 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        calls["plain"] += 1
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", grad)
+    fallback = VarGrad(gpt2, bpe, n_perturbations=3, targets_per_backward=3).explain(prompts, targets=targets)
+    assert calls["batched"] == 1  # tried once, then the loop for the rest of the call
+    n_tokens = [len(bpe(t, add_special_tokens=False)["input_ids"]) for t in targets]
+    assert calls["plain"] == sum(n_tokens) and max(n_tokens) > 3  # every output token by the loop
+    for a, b in zip(loop, fallback):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-9, equal_nan=True)
+
+
+def test_targets_per_backward_default_is_the_loop_on_cpu(gpt2, bpe):
+    from interp_text.engine import CUDA_TARGETS_PER_BACKWARD
+
+    assert Saliency(gpt2, bpe).settings.targets_per_backward is None  # chosen per device at run time
+    assert CUDA_TARGETS_PER_BACKWARD == 8
+    with pytest.raises(InterpTextError, match="targets_per_backward"):
+        Saliency(gpt2, bpe, targets_per_backward=0)
+
+
 def test_per_position_head_is_used_and_checked(gpt2, bpe):
     from transformers import GPT2LMHeadModel
 
