@@ -12,6 +12,10 @@ granularity, ``batch_size=64``, LOGITS, each method's sample count matched to in
   method's default sample count in interp_text (Lime and KernelShap 200, Sobol N = 32).
 - ``facts``: generation: the bundled facts GPT-2 on 32 prompts of its test split, each with its
   answer forced as the target (teacher-forced), Lime and KernelShap 200 samples, Sobol N = 32.
+- ``longprompt``: Occlusion only, of a 150-word prompt (about 250 tokens) with a forced 5-word
+  answer, ``GPT2LMHeadModel(GPT2Config(n_layer=6))`` (random init, the offline 50257-entry BPE).
+  Rows masked late share the unmasked prefix with the clean input: interp_text runs that prefix
+  once per batch and the rows from there on (``interp_text.perturbation.prefix_batches``).
 
 Sample counts, matched to interpreto's meaning:
 
@@ -61,6 +65,7 @@ WORKLOADS = {
     "bert4": {"samples": {"Lime": 100, "KernelShap": 100, "Sobol": 32}},
     "sentiment": {"samples": {"Lime": 200, "KernelShap": 200, "Sobol": 32}},
     "facts": {"samples": {"Lime": 200, "KernelShap": 200, "Sobol": 32}},
+    "longprompt": {"samples": {"Lime": 200, "KernelShap": 200, "Sobol": 32}, "methods": ["Occlusion"]},
 }
 BUNDLED = Path(__file__).resolve().parent.parent / "interp_text" / "bundled"
 
@@ -82,12 +87,24 @@ def prepare(workdir: str, workload: str, device: str) -> None:
 
         model_dir = str(BUNDLED / "sentiment")
         texts, targets = [e["text"] for e in sentiment_examples(64, split="test")], None
-    else:
+    elif workload == "facts":
         from interp_text.data import facts_examples
 
         model_dir = str(BUNDLED / "facts")
         examples = facts_examples(32, split="test")
         texts, targets = [e["prompt"] for e in examples], [e["answer"] for e in examples]
+    else:
+        import torch
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        tok = C.bytelevel_bpe_tokenizer(50257)
+        torch.manual_seed(SEED)
+        config = GPT2Config(
+            n_layer=6, vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id
+        )
+        GPT2LMHeadModel(config).save_pretrained(model_dir)
+        tok.save_pretrained(model_dir)
+        texts, targets = C.make_texts([150], seed=3), [" and so it went"]
     config = {"workload": workload, "device": device, "model": model_dir, "texts": texts, "targets": targets}
     Path(workdir, "config.json").write_text(json.dumps(config))
 
@@ -97,7 +114,7 @@ def load(workdir: str):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     config = json.loads(Path(workdir, "config.json").read_text())
-    auto = AutoModelForCausalLM if config["workload"] == "facts" else AutoModelForSequenceClassification
+    auto = AutoModelForCausalLM if config["workload"] in ("facts", "longprompt") else AutoModelForSequenceClassification
     model = auto.from_pretrained(config["model"]).to(torch.device(config["device"])).eval()
     tok = AutoTokenizer.from_pretrained(config["model"])
     return model, tok, config
@@ -152,7 +169,7 @@ def worker_interpreto(workdir: str, repeats: int) -> dict:
     texts, targets = config["texts"], config["targets"]
     out: dict = {"methods": {}, "versions": C.versions("interpreto", "torch", "transformers")}
     k = min(range(len(texts)), key=lambda i: len(texts[i]))
-    for name in METHODS:
+    for name in WORKLOADS[config["workload"]].get("methods", METHODS):
         try:
             cls = getattr(interpreto, name)
             if name == "Occlusion":
@@ -216,8 +233,9 @@ def run_workload(workload: str, args, threads: int) -> dict:
         )
         k = min(range(len(texts)), key=lambda i: len(texts[i]))
         warm_t = None if targets is None else [targets[k]]
+        methods = WORKLOADS[workload].get("methods", METHODS)
         ours = {}
-        for name in METHODS:
+        for name in methods:
             ex = explainers[name]
             ours[name] = measure(
                 model,
@@ -236,7 +254,7 @@ def run_workload(workload: str, args, threads: int) -> dict:
         f"{'forwards it | ipto':>20}{'rows it | ipto':>18}{'tokens it | ipto':>20}  target >= 2"
     )
     ratios = {}
-    for name in METHODS:
+    for name in methods:
         a = ours[name]
         b = peer.get("methods", {}).get(name, {"error": peer.get("error", "?")})
         fwd = f"{a['forwards']} | {b.get('forwards', '-')}"
@@ -253,7 +271,7 @@ def run_workload(workload: str, args, threads: int) -> dict:
             print(
                 f"{name:<11}{a['time']:>14.3f}{'-':>13}{'-':>7}{'-':>10}{fwd:>20}{rows:>18}{toks:>20}  {b.get('error')}"
             )
-    for name in METHODS:
+    for name in methods:
         b = peer.get("methods", {}).get(name, {})
         line = f"  runs {name:<10} interp_text {C.fmt_times(ours[name]['times'])}"
         print(line + (f", interpreto {C.fmt_times(b['times'])}" if "times" in b else ""))
@@ -266,7 +284,12 @@ def main() -> None:
     args = C.parse_args(
         __doc__.splitlines()[0],
         peers="interpreto",
-        extra=[("--workload", dict(choices=[*WORKLOADS, "all"], default="all", help="which workload (default all)"))],
+        extra=[
+            (
+                "--workload",
+                dict(choices=[*WORKLOADS, "all"], default="all", help="which workload (default all but longprompt)"),
+            )
+        ],
     )
     if args.worker:
         return C.worker_entry(WORKERS, args)
@@ -277,7 +300,7 @@ def main() -> None:
     v = C.versions("torch", "transformers", "tokenizers")
     print(f"versions: {', '.join(f'{k} {x}' for k, x in v.items())}")
     t_start = time.perf_counter()
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    names = [w for w in WORKLOADS if w != "longprompt"] if args.workload == "all" else [args.workload]
     summary = {w: run_workload(w, args, threads) for w in names}
     print(f"\nload average at end {C.load_average()}; total {time.perf_counter() - t_start:.0f} s")
     print("summary, interpreto / interp_text wall-time ratio:")

@@ -121,6 +121,45 @@ def masked_embeds(e: torch.Tensor, token_player: torch.Tensor, keep: torch.Tenso
     return torch.where(token_keep.to(e.device, non_blocking=True)[..., None], e, r)
 
 
+# A causal row whose first PREFIX_MIN tokens (and a quarter of its length) are unmasked reuses the
+# unmasked prefix's cache instead of recomputing it.
+PREFIX_MIN = 16
+
+
+def prefix_pays(cut: int, seq: int) -> bool:
+    return cut >= PREFIX_MIN and 4 * cut >= seq
+
+
+def prefix_batches(units: list, cuts: list[int], batch_size: int, seq: int) -> list[list]:
+    """Batches of ``units`` (sorted by ``cuts``, longest shared prefix first).
+
+    A batch runs from its smallest cut on, so each row wastes (its cut − the batch's) positions;
+    a new batch starts when that waste passes four rows' worth (about what one more forward
+    costs), or at ``batch_size`` rows.
+    """
+    out, waste, cut = [], 0, 0
+    for u, c in zip(units, cuts):
+        if out and (len(out[-1]) == batch_size or waste + len(out[-1]) * (cut - c) > 4 * seq):
+            out.append([])
+            waste = 0
+        elif out:
+            waste += len(out[-1]) * (cut - c)
+        if not out:
+            out.append([])
+        out[-1].append(u)
+        cut = c
+    return out
+
+
+def first_masked(token_player: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``(rows,)`` each row's first masked token position (the sequence length if none is)."""
+    has = token_player >= 0  # (seq,)
+    masked = torch.zeros(keep.shape[0], token_player.shape[0], dtype=torch.bool)  # (rows, seq)
+    masked[:, has] = ~keep[:, token_player[has]]
+    pos = torch.arange(token_player.shape[0]).expand_as(masked)
+    return torch.where(masked, pos, token_player.shape[0]).min(1).values
+
+
 def unique_rows(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The distinct rows of a ``(rows, n)`` bool matrix and, per row, the index of its distinct row."""
     n = masks.shape[1]
@@ -144,6 +183,8 @@ class PerturbationEngine(Engine):
         self.replacement_id = replacement_id
         self.method = method
         self.players: dict[int, Players] = {}
+        # Causal LMs: whether the prefix cache reproduces the plain forward; checked once per explainer.
+        self.prefix_ok: bool | None = getattr(method, "prefix_checked", {}).get(id(model))
         self.results: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def replacement(self, device, dtype) -> torch.Tensor:
@@ -203,10 +244,22 @@ class PerturbationEngine(Engine):
         text of one length are packed together, ``batch_size`` rows per forward.
         """
         s = self.s
-        units = []  # (item, row): an item's rows are contiguous, items grouped by length
+        batches = []  # lists of (item, row) of one length, at most batch_size each
+        cuts = {}  # causal LMs: (text index, row) -> leading positions the row shares with the clean input
         for group in _group(items, s.task).values():
+            g_units = [(it, k) for it in group for k in range(masks[it.index].shape[0])]
+            if self._prefix_state() is False:
+                batches.extend(packed(g_units, s.batch_size, s.task))
+                continue
+            seq = group[0].input_ids.shape[0]
             for it in group:
-                units.extend((it, k) for k in range(masks[it.index].shape[0]))
+                # The scored positions start at n_prompt - 1: a prefix never goes past them.
+                first = first_masked(self.players[it.index].token_player, masks[it.index]).clamp(max=it.n_prompt - 1)
+                for k, c in enumerate(first.tolist()):
+                    cuts[it.index, k] = c if prefix_pays(c, seq) else 0
+            # Rows masked late share a long unmasked prefix: batch them together.
+            g_units.sort(key=lambda u: -cuts[u[0].index, u[1]])
+            batches.extend(prefix_batches(g_units, [cuts[it.index, k] for it, k in g_units], s.batch_size, seq))
         width = {it.index: it.n_targets for it in items}
         if s.task == CLASSIFICATION:
             width = dict.fromkeys(width, int(self.model.config.num_labels))
@@ -215,10 +268,10 @@ class PerturbationEngine(Engine):
         r = self.replacement(device, items[0].embeds.dtype)  # (hidden,)
         done = []  # (segments, f, log p) per forward, f and log p still on the device
         with torch.inference_mode():
-            for batch in packed(units, s.batch_size, s.task):
+            for batch in batches:
                 segments = []  # [item, first row, end row]
                 for it, k in batch:
-                    if segments and segments[-1][0] is it:
+                    if segments and segments[-1][0] is it and segments[-1][2] == k:
                         segments[-1][2] = k + 1
                     else:
                         segments.append([it, k, k + 1])
@@ -231,7 +284,12 @@ class PerturbationEngine(Engine):
                     chosen = classification_logits(self.model, x)  # (rows, classes)
                     log_norm = torch.logsumexp(chosen.float(), -1, keepdim=True).to(chosen.dtype)
                 else:
-                    chosen, log_norm, _ = target_logits(self.model, s.task, x, [it for it, _ in batch])
+                    row_items = [it for it, _ in batch]
+                    cut = min(cuts[it.index, k] for it, k in batch) if cuts else 0
+                    out = self._prefix_logits(x, row_items, cut) if cut else None
+                    if out is None:
+                        out = target_logits(self.model, s.task, x, row_items)[:2]
+                    chosen, log_norm = out
                 f = apply_mode(chosen, log_norm, s.inference_mode)  # (rows, width)
                 # Kept on the device until the end: a copy per batch would wait for each forward.
                 done.append((segments, f, chosen - log_norm.expand_as(chosen)))
@@ -249,6 +307,47 @@ class PerturbationEngine(Engine):
                 p_out[it.index][k0:k1] = p_all[row : row + k1 - k0, :w]
                 row += k1 - k0
         return f_out, p_out
+
+    def _prefix_state(self) -> bool | None:
+        """Causal LMs: whether reusing the unmasked prefix's cache was checked good (None: not yet)."""
+        if self.s.task != CAUSAL_LM:
+            return False
+        return self.prefix_ok
+
+    def _prefix_logits(self, x: torch.Tensor, row_items: list[Item], cut: int):
+        """Target logits and normalisers of causal rows whose first ``cut`` positions are unmasked.
+
+        The prefix runs once per text (its cache is then indexed to the rows) and the rows only
+        run from position ``cut`` on. The first time, the result is checked against the plain
+        forward; a model whose cache does not reproduce it (or that takes none) keeps the plain
+        forward for the rest of the call. Returns None to ask for the plain forward.
+        """
+        if self.prefix_ok is False:
+            return None
+        texts = list({id(it): it for it in row_items}.values())
+        place = {id(it): k for k, it in enumerate(texts)}
+        which = torch.tensor([place[id(it)] for it in row_items]).to(x.device, non_blocking=True)
+        try:
+            prefix = torch.stack([it.embeds[:cut] for it in texts])  # (texts, cut, hidden)
+            cache = self.model(inputs_embeds=prefix, use_cache=True).past_key_values
+            cache.batch_select_indices(which)
+            chosen, log_norm, _ = target_logits(self.model, self.s.task, x[:, cut:], row_items, past=cache, offset=cut)
+        except (TypeError, ValueError, AttributeError, RuntimeError, IndexError, KeyError):
+            self.prefix_ok = False
+            if self.method is not None:
+                self.method.prefix_checked = {id(self.model): False}
+            return None
+        if self.prefix_ok is None:
+            ref_chosen, ref_norm, _ = target_logits(self.model, self.s.task, x, row_items)
+            scale = float(ref_chosen.abs().max()) + 1.0
+            self.prefix_ok = torch.allclose(chosen, ref_chosen, rtol=1e-3, atol=1e-3 * scale) and torch.allclose(
+                log_norm, ref_norm, rtol=1e-3, atol=1e-3 * scale
+            )
+            if self.method is not None:
+                self.method.prefix_checked = {id(self.model): self.prefix_ok}
+            if not self.prefix_ok:
+                return ref_chosen, ref_norm
+        return chosen, log_norm
 
     def _assemble(self, it: Item) -> Explanation:
         s = self.s

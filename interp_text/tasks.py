@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -191,11 +192,14 @@ def target_logits(
     normaliser: bool = True,
     head: tuple | None = None,
     stacked: bool = True,
+    past: Any = None,
+    offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor | list | None, torch.Tensor]:
     """The target logits ``(rows, width)``, their log-softmax normalisers (if asked) and validity.
 
     With ``head`` and ``stacked=False`` the normalisers are a list of ``(rows,)`` tensors, one
-    per target, for ``score_columns``.
+    per target, for ``score_columns``. Causal LMs only: ``past`` is the model's cache of the
+    first ``offset`` positions, and ``embeds`` the positions after them.
     """
     dev = embeds.device
     valid, target_ids = _target_table(items, dev)
@@ -205,7 +209,7 @@ def target_logits(
         log_norm = torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype) if normaliser else None
         return chosen, log_norm, valid
 
-    seq = embeds.shape[1]
+    seq = offset + embeds.shape[1]
     if task == SEQ2SEQ:
         decoder_in = torch.stack([decoder_inputs(model, it) for it in items]).to(dev, non_blocking=True)  # (rows, out)
         logits = model(inputs_embeds=embeds, decoder_input_ids=decoder_in, use_cache=False).logits
@@ -215,7 +219,7 @@ def target_logits(
     else:
         # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
         first = min(it.n_prompt for it in items) - 1
-        kwargs = {"use_cache": False}
+        kwargs = {"use_cache": False} if past is None else {"use_cache": True, "past_key_values": past}
         if accepts(model, "logits_to_keep"):
             kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
         logits = model(inputs_embeds=embeds, **kwargs).logits

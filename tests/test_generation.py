@@ -325,3 +325,49 @@ def test_head_check_is_reused_and_redone_after_a_swap(gpt2, bpe):
         assert method._head_check[0][1] == id(gpt2.lm_head)
     finally:
         gpt2.lm_head = original
+
+
+# ---------------------------------------------------------------- perturbation: the unmasked prefix
+LONG_PROMPT = "the food was cold but the staff were lovely and the pasta was good, " * 3  # 45 words
+
+
+def _occlusion_and_tokens(model, tok, **kw):
+    """An Occlusion explanation of LONG_PROMPT and the token positions its forwards ran."""
+    from interp_text.perturbation import Occlusion
+
+    explainer = Occlusion(model, tok, inference_mode="log_softmax", **kw)  # batch_size 64: one batch would fit all
+    explainer.explain(LONG_PROMPT, targets=" and the staff")  # the first call checks the prefix cache once
+    tokens = []
+    hook = model.register_forward_pre_hook(
+        lambda m, a, k: tokens.append(k["inputs_embeds"].shape[0] * k["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    try:
+        expl = explainer.explain(LONG_PROMPT, targets=" and the staff")
+    finally:
+        hook.remove()
+    return expl, sum(tokens)
+
+
+@pytest.mark.parametrize("name,tok_name", [("gpt2", "bpe"), ("llama", "bos_tok")])  # learned / rotary positions
+def test_causal_perturbation_reuses_the_unmasked_prefix(name, tok_name, request, monkeypatch):
+    import interp_text.perturbation as P
+
+    model, tok = request.getfixturevalue(name), request.getfixturevalue(tok_name)
+    cached, cached_tokens = _occlusion_and_tokens(model, tok)
+    monkeypatch.setattr(P, "PREFIX_MIN", 10**9)  # never worth it: the plain forwards
+    plain, plain_tokens = _occlusion_and_tokens(model, tok)
+    assert np.isfinite(plain.scores[:, :45]).all() and np.abs(plain.scores[:, :45]).max() > 1e-3
+    np.testing.assert_allclose(cached.scores, plain.scores, rtol=1e-4, atol=1e-5, equal_nan=True)
+    assert cached_tokens < 0.8 * plain_tokens  # rows masked late skip their unmasked prefix
+
+
+def test_a_model_whose_cache_cannot_be_indexed_keeps_the_plain_forward(gpt2, bpe, monkeypatch):
+    from transformers import DynamicCache
+
+    def broken(self, indices):
+        raise AttributeError("no batch_select_indices here")
+
+    plain, _ = _occlusion_and_tokens(gpt2, bpe)
+    monkeypatch.setattr(DynamicCache, "batch_select_indices", broken)
+    fallback, _ = _occlusion_and_tokens(gpt2, bpe)
+    np.testing.assert_allclose(fallback.scores, plain.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
