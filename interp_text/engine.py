@@ -25,6 +25,7 @@ from .tasks import (
     CLASSIFICATION,
     Item,
     apply_mode,
+    class_log_norm,
     classification_columns,
     classification_logits,
     score_columns,
@@ -199,7 +200,7 @@ class Engine:
                 inp.set_outputs(model, tok, self.s.task, it, inp.strip_generated(new, stop, pad), max_len)
 
     def _clean_pass(self, items: list[Item]) -> None:
-        """f(x) and log p on the unperturbed input (and f(baseline) when the method has one).
+        """Generation: f(x) and log p on the unperturbed input (and f(baseline) when the method has one).
 
         Classifiers skip it: their unperturbed (and baseline) rows join the gradient forwards.
         """
@@ -209,24 +210,11 @@ class Engine:
         with torch.no_grad():
             for batch in _batches(_group(items, s.task), s.batch_size):
                 x = torch.stack([it.embeds for it in batch])  # (rows, seq, hidden)
-                if s.task == CLASSIFICATION:
-                    # One forward gives the prediction, the targets' logits and the normaliser.
-                    logits = classification_logits(self.model, x)  # (rows, classes)
-                    for it, row in zip(batch, logits):
-                        it.predicted = int(row.argmax())
-                        if not it.classes:
-                            it.classes = [it.predicted]
-                    idx = torch.zeros(len(batch), max(it.n_targets for it in batch), dtype=torch.long)
-                    for r, it in enumerate(batch):
-                        idx[r, : it.n_targets] = torch.tensor(it.classes)
-                    chosen = logits.gather(1, idx.to(logits.device))  # (rows, width)
-                    log_norm = torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype)
-                else:
-                    chosen, log_norm, _ = target_logits(self.model, s.task, x, batch)
-                    if s.task == CAUSAL_LM and self.head is None:
-                        self.head = self._checked_head(x, batch, chosen, log_norm)
+                chosen, log_norm, _ = target_logits(self.model, s.task, x, batch)
+                if s.task == CAUSAL_LM and self.head is None:
+                    self.head = self._checked_head(x, batch, chosen, log_norm)
                 f = apply_mode(chosen, log_norm, s.inference_mode)
-                log_p = chosen - log_norm  # (rows, width); a classifier's normaliser broadcasts
+                log_p = chosen - log_norm  # (rows, width)
                 for r, it in enumerate(batch):
                     it.target_logprobs = log_p[r, : it.n_targets].double().cpu()
                     it.target_scores = f[r, : it.n_targets].double().cpu()
@@ -307,7 +295,7 @@ class Engine:
                 self._read_unperturbed(rows, logits)
                 if not segments:
                     return
-                cols, valid = classification_columns(logits, row_items, s.inference_mode)
+                cols, valid = classification_columns(self.model, logits, row_items, s.inference_mode)
                 valid = valid & torch.tensor(is_sample).to(valid.device, non_blocking=True)[:, None]
             else:
                 cols, valid = score_columns(self.model, s.task, x, row_items, s.inference_mode, self.head or None)
@@ -365,7 +353,7 @@ class Engine:
             return
         with torch.no_grad():
             lg = logits.detach()[[r for r, _, _ in extra]]  # (extra rows, classes)
-            log_norm = torch.logsumexp(lg.float(), -1, keepdim=True).to(lg.dtype)
+            log_norm = class_log_norm(self.model, lg, lg)  # (extra rows, 1 or classes)
             f = apply_mode(lg, log_norm, s.inference_mode).double().cpu()
             log_p = (lg - log_norm).double().cpu()
         for k, (_, it, p) in enumerate(extra):

@@ -36,7 +36,16 @@ from .options import (
     non_negative_float,
     positive_int,
 )
-from .tasks import CAUSAL_LM, CLASSIFICATION, Item, apply_mode, classification_logits, detect_task, target_logits
+from .tasks import (
+    CAUSAL_LM,
+    CLASSIFICATION,
+    Item,
+    apply_mode,
+    class_log_norm,
+    classification_logits,
+    detect_task,
+    target_logits,
+)
 
 REPLACEMENTS = ("mask", "pad", "zeros")
 
@@ -282,7 +291,7 @@ class PerturbationEngine(Engine):
                 x = torch.cat(xs)  # (rows, seq, hidden)
                 if s.task == CLASSIFICATION:
                     chosen = classification_logits(self.model, x)  # (rows, classes)
-                    log_norm = torch.logsumexp(chosen.float(), -1, keepdim=True).to(chosen.dtype)
+                    log_norm = class_log_norm(self.model, chosen, chosen)  # (rows, 1 or classes)
                 else:
                     row_items = [it for it, _ in batch]
                     cut = min(cuts[it.index, k] for it, k in batch) if cuts else 0

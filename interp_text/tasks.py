@@ -171,15 +171,32 @@ def _target_table(items: list[Item], dev) -> tuple[torch.Tensor, torch.Tensor]:
     return valid, ids[which].to(dev, non_blocking=True)
 
 
+def multi_label(model) -> bool:
+    """A classifier whose classes are independent yes/no decisions (a sigmoid each), not one softmax."""
+    return getattr(model.config, "problem_type", None) == "multi_label_classification"
+
+
+def class_log_norm(model, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """The log normaliser of the chosen class logits: ``chosen - it`` is the log-probability.
+
+    A softmax classifier: log Σ exp over every class, ``(rows, 1)``. A multi-label classifier
+    (``config.problem_type == "multi_label_classification"``, one sigmoid per class):
+    log(1 + e^logit) of each chosen logit, so SOFTMAX means its sigmoid. Shape of ``chosen``.
+    """
+    if multi_label(model):
+        return torch.nn.functional.softplus(chosen.float()).to(chosen.dtype)
+    return torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype)
+
+
 def classification_columns(
-    logits: torch.Tensor, items: list[Item], mode: InferenceModes
+    model, logits: torch.Tensor, items: list[Item], mode: InferenceModes
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """``score_columns`` of a classifier from logits already computed: ``(rows, classes)``."""
     valid, target_ids = _target_table(items, logits.device)
     chosen = logits.gather(1, target_ids)  # (rows, width)
     log_norm = None
     if mode != InferenceModes.LOGITS:
-        log_norm = torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype)
+        log_norm = class_log_norm(model, logits, chosen)
     f = apply_mode(chosen, log_norm, mode)
     return [f[:, j] for j in range(f.shape[1])], valid
 
@@ -206,7 +223,7 @@ def target_logits(
     if task == CLASSIFICATION:
         logits = classification_logits(model, embeds)  # (rows, classes)
         chosen = logits.gather(1, target_ids)  # (rows, width)
-        log_norm = torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype) if normaliser else None
+        log_norm = class_log_norm(model, logits, chosen) if normaliser else None
         return chosen, log_norm, valid
 
     seq = offset + embeds.shape[1]

@@ -229,3 +229,40 @@ def test_rows_of_one_length_fill_batches_and_never_mix_lengths():
     assert [len(x) for x in batches] == [32, 32, 16, 10]  # ceil(80 / 32) + ceil(10 / 32) forwards
     assert all(len({it.n for it, _ in x}) == 1 for x in batches)
     assert [u for x in batches for u in x] == units  # every row once, in order
+
+
+def test_a_multi_label_classifier_scores_each_class_by_its_sigmoid(wp_tokenizer):
+    # problem_type multi_label_classification: classes are independent sigmoids, not one softmax.
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from interp_text.perturbation import Occlusion
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(wp_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+        initializer_range=0.4,
+        problem_type="multi_label_classification",
+    )
+    model = BertForSequenceClassification(config).eval()
+    ids = wp_tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(ids).logits[0].double()
+    sigmoid = torch.sigmoid(logits)
+    assert abs(float(sigmoid.sum()) - 1) > 0.1  # a softmax would make them sum to 1
+
+    sal = Saliency(model, wp_tokenizer, inference_mode="softmax", granularity=ALL).explain(TEXT, targets="all")
+    for k, target in enumerate(sal.targets):
+        assert target.probability == pytest.approx(float(sigmoid[k]), rel=1e-5)
+        assert target.score == pytest.approx(float(sigmoid[k]), rel=1e-5)
+    e = model.get_input_embeddings()(ids)[0].detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(torch.sigmoid(model(inputs_embeds=e[None]).logits[0, 1]), e)
+    np.testing.assert_allclose(sal.scores[1], g.norm(dim=-1).detach().numpy(), rtol=1e-4, atol=1e-8)
+
+    occ = Occlusion(model, wp_tokenizer, inference_mode="log_softmax").explain(TEXT, targets=1)
+    assert occ.targets[0].score == pytest.approx(float(torch.nn.functional.logsigmoid(logits[1])), rel=1e-5)
+    assert occ.targets[0].probability == pytest.approx(float(sigmoid[1]), rel=1e-5)
