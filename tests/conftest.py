@@ -69,23 +69,30 @@ def wp_tokenizer():
     return wordpiece_tokenizer()
 
 
-@pytest.fixture(scope="session")
-def bert(wp_tokenizer):
+def tiny_bert(tokenizer, **config):
+    """A 2-layer, width-32 BERT classifier with 3 classes, seeded; ``config`` overrides BertConfig."""
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(wp_tokenizer),
+    defaults = dict(
+        vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=64,
         num_labels=3,
+    )
+    return BertForSequenceClassification(BertConfig(**{**defaults, **config})).eval()
+
+
+@pytest.fixture(scope="session")
+def bert(wp_tokenizer):
+    return tiny_bert(
+        wp_tokenizer,
         id2label={0: "negative", 1: "neutral", 2: "positive"},
         label2id={"negative": 0, "neutral": 1, "positive": 2},
     )
-    return BertForSequenceClassification(config).eval()
 
 
 @pytest.fixture(scope="session")

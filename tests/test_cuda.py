@@ -10,6 +10,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bert
 
 from interp_text import (
     GradientShap,
@@ -41,20 +42,7 @@ def sharp_bert(wp_tokenizer):
     The conftest ``bert`` (initializer range 0.02) gives scores of 1e-5 to 1e-10 (VarGrad), too
     small for a comparison at these tolerances to mean anything; this one's are O(0.01..1).
     """
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(wp_tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=3,
-        initializer_range=0.4,
-    )
-    return BertForSequenceClassification(config).eval()
+    return tiny_bert(wp_tokenizer, initializer_range=0.4)
 
 
 @pytest.fixture(scope="module")

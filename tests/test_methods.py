@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bert
 from toy_models import ToyConfig, ToyForSequenceClassification
 
 from interp_text import (
@@ -233,22 +234,9 @@ def test_rows_of_one_length_fill_batches_and_never_mix_lengths():
 
 def test_a_multi_label_classifier_scores_each_class_by_its_sigmoid(wp_tokenizer):
     # problem_type multi_label_classification: classes are independent sigmoids, not one softmax.
-    from transformers import BertConfig, BertForSequenceClassification
-
     from interp_text.perturbation import Occlusion
 
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(wp_tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=3,
-        initializer_range=0.4,
-        problem_type="multi_label_classification",
-    )
-    model = BertForSequenceClassification(config).eval()
+    model = tiny_bert(wp_tokenizer, initializer_range=0.4, problem_type="multi_label_classification")
     ids = wp_tokenizer(TEXT, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         logits = model(ids).logits[0].double()

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bert
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -63,20 +64,7 @@ def additive(wp_tokenizer):
 @pytest.fixture(scope="module")
 def sharp_bert(wp_tokenizer):
     """A tiny BERT with large weights, so masking a word moves its logits by O(1)."""
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(wp_tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=3,
-        initializer_range=0.4,
-    )
-    return BertForSequenceClassification(config).eval()
+    return tiny_bert(wp_tokenizer, initializer_range=0.4)
 
 
 def contributions(model, tok, text, replacement_id):
