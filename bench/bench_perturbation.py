@@ -157,6 +157,40 @@ def measure(model, run, warm, repeats: int) -> dict:
     return {**res, **rows.as_dict()}
 
 
+def capture_forwards(model, run) -> list | None:
+    """The model calls ``run`` makes: ``[(inputs_embeds, other keyword arguments)]``.
+
+    None when a call reuses a key/value cache (the causal prefix path), which a replay of the
+    calls one by one cannot reproduce.
+    """
+    import torch
+
+    calls = []
+
+    def hook(module, args, kwargs):
+        rest = {k: v for k, v in kwargs.items() if k != "inputs_embeds"}
+        calls.append((kwargs["inputs_embeds"].detach().clone(), rest))
+
+    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        handle.remove()
+    if any(kw.get("past_key_values") is not None or kw.get("use_cache") for _, kw in calls):
+        return None
+    return calls
+
+
+def floor_run(model, calls) -> None:
+    """The floor: only the model calls interp_text makes, on the same inputs, nothing else."""
+    import torch
+
+    with torch.inference_mode():
+        for x, kwargs in calls:
+            model(inputs_embeds=x, **kwargs)
+
+
 # --------------------------------------------------------------------------- peers (worker mode)
 def worker_interpreto(workdir: str, repeats: int) -> dict:
     import interpreto
@@ -237,26 +271,37 @@ def run_workload(workload: str, args, threads: int) -> dict:
         ours = {}
         for name in methods:
             ex = explainers[name]
-            ours[name] = measure(
-                model,
-                lambda ex=ex: ex.explain(texts, targets=targets),
-                lambda ex=ex: ex.explain([texts[k]], targets=warm_t),
-                args.repeats,
-            )
+            run = lambda ex=ex: ex.explain(texts, targets=targets)  # noqa: E731
+            ours[name] = measure(model, run, lambda ex=ex: ex.explain([texts[k]], targets=warm_t), args.repeats)
+            calls = capture_forwards(model, run)
+            if calls is not None:  # interp_text and the floor again, round-robin, for their ratio
+                both = C.interleaved(
+                    {"interp_text": run, "floor": lambda c=calls: floor_run(model, c)},
+                    repeats=args.repeats,
+                    warmups={"interp_text": lambda: None, "floor": lambda c=calls: floor_run(model, c[:1])},
+                )
+                ours[name]["vs_floor"] = both["interp_text"]["time"] / both["floor"]["time"]
             print(
-                f"  interp_text {name:<10} {ours[name]['time']:.3f} s wall, {ours[name]['cpu']:.3f} s cpu", flush=True
+                f"  interp_text {name:<10} {ours[name]['time']:.3f} s wall, {ours[name]['cpu']:.3f} s cpu"
+                + (
+                    f"; / floor {ours[name]['vs_floor']:.2f}"
+                    if "vs_floor" in ours[name]
+                    else "; no floor (cache reuse)"
+                ),
+                flush=True,
             )
         peer = {"error": "skipped (--no-peers)"}
         if not args.no_peers:
             peer = C.run_worker(__file__, "interpreto", workdir, threads, timeout=1800)
     print(
-        f"{'method':<11}{'interp_text s':>14}{'interpreto s':>13}{'ratio':>7}{'cpu ratio':>10}"
+        f"{'method':<11}{'it / floor':>11}{'interp_text s':>14}{'interpreto s':>13}{'ratio':>7}{'cpu ratio':>10}"
         f"{'forwards it | ipto':>20}{'rows it | ipto':>18}{'tokens it | ipto':>20}  target >= 2"
     )
     ratios = {}
     for name in methods:
         a = ours[name]
         b = peer.get("methods", {}).get(name, {"error": peer.get("error", "?")})
+        vs_floor = f"{a['vs_floor']:.2f}" if "vs_floor" in a else "-"
         fwd = f"{a['forwards']} | {b.get('forwards', '-')}"
         rows = f"{a['rows']} | {b.get('rows', '-')}"
         toks = f"{a['tokens']} | {b.get('tokens', '-')}"
@@ -264,12 +309,14 @@ def run_workload(workload: str, args, threads: int) -> dict:
             wr, cr = b["time"] / a["time"], b["cpu"] / a["cpu"]
             ratios[name] = wr
             print(
-                f"{name:<11}{a['time']:>14.3f}{b['time']:>13.3f}{wr:>7.2f}{cr:>10.2f}{fwd:>20}{rows:>18}{toks:>20}"
+                f"{name:<11}{vs_floor:>11}{a['time']:>14.3f}{b['time']:>13.3f}{wr:>7.2f}{cr:>10.2f}{fwd:>20}{rows:>18}"
+                f"{toks:>20}"
                 f"  {'met' if wr >= 2 else 'NOT met'}"
             )
         else:
             print(
-                f"{name:<11}{a['time']:>14.3f}{'-':>13}{'-':>7}{'-':>10}{fwd:>20}{rows:>18}{toks:>20}  {b.get('error')}"
+                f"{name:<11}{vs_floor:>11}{a['time']:>14.3f}{'-':>13}{'-':>7}{'-':>10}{fwd:>20}{rows:>18}{toks:>20}"
+                f"  {b.get('error')}"
             )
     for name in methods:
         b = peer.get("methods", {}).get(name, {})

@@ -58,23 +58,29 @@ def max_input_length(model, tokenizer) -> int | None:
 
 def tokenize(tokenizer, text: str, add_special_tokens: bool = True) -> tuple[list[int], list, list[bool], list[str]]:
     """Token ids, character offsets, special-token flags and token strings of one text."""
+    return tokenize_all(tokenizer, [text], add_special_tokens)[0]
+
+
+def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -> list[tuple]:
+    """``tokenize`` of several texts, in one call of the (fast, batched) tokenizer."""
     if not getattr(tokenizer, "is_fast", False):
         raise InterpTextError(
             f"{type(tokenizer).__name__} is a slow tokenizer without character offsets; load a fast one "
             "(AutoTokenizer.from_pretrained(..., use_fast=True))."
         )
     enc = tokenizer(
-        text,
+        texts,
         add_special_tokens=add_special_tokens,
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
         truncation=False,
         verbose=False,
     )
-    ids = list(enc["input_ids"])
-    special = [bool(v) for v in enc["special_tokens_mask"]]
-    offsets = [tuple(o) for o in enc["offset_mapping"]]
-    return ids, offsets, special, tokenizer.convert_ids_to_tokens(ids)
+    out = []
+    for ids, special, offsets in zip(enc["input_ids"], enc["special_tokens_mask"], enc["offset_mapping"]):
+        ids = list(ids)
+        out.append((ids, [tuple(o) for o in offsets], [bool(v) for v in special], tokenizer.convert_ids_to_tokens(ids)))
+    return out
 
 
 # --------------------------------------------------------------------------- targets
@@ -192,10 +198,14 @@ def strip_generated(ids: list[int], stop: set[int], pad: int | None) -> list[int
 def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, max_length: int | None) -> list[Item]:
     """Tokenize every text; for generation with forced targets, append/attach the output ids."""
     items = []
+    plain = [i for i, raw in enumerate(texts) if not _is_chat(raw)]
+    tokens = dict(zip(plain, tokenize_all(tokenizer, [texts[i] for i in plain]))) if plain else {}
     for i, raw in enumerate(texts):
-        text = apply_chat_template(tokenizer, raw) if _is_chat(raw) else raw
-        add_special = not _is_chat(raw)  # a chat template already holds its special tokens
-        ids, offsets, special, strings = tokenize(tokenizer, text, add_special)
+        if i in tokens:
+            text, (ids, offsets, special, strings) = raw, tokens[i]
+        else:  # a chat template already holds its special tokens
+            text = apply_chat_template(tokenizer, raw)
+            ids, offsets, special, strings = tokenize(tokenizer, text, add_special_tokens=False)
         if not ids:
             raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
         item = Item(i, text, torch.tensor(ids), offsets, special, strings)

@@ -93,9 +93,19 @@ class Players:
     columns: list[int]  # the element (column) of each player; special tokens are never players
     token_player: torch.Tensor  # (seq,) the player of each model-input token, -1 if never masked
 
+    def __post_init__(self):
+        self.maskable = (self.token_player >= 0).nonzero()[:, 0]  # (tokens that can be masked,)
+        self.owner = self.token_player[self.maskable]  # (tokens that can be masked,) their player
+
     @property
     def n(self) -> int:
         return len(self.columns)
+
+    def token_keep(self, keep: torch.Tensor) -> torch.Tensor:
+        """``(rows, n)`` kept elements -> ``(rows, seq)`` kept tokens (CPU, bool)."""
+        out = torch.ones(keep.shape[0], self.token_player.shape[0], dtype=torch.bool)
+        out[:, self.maskable] = keep[:, self.owner]
+        return out
 
 
 def element_players(it: Item, granularity: Granularity) -> Players:
@@ -109,25 +119,6 @@ def element_players(it: Item, granularity: Granularity) -> Players:
         if m >= 0 and not special:
             token_player[t] = player_of[m]
     return Players(elements, spans, columns, token_player)
-
-
-def masked_embeds(e: torch.Tensor, token_player: torch.Tensor, keep: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Inputs with masked elements replaced.
-
-    Args:
-        e: ``(seq, hidden)`` the text's embeddings (on the compute device).
-        token_player: ``(seq,)`` player of each token, -1 for tokens that are never masked (CPU).
-        keep: ``(rows, n)`` True where the element is kept (CPU).
-        r: ``(hidden,)`` the replacement embedding.
-
-    Returns:
-        ``(rows, seq, hidden)``.
-    """
-    # The token mask is built on the CPU and sent once: boolean indexing on a GPU waits for it.
-    has = token_player >= 0  # (seq,)
-    token_keep = torch.ones(keep.shape[0], e.shape[0], dtype=torch.bool)  # (rows, seq)
-    token_keep[:, has] = keep[:, token_player[has]]
-    return torch.where(token_keep.to(e.device, non_blocking=True)[..., None], e, r)
 
 
 # A causal row whose first PREFIX_MIN tokens (and a quarter of its length) are unmasked reuses the
@@ -219,7 +210,10 @@ class PerturbationEngine(Engine):
             masks[it.index] = m
             # A forward depends on the mask only: each distinct mask is scored once. Row 0 is the
             # unperturbed input (all kept): f(x) and the prediction, in the same forwards.
-            u, inv = unique_rows(m)  # (distinct, n), (samples,)
+            if getattr(self.method, "distinct_masks", False):
+                u, inv = m, torch.arange(m.shape[0])
+            else:
+                u, inv = unique_rows(m)  # (distinct, n), (samples,)
             partial = ~u.all(1)  # (distinct,)
             at = torch.zeros(u.shape[0], dtype=torch.long)  # row of u -> row of `rows` (0: all kept)
             at[partial] = torch.arange(1, int(partial.sum()) + 1)
@@ -284,11 +278,14 @@ class PerturbationEngine(Engine):
                         segments[-1][2] = k + 1
                     else:
                         segments.append([it, k, k + 1])
-                xs = [
-                    masked_embeds(it.embeds, self.players[it.index].token_player, masks[it.index][k0:k1], r)
-                    for it, k0, k1 in segments
-                ]
-                x = torch.cat(xs)  # (rows, seq, hidden)
+                first = segments[0][0].embeds
+                x = torch.empty(len(batch), *first.shape, dtype=first.dtype, device=first.device)
+                row = 0
+                for it, k0, k1 in segments:
+                    # The token mask is built on the CPU and sent once: boolean indexing on a GPU waits for it.
+                    keep = self.players[it.index].token_keep(masks[it.index][k0:k1]).to(x.device, non_blocking=True)
+                    torch.where(keep[..., None], it.embeds, r, out=x[row : row + k1 - k0])  # (k, seq, hidden)
+                    row += k1 - k0
                 if s.task == CLASSIFICATION:
                     chosen = classification_logits(self.model, x)  # (rows, classes)
                     log_norm = class_log_norm(self.model, chosen, chosen)  # (rows, 1 or classes)
@@ -523,6 +520,8 @@ class Occlusion(PerturbationMethod):
     Example:
         >>> Occlusion(model, tokenizer).explain("The food was cold.")  # doctest: +SKIP
     """
+
+    distinct_masks = True  # no two rows alike: nothing to look for
 
     def masks(self, n, gen):
         return ~torch.eye(n, dtype=torch.bool)  # (n, n): row i masks element i only
