@@ -251,10 +251,10 @@ class PerturbationEngine(Engine):
         cuts = {}  # causal LMs: (text index, row) -> leading positions the row shares with the clean input
         for group in _group(items, s.task).values():
             g_units = [(it, k) for it in group for k in range(masks[it.index].shape[0])]
-            if self._prefix_state() is False:
-                batches.extend(packed(g_units, s.batch_size, s.task))
-                continue
             seq = group[0].input_ids.shape[0]
+            if self._prefix_state() is False or not prefix_pays(max(it.n_prompt for it in group) - 1, seq):
+                batches.extend(packed(g_units, s.batch_size, s.task))  # no row's prefix would pay
+                continue
             for it in group:
                 # The scored positions start at n_prompt - 1: a prefix never goes past them.
                 first = first_masked(self.players[it.index].token_player, masks[it.index]).clamp(max=it.n_prompt - 1)
