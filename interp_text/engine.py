@@ -18,7 +18,7 @@ from .errors import InterpTextError
 from .explanation import Explanation, Target
 from .granularity import group_tokens, pool
 from .model_guard import explaining, model_device
-from .options import Granularity, GranularityAggregationStrategy, InferenceModes
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes, as_enum, positive_int
 from .statistics import Streaming
 from .tasks import (
     CAUSAL_LM,
@@ -28,6 +28,7 @@ from .tasks import (
     class_log_norm,
     classification_columns,
     classification_logits,
+    detect_task,
     score_columns,
     split_head,
     target_logits,
@@ -63,6 +64,36 @@ class Settings:
     targets_per_backward: int | None = None  # > 1: one vmapped backward for that many; None: per device
     baseline: Any = None  # "zeros" (None), a special token name ("pad", "mask"), a token id or a tensor
     options: dict | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        name: str,
+        model,
+        *,
+        batch_size: Any,
+        granularity: Any,
+        aggregation: Any,
+        inference_mode: Any,
+        device: Any,
+        seed: Any,
+        task: str | None,
+        **rest: Any,
+    ) -> Settings:
+        """Settings from the options every explainer takes, each validated with an error naming the fix."""
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InterpTextError(f"seed={seed!r} must be an int.")
+        return cls(
+            name=name,
+            batch_size=positive_int(batch_size, "batch_size"),
+            granularity=as_enum(Granularity, granularity, "granularity"),
+            aggregation=as_enum(GranularityAggregationStrategy, aggregation, "granularity_aggregation_strategy"),
+            inference_mode=as_enum(InferenceModes, inference_mode, "inference_mode"),
+            device=None if device is None else torch.device(device),
+            seed=seed,
+            task=detect_task(model, task),
+            **rest,
+        )
 
 
 def reduce_hidden(stat: torch.Tensor, how: str) -> torch.Tensor:

@@ -18,11 +18,10 @@ from .options import (
     Granularity,
     GranularityAggregationStrategy,
     InferenceModes,
-    as_enum,
     non_negative_float,
     positive_int,
 )
-from .tasks import check_accepts_embeddings, detect_task
+from .tasks import check_accepts_embeddings
 
 
 def check_model(model, tokenizer) -> None:
@@ -95,23 +94,20 @@ class GradientMethod:
         reduction = token_reduction or self.default_reduction
         if reduction not in TOKEN_REDUCTIONS:
             raise InterpTextError(f"token_reduction={reduction!r} is not valid; use one of {TOKEN_REDUCTIONS}.")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InterpTextError(f"seed={seed!r} must be an int.")
-        self.settings = Settings(
-            name=type(self).__name__,
+        self.settings = Settings.checked(
+            type(self).__name__,
+            model,
+            batch_size=batch_size,
+            granularity=granularity,
+            aggregation=granularity_aggregation_strategy,
+            inference_mode=inference_mode,
+            device=device,
+            seed=seed,
+            task=task,
             statistic=self.statistic,
             n_samples=self.n_samples,
             sample=self.sample,
             token_reduction=reduction,
-            batch_size=positive_int(batch_size, "batch_size"),
-            granularity=as_enum(Granularity, granularity, "granularity"),
-            aggregation=as_enum(
-                GranularityAggregationStrategy, granularity_aggregation_strategy, "granularity_aggregation_strategy"
-            ),
-            inference_mode=as_enum(InferenceModes, inference_mode, "inference_mode"),
-            device=None if device is None else torch.device(device),
-            seed=seed,
-            task=detect_task(model, task),
             uses_baseline=self.uses_baseline,
             targets_per_backward=(
                 None if targets_per_backward is None else positive_int(targets_per_backward, "targets_per_backward")

@@ -16,9 +16,9 @@ from .explanation import Explanation
 from .granularity import group_tokens
 from .methods import check_model
 from .model_guard import explaining, model_device
-from .options import Granularity, GranularityAggregationStrategy, InferenceModes, positive_int
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .perturbation import PerturbationEngine, element_players, resolve_replacement
-from .tasks import CLASSIFICATION, detect_task
+from .tasks import CLASSIFICATION
 
 
 def _ranking(row: np.ndarray) -> np.ndarray:
@@ -52,20 +52,21 @@ class _Curve:
         check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
         self.replacement_id = resolve_replacement(replacement, model, tokenizer)
-        self.settings = Settings(
-            name=type(self).__name__,
-            statistic="none",
-            n_samples=0,
-            sample=None,
-            token_reduction="none",
-            batch_size=positive_int(batch_size, "batch_size"),
+        self.settings = Settings.checked(
+            type(self).__name__,
+            model,
+            batch_size=batch_size,
             granularity=Granularity.WORD,  # each explanation brings its own
             aggregation=GranularityAggregationStrategy.SUM,
             # Log-probabilities of tokens add up to an output element's; exp at the end.
             inference_mode=InferenceModes.LOG_SOFTMAX,
-            device=None if device is None else torch.device(device),
+            device=device,
             seed=0,
-            task=detect_task(model, task),
+            task=task,
+            statistic="none",
+            n_samples=0,
+            sample=None,
+            token_reduction="none",
         )
 
     def curves(self, explanations: Explanation | list[Explanation]) -> np.ndarray | list[np.ndarray]:

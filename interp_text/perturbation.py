@@ -32,7 +32,6 @@ from .options import (
     Granularity,
     GranularityAggregationStrategy,
     InferenceModes,
-    as_enum,
     non_negative_float,
     positive_int,
 )
@@ -43,7 +42,6 @@ from .tasks import (
     apply_mode,
     class_log_norm,
     classification_logits,
-    detect_task,
     target_logits,
 )
 
@@ -435,25 +433,22 @@ class PerturbationMethod:
             "seed, replacement)",
         )
         self._set_options(**method_options)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InterpTextError(f"seed={seed!r} must be an int.")
         self.replacement = replacement
         self.replacement_id = resolve_replacement(replacement, model, tokenizer)
-        self.settings = Settings(
-            name=type(self).__name__,
+        self.settings = Settings.checked(
+            type(self).__name__,
+            model,
+            batch_size=batch_size,
+            granularity=granularity,
+            aggregation=granularity_aggregation_strategy,
+            inference_mode=inference_mode,
+            device=device,
+            seed=seed,
+            task=task,
             statistic="none",
             n_samples=0,
             sample=None,
             token_reduction="none",  # whole elements are masked: there is no hidden dimension to reduce
-            batch_size=positive_int(batch_size, "batch_size"),
-            granularity=as_enum(Granularity, granularity, "granularity"),
-            aggregation=as_enum(
-                GranularityAggregationStrategy, granularity_aggregation_strategy, "granularity_aggregation_strategy"
-            ),
-            inference_mode=as_enum(InferenceModes, inference_mode, "inference_mode"),
-            device=None if device is None else torch.device(device),
-            seed=seed,
-            task=detect_task(model, task),
             options={"replacement": replacement, **self._options()},
         )
 
