@@ -257,28 +257,38 @@ def train_sentiment(
     )
     model = BertForSequenceClassification(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    scheduler = _warmup_linear(optimizer, warmup=400, total=epochs * ((len(train) + 31) // 32))
-    rng = random.Random(seed)
 
+    def loss_of(idx):
+        batch = [train[i] for i in idx]
+        enc = tokenizer([e["text"] for e in batch], padding=True, return_tensors="pt")
+        return model(**enc, labels=torch.tensor([e["label"] for e in batch])).loss
+
+    acc = _fit(
+        model, optimizer, 400, len(train), epochs, seed, loss_of, lambda: sentiment_accuracy(model, tokenizer, test),
+        "sentiment", "test acc",
+    )  # fmt: skip
+    model.eval()
+    _save(model, tokenizer, out_dir)
+    print(f"sentiment: test accuracy {acc:.4f} on {len(test)}, {time.time() - start:.0f}s, saved to {out_dir}")
+    return acc
+
+
+def _fit(model, optimizer, warmup: int, n_train: int, epochs: int, seed: int, loss_of, evaluate, name, metric) -> float:
+    """Shuffled batches of 32, linear warm-up then decay; returns the last epoch's ``evaluate()``."""
+    scheduler = _warmup_linear(optimizer, warmup=warmup, total=epochs * ((n_train + 31) // 32))
+    rng = random.Random(seed)
     for epoch in range(epochs):
         model.train()
         total = 0.0
-        for idx in _batches(len(train), 32, rng):
-            batch = [train[i] for i in idx]
-            enc = tokenizer([e["text"] for e in batch], padding=True, return_tensors="pt")
-            labels = torch.tensor([e["label"] for e in batch])
-            loss = model(**enc, labels=labels).loss
+        for idx in _batches(n_train, 32, rng):
+            loss = loss_of(idx)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(idx)
-        acc = sentiment_accuracy(model, tokenizer, test)
-        print(f"sentiment epoch {epoch + 1}: loss {total / len(train):.4f}  test acc {acc:.4f}", flush=True)
-
-    model.eval()
-    _save(model, tokenizer, out_dir)
-    print(f"sentiment: test accuracy {acc:.4f} on {len(test)}, {time.time() - start:.0f}s, saved to {out_dir}")
+        acc = evaluate()
+        print(f"{name} epoch {epoch + 1}: loss {total / n_train:.4f}  {metric} {acc:.4f}", flush=True)
     return acc
 
 
@@ -314,27 +324,18 @@ def train_facts(out_dir: Path = HERE / "facts", epochs: int = 8, seed: int = SEE
         do_sample=False,
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    scheduler = _warmup_linear(optimizer, warmup=200, total=epochs * ((len(train) + 31) // 32))
-    rng = random.Random(seed)
 
-    for epoch in range(epochs):
-        model.train()
-        total = 0.0
-        for idx in _batches(len(train), 32, rng):
-            # Train on the full sentence plus eos, so generation stops after the answer.
-            texts = [train[i]["text"] + EOS for i in idx]
-            # Right padding for training; the saved tokenizer keeps left padding.
-            enc = tokenizer(texts, padding=True, padding_side="right", return_tensors="pt")
-            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-            loss = model(**enc, labels=labels).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
-        acc = facts_accuracy(model, tokenizer, test)
-        print(f"facts epoch {epoch + 1}: loss {total / len(train):.4f}  greedy acc {acc:.4f}", flush=True)
+    def loss_of(idx):
+        # Train on the full sentence plus eos, so generation stops after the answer.
+        texts = [train[i]["text"] + EOS for i in idx]
+        # Right padding for training; the saved tokenizer keeps left padding.
+        enc = tokenizer(texts, padding=True, padding_side="right", return_tensors="pt")
+        return model(**enc, labels=enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)).loss
 
+    acc = _fit(
+        model, optimizer, 200, len(train), epochs, seed, loss_of, lambda: facts_accuracy(model, tokenizer, test),
+        "facts", "greedy acc",
+    )  # fmt: skip
     model.eval()
     _save(model, tokenizer, out_dir)
     print(f"facts: greedy accuracy {acc:.4f} on {len(test)} facts, {time.time() - start:.0f}s, saved to {out_dir}")
