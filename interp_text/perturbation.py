@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .engine import Engine, Settings, _group, packed
+from .engine import Engine, Settings, _group
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens, pool
@@ -185,132 +185,165 @@ class PerturbationEngine(Engine):
         self.prefix_ok: bool | None = getattr(method, "prefix_checked", {}).get(id(model))
         self.results: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
-    def replacement(self, device, dtype) -> torch.Tensor:
-        """``(hidden,)`` the embedding of a masked token."""
-        emb = self.model.get_input_embeddings()
-        if self.replacement_id is None:
-            return torch.zeros(emb.weight.shape[1], device=device, dtype=dtype)
-        with torch.no_grad():
-            return emb(torch.tensor([self.replacement_id], device=device))[0].to(dtype)
-
     def _clean_pass(self, items: list[Item]) -> None:
         """Folded into ``_attribute``: the unperturbed input is one more row of each text's masks."""
 
+    def _plan(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(masks, rows, inverse)`` of a text with ``n`` players.
+
+        ``masks`` ``(samples, n)`` are the method's; ``rows`` ``(1 + partial, n)`` the distinct masks to
+        score, row 0 the unperturbed input (all kept: f(x) and the prediction come from the same
+        forwards); ``inverse`` ``(samples,)`` the row of each mask. A seeded generator per text
+        makes the masks depend on n and the seed only, so texts with as many players share them.
+        """
+        if n == 0:  # nothing to mask (a text of special tokens only): the unperturbed row alone
+            return (
+                torch.zeros(0, 0, dtype=torch.bool),
+                torch.ones(1, 0, dtype=torch.bool),
+                torch.zeros(0, dtype=torch.long),
+            )
+        m = self.method.masks(n, torch.Generator().manual_seed(self.s.seed))  # (samples, n)
+        if getattr(self.method, "distinct_masks", False):
+            u, inv = m, torch.arange(m.shape[0])
+        else:
+            u, inv = unique_rows(m)  # (distinct, n), (samples,): a forward depends on the mask only
+        partial = ~u.all(1)  # (distinct,)
+        at = torch.zeros(u.shape[0], dtype=torch.long)  # row of u -> row of `rows` (0: all kept)
+        at[partial] = torch.arange(1, int(partial.sum()) + 1)
+        return m, torch.cat([torch.ones(1, n, dtype=torch.bool), u[partial]]), at[inv]
+
     def _attribute(self, items: list[Item], device) -> None:
         s = self.s
-        masks, rows, inverse = {}, {}, {}
+        plans: dict[int, tuple] = {}
         for it in items:
-            self.players[it.index] = element_players(it, s.granularity)
-            # One generator per text: its masks do not depend on the other texts or the batch size.
-            gen = torch.Generator().manual_seed(s.seed)
-            n = self.players[it.index].n
-            m = self.method.masks(n, gen) if n else torch.zeros(0, 0, dtype=torch.bool)  # (samples, n)
-            masks[it.index] = m
-            # A forward depends on the mask only: each distinct mask is scored once. Row 0 is the
-            # unperturbed input (all kept): f(x) and the prediction, in the same forwards.
-            if getattr(self.method, "distinct_masks", False):
-                u, inv = m, torch.arange(m.shape[0])
-            else:
-                u, inv = unique_rows(m)  # (distinct, n), (samples,)
-            partial = ~u.all(1)  # (distinct,)
-            at = torch.zeros(u.shape[0], dtype=torch.long)  # row of u -> row of `rows` (0: all kept)
-            at[partial] = torch.arange(1, int(partial.sum()) + 1)
-            rows[it.index] = torch.cat([torch.ones(1, n, dtype=torch.bool), u[partial]])  # (1 + partial, n)
-            inverse[it.index] = at[inv]  # (samples,)
+            players = self.players[it.index] = element_players(it, s.granularity)
+            if players.n not in plans:
+                plans[players.n] = self._plan(players.n)
+        rows = {it.index: plans[self.players[it.index].n][1] for it in items}
         f, log_p = self.score_rows(items, rows, device)
-        self.forwards = sum(r.shape[0] for r in rows.values())
+        by_n: dict[int, list] = {}  # n -> [(item, (rows, targets) scores)]
         for it in items:
             i = it.index
             if s.task == CLASSIFICATION:
                 it.predicted = int(f[i][0].argmax())  # every inference mode is monotone in the logit
                 if not it.classes:
                     it.classes = [it.predicted]
-                cols = torch.tensor(it.classes)
+                scores, it.target_logprobs = f[i][:, it.classes], log_p[i][0, it.classes]
             else:
-                cols = torch.arange(it.n_targets)
-            scores = f[i][:, cols]  # (1 + partial, targets)
-            it.target_scores, it.target_logprobs = scores[0], log_p[i][0, cols]
-            if self.players[i].n == 0:  # nothing to mask (a text of special tokens only)
-                self.results[i] = (torch.zeros(it.n_targets, 0, dtype=torch.float64), None)
+                scores, it.target_logprobs = f[i], log_p[i][0]
+            it.target_scores = scores[0]
+            by_n.setdefault(self.players[i].n, []).append((it, scores))
+        # Every estimate treats targets as independent columns: the texts that share masks are
+        # estimated together, their targets side by side.
+        for n, group in by_n.items():
+            masks, _, inverse = plans[n]
+            widths = [sc.shape[1] for _, sc in group]
+            if n == 0:
+                for it, _ in group:
+                    self.results[it.index] = (torch.zeros(it.n_targets, 0, dtype=torch.float64), None)
                 continue
-            self.results[i] = self.method.estimate(masks[i], scores[inverse[i]], it.target_scores)
+            scores = torch.cat([sc for _, sc in group], 1)  # (1 + partial, Σ targets)
+            clean = torch.cat([it.target_scores for it, _ in group])  # (Σ targets,)
+            phi, gap = self.method.estimate(masks, scores[inverse], clean)  # (Σ targets, n), (Σ targets,)
+            gaps = [None] * len(group) if gap is None else gap.split(widths)
+            for (it, _), p, g in zip(group, phi.split(widths), gaps):
+                self.results[it.index] = (p, g)
 
     def score_rows(
         self, items: list[Item], masks: dict[int, torch.Tensor], device
     ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """f and log p of every masked input: ``{text index: (rows, width) float64}`` each.
 
-        ``width`` is every class for a classifier (the target is chosen afterwards, from row 0's
-        prediction when the user named none), every output token for generation. Rows of every
-        text of one length are packed together, ``batch_size`` rows per forward.
+        ``masks[i]`` is ``(rows, n)`` bool, True where text i's element is kept. ``width`` is every
+        class for a classifier (the target is chosen afterwards, from row 0's prediction when the
+        user named none), every output token for generation. Rows of every text of one length are
+        packed together, ``batch_size`` rows per forward. A row's input is the embedding of its
+        token ids with the replacement id at masked positions: one lookup per forward.
         """
         s = self.s
-        batches = []  # lists of (item, row) of one length, at most batch_size each
-        cuts = {}  # causal LMs: (text index, row) -> leading positions the row shares with the clean input
-        for group in _group(items, s.task).values():
-            g_units = [(it, k) for it in group for k in range(masks[it.index].shape[0])]
-            seq = group[0].input_ids.shape[0]
-            if self._prefix_state() is False or not prefix_pays(max(it.n_prompt for it in group) - 1, seq):
-                batches.extend(packed(g_units, s.batch_size, s.task))  # no row's prefix would pay
-                continue
-            for it in group:
-                # The scored positions start at n_prompt - 1: a prefix never goes past them.
-                first = first_masked(self.players[it.index].token_player, masks[it.index]).clamp(max=it.n_prompt - 1)
-                for k, c in enumerate(first.tolist()):
-                    cuts[it.index, k] = c if prefix_pays(c, seq) else 0
-            # Rows masked late share a long unmasked prefix: batch them together.
-            g_units.sort(key=lambda u: -cuts[u[0].index, u[1]])
-            batches.extend(prefix_batches(g_units, [cuts[it.index, k] for it, k in g_units], s.batch_size, seq))
-        width = {it.index: it.n_targets for it in items}
-        if s.task == CLASSIFICATION:
-            width = dict.fromkeys(width, int(self.model.config.num_labels))
-        f_out = {i: torch.empty(masks[i].shape[0], w, dtype=torch.float64) for i, w in width.items()}
-        p_out = {i: torch.empty(masks[i].shape[0], w, dtype=torch.float64) for i, w in width.items()}
-        r = self.replacement(device, items[0].embeds.dtype)  # (hidden,)
-        done = []  # (segments, f, log p) per forward, f and log p still on the device
+        emb = self.model.get_input_embeddings()
+        rid = self.replacement_id
+        pieces = []  # per length group: (its items, rows per item, order of its rows or None)
+        outs = []  # per forward: (target logits, log normalisers or None), on the device
         with torch.inference_mode():
-            for batch in batches:
-                segments = []  # [item, first row, end row]
-                for it, k in batch:
-                    if segments and segments[-1][0] is it and segments[-1][2] == k:
-                        segments[-1][2] = k + 1
-                    else:
-                        segments.append([it, k, k + 1])
-                first = segments[0][0].embeds
-                x = torch.empty(len(batch), *first.shape, dtype=first.dtype, device=first.device)
-                row = 0
-                for it, k0, k1 in segments:
-                    # The token mask is built on the CPU and sent once: boolean indexing on a GPU waits for it.
-                    keep = self.players[it.index].token_keep(masks[it.index][k0:k1]).to(x.device, non_blocking=True)
-                    torch.where(keep[..., None], it.embeds, r, out=x[row : row + k1 - k0])  # (k, seq, hidden)
-                    row += k1 - k0
-                if s.task == CLASSIFICATION:
-                    chosen = classification_logits(self.model, x)  # (rows, classes)
-                    log_norm = class_log_norm(self.model, chosen, chosen)  # (rows, 1 or classes)
-                else:
-                    row_items = [it for it, _ in batch]
-                    cut = min(cuts[it.index, k] for it, k in batch) if cuts else 0
-                    out = self._prefix_logits(x, row_items, cut) if cut else None
-                    if out is None:
-                        out = target_logits(self.model, s.task, x, row_items)[:2]
-                    chosen, log_norm = out
-                f = apply_mode(chosen, log_norm, s.inference_mode)  # (rows, width)
-                # Kept on the device until the end: a copy per batch would wait for each forward.
-                done.append((segments, f, chosen - log_norm.expand_as(chosen)))
-            if not done:
-                return f_out, p_out
-            widest = max(f.shape[1] for _, f, _ in done)
-            pad = [(0, widest - f.shape[1]) for _, f, _ in done]
-            f_all = torch.cat([torch.nn.functional.pad(f, p) for (_, f, _), p in zip(done, pad)]).double().cpu()
-            p_all = torch.cat([torch.nn.functional.pad(lp, p) for (_, _, lp), p in zip(done, pad)]).double().cpu()
-        row = 0
-        for segments, _, _ in done:
-            for it, k0, k1 in segments:
-                w = width[it.index]
-                f_out[it.index][k0:k1] = f_all[row : row + k1 - k0, :w]
-                p_out[it.index][k0:k1] = p_all[row : row + k1 - k0, :w]
-                row += k1 - k0
+            for group in _group(items, s.task).values():
+                counts = [masks[it.index].shape[0] for it in group]
+                keep = torch.cat([self.players[it.index].token_keep(masks[it.index]) for it in group])  # (G, seq)
+                ids = torch.cat([it.input_ids.expand(c, -1) for it, c in zip(group, counts)])  # (G, seq)
+                order, batches, cuts = self._batches(group, masks, keep.shape[0])
+                if order is not None:
+                    keep, ids = keep[order], ids[order]
+                if rid is not None:
+                    ids = torch.where(keep, ids, rid)
+                ids = ids.to(device, non_blocking=True)
+                keep = keep.to(device, non_blocking=True) if rid is None else None
+                row_items = None
+                if s.task != CLASSIFICATION:
+                    row_items = [it for it, c in zip(group, counts) for _ in range(c)]
+                    if order is not None:
+                        row_items = [row_items[k] for k in order.tolist()]
+                for a, b in batches:
+                    x = emb(ids[a:b])  # (rows, seq, hidden)
+                    if keep is not None:  # zeros replace masked tokens
+                        x = torch.where(keep[a:b, :, None], x, 0)
+                    if s.task == CLASSIFICATION:
+                        outs.append((classification_logits(self.model, x), None))  # (rows, classes)
+                        continue
+                    cut = min(cuts[a:b]) if cuts else 0
+                    out = self._prefix_logits(x, row_items[a:b], cut) if cut else None
+                    outs.append(out or target_logits(self.model, s.task, x, row_items[a:b])[:2])
+                pieces.append((group, counts, order))
+            if not outs:
+                return {}, {}
+            if s.task == CLASSIFICATION:
+                chosen = torch.cat([c for c, _ in outs])  # (all rows, classes)
+                log_norm = class_log_norm(self.model, chosen, chosen)  # (all rows, 1 or classes)
+            else:
+                widest = max(c.shape[1] for c, _ in outs)
+                chosen = torch.cat([torch.nn.functional.pad(c, (0, widest - c.shape[1])) for c, _ in outs])
+                log_norm = torch.cat([torch.nn.functional.pad(n, (0, widest - n.shape[1])) for _, n in outs])
+            f = apply_mode(chosen, log_norm, s.inference_mode).double().cpu()  # (all rows, width)
+            log_p = (chosen - log_norm).double().cpu()
+        f_out, p_out, start = {}, {}, 0
+        for group, counts, order in pieces:
+            end = start + sum(counts)
+            f_g, p_g = f[start:end], log_p[start:end]
+            if order is not None:  # back to each text's own row order
+                back = torch.empty_like(order)
+                back[order] = torch.arange(order.shape[0])
+                f_g, p_g = f_g[back], p_g[back]
+            for it, f_i, p_i in zip(group, f_g.split(counts), p_g.split(counts)):
+                w = int(self.model.config.num_labels) if s.task == CLASSIFICATION else it.n_targets
+                f_out[it.index], p_out[it.index] = f_i[:, :w], p_i[:, :w]
+            start = end
         return f_out, p_out
+
+    def _batches(
+        self, group: list[Item], masks: dict[int, torch.Tensor], total: int
+    ) -> tuple[torch.Tensor | None, list[tuple[int, int]], list[int]]:
+        """``(order, batches, cuts)`` of a length group's rows (text by text, each text's rows in order).
+
+        Plain: no reordering, and ``batch_size`` rows per forward. Causal LMs whose rows share a
+        long unmasked prefix with the clean input: rows sorted by that prefix (``order``), batched
+        by ``prefix_batches``, and ``cuts`` the prefix each row (in the new order) may skip.
+        """
+        s = self.s
+        seq = group[0].input_ids.shape[0]
+        plain = [(a, min(a + s.batch_size, total)) for a in range(0, total, s.batch_size)]
+        if self._prefix_state() is False or not prefix_pays(max(it.n_prompt for it in group) - 1, seq):
+            return None, plain, []
+        cuts = []
+        for it in group:
+            # The scored positions start at n_prompt - 1: a prefix never goes past them.
+            first = first_masked(self.players[it.index].token_player, masks[it.index]).clamp(max=it.n_prompt - 1)
+            cuts.extend(c if prefix_pays(c, seq) else 0 for c in first.tolist())
+        order = sorted(range(total), key=lambda k: -cuts[k])  # rows masked late share a long prefix
+        sorted_cuts = [cuts[k] for k in order]
+        batches, a = [], 0
+        for batch in prefix_batches(list(range(total)), sorted_cuts, s.batch_size, seq):
+            batches.append((a, a + len(batch)))
+            a += len(batch)
+        return torch.tensor(order), batches, sorted_cuts
 
     def _prefix_state(self) -> bool | None:
         """Causal LMs: whether reusing the unmasked prefix's cache was checked good (None: not yet)."""
