@@ -194,8 +194,11 @@ class Engine:
             self._generate(to_generate, device, generate_kwargs, max_len)
         emb = model.get_input_embeddings()
         with torch.no_grad():
-            for it in items:
-                it.embeds = emb(it.input_ids.to(device)).detach()  # (seq, hidden)
+            # One lookup for every text, each item a view of its own rows.
+            all_ids = torch.cat([it.input_ids for it in items]).to(device)
+            embeds = emb(all_ids).detach().split([it.input_ids.shape[0] for it in items])
+            for it, e in zip(items, embeds):
+                it.embeds = e  # (seq, hidden)
                 if s.uses_baseline:
                     it.baseline = baseline_embeds(s.baseline, model, tok, it)  # (seq, hidden)
         return items

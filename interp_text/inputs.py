@@ -68,6 +68,27 @@ def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -
             f"{type(tokenizer).__name__} is a slow tokenizer without character offsets; load a fast one "
             "(AutoTokenizer.from_pretrained(..., use_fast=True))."
         )
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # The backend's own batch call: what tokenizer(...) returns, without its per-call conversions
+        # (a third of the time) and without its side effect: it switches off a truncation or padding
+        # the user's tokenizer was set to, for good. Here they are off for this call only.
+        truncation, padding = backend.truncation, backend.padding
+        try:
+            if truncation is not None:
+                backend.no_truncation()
+            if padding is not None:
+                backend.no_padding()
+            encodings = backend.encode_batch(texts, add_special_tokens=add_special_tokens)
+        finally:
+            if truncation is not None:
+                backend.enable_truncation(**truncation)
+            if padding is not None:
+                backend.enable_padding(**padding)
+        return [
+            (e.ids, [tuple(o) for o in e.offsets], [bool(v) for v in e.special_tokens_mask], e.tokens)
+            for e in encodings
+        ]
     enc = tokenizer(
         texts,
         add_special_tokens=add_special_tokens,
@@ -147,7 +168,7 @@ def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
 
 def target_token_ids(tokenizer, target: str | Sequence[int], index: int) -> list[int]:
     if isinstance(target, str):
-        ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+        ids = tokenize_all(tokenizer, [target], add_special_tokens=False)[0][0]
     else:
         ids = [int(t) for t in target]
     if not ids:

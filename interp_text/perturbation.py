@@ -91,32 +91,25 @@ class Players:
     columns: list[int]  # the element (column) of each player; special tokens are never players
     token_player: torch.Tensor  # (seq,) the player of each model-input token, -1 if never masked
 
-    def __post_init__(self):
-        self.maskable = (self.token_player >= 0).nonzero()[:, 0]  # (tokens that can be masked,)
-        self.owner = self.token_player[self.maskable]  # (tokens that can be masked,) their player
-
     @property
     def n(self) -> int:
         return len(self.columns)
 
     def token_keep(self, keep: torch.Tensor) -> torch.Tensor:
         """``(rows, n)`` kept elements -> ``(rows, seq)`` kept tokens (CPU, bool)."""
-        out = torch.ones(keep.shape[0], self.token_player.shape[0], dtype=torch.bool)
-        out[:, self.maskable] = keep[:, self.owner]
-        return out
+        # Column n is always kept: the tokens no player owns (-1) read it.
+        return torch.cat([keep, torch.ones(keep.shape[0], 1, dtype=torch.bool)], 1)[:, self.token_player]
 
 
 def element_players(it: Item, granularity: Granularity) -> Players:
     """Which tokens move together when an element is masked: every token of a word, of a sentence."""
     elements, spans, mapping = group_tokens(it.text, it.offsets, it.special, granularity, it.token_strings)
-    columns = sorted({m for m, special in zip(mapping, it.special) if m >= 0 and not special})
+    playing = [m if m >= 0 and not special else -1 for m, special in zip(mapping, it.special)]
+    columns = sorted(set(playing) - {-1})
     player_of = {c: j for j, c in enumerate(columns)}
     # Causal LMs read prompt + output: output tokens are never players.
-    token_player = torch.full((it.input_ids.shape[0],), -1, dtype=torch.long)
-    for t, (m, special) in enumerate(zip(mapping, it.special)):
-        if m >= 0 and not special:
-            token_player[t] = player_of[m]
-    return Players(elements, spans, columns, token_player)
+    token_player = [player_of.get(m, -1) for m in playing] + [-1] * (it.input_ids.shape[0] - len(playing))
+    return Players(elements, spans, columns, torch.tensor(token_player, dtype=torch.long))
 
 
 # A causal row whose first PREFIX_MIN tokens (and a quarter of its length) are unmasked reuses the

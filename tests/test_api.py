@@ -216,3 +216,34 @@ def test_baselines(bert, wp_tokenizer):
     assert abs(e.completeness_gap[0]) < 0.05 * max(1.0, abs(e.targets[0].score))
     with pytest.raises(InterpTextError, match="the tokenizer has no bos token"):
         IntegratedGradients(bert, wp_tokenizer, baseline="bos").explain(TEXTS[1])
+
+
+@pytest.mark.parametrize("tok_name", ["wp_tokenizer", "bpe"])
+def test_tokenize_all_equals_the_tokenizer_call(tok_name, request):
+    """The backend shortcut gives exactly what tokenizer(...) gives: ids, offsets, specials, strings."""
+    from interp_text.inputs import tokenize_all
+
+    tok = request.getfixturevalue(tok_name)
+    texts = ["The food was cold, wasn't it?", "héllo wörld 🙂 unknownword", "a\n\nb  c"]
+    enc = tok(texts, return_offsets_mapping=True, return_special_tokens_mask=True)
+    want = [
+        (list(ids), [tuple(o) for o in offsets], [bool(v) for v in special], tok.convert_ids_to_tokens(list(ids)))
+        for ids, special, offsets in zip(enc["input_ids"], enc["special_tokens_mask"], enc["offset_mapping"])
+    ]
+    assert tokenize_all(tok, texts) == want
+
+
+def test_tokenize_all_never_truncates_and_leaves_the_tokenizer_as_it_was(wp_tokenizer):
+    """A backend set to truncate or pad (as a tokenizer.json may be) is read whole, and stays set."""
+    import copy
+
+    from interp_text.inputs import tokenize_all
+
+    tok = copy.deepcopy(wp_tokenizer)
+    tok.backend_tokenizer.enable_truncation(max_length=4)
+    tok.backend_tokenizer.enable_padding(length=32, pad_id=0, pad_token="[PAD]")
+    truncation, padding = tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding
+    text = "the food was cold and the staff were lovely"
+    ((ids, _, _, _),) = tokenize_all(tok, [text])
+    assert ids == wp_tokenizer(text)["input_ids"] and len(ids) > 4
+    assert tok.backend_tokenizer.truncation == truncation and tok.backend_tokenizer.padding == padding
