@@ -188,9 +188,9 @@ class Engine:
             inp.check_length(it, s.task, max_len)
         if s.task != CLASSIFICATION:
             to_generate = [it for it, t in zip(items, per_text) if t is None]
-            for it, t in zip(items, per_text):
-                if t is not None:
-                    inp.set_outputs(model, tok, s.task, it, inp.target_token_ids(tok, t, it.index), max_len)
+            for it, ids in zip(items, inp.target_token_ids(tok, per_text)):
+                if ids is not None:
+                    inp.set_outputs(model, tok, s.task, it, ids, max_len)
             self._generate(to_generate, device, generate_kwargs, max_len)
         emb = model.get_input_embeddings()
         with torch.no_grad():

@@ -132,6 +132,8 @@ def pool(
     Returns:
         ``(..., n_elements)``; an element whose tokens are all NaN is NaN.
     """
+    if n_elements == scores.shape[-1] and mapping == list(range(n_elements)):
+        return scores.clone()  # one token per element: nothing to pool
     index = torch.as_tensor(mapping, dtype=torch.long, device=scores.device)
     keep = index >= 0
     x = scores[..., keep]  # (..., kept tokens)

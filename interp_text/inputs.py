@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -166,16 +165,22 @@ def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
     raise InterpTextError(f"targets={targets!r} is not understood; pass a string, token ids, or None to generate.")
 
 
-def target_token_ids(tokenizer, target: str | Sequence[int], index: int) -> list[int]:
-    if isinstance(target, str):
-        ids = tokenize_all(tokenizer, [target], add_special_tokens=False)[0][0]
-    else:
-        ids = [int(t) for t in target]
-    if not ids:
-        raise InterpTextError(
-            f"the target of prompt {index} ({target!r}) tokenizes to nothing; pass a non-empty target."
-        )
-    return ids
+def target_token_ids(tokenizer, targets: list) -> list[list[int] | None]:
+    """Token ids of each prompt's target (None: to generate); strings are tokenized in one call."""
+    strings = [t for t in targets if isinstance(t, str)]
+    tokenized = iter([e[0] for e in tokenize_all(tokenizer, strings, add_special_tokens=False)] if strings else [])
+    out = []
+    for index, target in enumerate(targets):
+        if target is None:
+            out.append(None)
+            continue
+        ids = next(tokenized) if isinstance(target, str) else [int(t) for t in target]
+        if not ids:
+            raise InterpTextError(
+                f"the target of prompt {index} ({target!r}) tokenizes to nothing; pass a non-empty target."
+            )
+        out.append(ids)
+    return out
 
 
 def decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]], list[bool]]:

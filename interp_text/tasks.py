@@ -53,8 +53,17 @@ def check_accepts_embeddings(model: torch.nn.Module) -> None:
         raise InterpTextError(f"{type(model).__name__} has no input embeddings (get_input_embeddings() is None).")
 
 
+_FORWARD_PARAMETERS: dict = {}
+
+
 def accepts(model: torch.nn.Module, name: str) -> bool:
-    return name in inspect.signature(model.forward).parameters
+    """Whether ``model.forward`` takes a keyword ``name`` (signatures cached per forward function)."""
+    forward = getattr(model.forward, "__func__", None)
+    if forward is None:  # not a plain method: no cache
+        return name in inspect.signature(model.forward).parameters
+    if forward not in _FORWARD_PARAMETERS:
+        _FORWARD_PARAMETERS[forward] = frozenset(inspect.signature(model.forward).parameters)
+    return name in _FORWARD_PARAMETERS[forward]
 
 
 @dataclass
