@@ -371,3 +371,20 @@ def test_a_model_whose_cache_cannot_be_indexed_keeps_the_plain_forward(gpt2, bpe
     monkeypatch.setattr(DynamicCache, "batch_select_indices", broken)
     fallback, _ = _occlusion_and_tokens(gpt2, bpe)
     np.testing.assert_allclose(fallback.scores, plain.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_prefix_rows_of_several_prompts_come_back_to_their_own_text(gpt2, bpe, monkeypatch):
+    """Rows sorted by shared prefix across two prompts of one length are put back in each text's order."""
+    import interp_text.perturbation as P
+    from interp_text.perturbation import Occlusion
+
+    prompts = [LONG_PROMPT, LONG_PROMPT.replace("lovely", "good")]
+    assert len(bpe(prompts[0])["input_ids"]) == len(bpe(prompts[1])["input_ids"])  # one length group
+    explainer = Occlusion(gpt2, bpe, batch_size=16)
+    together = explainer.explain(prompts, targets=" and the staff")
+    assert explainer.prefix_checked == {id(gpt2): True}  # the prefix path ran
+    monkeypatch.setattr(P, "PREFIX_MIN", 10**9)  # the plain forwards, one prompt at a time
+    for expl, prompt in zip(together, prompts):
+        alone = Occlusion(gpt2, bpe, batch_size=16).explain(prompt, targets=" and the staff")
+        np.testing.assert_allclose(expl.scores, alone.scores, rtol=1e-4, atol=1e-5, equal_nan=True)
+    assert not np.allclose(together[0].scores[:, :45], together[1].scores[:, :45])  # two different texts
