@@ -39,10 +39,13 @@ from .tasks import (
     CAUSAL_LM,
     CLASSIFICATION,
     Item,
+    Table,
     apply_mode,
     class_log_norm,
     classification_logits,
+    table_rows,
     target_logits,
+    text_table,
 )
 
 REPLACEMENTS = ("mask", "pad", "zeros")
@@ -256,36 +259,44 @@ class PerturbationEngine(Engine):
         s = self.s
         emb = self.model.get_input_embeddings()
         rid = self.replacement_id
-        pieces = []  # per length group: (its items, rows per item, order of its rows or None)
+        plans, host = [], []  # per length group: how its rows run; the int64 tensors it needs on the device
+        for group in _group(items, s.task).values():
+            counts = [masks[it.index].shape[0] for it in group]
+            keep = torch.cat([self.players[it.index].token_keep(masks[it.index]) for it in group])  # (G, seq)
+            ids = torch.cat([it.input_ids.expand(c, -1) for it, c in zip(group, counts)])  # (G, seq)
+            order, batches, cuts = self._batches(group, masks, keep.shape[0])
+            if order is not None:
+                keep, ids = keep[order], ids[order]
+            host.append(torch.where(keep, ids, -1 if rid is None else rid))  # -1: a zero embedding
+            row_items = None
+            if s.task != CLASSIFICATION:
+                text_of_row = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts))  # (G,)
+                if order is not None:
+                    text_of_row = text_of_row[order]
+                host.append(text_table(self.model, s.task, group)[text_of_row])  # (G, table columns)
+                row_items = [group[k] for k in text_of_row.tolist()]
+            plans.append((group, counts, order, batches, cuts, row_items))
+        # One copy to the device for everything: a copy inside the forward loop would wait for the
+        # forwards queued before it.
+        sent = torch.cat([h.reshape(-1) for h in host]).to(device, non_blocking=True)
+        on_device = iter([v.view(h.shape) for v, h in zip(sent.split([h.numel() for h in host]), host)])
         outs = []  # per forward: (target logits, log normalisers or None), on the device
         with torch.inference_mode():
-            for group in _group(items, s.task).values():
-                counts = [masks[it.index].shape[0] for it in group]
-                keep = torch.cat([self.players[it.index].token_keep(masks[it.index]) for it in group])  # (G, seq)
-                ids = torch.cat([it.input_ids.expand(c, -1) for it, c in zip(group, counts)])  # (G, seq)
-                order, batches, cuts = self._batches(group, masks, keep.shape[0])
-                if order is not None:
-                    keep, ids = keep[order], ids[order]
-                if rid is not None:
-                    ids = torch.where(keep, ids, rid)
-                ids = ids.to(device, non_blocking=True)
-                keep = keep.to(device, non_blocking=True) if rid is None else None
-                row_items = None
+            for group, _, _, batches, cuts, row_items in plans:
+                ids = next(on_device)  # (G, seq)
                 if s.task != CLASSIFICATION:
-                    row_items = [it for it, c in zip(group, counts) for _ in range(c)]
-                    if order is not None:
-                        row_items = [row_items[k] for k in order.tolist()]
+                    table = table_rows(next(on_device), max(it.n_targets for it in group))
                 for a, b in batches:
-                    x = emb(ids[a:b])  # (rows, seq, hidden)
-                    if keep is not None:  # zeros replace masked tokens
-                        x = torch.where(keep[a:b, :, None], x, 0)
+                    if rid is None:  # zeros replace masked tokens
+                        x = torch.where(ids[a:b, :, None] >= 0, emb(ids[a:b].clamp(min=0)), 0)
+                    else:
+                        x = emb(ids[a:b])  # (rows, seq, hidden)
                     if s.task == CLASSIFICATION:
                         outs.append((classification_logits(self.model, x), None))  # (rows, classes)
                         continue
                     cut = min(cuts[a:b]) if cuts else 0
-                    out = self._prefix_logits(x, row_items[a:b], cut) if cut else None
-                    outs.append(out or target_logits(self.model, s.task, x, row_items[a:b])[:2])
-                pieces.append((group, counts, order))
+                    out = self._prefix_logits(x, row_items[a:b], cut, table[a:b]) if cut else None
+                    outs.append(out or target_logits(self.model, s.task, x, row_items[a:b], table=table[a:b])[:2])
             if not outs:
                 return {}, {}
             if s.task == CLASSIFICATION:
@@ -298,7 +309,7 @@ class PerturbationEngine(Engine):
             f = apply_mode(chosen, log_norm, s.inference_mode).double().cpu()  # (all rows, width)
             log_p = (chosen - log_norm).double().cpu()
         f_out, p_out, start = {}, {}, 0
-        for group, counts, order in pieces:
+        for group, counts, order, *_ in plans:
             end = start + sum(counts)
             f_g, p_g = f[start:end], log_p[start:end]
             if order is not None:  # back to each text's own row order
@@ -344,7 +355,7 @@ class PerturbationEngine(Engine):
             return False
         return self.prefix_ok
 
-    def _prefix_logits(self, x: torch.Tensor, row_items: list[Item], cut: int):
+    def _prefix_logits(self, x: torch.Tensor, row_items: list[Item], cut: int, table: Table):
         """Target logits and normalisers of causal rows whose first ``cut`` positions are unmasked.
 
         The prefix runs once per text (its cache is then indexed to the rows) and the rows only
@@ -361,14 +372,16 @@ class PerturbationEngine(Engine):
             prefix = torch.stack([it.embeds[:cut] for it in texts])  # (texts, cut, hidden)
             cache = self.model(inputs_embeds=prefix, use_cache=True).past_key_values
             cache.batch_select_indices(which)
-            chosen, log_norm, _ = target_logits(self.model, self.s.task, x[:, cut:], row_items, past=cache, offset=cut)
+            chosen, log_norm, _ = target_logits(
+                self.model, self.s.task, x[:, cut:], row_items, past=cache, offset=cut, table=table
+            )
         except (TypeError, ValueError, AttributeError, RuntimeError, IndexError, KeyError):
             self.prefix_ok = False
             if self.method is not None:
                 self.method.prefix_checked = {id(self.model): False}
             return None
         if self.prefix_ok is None:
-            ref_chosen, ref_norm, _ = target_logits(self.model, self.s.task, x, row_items)
+            ref_chosen, ref_norm, _ = target_logits(self.model, self.s.task, x, row_items, table=table)
             scale = float(ref_chosen.abs().max()) + 1.0
             self.prefix_ok = torch.allclose(chosen, ref_chosen, rtol=1e-3, atol=1e-3 * scale) and torch.allclose(
                 log_norm, ref_norm, rtol=1e-3, atol=1e-3 * scale

@@ -164,20 +164,50 @@ def score_columns(
     return [f[:, j] for j in range(f.shape[1])], valid
 
 
-def _target_table(items: list[Item], dev) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(valid, target ids)``, both ``(rows, width)``: each row's targets, padded to the widest row."""
-    width = max(it.n_targets for it in items)
-    # A batch holds many rows of few texts: build each text's row once, then index.
+@dataclass
+class Table:
+    """What each row of a batch is scored on, on the device: ``(rows, width)`` targets and their validity,
+    ``(rows,)`` the position predicting the first output (causal LMs), ``(rows, out)`` decoder inputs (seq2seq)."""
+
+    valid: torch.Tensor
+    target_ids: torch.Tensor
+    start: torch.Tensor
+    decoder_in: torch.Tensor | None
+
+    def __getitem__(self, rows: slice) -> Table:
+        d = None if self.decoder_in is None else self.decoder_in[rows]
+        return Table(self.valid[rows], self.target_ids[rows], self.start[rows], d)
+
+
+def text_table(model, task: str, texts: list[Item]) -> torch.Tensor:
+    """``(texts, 2·width + 1 [+ out])`` int64 on the CPU, one row per text, read by ``table_rows``."""
+    width = max(it.n_targets for it in texts)
+    out = len(texts[0].output_ids) if task == SEQ2SEQ else 0  # one length per group
+    table = torch.zeros(len(texts), 2 * width + 1 + out, dtype=torch.long)
+    for k, it in enumerate(texts):
+        table[k, : it.n_targets] = 1
+        table[k, width : width + it.n_targets] = torch.tensor(it.classes or it.output_ids)
+        table[k, 2 * width] = it.n_prompt - 1
+        if out:
+            table[k, 2 * width + 1 :] = decoder_inputs(model, it)
+    return table
+
+
+def target_table(model, task: str, items: list[Item], dev) -> Table:
+    """The ``Table`` of a batch's rows (``items``: the item of each row), sent in one copy."""
     row_of: dict[int, int] = {}
     which = torch.tensor([row_of.setdefault(id(it), len(row_of)) for it in items])  # (rows,)
     distinct = list({id(it): it for it in items}.values())
-    ids = torch.zeros(len(distinct), width, dtype=torch.long)
-    for k, it in enumerate(distinct):
-        ids[k, : it.n_targets] = torch.tensor(it.classes or it.output_ids)
-    n_targets = torch.tensor([it.n_targets for it in distinct])
-    # non_blocking: these small copies need not wait for the device's queued work.
-    valid = (torch.arange(width)[None] < n_targets[which, None]).to(dev, non_blocking=True)
-    return valid, ids[which].to(dev, non_blocking=True)
+    # A batch holds many rows of few texts: build each text's row once, then index.
+    rows = text_table(model, task, distinct)[which]
+    # non_blocking: this small copy need not wait for the device's queued work.
+    return table_rows(rows.to(dev, non_blocking=True), max(it.n_targets for it in distinct))
+
+
+def table_rows(rows: torch.Tensor, width: int) -> Table:
+    """``text_table`` rows (indexed to a batch's rows, on its device) as a ``Table``."""
+    d = rows[:, 2 * width + 1 :] if rows.shape[1] > 2 * width + 1 else None
+    return Table(rows[:, :width].bool(), rows[:, width : 2 * width], rows[:, 2 * width], d)
 
 
 def multi_label(model) -> bool:
@@ -201,7 +231,8 @@ def classification_columns(
     model, logits: torch.Tensor, items: list[Item], mode: InferenceModes
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """``score_columns`` of a classifier from logits already computed: ``(rows, classes)``."""
-    valid, target_ids = _target_table(items, logits.device)
+    t = target_table(model, CLASSIFICATION, items, logits.device)
+    valid, target_ids = t.valid, t.target_ids
     chosen = logits.gather(1, target_ids)  # (rows, width)
     log_norm = None
     if mode != InferenceModes.LOGITS:
@@ -220,15 +251,18 @@ def target_logits(
     stacked: bool = True,
     past: Any = None,
     offset: int = 0,
+    table: Table | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | list | None, torch.Tensor]:
     """The target logits ``(rows, width)``, their log-softmax normalisers (if asked) and validity.
 
     With ``head`` and ``stacked=False`` the normalisers are a list of ``(rows,)`` tensors, one
     per target, for ``score_columns``. Causal LMs only: ``past`` is the model's cache of the
-    first ``offset`` positions, and ``embeds`` the positions after them.
+    first ``offset`` positions, and ``embeds`` the positions after them. ``table``: the rows'
+    ``Table`` if already on the device (else built from ``items``).
     """
     dev = embeds.device
-    valid, target_ids = _target_table(items, dev)
+    table = table if table is not None else target_table(model, task, items, dev)
+    valid, target_ids = table.valid, table.target_ids
     if task == CLASSIFICATION:
         logits = classification_logits(model, embeds)  # (rows, classes)
         chosen = logits.gather(1, target_ids)  # (rows, width)
@@ -237,11 +271,10 @@ def target_logits(
 
     seq = offset + embeds.shape[1]
     if task == SEQ2SEQ:
-        decoder_in = torch.stack([decoder_inputs(model, it) for it in items]).to(dev, non_blocking=True)  # (rows, out)
-        logits = model(inputs_embeds=embeds, decoder_input_ids=decoder_in, use_cache=False).logits
+        logits = model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, use_cache=False).logits
         # (rows, out, vocab): every decoder position is a target.
     elif head is not None:
-        return _causal_by_position(head, embeds, items, target_ids, valid, normaliser, stacked)
+        return _causal_by_position(head, embeds, table, normaliser, stacked)
     else:
         # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
         first = min(it.n_prompt for it in items) - 1
@@ -250,7 +283,7 @@ def target_logits(
             kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
         logits = model(inputs_embeds=embeds, **kwargs).logits
         logits = logits[:, logits.shape[1] - (seq - first) :]  # (rows, seq - first, vocab)
-        pos = _target_positions(items, valid, -first)  # (rows, width)
+        pos = _target_positions(table, -first)  # (rows, width)
         logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))  # (rows, width, vocab)
     chosen = logits.gather(2, target_ids[..., None])[..., 0]  # (rows, width)
     # The normaliser only at the scored positions, never over the whole sequence.
@@ -258,14 +291,14 @@ def target_logits(
     return chosen, log_norm, valid
 
 
-def _target_positions(items: list[Item], valid: torch.Tensor, shift: int = 0) -> torch.Tensor:
+def _target_positions(table: Table, shift: int = 0) -> torch.Tensor:
     """``(rows, width)`` the position whose logits predict each target (0 where not valid), plus ``shift``."""
-    start = torch.tensor([it.n_prompt - 1 + shift for it in items])  # (rows,)
-    pos = torch.arange(valid.shape[1])[None] + start[:, None]  # (rows, width)
-    return torch.where(valid, pos.to(valid.device, non_blocking=True), 0)
+    width = table.valid.shape[1]
+    pos = torch.arange(width, device=table.start.device)[None] + (table.start + shift)[:, None]  # (rows, width)
+    return torch.where(table.valid, pos, 0)
 
 
-def _causal_by_position(head, embeds, items, target_ids, valid, normaliser, stacked=True):
+def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
     """Causal target logits from the base model's hidden states, one branch per scored position.
 
     Computing the vocabulary logits of all scored positions as one tensor makes every target's
@@ -274,9 +307,10 @@ def _causal_by_position(head, embeds, items, target_ids, valid, normaliser, stac
     computed from h_t alone, so its backward only crosses the head at its own position.
     """
     base, lm_head = head
+    valid, target_ids = table.valid, table.target_ids
     width = target_ids.shape[1]
     h = base(inputs_embeds=embeds, use_cache=False).last_hidden_state  # (rows, seq, hidden)
-    pos = _target_positions(items, valid)  # (rows, width)
+    pos = _target_positions(table)  # (rows, width)
     h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
     chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
     if lm_head.bias is not None:
