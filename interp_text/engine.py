@@ -30,6 +30,7 @@ from .tasks import (
     classification_logits,
     detect_task,
     score_columns,
+    send,
     split_head,
     target_logits,
     target_scores,
@@ -330,7 +331,7 @@ class Engine:
                 if not segments:
                     return
                 cols, valid = classification_columns(self.model, logits, row_items, s.inference_mode)
-                valid = valid & torch.tensor(is_sample).to(valid.device, non_blocking=True)[:, None]
+                valid = valid & send(torch.tensor(is_sample), valid.device)[:, None]
             else:
                 cols, valid = score_columns(self.model, s.task, x, row_items, s.inference_mode, self.head or None)
             for it, _, _ in segments:

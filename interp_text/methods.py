@@ -21,7 +21,7 @@ from .options import (
     non_negative_float,
     positive_int,
 )
-from .tasks import check_accepts_embeddings
+from .tasks import check_accepts_embeddings, send
 
 
 def check_model(model, tokenizer) -> None:
@@ -167,9 +167,9 @@ def default_noise_std(model) -> float:
 
 
 def _noise(e: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
-    # Drawn on the CPU, one sample at a time, so the numbers do not depend on device or batching.
-    # non_blocking: the host goes on drawing while the device still runs the previous batch.
-    return (torch.randn(e.shape, generator=gen, dtype=torch.float32) * std).to(e.device, e.dtype, non_blocking=True)
+    # Drawn on the CPU, one sample at a time, so the numbers do not depend on device or batching;
+    # sent without waiting, so the host goes on drawing while the device runs the previous batch.
+    return send(torch.randn(e.shape, generator=gen, dtype=torch.float32) * std, e.device, e.dtype)
 
 
 class Saliency(GradientMethod):

@@ -43,6 +43,7 @@ from .tasks import (
     apply_mode,
     class_log_norm,
     classification_logits,
+    send,
     table_rows,
     target_logits,
     text_table,
@@ -278,7 +279,7 @@ class PerturbationEngine(Engine):
             plans.append((group, counts, order, batches, cuts, row_items))
         # One copy to the device for everything: a copy inside the forward loop would wait for the
         # forwards queued before it.
-        sent = torch.cat([h.reshape(-1) for h in host]).to(device, non_blocking=True)
+        sent = send(torch.cat([h.reshape(-1) for h in host]), device)
         on_device = iter([v.view(h.shape) for v, h in zip(sent.split([h.numel() for h in host]), host)])
         outs = []  # per forward: (target logits, log normalisers or None), on the device
         with torch.inference_mode():
@@ -367,7 +368,7 @@ class PerturbationEngine(Engine):
             return None
         texts = list({id(it): it for it in row_items}.values())
         place = {id(it): k for k, it in enumerate(texts)}
-        which = torch.tensor([place[id(it)] for it in row_items]).to(x.device, non_blocking=True)
+        which = send(torch.tensor([place[id(it)] for it in row_items]), x.device)
         try:
             prefix = torch.stack([it.embeds[:cut] for it in texts])  # (texts, cut, hidden)
             cache = self.model(inputs_embeds=prefix, use_cache=True).past_key_values

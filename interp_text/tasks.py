@@ -56,6 +56,17 @@ def check_accepts_embeddings(model: torch.nn.Module) -> None:
 _FORWARD_PARAMETERS: dict = {}
 
 
+def send(t: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``t`` (on the CPU) on ``device``, without waiting for the work already queued there.
+
+    A copy from ordinary (pageable) memory to a GPU first waits for everything queued on it; from
+    pinned memory it is queued like a kernel. ``pin_memory`` reuses cached pinned blocks.
+    """
+    if torch.device(device).type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, dtype, non_blocking=True)
+
+
 def accepts(model: torch.nn.Module, name: str) -> bool:
     """Whether ``model.forward`` takes a keyword ``name`` (signatures cached per forward function)."""
     forward = getattr(model.forward, "__func__", None)
@@ -200,8 +211,7 @@ def target_table(model, task: str, items: list[Item], dev) -> Table:
     distinct = list({id(it): it for it in items}.values())
     # A batch holds many rows of few texts: build each text's row once, then index.
     rows = text_table(model, task, distinct)[which]
-    # non_blocking: this small copy need not wait for the device's queued work.
-    return table_rows(rows.to(dev, non_blocking=True), max(it.n_targets for it in distinct))
+    return table_rows(send(rows, dev), max(it.n_targets for it in distinct))
 
 
 def table_rows(rows: torch.Tensor, width: int) -> Table:
