@@ -247,3 +247,11 @@ def test_tokenize_all_never_truncates_and_leaves_the_tokenizer_as_it_was(wp_toke
     ((ids, _, _, _),) = tokenize_all(tok, [text])
     assert ids == wp_tokenizer(text)["input_ids"] and len(ids) > 4
     assert tok.backend_tokenizer.truncation == truncation and tok.backend_tokenizer.padding == padding
+
+
+def test_send_on_cpu_is_a_plain_conversion():
+    from interp_text.tasks import send
+
+    src = torch.arange(6, dtype=torch.float32)
+    assert send(src, "cpu") is src  # nothing to copy
+    assert send(src, "cpu", torch.float64).dtype == torch.float64

@@ -243,3 +243,16 @@ def test_model_on_cuda_is_explained_there_and_stays(cls, opts, which, cases):
     assert state(m) == before  # still on the GPU, flags and modes restored
     assert same_values(m, model)
     assert_same(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float16])
+def test_send_copies_pinned_and_leaves_the_source(dtype):
+    from interp_text.tasks import send
+
+    src = torch.randn(5, 7)
+    before = src.clone()
+    out = send(src, DEVICE, dtype)
+    assert out.device.type == "cuda" and out.dtype == (dtype or torch.float32)
+    torch.testing.assert_close(out.cpu(), before.to(dtype or torch.float32))
+    torch.testing.assert_close(src, before)  # the caller's tensor is neither moved nor pinned in place
+    assert not src.is_pinned()
