@@ -155,6 +155,7 @@ class Engine:
         self.model, self.tokenizer, self.s = model, tokenizer, settings
         self.head = None  # causal LMs: the checked (base, LM head) split, or False
         self.loop_only = False  # set when a vmapped backward ran out of memory
+        self.id2label: dict | None = None
 
     # ------------------------------------------------------------------ public
     def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list:
@@ -440,7 +441,9 @@ class Engine:
         return self._explanation(it, elements, spans, scores, targets, gap, it.output_text, out_elements, out_spans)
 
     def _class_targets(self, it: Item) -> list[Target]:
-        id2label = self.model.config.id2label or {}
+        if self.id2label is None:  # read once: a config attribute costs microseconds in transformers 5
+            self.id2label = dict(self.model.config.id2label or {})
+        id2label = self.id2label
         return [
             Target(str(id2label.get(c, c)), c, [], float(it.target_logprobs[k].exp()), float(it.target_scores[k]))
             for k, c in enumerate(it.classes)

@@ -71,9 +71,9 @@ class Explanation:
 
     def __post_init__(self) -> None:
         self.scores = np.asarray(self.scores, dtype=np.float64)
-        self.spans = [tuple(int(v) for v in s) for s in self.spans]
+        self.spans = [(int(a), int(b)) for a, b in self.spans]
         if self.output_spans is not None:
-            self.output_spans = [tuple(int(v) for v in s) for s in self.output_spans]
+            self.output_spans = [(int(a), int(b)) for a, b in self.output_spans]
         if self.completeness_gap is not None:
             self.completeness_gap = np.asarray(self.completeness_gap, dtype=np.float64)
         assert self.scores.shape == (len(self.targets), len(self.columns)), (

@@ -310,6 +310,7 @@ class PerturbationEngine(Engine):
             f = apply_mode(chosen, log_norm, s.inference_mode).double().cpu()  # (all rows, width)
             log_p = (chosen - log_norm).double().cpu()
         f_out, p_out, start = {}, {}, 0
+        n_classes = int(self.model.config.num_labels) if s.task == CLASSIFICATION else None
         for group, counts, order, *_ in plans:
             end = start + sum(counts)
             f_g, p_g = f[start:end], log_p[start:end]
@@ -318,7 +319,7 @@ class PerturbationEngine(Engine):
                 back[order] = torch.arange(order.shape[0])
                 f_g, p_g = f_g[back], p_g[back]
             for it, f_i, p_i in zip(group, f_g.split(counts), p_g.split(counts)):
-                w = int(self.model.config.num_labels) if s.task == CLASSIFICATION else it.n_targets
+                w = n_classes or it.n_targets
                 f_out[it.index], p_out[it.index] = f_i[:, :w], p_i[:, :w]
             start = end
         return f_out, p_out
