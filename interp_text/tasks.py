@@ -177,13 +177,12 @@ def score_columns(
 
 @dataclass
 class Table:
-    """What each row of a batch is scored on, on the device: ``(rows, width)`` targets and their validity,
-    ``(rows,)`` the position predicting the first output (causal LMs), ``(rows, out)`` decoder inputs (seq2seq)."""
+    """What each row of a batch is scored on, on the batch's device."""
 
-    valid: torch.Tensor
-    target_ids: torch.Tensor
-    start: torch.Tensor
-    decoder_in: torch.Tensor | None
+    valid: torch.Tensor  # (rows, width) bool: False past a row's own targets
+    target_ids: torch.Tensor  # (rows, width) the target classes or output tokens
+    start: torch.Tensor  # (rows,) causal LMs: the position whose logits predict the first output
+    decoder_in: torch.Tensor | None  # (rows, out) seq2seq: the teacher-forced decoder inputs
 
     def __getitem__(self, rows: slice) -> Table:
         d = None if self.decoder_in is None else self.decoder_in[rows]
@@ -216,7 +215,8 @@ def target_table(model, task: str, items: list[Item], dev) -> Table:
 
 def table_rows(rows: torch.Tensor, width: int) -> Table:
     """``text_table`` rows (indexed to a batch's rows, on its device) as a ``Table``."""
-    d = rows[:, 2 * width + 1 :] if rows.shape[1] > 2 * width + 1 else None
+    # Contiguous: a model may flatten its decoder inputs with .view.
+    d = rows[:, 2 * width + 1 :].contiguous() if rows.shape[1] > 2 * width + 1 else None
     return Table(rows[:, :width].bool(), rows[:, width : 2 * width], rows[:, 2 * width], d)
 
 
