@@ -132,6 +132,12 @@ def baseline_embeds(baseline: Any, model, tokenizer, item: Item) -> torch.Tensor
             )
         baseline = int(token_id)
     if isinstance(baseline, int):
+        n_vocab = model.get_input_embeddings().weight.shape[0]
+        if not 0 <= baseline < n_vocab:
+            raise InterpTextError(
+                f"baseline token id {baseline} has no embedding in this model (0..{n_vocab - 1}; a token added to "
+                "the tokenizer without model.resize_token_embeddings?); use 'zeros', another token or a tensor."
+            )
         with torch.no_grad():
             row = model.get_input_embeddings()(torch.tensor([baseline], device=e.device))[0]
         return row.expand_as(e).clone()

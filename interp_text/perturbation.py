@@ -57,12 +57,14 @@ def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
     """The token id whose embedding stands in for a masked token, or None for zeros.
 
     ``None`` (the default) picks the mask token if the tokenizer has one, else the pad token,
-    else zeros.
+    else zeros; a special token the model has no embedding for (added to the tokenizer without
+    resizing the model) is passed over.
     """
+    n_vocab = model.get_input_embeddings().weight.shape[0]
     if replacement is None:
         for name in ("mask", "pad"):
             token_id = getattr(tokenizer, f"{name}_token_id", None)
-            if token_id is not None:
+            if token_id is not None and 0 <= token_id < n_vocab:
                 return int(token_id)
         return None
     if isinstance(replacement, str) and replacement in REPLACEMENTS:
@@ -74,9 +76,14 @@ def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
                 f"replacement={replacement!r}: the tokenizer has no {replacement} token; use one of "
                 f"{REPLACEMENTS}, a token id, or None (mask token, else pad token, else zeros)."
             )
+        if not 0 <= token_id < n_vocab:
+            raise InterpTextError(
+                f"replacement={replacement!r}: the {replacement} token's id {token_id} has no embedding in this "
+                f"model (0..{n_vocab - 1}; the tokenizer grew without model.resize_token_embeddings); use "
+                "'zeros', another token, or None."
+            )
         return int(token_id)
     if isinstance(replacement, int) and not isinstance(replacement, bool):
-        n_vocab = model.get_input_embeddings().weight.shape[0]
         if not 0 <= replacement < n_vocab:
             raise InterpTextError(f"replacement={replacement} is not a token id of this model (0..{n_vocab - 1}).")
         return replacement

@@ -166,6 +166,10 @@ def test_users_own_subclass_works(wp_tokenizer):
         (lambda m, t: VarGrad(m, t).explain("ok", max_new_tokens=3), "unknown explain"),
         (lambda m, t: VarGrad(m, t, task="regression"), "task='regression' is not valid"),
         (lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(5)).explain("ok"), "baseline tensor has shape"),
+        (
+            lambda m, t: IntegratedGradients(m, t, baseline=10**6).explain("ok"),
+            r"baseline token id 1000000 has no embedding in this model \(0\.\.\d+;",
+        ),
     ],
 )
 def test_errors_name_the_fix(call, message, bert, wp_tokenizer):

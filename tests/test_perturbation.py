@@ -355,3 +355,23 @@ def test_replacement_the_tokenizer_lacks(gpt2, bpe):
 def test_interpreto_name_for_the_sample_count(additive, wp_tokenizer):
     assert KernelShap(additive, wp_tokenizer, n_perturbations=17).n_samples == 17
     assert Lime(additive, wp_tokenizer, n_perturbations=17).settings.options["n_samples"] == 17
+
+
+def test_a_special_token_the_model_has_no_embedding_for(gpt2, bpe):
+    """A mask token added to the tokenizer without resizing the model: passed over by default, refused by name."""
+    import copy
+
+    tok = copy.deepcopy(bpe)
+    tok.add_special_tokens({"mask_token": "<mask>"})
+    assert tok.mask_token_id >= gpt2.get_input_embeddings().weight.shape[0]
+    auto = Occlusion(gpt2, tok)
+    assert auto.replacement_id is None  # no pad token either: zeros
+    text = "the food was cold"
+    np.testing.assert_allclose(
+        auto.explain(text, targets=" and").scores,
+        Occlusion(gpt2, bpe, replacement="zeros").explain(text, targets=" and").scores,
+        rtol=1e-6,
+        equal_nan=True,
+    )
+    with pytest.raises(InterpTextError, match=r"replacement='mask': the mask token's id \d+ has no embedding"):
+        Occlusion(gpt2, tok, replacement="mask")
