@@ -73,13 +73,16 @@ def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -
         # (a third of the time) and without its side effect: it switches off a truncation or padding
         # the user's tokenizer was set to, for good. Here they are off for this call only.
         truncation, padding = backend.truncation, backend.padding
+        split = backend.encode_special_tokens  # the tokenizer's split_special_tokens, for this call
         try:
             if truncation is not None:
                 backend.no_truncation()
             if padding is not None:
                 backend.no_padding()
+            backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
             encodings = backend.encode_batch(texts, add_special_tokens=add_special_tokens)
         finally:
+            backend.encode_special_tokens = split
             if truncation is not None:
                 backend.enable_truncation(**truncation)
             if padding is not None:

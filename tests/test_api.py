@@ -237,6 +237,22 @@ def test_tokenize_all_equals_the_tokenizer_call(tok_name, request):
     assert tokenize_all(tok, texts) == want
 
 
+def test_tokenize_all_follows_split_special_tokens(wp_tokenizer):
+    """A tokenizer set to split special tokens in text reads "[SEP]" as characters, as its own call does."""
+    import copy
+
+    from interp_text.inputs import tokenize_all
+
+    tok = copy.deepcopy(wp_tokenizer)
+    tok.split_special_tokens = True
+    text = "good [SEP] food"
+    ((ids, _, _, _),) = tokenize_all(tok, [text])
+    assert ids == tok(text)["input_ids"]
+    assert ids.count(tok.sep_token_id) == 1  # only the one the tokenizer adds at the end
+    ((plain, _, _, _),) = tokenize_all(wp_tokenizer, [text])
+    assert plain.count(wp_tokenizer.sep_token_id) == 2
+
+
 def test_tokenize_all_never_truncates_and_leaves_the_tokenizer_as_it_was(wp_tokenizer):
     """A backend set to truncate or pad (as a tokenizer.json may be) is read whole, and stays set."""
     import copy
