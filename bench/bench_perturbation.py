@@ -20,7 +20,7 @@ granularity, ``batch_size=64``, LOGITS, each method's sample count matched to in
 Sample counts, matched to interpreto's meaning:
 
 - Occlusion: no option; one masked input per word on both sides (interpreto adds the unmasked
-  reference row, interp_text takes f(x) from its clean pass).
+  reference row; interp_text scores the unmasked input as row 0 of the same forwards).
 - Lime: ``n_samples`` in interp_text (the unperturbed input is one of them; masks drawn as LIME
   does: the number of masked words uniform, which ones uniform), ``n_perturbations`` in interpreto
   (each word masked with probability 0.5).
