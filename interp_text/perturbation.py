@@ -123,6 +123,10 @@ def element_players(it: Item, granularity: Granularity) -> Players:
     return Players(elements, spans, columns, torch.tensor(token_player, dtype=torch.long))
 
 
+# Token ids (and target tables) sent to the device in one copy, at most (unless one length group
+# needs more): 2**24 int64 values, 128 MiB.
+SEND_ELEMENTS = 2**24
+
 # A causal row whose first PREFIX_MIN tokens (and a quarter of its length) are unmasked reuses the
 # unmasked prefix's cache instead of recomputing it.
 PREFIX_MIN = 16
@@ -265,46 +269,20 @@ class PerturbationEngine(Engine):
         token ids with the replacement id at masked positions: one lookup per forward.
         """
         s = self.s
-        emb = self.model.get_input_embeddings()
-        rid = self.replacement_id
-        plans, host = [], []  # per length group: how its rows run; the int64 tensors it needs on the device
+        plans, outs = [], []  # per length group: how its rows run; per forward: (logits, normalisers or None)
+        wave, host = [], []  # groups not run yet, and the int64 tensors they need on the device
         for group in _group(items, s.task).values():
-            counts = [masks[it.index].shape[0] for it in group]
-            keep = torch.cat([self.players[it.index].token_keep(masks[it.index]) for it in group])  # (G, seq)
-            ids = torch.cat([it.input_ids.expand(c, -1) for it, c in zip(group, counts)])  # (G, seq)
-            order, batches, cuts = self._batches(group, masks, keep.shape[0])
-            if order is not None:
-                keep, ids = keep[order], ids[order]
-            host.append(torch.where(keep, ids, -1 if rid is None else rid))  # -1: a zero embedding
-            row_items = None
-            if s.task != CLASSIFICATION:
-                text_of_row = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts))  # (G,)
-                if order is not None:
-                    text_of_row = text_of_row[order]
-                host.append(text_table(self.model, s.task, group)[text_of_row])  # (G, table columns)
-                row_items = [group[k] for k in text_of_row.tolist()]
-            plans.append((group, counts, order, batches, cuts, row_items))
-        # One copy to the device for everything: a copy inside the forward loop would wait for the
-        # forwards queued before it.
-        sent = send(torch.cat([h.reshape(-1) for h in host]), device)
-        on_device = iter([v.view(h.shape) for v, h in zip(sent.split([h.numel() for h in host]), host)])
-        outs = []  # per forward: (target logits, log normalisers or None), on the device
+            plan, tensors = self._group_plan(group, masks)
+            plans.append(plan)
+            wave.append(plan)
+            host.extend(tensors)
+            # Token ids for every row take memory: send at most SEND_ELEMENTS of them at a time.
+            if sum(h.numel() for h in host) >= SEND_ELEMENTS:
+                self._run(wave, host, device, outs)
+                wave, host = [], []
+        if wave:
+            self._run(wave, host, device, outs)
         with torch.inference_mode():
-            for group, _, _, batches, cuts, row_items in plans:
-                ids = next(on_device)  # (G, seq)
-                if s.task != CLASSIFICATION:
-                    table = table_rows(next(on_device), max(it.n_targets for it in group))
-                for a, b in batches:
-                    if rid is None:  # zeros replace masked tokens
-                        x = torch.where(ids[a:b, :, None] >= 0, emb(ids[a:b].clamp(min=0)), 0)
-                    else:
-                        x = emb(ids[a:b])  # (rows, seq, hidden)
-                    if s.task == CLASSIFICATION:
-                        outs.append((classification_logits(self.model, x), None))  # (rows, classes)
-                        continue
-                    cut = min(cuts[a:b]) if cuts else 0
-                    out = self._prefix_logits(x, row_items[a:b], cut, table[a:b]) if cut else None
-                    outs.append(out or target_logits(self.model, s.task, x, row_items[a:b], table=table[a:b])[:2])
             if not outs:
                 return {}, {}
             if s.task == CLASSIFICATION:
@@ -330,6 +308,56 @@ class PerturbationEngine(Engine):
                 f_out[it.index], p_out[it.index] = f_i[:, :w], p_i[:, :w]
             start = end
         return f_out, p_out
+
+    def _group_plan(self, group: list[Item], masks: dict[int, torch.Tensor]) -> tuple[tuple, list[torch.Tensor]]:
+        """How a length group's rows run, and the int64 tensors that go to the device for them.
+
+        Rows come text by text (or sorted by shared prefix, ``order``). Returns ``((group, counts,
+        order, batches, cuts, row_items), [token ids (G, seq), and for generation targets (G, ...)])``.
+        """
+        s, rid = self.s, self.replacement_id
+        counts = [masks[it.index].shape[0] for it in group]
+        keep = torch.cat([self.players[it.index].token_keep(masks[it.index]) for it in group])  # (G, seq)
+        ids = torch.cat([it.input_ids.expand(c, -1) for it, c in zip(group, counts)])  # (G, seq)
+        order, batches, cuts = self._batches(group, masks, keep.shape[0])
+        if order is not None:
+            keep, ids = keep[order], ids[order]
+        tensors = [torch.where(keep, ids, -1 if rid is None else rid)]  # -1: a zero embedding
+        row_items = None
+        if s.task != CLASSIFICATION:
+            text_of_row = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts))  # (G,)
+            if order is not None:
+                text_of_row = text_of_row[order]
+            tensors.append(text_table(self.model, s.task, group)[text_of_row])  # (G, table columns)
+            row_items = [group[k] for k in text_of_row.tolist()]
+        return (group, counts, order, batches, cuts, row_items), tensors
+
+    def _run(self, plans: list[tuple], host: list[torch.Tensor], device, outs: list) -> None:
+        """The forwards of ``plans``, appended to ``outs`` (on the device).
+
+        Their tensors ``host`` go to the device in one copy first: a copy between forwards would
+        wait for the forwards queued before it.
+        """
+        s, rid = self.s, self.replacement_id
+        emb = self.model.get_input_embeddings()
+        sent = send(torch.cat([h.reshape(-1) for h in host]), device)
+        on_device = iter([v.view(h.shape) for v, h in zip(sent.split([h.numel() for h in host]), host)])
+        with torch.inference_mode():
+            for group, _, _, batches, cuts, row_items in plans:
+                ids = next(on_device)  # (G, seq)
+                if s.task != CLASSIFICATION:
+                    table = table_rows(next(on_device), max(it.n_targets for it in group))
+                for a, b in batches:
+                    if rid is None:  # zeros replace masked tokens
+                        x = torch.where(ids[a:b, :, None] >= 0, emb(ids[a:b].clamp(min=0)), 0)
+                    else:
+                        x = emb(ids[a:b])  # (rows, seq, hidden)
+                    if s.task == CLASSIFICATION:
+                        outs.append((classification_logits(self.model, x), None))  # (rows, classes)
+                        continue
+                    cut = min(cuts[a:b]) if cuts else 0
+                    out = self._prefix_logits(x, row_items[a:b], cut, table[a:b]) if cut else None
+                    outs.append(out or target_logits(self.model, s.task, x, row_items[a:b], table=table[a:b])[:2])
 
     def _batches(
         self, group: list[Item], masks: dict[int, torch.Tensor], total: int

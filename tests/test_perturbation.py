@@ -375,3 +375,15 @@ def test_a_special_token_the_model_has_no_embedding_for(gpt2, bpe):
     )
     with pytest.raises(InterpTextError, match=r"replacement='mask': the mask token's id \d+ has no embedding"):
         Occlusion(gpt2, tok, replacement="mask")
+
+
+def test_length_groups_sent_one_by_one_give_the_same_scores(sharp_bert, wp_tokenizer, monkeypatch):
+    """Over SEND_ELEMENTS token ids, groups go to the device in several copies: same numbers."""
+    import interp_text.perturbation as P
+
+    explainer = Lime(sharp_bert, wp_tokenizer, n_samples=16, batch_size=5, seed=1)
+    together = explainer.explain(TEXTS, targets=TARGETS)
+    monkeypatch.setattr(P, "SEND_ELEMENTS", 1)  # every length group its own copy
+    one_by_one = explainer.explain(TEXTS, targets=TARGETS)
+    for a, b in zip(together, one_by_one):
+        np.testing.assert_array_equal(a.scores, b.scores)
