@@ -157,6 +157,8 @@ def baseline_embeds(baseline: Any, model, tokenizer, item: Item) -> torch.Tensor
 
 
 class Engine:
+    needs_embeds = True  # items get their input embeddings (and baselines) in _prepare
+
     def __init__(self, model, tokenizer, settings: Settings):
         self.model, self.tokenizer, self.s = model, tokenizer, settings
         self.head = None  # causal LMs: the checked (base, LM head) split, or False
@@ -200,6 +202,8 @@ class Engine:
                 if ids is not None:
                     inp.set_outputs(model, tok, s.task, it, ids, max_len)
             self._generate(to_generate, device, generate_kwargs, max_len)
+        if not self.needs_embeds:
+            return items
         emb = model.get_input_embeddings()
         with torch.no_grad():
             # One lookup for every text, each item a view of its own rows.

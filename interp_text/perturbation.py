@@ -193,6 +193,9 @@ class PerturbationEngine(Engine):
         self.prefix_ok: bool | None = getattr(method, "prefix_checked", {}).get(id(model))
         self.results: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
+    # Rows are embedded from token ids batch by batch: no text's embeddings are kept.
+    needs_embeds = False
+
     def _clean_pass(self, items: list[Item]) -> None:
         """Folded into ``_attribute``: the unperturbed input is one more row of each text's masks."""
 
@@ -406,7 +409,10 @@ class PerturbationEngine(Engine):
         place = {id(it): k for k, it in enumerate(texts)}
         which = send(torch.tensor([place[id(it)] for it in row_items]), x.device)
         try:
-            prefix = torch.stack([it.embeds[:cut] for it in texts])  # (texts, cut, hidden)
+            first_row = {}  # text -> its first row here: a row's first `cut` positions are unmasked
+            for r, it in enumerate(row_items):
+                first_row.setdefault(id(it), r)
+            prefix = torch.stack([x[first_row[id(it)], :cut] for it in texts])  # (texts, cut, hidden)
             cache = self.model(inputs_embeds=prefix, use_cache=True).past_key_values
             cache.batch_select_indices(which)
             chosen, log_norm, _ = target_logits(

@@ -415,3 +415,13 @@ def test_length_groups_sent_one_by_one_give_the_same_scores(sharp_bert, wp_token
     one_by_one = explainer.explain(TEXTS, targets=TARGETS)
     for a, b in zip(together, one_by_one):
         np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_perturbation_keeps_no_text_embeddings(additive, wp_tokenizer):
+    """Rows are embedded from token ids per forward: no (seq, hidden) copy of every text is held."""
+    from interp_text.perturbation import PerturbationEngine
+
+    ex = Occlusion(additive, wp_tokenizer)
+    engine = PerturbationEngine(additive, wp_tokenizer, ex.settings, ex.replacement_id, ex)
+    items = engine._prepare(["good food", "bad"], None, False, torch.device("cpu"), {})
+    assert [it.embeds for it in items] == [None, None]
