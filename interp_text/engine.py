@@ -7,6 +7,7 @@ statistic, reduces the hidden dimension and hands token scores to the granularit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -461,6 +462,7 @@ class Engine:
 
     def _output_targets(self, it: Item, out_elements: list[str], out_map: list[int]) -> list[Target]:
         """One target per output element: its tokens' probabilities multiply, their scores add."""
+        logprobs, scores = it.target_logprobs.tolist(), it.target_scores.tolist()
         targets = []
         for r in range(len(out_elements)):
             toks = [t for t, m in enumerate(out_map) if m == r]
@@ -469,8 +471,8 @@ class Engine:
                     out_elements[r],
                     r,
                     [it.output_ids[t] for t in toks],
-                    float(it.target_logprobs[toks].sum().exp()),
-                    float(it.target_scores[toks].sum()),
+                    math.exp(math.fsum(logprobs[t] for t in toks)),
+                    math.fsum(scores[t] for t in toks),
                 )
             )
         return targets

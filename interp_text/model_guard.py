@@ -27,9 +27,11 @@ def explaining(model: torch.nn.Module, device: torch.device | None = None) -> It
     original_device = model_device(model)
     moved = device is not None and device != original_device
     try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
+        if any(mode for _, mode in modes):  # eval() walks every module: only when one is training
+            model.eval()
+        for p, flag in flags:
+            if flag:
+                p.requires_grad_(False)
         if moved:
             model.to(device)
         yield model
@@ -37,6 +39,8 @@ def explaining(model: torch.nn.Module, device: torch.device | None = None) -> It
         if moved:
             model.to(original_device)
         for p, flag in flags:
-            p.requires_grad_(flag)
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
         for m, mode in modes:
-            m.training = mode
+            if m.training != mode:
+                m.training = mode
