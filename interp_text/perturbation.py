@@ -233,13 +233,17 @@ class PerturbationEngine(Engine):
         rows = {it.index: plans[self.players[it.index].n][1] for it in items}
         f, log_p = self.score_rows(items, rows, device)
         by_n: dict[int, list] = {}  # n -> [(item, (rows, targets) scores)]
-        for it in items:
+        if s.task == CLASSIFICATION:  # row 0 is the unperturbed input; every inference mode is monotone in the logit
+            predicted = torch.stack([f[it.index][0] for it in items]).argmax(1).tolist()
+        for k, it in enumerate(items):
             i = it.index
             if s.task == CLASSIFICATION:
-                it.predicted = int(f[i][0].argmax())  # every inference mode is monotone in the logit
+                it.predicted = predicted[k]
                 if not it.classes:
                     it.classes = [it.predicted]
-                scores, it.target_logprobs = f[i][:, it.classes], log_p[i][0, it.classes]
+                # One class (the usual case) is a slice, a view; several are gathered.
+                cols = slice(it.classes[0], it.classes[0] + 1) if len(it.classes) == 1 else it.classes
+                scores, it.target_logprobs = f[i][:, cols], log_p[i][0, cols]
             else:
                 scores, it.target_logprobs = f[i], log_p[i][0]
             it.target_scores = scores[0]
