@@ -455,9 +455,9 @@ class Engine:
         if self.id2label is None:  # read once: a config attribute costs microseconds in transformers 5
             self.id2label = dict(self.model.config.id2label or {})
         id2label = self.id2label
+        logprobs, scores = it.target_logprobs.tolist(), it.target_scores.tolist()
         return [
-            Target(str(id2label.get(c, c)), c, [], float(it.target_logprobs[k].exp()), float(it.target_scores[k]))
-            for k, c in enumerate(it.classes)
+            Target(str(id2label.get(c, c)), c, [], math.exp(logprobs[k]), scores[k]) for k, c in enumerate(it.classes)
         ]
 
     def _output_targets(self, it: Item, out_elements: list[str], out_map: list[int]) -> list[Target]:

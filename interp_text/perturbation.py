@@ -444,9 +444,11 @@ class PerturbationEngine(Engine):
         players = self.players[it.index]
         phi, gap = self.results[it.index]  # (targets, n), (targets,) or None
         n_in = len(players.elements)
-        # Elements that are never masked (special tokens under ALL_TOKENS) are not explained: NaN.
-        scores = torch.full((it.n_targets, n_in), float("nan"), dtype=torch.float64)
-        scores[:, players.columns] = phi
+        if players.n == n_in:  # every element is a player (all but ALL_TOKENS)
+            scores = phi.clone()
+        else:  # elements that are never masked (special tokens under ALL_TOKENS) are not explained: NaN
+            scores = torch.full((it.n_targets, n_in), float("nan"), dtype=torch.float64)
+            scores[:, players.columns] = phi
         if s.task == CLASSIFICATION:
             return self._explanation(
                 it, players.elements, players.spans, scores, self._class_targets(it), gap, None, None, None
