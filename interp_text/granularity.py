@@ -78,7 +78,15 @@ def group_tokens(
             elements.append(name)
         return elements, spans, list(range(n))
 
-    trimmed = [(-1, -1) if special[i] else _trim(text, *offsets[i]) for i in range(n)]
+    trimmed = [
+        (-1, -1)
+        if special[i]
+        # Most tokens have no surrounding whitespace: skip the trimming call for them.
+        else (s, e)
+        if s < e and not text[s].isspace() and not text[e - 1].isspace()
+        else _trim(text, s, e)
+        for i, (s, e) in enumerate(offsets)
+    ]
     if granularity == Granularity.TOKEN:
         # Tokens whose spans overlap (byte pieces of one character) form one element.
         # Whitespace-only tokens stay elements here; WORD and SENTENCE drop them.
@@ -112,9 +120,10 @@ def group_tokens(
             mapping.append(-1)
     # Keep only elements some token covers (a word the tokenizer dropped cannot be scored).
     used = sorted(set(m for m in mapping if m >= 0))
-    renumber = {old: new for new, old in enumerate(used)}
-    spans = [spans[j] for j in used]
-    mapping = [renumber[m] if m >= 0 else -1 for m in mapping]
+    if len(used) < len(spans):
+        renumber = {old: new for new, old in enumerate(used)}
+        spans = [spans[j] for j in used]
+        mapping = [renumber[m] if m >= 0 else -1 for m in mapping]
     return [text[s:e] for s, e in spans], spans, mapping
 
 
