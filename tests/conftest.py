@@ -115,3 +115,22 @@ def gpt2(bpe):
         eos_token_id=bpe.eos_token_id,
     )
     return GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture(scope="session")
+def t5(bpe):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=len(bpe),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        pad_token_id=bpe.eos_token_id,
+        eos_token_id=bpe.eos_token_id,
+        decoder_start_token_id=bpe.eos_token_id,
+    )
+    return T5ForConditionalGeneration(config).eval()

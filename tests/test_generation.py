@@ -49,25 +49,6 @@ def llama(bos_tok):
     return LlamaForCausalLM(config).eval()
 
 
-@pytest.fixture(scope="module")
-def t5(bpe):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
-    config = T5Config(
-        vocab_size=len(bpe),
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        pad_token_id=bpe.eos_token_id,
-        eos_token_id=bpe.eos_token_id,
-        decoder_start_token_id=bpe.eos_token_id,
-    )
-    return T5ForConditionalGeneration(config).eval()
-
-
 def causal_reference(model, tok, prompt, target, method, n=3, sigma=0.1, seed=0, mode="logits"):
     """Per output token, per sample: a full forward and a backward, then the statistic and the sum."""
     p_ids = tok(prompt)["input_ids"]

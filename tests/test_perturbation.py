@@ -302,46 +302,27 @@ def test_causal_occlusion_matches_teacher_forced_by_hand(gpt2, bpe):
     assert np.all(np.isnan(expl.scores[:, P:]))
 
 
-@pytest.fixture(scope="module")
-def tiny_t5(bpe):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
-    config = T5Config(
-        vocab_size=len(bpe),
-        d_model=16,
-        d_kv=8,
-        d_ff=32,
-        num_layers=1,
-        num_heads=2,
-        pad_token_id=bpe.eos_token_id,
-        eos_token_id=bpe.eos_token_id,
-        decoder_start_token_id=bpe.eos_token_id,
-    )
-    return T5ForConditionalGeneration(config).eval()
-
-
-def test_seq2seq_runs(tiny_t5, bpe):
-    expl = KernelShap(tiny_t5, bpe, n_samples=20).explain(PROMPT, targets=" Paris")
+def test_seq2seq_runs(t5, bpe):
+    expl = KernelShap(t5, bpe, n_samples=20).explain(PROMPT, targets=" Paris")
     assert expl.task == "seq2seq" and expl.scores.shape == (len(expl.targets), 5)
     np.testing.assert_allclose(expl.completeness_gap, 0, atol=1e-6)
 
 
-def test_seq2seq_occlusion_matches_teacher_forced_by_hand(tiny_t5, bpe):
+def test_seq2seq_occlusion_matches_teacher_forced_by_hand(t5, bpe):
     """Two prompts of one length share forwards, each with its own decoder inputs and targets."""
     prompts, targets = [PROMPT, "The capital of Italy is"], [" the food", " the staff"]
     assert len(bpe(prompts[0])["input_ids"]) == len(bpe(prompts[1])["input_ids"])
     assert [len(bpe(t, add_special_tokens=False)["input_ids"]) for t in targets] == [4, 4]
-    expls = Occlusion(tiny_t5, bpe, granularity="token", inference_mode="log_softmax").explain(prompts, targets=targets)
-    start = tiny_t5.config.decoder_start_token_id
+    expls = Occlusion(t5, bpe, granularity="token", inference_mode="log_softmax").explain(prompts, targets=targets)
+    start = t5.config.decoder_start_token_id
     for expl, prompt, target in zip(expls, prompts, targets):
         p_ids = bpe(prompt)["input_ids"]
         o_ids = bpe(target, add_special_tokens=False)["input_ids"]
-        e = tiny_t5.get_input_embeddings()(torch.tensor(p_ids)).detach()  # (seq, hidden)
+        e = t5.get_input_embeddings()(torch.tensor(p_ids)).detach()  # (seq, hidden)
         dec = torch.tensor([[start] + o_ids[:-1]])  # teacher forcing
 
         def f(x, dec=dec, o_ids=o_ids):  # log p(output token t | prompt, outputs before t), per t
-            logp = tiny_t5(inputs_embeds=x[None], decoder_input_ids=dec).logits[0].log_softmax(-1)
+            logp = t5(inputs_embeds=x[None], decoder_input_ids=dec).logits[0].log_softmax(-1)
             return torch.stack([logp[t, tid] for t, tid in enumerate(o_ids)]).detach()
 
         ref = []
