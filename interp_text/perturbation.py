@@ -177,6 +177,18 @@ def unique_rows(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ((codes[:, None] >> bits) & 1).bool(), inverse
 
 
+@dataclass
+class GroupRows:
+    """How the rows of one length group run: text by text, or sorted by shared prefix (``order``)."""
+
+    items: list[Item]
+    counts: list[int]  # rows per text
+    order: torch.Tensor | None  # (G,) the row order the forwards use, None: text by text
+    batches: list[tuple[int, int]]  # [start, end) of each forward, in that order
+    cuts: list[int]  # causal prefix each row may skip, in that order (empty: none)
+    row_items: list[Item] | None  # generation: the item of each row, in that order
+
+
 class PerturbationEngine(Engine):
     """The shared engine, with the gradient pass swapped for masked forwards.
 
@@ -276,10 +288,10 @@ class PerturbationEngine(Engine):
         token ids with the replacement id at masked positions: one lookup per forward.
         """
         s = self.s
-        plans, outs = [], []  # per length group: how its rows run; per forward: (logits, normalisers or None)
+        plans, outs = [], []  # per length group: its GroupRows; per forward: (logits, normalisers or None)
         wave, host = [], []  # groups not run yet, and the int64 tensors they need on the device
         for group in _group(items, s.task).values():
-            plan, tensors = self._group_plan(group, masks)
+            plan, tensors = self._group_rows(group, masks)
             plans.append(plan)
             wave.append(plan)
             host.extend(tensors)
@@ -303,7 +315,8 @@ class PerturbationEngine(Engine):
             log_p = (chosen - log_norm).double().cpu()
         f_out, p_out, start = {}, {}, 0
         n_classes = int(self.model.config.num_labels) if s.task == CLASSIFICATION else None
-        for group, counts, order, *_ in plans:
+        for plan in plans:
+            group, counts, order = plan.items, plan.counts, plan.order
             end = start + sum(counts)
             f_g, p_g = f[start:end], log_p[start:end]
             if order is not None:  # back to each text's own row order
@@ -316,11 +329,11 @@ class PerturbationEngine(Engine):
             start = end
         return f_out, p_out
 
-    def _group_plan(self, group: list[Item], masks: dict[int, torch.Tensor]) -> tuple[tuple, list[torch.Tensor]]:
-        """How a length group's rows run, and the int64 tensors that go to the device for them.
+    def _group_rows(self, group: list[Item], masks: dict[int, torch.Tensor]) -> tuple[GroupRows, list[torch.Tensor]]:
+        """How a length group's rows run, and the int64 tensors they need on the device.
 
-        Rows come text by text (or sorted by shared prefix, ``order``). Returns ``((group, counts,
-        order, batches, cuts, row_items), [token ids (G, seq), and for generation targets (G, ...)])``.
+        The tensors: token ids ``(G, seq)`` with the replacement at masked positions, and for
+        generation each row's target table ``(G, ...)``.
         """
         s, rid = self.s, self.replacement_id
         counts = [masks[it.index].shape[0] for it in group]
@@ -337,9 +350,9 @@ class PerturbationEngine(Engine):
                 text_of_row = text_of_row[order]
             tensors.append(text_table(self.model, s.task, group)[text_of_row])  # (G, table columns)
             row_items = [group[k] for k in text_of_row.tolist()]
-        return (group, counts, order, batches, cuts, row_items), tensors
+        return GroupRows(group, counts, order, batches, cuts, row_items), tensors
 
-    def _run(self, plans: list[tuple], host: list[torch.Tensor], device, outs: list) -> None:
+    def _run(self, plans: list[GroupRows], host: list[torch.Tensor], device, outs: list) -> None:
         """The forwards of ``plans``, appended to ``outs`` (on the device).
 
         Their tensors ``host`` go to the device in one copy first: a copy between forwards would
@@ -350,11 +363,12 @@ class PerturbationEngine(Engine):
         sent = send(torch.cat([h.reshape(-1) for h in host]), device)
         on_device = iter([v.view(h.shape) for v, h in zip(sent.split([h.numel() for h in host]), host)])
         with torch.inference_mode():
-            for group, _, _, batches, cuts, row_items in plans:
+            for plan in plans:
+                cuts, row_items = plan.cuts, plan.row_items
                 ids = next(on_device)  # (G, seq)
                 if s.task != CLASSIFICATION:
-                    table = table_rows(next(on_device), max(it.n_targets for it in group))
-                for a, b in batches:
+                    table = table_rows(next(on_device), max(it.n_targets for it in plan.items))
+                for a, b in plan.batches:
                     if rid is None:  # zeros replace masked tokens
                         x = torch.where(ids[a:b, :, None] >= 0, emb(ids[a:b].clamp(min=0)), 0)
                     else:
