@@ -7,17 +7,23 @@ element and the text between spans is whitespace (or characters no token covers)
 from __future__ import annotations
 
 import bisect
-import re
 
+import regex
 import torch
 
 from .options import Granularity, GranularityAggregationStrategy
 
-# A word: letters/digits/underscore joined by apostrophes or hyphens ("don't", "state-of-the-art"),
-# or a run of other non-space characters (punctuation, emoji).
-_WORD = re.compile(r"\w+(?:['’\-]\w+)*|[^\w\s]+")
-# A sentence: everything up to and including a run of ., ! or ? (or a line break), trimmed.
-_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
+# A word: word characters (letters, digits, combining marks, joiners: "\w" of the `regex` module,
+# which, unlike `re`'s, keeps "नमस्ते" and a decomposed "é" whole) joined by apostrophes or hyphens
+# ("don't", "state-of-the-art"), digits joined by a point, comma or colon ("3.50", "1,000",
+# "10:30"); or a run of other non-space characters (punctuation; emoji with their variation
+# selectors and zero-width joiners).
+_WORD = regex.compile(r"\w+(?:(?:['’\-]|(?<=\d)[.,:](?=\d))\w+)*|(?:[^\w\s]|[\p{M}\u200d])+")
+# A sentence ends at a run of . ! ? (closing quotes and brackets included) followed by a space or
+# the end of the text, at 。！？, or at a line break. So "$3.50" and "e.g." inside a sentence do not
+# end it; neither does a title such as "Dr." (ABBREVIATIONS) before a name.
+_SENTENCE_END = regex.compile(r"[.!?]+['\"’”)\]]*(?=\s|$)|[。！？]+['\"’”」』)\]]*|\n")
+ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st mt vs e.g i.e cf fig approx dept gen col lt sgt rev".split())
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
@@ -25,16 +31,23 @@ def word_spans(text: str) -> list[tuple[int, int]]:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    spans = []
-    for m in _SENTENCE.finditer(text):
-        start, end = m.span()
-        chunk = text[start:end]
-        stripped = chunk.strip()
-        if not stripped:
-            continue
-        lead = len(chunk) - len(chunk.lstrip())
-        spans.append((start + lead, start + lead + len(stripped)))
+    spans, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        end = m.end()
+        if m.group() == ".":  # one period: an abbreviation ("Dr.", "e.g.") does not end the sentence
+            word = text[max(0, end - 12) : end - 1].split()[-1:]  # the word before the period
+            if word and word[0].lower().lstrip("(\"'") in ABBREVIATIONS:
+                continue
+        _append_trimmed(spans, text, start, end)
+        start = end
+    _append_trimmed(spans, text, start, len(text))
     return spans
+
+
+def _append_trimmed(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
+    start, end = _trim(text, start, end)
+    if start < end:
+        spans.append((start, end))
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

@@ -112,3 +112,39 @@ def test_pool_all_nan_element_is_nan():
     scores = torch.tensor([[float("nan"), float("nan"), 2.0]], dtype=torch.float64)
     out = pool(scores, [0, 0, 1], 2, G.SUM)
     assert np.isnan(out[0, 0].item()) and out[0, 1].item() == 2.0
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("مَرْحَبًا بالعالم", ["مَرْحَبًا", "بالعالم"]),  # Arabic with harakat (combining marks)
+        ("नमस्ते दुनिया", ["नमस्ते", "दुनिया"]),  # Devanagari vowel signs and virama
+        ("e\u0301tait bon", ["e\u0301tait", "bon"]),  # a decomposed accent (NFD, as macOS writes it)
+        ("I ❤️ it 👨\u200d👩\u200d👧 ok", ["I", "❤️", "it", "👨\u200d👩\u200d👧", "ok"]),
+        ("$3.50 for 1,000 at 10:30, ok.", ["$", "3.50", "for", "1,000", "at", "10:30", ",", "ok", "."]),
+    ],
+)
+def test_words_keep_combining_marks_joiners_and_numbers(text, words):
+    assert [text[s:e] for s, e in word_spans(text)] == words
+
+
+@pytest.mark.parametrize(
+    "text,sentences",
+    [
+        ("I paid $3.50 for it. Great value.", ["I paid $3.50 for it.", "Great value."]),
+        ("Dr. Smith came, e.g. on Monday. He left!", ["Dr. Smith came, e.g. on Monday.", "He left!"]),
+        ('Is it (really)? Yes. "Sure." Ok', ["Is it (really)?", "Yes.", '"Sure."', "Ok"]),
+        ("今天很好。明天见！好", ["今天很好。", "明天见！", "好"]),
+        ("One line\nanother", ["One line", "another"]),
+    ],
+)
+def test_sentences_end_at_a_stop_followed_by_a_space(text, sentences):
+    assert [text[s:e] for s, e in sentence_spans(text)] == sentences
+
+
+def test_a_word_with_combining_marks_is_one_element_of_the_model(bpe):
+    text = "नमस्ते दुनिया"
+    ids, offsets, special, strings = tokenize(bpe, text)
+    elements, spans, mapping = group_tokens(text, offsets, special, Granularity.WORD, strings)
+    assert elements == ["नमस्ते", "दुनिया"]
+    _check_spans(text, elements, spans)
