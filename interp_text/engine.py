@@ -18,7 +18,7 @@ from . import inputs as inp
 from .errors import InterpTextError
 from .explanation import Explanation, Target
 from .granularity import group_tokens, pool
-from .model_guard import explaining, model_device
+from .model_guard import checked_device, explaining, model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes, as_enum, positive_int
 from .statistics import Streaming
 from .tasks import (
@@ -91,7 +91,7 @@ class Settings:
             granularity=as_enum(Granularity, granularity, "granularity"),
             aggregation=as_enum(GranularityAggregationStrategy, aggregation, "granularity_aggregation_strategy"),
             inference_mode=as_enum(InferenceModes, inference_mode, "inference_mode"),
-            device=None if device is None else torch.device(device),
+            device=checked_device(device),
             seed=seed,
             task=detect_task(model, task),
             **rest,
@@ -166,6 +166,15 @@ class Engine:
         self.loop_only = False  # set when a vmapped backward ran out of memory
         self.id2label: dict | None = None
 
+    def guarded(self):
+        """The model guard of one call (``model_guard.explaining``)."""
+        pad = None
+        if self.s.task == CLASSIFICATION:  # any id: rows are never padded (see explaining)
+            tok = self.tokenizer
+            ids = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
+            pad = next((v for v in ids if isinstance(v, int)), 0)
+        return explaining(self.model, self.s.device, pad_id=pad)
+
     # ------------------------------------------------------------------ public
     def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list:
         s = self.s
@@ -173,7 +182,7 @@ class Engine:
             raise InterpTextError(f"unknown explain() options {sorted(generate_kwargs)} for a classifier.")
         texts, single = inp.normalise_texts(model_inputs)
         device = s.device or model_device(self.model)
-        with explaining(self.model, s.device):
+        with self.guarded():
             items = self._prepare(texts, targets, single, device, generate_kwargs)
             self._clean_pass(items)
             self._attribute(items, device)

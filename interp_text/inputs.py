@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import InterpTextError
@@ -107,6 +108,15 @@ def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -
 
 
 # --------------------------------------------------------------------------- targets
+def _plain(targets: Any) -> Any:
+    """Tensors and numpy arrays or scalars (``logits.argmax()``) as Python ints and lists."""
+    if isinstance(targets, (torch.Tensor, np.ndarray, np.generic)):
+        return targets.tolist()
+    if isinstance(targets, (list, tuple)):
+        return [_plain(t) for t in targets]
+    return targets
+
+
 def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: int, label2id: dict) -> list:
     """One entry per text: None (the predicted class) or a list of class indices."""
 
@@ -134,8 +144,7 @@ def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: 
             return [one(x) for x in t]
         return [one(t)]
 
-    if isinstance(targets, torch.Tensor):
-        targets = targets.tolist()
+    targets = _plain(targets)
     if targets is None or isinstance(targets, (int, str)):
         return [many(targets)] * n_texts
     if isinstance(targets, (list, tuple)):
@@ -151,8 +160,7 @@ def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: 
 
 def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
     """One entry per prompt: None (generate), a string to force, or a list of token ids."""
-    if isinstance(targets, torch.Tensor):
-        targets = targets.tolist()
+    targets = _plain(targets)
     if targets is None or isinstance(targets, str):
         return [targets] * n_texts
     if isinstance(targets, (list, tuple)):
@@ -237,6 +245,7 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
             ids, offsets, special, strings = tokenize(tokenizer, text, add_special_tokens=False)
         if not ids:
             raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
+        check_ids(model, tokenizer, ids, f"text {i}")
         item = Item(i, text, torch.tensor(ids), offsets, special, strings)
         if task == CLASSIFICATION:
             item.classes = targets[i] or []
@@ -250,11 +259,29 @@ def set_outputs(model, tokenizer, task: str, item: Item, output_ids: list[int], 
             f"the output for prompt {item.index} is empty (the model stopped at once); pass targets= or "
             "generation options such as min_new_tokens=1."
         )
+    check_ids(model, tokenizer, output_ids, f"the output of prompt {item.index}")
     item.output_ids = list(output_ids)
     item.output_text, item.output_offsets, item.output_special = decoded_offsets(tokenizer, item.output_ids)
     if task == CAUSAL_LM:
         item.input_ids = torch.cat([item.input_ids[: item.n_prompt], torch.tensor(item.output_ids)])
     check_length(item, task, max_length)
+
+
+def check_ids(model, tokenizer, ids: list[int], what: str) -> None:
+    """Every id must have a row in the model's input embeddings (an out-of-range id is an IndexError deep
+    in the forward, or a wrong row on some devices)."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if min(ids) >= 0 and max(ids) < rows:
+        return
+    bad = next(t for t in ids if not 0 <= t < rows)
+    if bad < 0:
+        raise InterpTextError(f"{what} has token id {bad}; token ids are >= 0.")
+    name = tokenizer.convert_ids_to_tokens(bad) if bad < len(tokenizer) else None
+    raise InterpTextError(
+        f"{what} has token id {bad}{'' if name is None else f' ({name!r})'} but the model's input embeddings have "
+        f"{rows} rows (ids 0..{rows - 1}). A token added to the tokenizer needs "
+        "model.resize_token_embeddings(len(tokenizer)); otherwise use the tokenizer the model was trained with."
+    )
 
 
 def check_length(item: Item, task: str, max_length: int | None) -> None:

@@ -15,7 +15,7 @@ from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens
 from .methods import check_model
-from .model_guard import explaining, model_device
+from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .perturbation import PerturbationEngine, element_players, resolve_replacement
 from .tasks import CLASSIFICATION
@@ -91,7 +91,7 @@ class _Curve:
             targets = [self.tokenizer(e.output_text, add_special_tokens=False)["input_ids"] for e in expls]
         engine = PerturbationEngine(self.model, self.tokenizer, s, self.replacement_id)
         device = s.device or model_device(self.model)
-        with explaining(self.model, s.device):
+        with engine.guarded():
             items = engine._prepare([e.text for e in expls], targets, False, device, {})
             masks = {}
             rows_of = {}  # text index -> per row, the target columns whose scores it sums

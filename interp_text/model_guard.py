@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+from .errors import InterpTextError
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -14,30 +17,85 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def checked_device(device) -> torch.device | None:
+    """``device`` as a torch.device, refused here when torch cannot compute on it."""
+    if device is None:
+        return None
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InterpTextError(
+            f"device={device!r} is not a device torch knows ({e}); pass 'cpu', 'cuda' or 'cuda:1'."
+        ) from None
+    if d.type == "meta":
+        raise InterpTextError("device='meta' holds no weights, so nothing can be computed there; pass 'cpu' or 'cuda'.")
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InterpTextError(
+                f"device={device!r}: torch here has no CUDA device (torch.cuda.is_available() is False); "
+                "pass device='cpu', or leave device unset to compute where the model is."
+            )
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise InterpTextError(
+                f"device={device!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0.."
+                f"cuda:{torch.cuda.device_count() - 1})."
+            )
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise InterpTextError(f"device={device!r}: torch here has no MPS device; pass device='cpu'.")
+    return d
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 @contextmanager
-def explaining(model: torch.nn.Module, device: torch.device | None = None) -> Iterator[torch.nn.Module]:
+def explaining(
+    model: torch.nn.Module, device: torch.device | None = None, pad_id: int | None = None
+) -> Iterator[torch.nn.Module]:
     """Eval mode, no parameter gradients, optionally on ``device``; all restored on exit.
 
     Parameter ``requires_grad`` is switched off so autograd records only the path to the input
     embeddings (less memory, no parameter gradients), and dropout is off so scores are
     deterministic.
+
+    ``pad_id``: a sequence classifier that reads its last token (GPT-2, Llama, ...) refuses a batch
+    of more than one row when ``config.pad_token_id`` is unset, as they come from
+    ``from_pretrained``. Rows here are never padded and go in as embeddings, so such a model reads
+    the last position whatever the id: it is set to ``pad_id`` for the call, and the model's warning
+    that padding in ``inputs_embeds`` goes undetected is held back.
     """
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     original_device = model_device(model)
     moved = device is not None and device != original_device
+    config = getattr(model, "config", None)
+    set_pad = pad_id is not None and config is not None and getattr(config, "pad_token_id", 0) is None
+    quiet = _DropMessage("will not detect padding tokens in `inputs_embeds`")
+    log = logging.getLogger(getattr(type(model).forward, "__module__", None) or "transformers")
     try:
         if any(mode for _, mode in modes):  # eval() walks every module: only when one is training
             model.eval()
         for p, flag in flags:
             if flag:
                 p.requires_grad_(False)
+        if set_pad:
+            config.pad_token_id = pad_id
+        log.addFilter(quiet)
         if moved:
             model.to(device)
         yield model
     finally:
         if moved:
             model.to(original_device)
+        log.removeFilter(quiet)
+        if set_pad:
+            config.pad_token_id = None
         for p, flag in flags:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)

@@ -240,6 +240,7 @@ class PerturbationEngine(Engine):
         plans: dict[int, tuple] = {}
         for it in items:
             players = self.players[it.index] = element_players(it, s.granularity)
+            self.method.check_players(players.n, it.index)
             if players.n not in plans:
                 plans[players.n] = self._plan(players.n)
         rows = {it.index: plans[self.players[it.index].n][1] for it in items}
@@ -564,6 +565,9 @@ class PerturbationMethod:
     def _set_options(self) -> None:
         pass
 
+    def check_players(self, n: int, index: int) -> None:
+        """Refuse a text whose ``n`` elements this method's settings cannot estimate."""
+
     def masks(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """``(samples, n)`` bool: the masked inputs to score, True where an element is kept (n ≥ 1)."""
         raise NotImplementedError
@@ -662,6 +666,16 @@ class KernelShap(PerturbationMethod):
 
     def exhaustive(self, n: int) -> bool:
         return n <= 1 or 2**n - 2 <= self.n_samples
+
+    def check_players(self, n, index):
+        # The regression has n − 1 unknowns: fewer coalitions leave it underdetermined, and its
+        # minimum-norm solution would look like an answer.
+        if not self.exhaustive(n) and self.n_samples < n:
+            raise InterpTextError(
+                f"text {index} has {n} elements, and n_samples={self.n_samples} coalitions cannot determine "
+                f"{n} Shapley values; pass n_samples >= {n} (several times more gives steadier values) or a "
+                "coarser granularity."
+            )
 
     def masks(self, n, gen):
         empty = torch.zeros(1, n, dtype=torch.bool)  # v(∅) is always scored

@@ -20,11 +20,38 @@ TASK_NAMES = (CLASSIFICATION, CAUSAL_LM, SEQ2SEQ)
 
 
 def detect_task(model: torch.nn.Module, task: str | None = None) -> str:
-    """The task of ``model``: from ``task`` if given, else from its class hierarchy and config."""
-    if task is not None:
-        if task not in TASK_NAMES:
-            raise InterpTextError(f"task={task!r} is not valid; use one of {TASK_NAMES}.")
+    """The task of ``model``: from its class hierarchy and config; ``task`` must agree with them.
+
+    ``task="generation"`` means whichever of causal_lm and seq2seq the model is.
+    """
+    if task is not None and task not in (*TASK_NAMES, "generation"):
+        raise InterpTextError(f"task={task!r} is not valid; use one of {(*TASK_NAMES, 'generation')}.")
+    detected = _task_of(model)
+    if task is None or task == detected:
+        if detected is None:
+            raise InterpTextError(
+                f"cannot tell what {type(model).__name__} predicts; pass task='classification', 'causal_lm' or "
+                "'seq2seq' to the explainer (a ...ForSequenceClassification, ...ForCausalLM or "
+                "...ForConditionalGeneration model is detected by itself)."
+            )
+        return detected
+    if task == "generation":
+        if detected in (CAUSAL_LM, SEQ2SEQ):
+            return detected
+        if detected is None:
+            raise InterpTextError(
+                f"cannot tell whether {type(model).__name__} is a causal or a seq2seq LM; pass task='causal_lm' "
+                "or 'seq2seq'."
+            )
+    if detected is None:  # a model class this library does not recognise: the user says what it is
         return task
+    raise InterpTextError(
+        f"task={task!r} does not fit {type(model).__name__}, a {detected} model; leave task unset "
+        f"(or pass task={detected!r})."
+    )
+
+
+def _task_of(model: torch.nn.Module) -> str | None:
     names = [c.__name__ for c in type(model).__mro__]
     if any(n.endswith("ForSequenceClassification") for n in names):
         return CLASSIFICATION
@@ -35,11 +62,7 @@ def detect_task(model: torch.nn.Module, task: str | None = None) -> str:
         return SEQ2SEQ
     if any(n.endswith(("ForCausalLM", "LMHeadModel")) for n in names):
         return CAUSAL_LM
-    raise InterpTextError(
-        f"cannot tell what {type(model).__name__} predicts; pass task='classification', 'causal_lm' or "
-        "'seq2seq' to the explainer (a ...ForSequenceClassification, ...ForCausalLM or "
-        "...ForConditionalGeneration model is detected by itself)."
-    )
+    return None
 
 
 def check_accepts_embeddings(model: torch.nn.Module) -> None:

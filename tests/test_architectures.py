@@ -82,3 +82,27 @@ def test_generator_family(name, cls, opts, padded_bpe):
     together = cls(model, padded_bpe, batch_size=5, seed=1, **opts).explain(PROMPTS, targets=OUTPUTS)
     alone = [cls(model, padded_bpe, seed=1, **opts).explain(p, targets=t) for p, t in zip(PROMPTS, OUTPUTS)]
     _same(together, alone)
+
+
+@pytest.mark.parametrize(
+    "config,model_class",
+    [(T.GPT2Config, T.GPT2ForSequenceClassification), (T.LlamaConfig, T.LlamaForSequenceClassification)],
+)
+def test_last_token_classifier_without_a_pad_id(config, model_class, bpe, caplog):
+    """Such a classifier refuses batches when config.pad_token_id is None (as loaded, usually); rows are
+    never padded, so it is set for the call, restored after, and the result is the model's own."""
+    torch.manual_seed(0)
+    kw = dict(n_embd=32, n_layer=2, n_head=2) if config is T.GPT2Config else dict(SMALL, num_key_value_heads=1)
+    model = model_class(config(vocab_size=len(bpe), num_labels=3, pad_token_id=None, **kw)).eval()
+    assert model.config.pad_token_id is None
+    for cls, opts in [(Occlusion, {}), (VarGrad, {"n_perturbations": 4}), (Saliency, {})]:
+        together = cls(model, bpe, batch_size=7, seed=1, **opts).explain(TEXTS, targets="all")
+        _same(together, [cls(model, bpe, seed=1, **opts).explain(t, targets="all") for t in TEXTS])
+    assert model.config.pad_token_id is None
+    assert "padding tokens in `inputs_embeds`" not in caplog.text
+    # Occlusion's row 0 is the text itself: its probabilities are the model's, read at the last token.
+    ids = bpe(TEXTS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits.softmax(-1)[0]
+    got = [t.probability for t in Occlusion(model, bpe).explain(TEXTS[0], targets="all").targets]
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5)

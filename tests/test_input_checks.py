@@ -1,0 +1,93 @@
+"""Bad input is refused with an error naming the fix, before any forward, and the model is left alone."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import bpe_tokenizer, tiny_bert
+
+from interp_text import InterpTextError, Saliency, VarGrad
+from interp_text.perturbation import KernelShap, Occlusion
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda")])
+def test_a_cuda_device_without_cuda_is_refused_when_built(device, bert, wp_tokenizer):
+    with pytest.raises(InterpTextError, match=r"torch here has no CUDA device .*pass device='cpu'"):
+        VarGrad(bert, wp_tokenizer, device=device)
+
+
+def test_meta_and_unknown_devices_are_refused_and_the_model_is_untouched(bert, wp_tokenizer):
+    before = bert.bert.embeddings.word_embeddings.weight.clone()
+    with pytest.raises(InterpTextError, match="device='meta' holds no weights"):
+        Occlusion(bert, wp_tokenizer, device="meta")
+    with pytest.raises(InterpTextError, match="device='gpu' is not a device torch knows"):
+        Saliency(bert, wp_tokenizer, device="gpu")
+    assert bert.device.type == "cpu"
+    assert torch.equal(bert.bert.embeddings.word_embeddings.weight, before)
+
+
+def test_a_token_the_model_has_no_embedding_for():
+    own = bpe_tokenizer()
+    model = tiny_bert(own)
+    own.add_tokens(["zzzunseen"])  # added to the tokenizer, not to the model
+    message = (
+        r"text 1 has token id 300 \('zzzunseen'\) but the model's input embeddings have 300 rows \(ids 0..299\)\. "
+        r"A token added to the tokenizer needs model.resize_token_embeddings\(len\(tokenizer\)\)"
+    )
+    for cls in (Occlusion, Saliency):
+        with pytest.raises(InterpTextError, match=message):
+            cls(model, own).explain(["fine text", "a zzzunseen word"])
+
+
+@pytest.mark.parametrize(
+    "target,message",
+    [
+        ([10**6], r"the output of prompt 0 has token id 1000000 but the model's input embeddings have \d+ rows"),
+        ([-1], "the output of prompt 0 has token id -1; token ids are >= 0."),
+    ],
+)
+def test_generation_target_ids_out_of_range(target, message, gpt2, bpe):
+    for cls in (Occlusion, Saliency):
+        with pytest.raises(InterpTextError, match=message):
+            cls(gpt2, bpe).explain("The capital of France is", targets=target)
+
+
+def test_numpy_targets_are_plain_ints(bert, wp_tokenizer, gpt2, bpe):
+    ex = Occlusion(bert, wp_tokenizer)
+    texts = ["the food was cold", "lovely staff"]
+    assert ex.explain(texts[0], targets=np.int64(2)).targets[0].index == 2
+    by_np = ex.explain(texts, targets=np.array([1, 2]))
+    assert [e.targets[0].index for e in by_np] == [1, 2]
+    ids = bpe(" Paris", add_special_tokens=False)["input_ids"]
+    a = Saliency(gpt2, bpe).explain("The capital of France is", targets=np.array(ids))
+    b = Saliency(gpt2, bpe).explain("The capital of France is", targets=ids)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_task_must_fit_the_model(bert, wp_tokenizer, gpt2, bpe, t5):
+    with pytest.raises(
+        InterpTextError,
+        match=r"task='classification' does not fit T5ForConditionalGeneration, a seq2seq model; leave task unset",
+    ):
+        Saliency(t5, bpe, task="classification")
+    with pytest.raises(InterpTextError, match="task='causal_lm' does not fit T5ForConditionalGeneration"):
+        Occlusion(t5, bpe, task="causal_lm")
+    with pytest.raises(InterpTextError, match="task='seq2seq' does not fit BertForSequenceClassification"):
+        Saliency(bert, wp_tokenizer, task="seq2seq")
+    assert Saliency(t5, bpe, task="generation").settings.task == "seq2seq"
+    assert Occlusion(gpt2, bpe, task="generation").settings.task == "causal_lm"
+    with pytest.raises(InterpTextError, match="task='generation' does not fit BertForSequenceClassification"):
+        Saliency(bert, wp_tokenizer, task="generation")
+
+
+def test_kernelshap_refuses_fewer_coalitions_than_elements(bert, wp_tokenizer):
+    text = "the food was cold but the staff were lovely and kind"  # 11 words
+    with pytest.raises(
+        InterpTextError,
+        match=r"text 1 has 11 elements, and n_samples=10 coalitions cannot determine 11 Shapley values; "
+        r"pass n_samples >= 11",
+    ):
+        KernelShap(bert, wp_tokenizer, n_samples=10).explain(["cold food", text])
+    # Enough to enumerate every coalition of a short text: exact, whatever n_samples is.
+    assert KernelShap(bert, wp_tokenizer, n_samples=2).explain("cold food").scores.shape == (1, 2)
+    assert KernelShap(bert, wp_tokenizer, n_samples=11).explain(text).scores.shape == (1, 11)
