@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,24 @@ import numpy as np
 from .errors import InterpTextError
 
 TASKS = ("classification", "causal_lm", "seq2seq")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Exact equality in which NaN equals NaN and arrays compare by shape and values."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b, equal_nan=True))
+        )
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 @dataclass
@@ -37,6 +55,11 @@ class Target:
     token_ids: list[int] = field(default_factory=list)
     probability: float = float("nan")
     score: float = float("nan")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Target):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
 
 
 @dataclass
@@ -68,6 +91,12 @@ class Explanation:
     # IntegratedGradients: Σ scores − (f(x) − f(baseline)); KernelShap: Σ scores − (f(x) − f(all masked)).
     completeness_gap: np.ndarray | None = None  # (targets,)
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        # the generated __eq__ compares the score arrays with ==, which has no single truth value
+        if not isinstance(other, Explanation):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
 
     def __post_init__(self) -> None:
         self.scores = np.asarray(self.scores, dtype=np.float64)
@@ -107,6 +136,11 @@ class Explanation:
 
     def top(self, k: int = 5, target: int | str = 0) -> list[tuple[str, float]]:
         """The k columns with the highest score for a target (NaN columns skipped)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise InterpTextError(
+                f"k must be a whole number >= 0 (how many columns to list), got {k!r}; "
+                "for the lowest scores, sort row(target) instead."
+            )
         row = self.row(target)
         order = [j for j in np.argsort(-np.nan_to_num(row, nan=-np.inf)) if not math.isnan(row[j])]
         cols = self.columns
@@ -115,9 +149,15 @@ class Explanation:
     def _row_index(self, target: int | str) -> int:
         if isinstance(target, str):
             labels = self.target_labels
-            if target not in labels:
+            rows = [i for i, label in enumerate(labels) if label == target]
+            if not rows:
                 raise InterpTextError(f"target {target!r} is not explained here; explained: {labels}.")
-            return labels.index(target)
+            if len(rows) > 1:  # a generated text can repeat a word: the label alone does not say which
+                raise InterpTextError(
+                    f"target {target!r} is ambiguous: rows {rows} have this label; "
+                    f"pass the row number instead (target={rows[0]})."
+                )
+            return rows[0]
         if not -len(self.targets) <= target < len(self.targets):
             raise InterpTextError(f"target row {target} is out of range for {len(self.targets)} targets.")
         return target
@@ -125,8 +165,9 @@ class Explanation:
     # ----------------------------------------------------------------- rendering
     def to_html(self, **options: Any) -> str:
         """A self-contained HTML fragment: the text, each element tinted by its score."""
-        from .render import explanation_html
+        from .render import HTML_OPTIONS, check_options, explanation_html
 
+        check_options("to_html", options, HTML_OPTIONS)
         return explanation_html(self, **options)
 
     def _repr_html_(self) -> str:
@@ -139,9 +180,10 @@ class Explanation:
         return save_html(self, path, **options)
 
     def to_terminal(self, **options: Any) -> str:
-        """The text with ANSI background colours, for a terminal."""
-        from .render import explanation_terminal
+        """The text with ANSI background colours when standard output is a terminal, else plain."""
+        from .render import TERMINAL_OPTIONS, check_options, explanation_terminal
 
+        check_options("to_terminal", options, TERMINAL_OPTIONS)
         return explanation_terminal(self, **options)
 
     def __str__(self) -> str:
@@ -196,10 +238,28 @@ class Explanation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Explanation:
+        """The explanation written by ``to_dict``; a CLI JSONL record (the same plus "id") reads too.
+
+        The record's "id" names the input line, not the explanation: it is dropped.
+        """
+
         def num(x: Any) -> float:
             return float("nan") if x is None else float(x)
 
-        data = dict(data)
+        data = {k: v for k, v in data.items() if k != "id"}
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InterpTextError(
+                f"cannot read an explanation from a dict with unknown key(s) {unknown}; "
+                "it takes the keys of Explanation.to_dict() (and 'id', which is ignored)."
+            )
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise InterpTextError(
+                f"cannot read an explanation from a dict without key(s) {missing}; write it with Explanation.to_dict()."
+            )
         data["scores"] = np.array([[num(v) for v in row] for row in data["scores"]], dtype=np.float64).reshape(
             len(data["targets"]), -1
         )

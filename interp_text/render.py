@@ -18,6 +18,7 @@ import html
 import json
 import math
 import os
+import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +46,8 @@ DARK_TEXT_RGB = (0, 0, 0)  # black: with white, every tint reaches WCAG AA contr
 LIGHT_TEXT_RGB = (255, 255, 255)
 MAX_HEATMAP_CELLS = 40_000  # beyond this the matrix table is left out (the page would be megabytes)
 _JSON_INF = 1.7976931348623157e308  # JSON has no infinity; the largest double stands in for it
+HTML_OPTIONS = ("scale", "target")  # the keywords of explanation_html, explanations_html and save_html
+TERMINAL_OPTIONS = ("target", "color", "scale")  # the keywords of explanation_terminal
 
 
 # ----------------------------------------------------------------- colours and numbers
@@ -157,6 +160,13 @@ def _json_score(value: float) -> float | None:
 
 
 # ----------------------------------------------------------------- validation and layout
+def check_options(name: str, given: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse rendering options ``name`` does not take, before anything is rendered or written."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise InterpTextError(f"{name} got unknown option(s) {unknown}; the accepted options are {sorted(allowed)}.")
+
+
 def _check_explanation(expl: Any) -> Explanation:
     if not isinstance(expl, Explanation):
         raise InterpTextError(f"expected an Explanation to render, got {type(expl).__name__}.")
@@ -758,6 +768,7 @@ def save_html(explanations: Explanation | Sequence[Explanation], path: str | Pat
     Example:
         >>> save_html(expl, "explanation.html", scale=1.0)  # doctest: +SKIP
     """
+    check_options("save_html", options, HTML_OPTIONS)
     if isinstance(explanations, Explanation):
         fragment = explanation_html(explanations, **options)
         items = [explanations]
@@ -787,12 +798,54 @@ def save_html(explanations: Explanation | Sequence[Explanation], path: str | Pat
 class ExplanationList(list):
     """A list of explanations that a notebook displays as one page, one row per text.
 
+    Slices, sums and repetitions are ExplanationLists too; ``print`` shows every explanation
+    for the terminal (see :func:`explanation_terminal`).
+
     Example:
         >>> ExplanationList([expl_a, expl_b]).save_html("page.html")  # doctest: +SKIP
     """
 
+    # list's own methods build plain lists: each one that returns a new list is wrapped here
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return ExplanationList(item) if isinstance(index, slice) else item
+
+    def __add__(self, other: Any) -> ExplanationList:
+        return ExplanationList(super().__add__(other))
+
+    def __radd__(self, other: Any) -> ExplanationList:
+        if not isinstance(other, list):
+            return NotImplemented
+        return ExplanationList(list(other) + list(self))
+
+    def __mul__(self, n: Any) -> ExplanationList:
+        return ExplanationList(super().__mul__(n))
+
+    __rmul__ = __mul__
+
+    def copy(self) -> ExplanationList:
+        return ExplanationList(self)
+
+    def __str__(self) -> str:
+        return self.to_terminal()
+
+    def __repr__(self) -> str:
+        if not self:
+            return "ExplanationList([])"
+
+        def one_or_all(values: set[str]) -> str:
+            return repr(next(iter(values))) if len(values) == 1 else repr(sorted(values))
+
+        methods = one_or_all({str(getattr(e, "method", type(e).__name__)) for e in self})
+        tasks = one_or_all({str(getattr(e, "task", type(e).__name__)) for e in self})
+        texts = [str(getattr(e, "text", "")) for e in list(self)[:3]]
+        texts = [repr(t if len(t) <= 30 else t[:27] + "...") for t in texts] + (["..."] if len(self) > 3 else [])
+        count = f"{len(self)} explanation" + ("s" if len(self) > 1 else "")
+        return f"ExplanationList({count}, method={methods}, task={tasks}, texts=[{', '.join(texts)}])"
+
     def to_html(self, **options: Any) -> str:
         """One HTML fragment for the whole list (see :func:`explanations_html`)."""
+        check_options("to_html", options, HTML_OPTIONS)
         return explanations_html(self, **options)
 
     def _repr_html_(self) -> str:
@@ -803,7 +856,10 @@ class ExplanationList(list):
         return save_html(self, path, **options)
 
     def to_terminal(self, **options: Any) -> str:
-        """Every explanation for a terminal, separated by blank lines."""
+        """Every explanation for a terminal, separated by blank lines (see :func:`explanation_terminal`)."""
+        check_options("to_terminal", options, TERMINAL_OPTIONS)
+        if not self:
+            return "no explanations"
         return "\n\n".join(explanation_terminal(e, **options) for e in _as_list(self))
 
 
@@ -815,11 +871,23 @@ _UNDERLINE = "\x1b[4m"
 
 
 def _use_color(color: bool | None) -> bool:
-    if color is None:
-        return os.environ.get("NO_COLOR", "") == ""  # https://no-color.org: set and non-empty
-    if not isinstance(color, bool):
-        raise InterpTextError(f"color must be True, False or None (auto), got {color!r}.")
-    return color
+    """The explicit ``color``, else: no if NO_COLOR, yes if FORCE_COLOR, else whether stdout is a terminal.
+
+    The text is returned, not written, so the stream it will reach is unknown: standard output
+    is where ``print`` and the CLI send it. NO_COLOR wins over FORCE_COLOR, as in CPython.
+    """
+    if color is not None:
+        if not isinstance(color, bool):
+            raise InterpTextError(f"color must be True, False or None (auto), got {color!r}.")
+        return color
+    if os.environ.get("NO_COLOR", ""):  # https://no-color.org: set and non-empty
+        return False
+    if os.environ.get("FORCE_COLOR", ""):  # https://force-color.org: set and non-empty, whatever its value
+        return True
+    try:
+        return bool(sys.stdout is not None and sys.stdout.isatty())
+    except (AttributeError, ValueError):  # a stand-in without isatty, or a closed stream
+        return False
 
 
 def _ansi(piece: str, bg: tuple[int, int, int]) -> str:
@@ -910,7 +978,8 @@ def explanation_terminal(
         expl: the explanation.
         target: show only this row (row number or label); default: every row.
         color: True: ANSI colours; False: plain text with scores in brackets (``good[+0.52]``);
-            None: colours unless the ``NO_COLOR`` environment variable is set.
+            None: plain if the ``NO_COLOR`` environment variable is set, colours if
+            ``FORCE_COLOR`` is, else colours only when standard output is a terminal.
         scale: the ``|score|`` drawn at full colour; default: each row's largest ``|score|``.
 
     Returns:

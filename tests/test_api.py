@@ -1,6 +1,7 @@
 """The public API end to end on a tiny BERT: targets, batching, seeds, hygiene, errors, JSON."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -275,3 +276,93 @@ def test_send_on_cpu_is_a_plain_conversion():
     src = torch.arange(6, dtype=torch.float32)
     assert send(src, "cpu") is src  # nothing to copy
     assert send(src, "cpu", torch.float64).dtype == torch.float64
+
+
+# ----------------------------------------------------------------- reading a result
+@pytest.mark.parametrize("k", [-1, 2.5, True, "3"])
+def test_top_refuses_a_k_that_is_not_a_count(k, bert, wp_tokenizer):
+    expl = Saliency(bert, wp_tokenizer).explain(TEXTS[1])
+    with pytest.raises(InterpTextError) as err:
+        expl.top(k)
+    assert str(err.value) == (
+        f"k must be a whole number >= 0 (how many columns to list), got {k!r}; "
+        "for the lowest scores, sort row(target) instead."
+    )
+    assert expl.top(0) == [] and len(expl.top(np.int64(2))) == 2
+
+
+@pytest.mark.parametrize(
+    "call,label,rows",
+    [
+        (lambda e: e.row("Paris"), "Paris", [0, 2]),
+        (lambda e: e.top(2, target="Paris"), "Paris", [0, 2]),
+        (lambda e: e.to_html(target="."), ".", [1, 3]),
+    ],
+)
+def test_a_label_shared_by_several_rows_must_be_chosen_by_row_number(call, label, rows, gpt2, bpe):
+    expl = Saliency(gpt2, bpe).explain("The capital of France is", targets=" Paris. Paris.")
+    assert expl.target_labels == ["Paris", ".", "Paris", "."]
+    with pytest.raises(InterpTextError) as err:
+        call(expl)
+    assert str(err.value) == (
+        f"target {label!r} is ambiguous: rows {rows} have this label; pass the row number instead (target={rows[0]})."
+    )
+    np.testing.assert_array_equal(expl.row(rows[1]), expl.scores[rows[1]])
+
+
+def test_equality_compares_every_field_by_value(tmp_path, bert, wp_tokenizer, gpt2, bpe):
+    classified = IntegratedGradients(bert, wp_tokenizer).explain(TEXTS[0], targets="all")  # completeness gaps
+    generated = Saliency(gpt2, bpe).explain("The capital of France is", targets=" Paris.")  # NaN scores and f(x)
+    assert np.isnan(generated.scores).any()
+    for expl in (classified, generated):
+        assert expl == Explanation.load(expl.save(tmp_path / "e.json"))
+        assert expl == copy.deepcopy(expl)
+        assert expl != classified if expl is generated else expl != generated
+    nan_score = copy.deepcopy(generated)
+    nan_score.targets[0].score = float("nan")
+    assert nan_score == copy.deepcopy(nan_score)  # NaN equals NaN, also in targets
+    changed = copy.deepcopy(classified)
+    changed.scores[0, 0] = np.nextafter(changed.scores[0, 0], np.inf)
+    assert changed != classified  # exact equality
+    moved = copy.deepcopy(generated)
+    j = int(np.flatnonzero(~np.isnan(moved.scores[0]))[0])
+    moved.scores[0, j] = np.nan
+    assert moved != generated
+    no_gap = copy.deepcopy(classified)
+    no_gap.completeness_gap = None
+    assert no_gap != classified and classified != no_gap
+    other = copy.deepcopy(classified)
+    other.options = {**other.options, "n_interpolations": 11}
+    assert other != classified
+    assert classified != classified.to_dict()
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(classified)
+
+
+def test_from_dict_reads_a_cli_record(tmp_path):
+    from interp_text.cli import main
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"text": "The food was good.", "id": "a"}\n', encoding="utf-8")
+    assert main(["explain", "--input", str(inp), "--output", str(out), "--method", "saliency"]) == 0
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert record["id"] == "a"
+    expl = Explanation.from_dict(record)
+    assert expl.text == "The food was good." and expl.method == "Saliency"
+    assert expl.to_dict() == {k: v for k, v in record.items() if k != "id"}
+
+
+def test_from_dict_names_an_unknown_or_missing_key(bert, wp_tokenizer):
+    data = Saliency(bert, wp_tokenizer).explain(TEXTS[1]).to_dict()
+    with pytest.raises(InterpTextError) as err:
+        Explanation.from_dict({**data, "ids": 0, "colour": "red"})
+    assert str(err.value) == (
+        "cannot read an explanation from a dict with unknown key(s) ['colour', 'ids']; "
+        "it takes the keys of Explanation.to_dict() (and 'id', which is ignored)."
+    )
+    del data["scores"]
+    with pytest.raises(InterpTextError) as err:
+        Explanation.from_dict(data)
+    assert str(err.value) == (
+        "cannot read an explanation from a dict without key(s) ['scores']; write it with Explanation.to_dict()."
+    )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import hand_made
 import numpy as np
@@ -28,6 +33,7 @@ from interp_text.render import (
     text_rgb,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 MALICIOUS = "Nice <script>alert(1)</script> & \"quoted\" 'single' </div> <img src=x onerror=alert(2)> end"
 
 
@@ -371,9 +377,25 @@ def test_bad_options_raise(options, match):
         explanation_html(expl, **options)
 
 
-def test_unknown_option_is_an_error():
-    with pytest.raises(TypeError, match="colour"):
-        classification("a b", [[1.0, 0.0], [0.0, 1.0]]).to_html(colour="red")
+@pytest.mark.parametrize(
+    "call,name,accepted",
+    [
+        (lambda e, p: e.to_html(colour="red"), "to_html", "['scale', 'target']"),
+        (lambda e, p: e.save_html(p, colour="red"), "save_html", "['scale', 'target']"),
+        (lambda e, p: save_html(e, p, colour="red"), "save_html", "['scale', 'target']"),
+        (lambda e, p: e.to_terminal(colour="red"), "to_terminal", "['color', 'scale', 'target']"),
+        (lambda e, p: ExplanationList([e]).to_html(colour="red"), "to_html", "['scale', 'target']"),
+        (lambda e, p: ExplanationList([e]).save_html(p, colour="red"), "save_html", "['scale', 'target']"),
+        (lambda e, p: save_html([e], p, colour="red"), "save_html", "['scale', 'target']"),
+        (lambda e, p: ExplanationList([e]).to_terminal(colour="red"), "to_terminal", "['color', 'scale', 'target']"),
+    ],
+)
+def test_unknown_option_is_an_error(call, name, accepted, tmp_path):
+    expl = classification("a b", [[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(InterpTextError) as err:
+        call(expl, tmp_path / "page.html")
+    assert str(err.value) == f"{name} got unknown option(s) ['colour']; the accepted options are {accepted}."
+    assert not (tmp_path / "page.html").exists()
 
 
 # ----------------------------------------------------------------- generation
@@ -448,6 +470,51 @@ def test_explanation_list_displays_as_one_page(tmp_path):
         explanations_html("not a list")
 
 
+def test_explanation_list_slices_and_concatenations_stay_explanation_lists():
+    a, b, c = (classification(t, [[0.5], [-0.5]]) for t in ("good", "bad", "fine"))
+    items = ExplanationList([a, b, c])
+    cases = [
+        (items[1:3], [b, c]),
+        (items[::-1], [c, b, a]),
+        (items + [a], [a, b, c, a]),
+        ([c] + items, [c, a, b, c]),
+        (items[:1] + items[2:], [a, c]),
+        (items[:1] * 2, [a, a]),
+        (2 * items[:1], [a, a]),
+        (items.copy(), [a, b, c]),
+    ]
+    for got, want in cases:
+        assert type(got) is ExplanationList
+        assert len(got) == len(want) and all(x is y for x, y in zip(got, want))
+    assert items[1] is b and items[-1] is c
+    assert items[1:3].to_html().count('class="itx-root"') == 2
+    items += [a]
+    assert type(items) is ExplanationList and len(items) == 4
+
+
+def test_explanation_list_prints_each_explanation_and_has_a_short_repr(monkeypatch, capsys):
+    monkeypatch.setenv("NO_COLOR", "1")
+    a = classification("good movie", [[0.52, -0.1], [0.1, 0.2]])
+    b = classification("bad", [[-0.5], [0.5]])
+    items = ExplanationList([a, b])
+    assert str(items) == explanation_terminal(a, color=False) + "\n\n" + explanation_terminal(b, color=False)
+    print(items)
+    assert capsys.readouterr().out == str(items) + "\n"
+    assert (
+        repr(items)
+        == "ExplanationList(2 explanations, method='saliency', task='classification', texts=['good movie', 'bad'])"
+    )
+    long = ExplanationList([a, causal(), b, a])
+    long[0] = classification("x " * 40, np.zeros((2, 40)))
+    assert repr(long) == (
+        "ExplanationList(4 explanations, method=['integrated_gradients', 'saliency'], "
+        "task=['causal_lm', 'classification'], "
+        "texts=['x x x x x x x x x x x x x x...', 'The capital of France is', 'bad', ...])"
+    )
+    assert repr(ExplanationList()) == "ExplanationList([])"
+    assert str(ExplanationList()) == "no explanations"
+
+
 def test_explanation_methods_delegate(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     expl = classification("good movie", [[0.52, -0.1], [0.1, 0.2]])
@@ -479,9 +546,71 @@ def test_terminal_color_and_no_color(monkeypatch):
     auto = explanation_terminal(expl)
     assert "\x1b" not in auto and "good[+0.52]" in auto
     monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("FORCE_COLOR", "1")
     assert "\x1b[48;2;" in explanation_terminal(expl)
     with pytest.raises(InterpTextError, match="color must be"):
         explanation_terminal(expl, color="yes")
+
+
+class Stdout(io.StringIO):
+    """A standard output that says whether it is a terminal."""
+
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(
+    ("stdout", "env", "color", "coloured"),
+    [
+        ("tty", {}, None, True),
+        ("pipe", {}, None, False),
+        (None, {}, None, False),  # pythonw: no standard output at all
+        ("tty", {"NO_COLOR": "1"}, None, False),
+        ("tty", {"NO_COLOR": ""}, None, True),  # https://no-color.org: set and non-empty
+        ("pipe", {"FORCE_COLOR": "1"}, None, True),
+        ("pipe", {"FORCE_COLOR": ""}, None, False),
+        ("tty", {"NO_COLOR": "1", "FORCE_COLOR": "1"}, None, False),  # NO_COLOR wins, as in CPython
+        ("pipe", {"NO_COLOR": "1"}, True, True),  # the argument beats the environment and the stream
+        ("tty", {"FORCE_COLOR": "1"}, False, False),
+    ],
+)
+def test_terminal_colour_follows_stdout_and_environment(stdout, env, color, coloured, monkeypatch):
+    for name in ("NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("sys.stdout", None if stdout is None else Stdout(stdout == "tty"))
+    expl = classification("good movie", [[0.52, -0.3], [0.1, 0.2]])
+    items = ExplanationList([expl, classification("bad", [[-0.5], [0.5]])])
+    want = explanation_terminal(expl, color=coloured)
+    assert ("\x1b[48;2;" in want) is coloured
+    assert explanation_terminal(expl, color=color) == want
+    assert expl.to_terminal(color=color) == want
+    assert items.to_terminal(color=color).startswith(want + "\n\n")
+    if color is None:
+        assert str(expl) == want
+        assert str(items) == items.to_terminal(color=coloured)
+
+
+def test_print_to_a_pipe_is_plain():
+    code = (
+        "from hand_made import classification; from interp_text.render import ExplanationList; "
+        "e = classification('good movie', [[0.52, -0.3], [0.1, 0.2]]); print(e); print(ExplanationList([e, e]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    expl = classification("good movie", [[0.52, -0.3], [0.1, 0.2]])
+    plain = explanation_terminal(expl, color=False)
+    assert out == f"{plain}\n{plain}\n\n{plain}\n"
+    forced = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "FORCE_COLOR": "1"}, capture_output=True, text=True, check=True
+    ).stdout
+    assert forced.startswith(explanation_terminal(expl, color=True) + "\n")
 
 
 def test_terminal_generation():
