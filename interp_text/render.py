@@ -874,7 +874,8 @@ def _use_color(color: bool | None) -> bool:
     """The explicit ``color``, else: no if NO_COLOR, yes if FORCE_COLOR, else whether stdout is a terminal.
 
     The text is returned, not written, so the stream it will reach is unknown: standard output
-    is where ``print`` and the CLI send it. NO_COLOR wins over FORCE_COLOR, as in CPython.
+    is where ``print`` and the CLI send it. A Jupyter kernel's output is no terminal but shows
+    colours. NO_COLOR wins over FORCE_COLOR, as in CPython.
     """
     if color is not None:
         if not isinstance(color, bool):
@@ -883,6 +884,8 @@ def _use_color(color: bool | None) -> bool:
     if os.environ.get("NO_COLOR", ""):  # https://no-color.org: set and non-empty
         return False
     if os.environ.get("FORCE_COLOR", ""):  # https://force-color.org: set and non-empty, whatever its value
+        return True
+    if type(sys.stdout).__module__.startswith("ipykernel"):  # a notebook: its output shows ANSI colours
         return True
     try:
         return bool(sys.stdout is not None and sys.stdout.isatty())

@@ -576,6 +576,8 @@ class Stdout(io.StringIO):
         ("tty", {"NO_COLOR": "1", "FORCE_COLOR": "1"}, None, False),  # NO_COLOR wins, as in CPython
         ("pipe", {"NO_COLOR": "1"}, True, True),  # the argument beats the environment and the stream
         ("tty", {"FORCE_COLOR": "1"}, False, False),
+        ("notebook", {}, None, True),  # a Jupyter kernel's stream is no terminal, but shows colours
+        ("notebook", {"NO_COLOR": "1"}, None, False),
     ],
 )
 def test_terminal_colour_follows_stdout_and_environment(stdout, env, color, coloured, monkeypatch):
@@ -583,7 +585,9 @@ def test_terminal_colour_follows_stdout_and_environment(stdout, env, color, colo
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("sys.stdout", None if stdout is None else Stdout(stdout == "tty"))
+    kernel_stream = type("OutStream", (Stdout,), {"__module__": "ipykernel.iostream"})
+    streams = {None: lambda: None, "tty": lambda: Stdout(True), "pipe": lambda: Stdout(False)}
+    monkeypatch.setattr("sys.stdout", streams.get(stdout, lambda: kernel_stream(False))())
     expl = classification("good movie", [[0.52, -0.3], [0.1, 0.2]])
     items = ExplanationList([expl, classification("bad", [[-0.5], [0.5]])])
     want = explanation_terminal(expl, color=coloured)
