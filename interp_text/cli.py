@@ -22,15 +22,29 @@ DEMO_PROMPTS = ["The capital of France is", "The official language of Japan is"]
 
 def all_methods() -> dict[str, type]:
     from .methods import GRADIENT_METHODS
+    from .perturbation import PERTURBATION_METHODS
 
-    methods = dict(GRADIENT_METHODS)
+    return {**GRADIENT_METHODS, **PERTURBATION_METHODS}
+
+
+def method_help() -> str:
+    from .methods import GRADIENT_METHODS
+    from .perturbation import PERTURBATION_METHODS
+
+    return (
+        f"gradient: {', '.join(GRADIENT_METHODS)}; perturbation: {', '.join(PERTURBATION_METHODS)} (default: vargrad)"
+    )
+
+
+def positive_int(value: str) -> int:
+    """An argparse type for counts, so that 0 is refused with the option's name rather than deep inside."""
     try:
-        from .perturbation import PERTURBATION_METHODS
-
-        methods.update(PERTURBATION_METHODS)
-    except ImportError:
-        pass
-    return methods
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1, 2, ...), got {value!r}")
+    return n
 
 
 def load_model(name: str | None, generation: bool = False):
@@ -78,13 +92,29 @@ def make_explainer(args, model, tokenizer):
         if name is None:
             raise InterpTextError(f"--n-perturbations does not apply to {args.method} (it takes no samples).")
         options[name] = args.n_perturbations
-    return cls(model, tokenizer, **options)
+    explainer = cls(model, tokenizer, **options)
+    check_task(args, explainer)
+    return explainer
 
 
-def parse_target(value: str | None) -> Any:
-    if value is None:
-        return None
-    return int(value) if value.lstrip("-").isdigit() else value
+def check_task(args, explainer) -> None:
+    """--task must say what the model does: a classifier cannot generate, nor a language model classify."""
+    generates = explainer.settings.task != "classification"
+    if args.task is None or (args.task == "generation") == generates:
+        return
+    does = "generates text" if generates else "is a classifier"
+    fits = "generation" if generates else "classification"
+    raise InterpTextError(
+        f"--task {args.task} does not fit --model {args.model!r}: it {does} ({type(explainer.model).__name__}); "
+        f"pass --task {fits}, or leave --task out to use what the model does."
+    )
+
+
+def parse_target(value: str | None, task: str) -> Any:
+    """--target as explain() takes it: for a classifier "1" is a class index, for generation the text to force."""
+    if value is None or task != "classification":
+        return value
+    return int(value) if value.removeprefix("-").isdecimal() else value
 
 
 def generate_kwargs(args, explainer) -> dict:
@@ -94,14 +124,28 @@ def generate_kwargs(args, explainer) -> dict:
 
 
 # --------------------------------------------------------------------------- commands
+def check_device(device: str | None) -> None:
+    """Refuse a CUDA device torch does not have before any model is loaded."""
+    import torch
+
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise InterpTextError(f"--device {device}: no CUDA device is available to torch here; use --device cpu.")
+
+
 def cmd_explain(args) -> int:
+    check_device(args.device)
     if args.input:
+        if args.text is not None:
+            raise InterpTextError(
+                f"got a text ({args.text!r}) and --input {args.input}; pass one or the other, not both."
+            )
         return explain_file(args)
     if args.text is None:
         raise InterpTextError("give a text to explain, or --input FILE.jsonl --output FILE.jsonl.")
     model, tok = load_model(args.model, generation=args.task == "generation")
     explainer = make_explainer(args, model, tok)
-    expl = explainer.explain(args.text, targets=parse_target(args.target), **generate_kwargs(args, explainer))
+    target = parse_target(args.target, explainer.settings.task)
+    expl = explainer.explain(args.text, targets=target, **generate_kwargs(args, explainer))
     print(expl.to_terminal(color=False if args.no_color else None))
     if args.html:
         print(f"page written to {expl.save_html(args.html)}")
@@ -110,68 +154,131 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def read_jsonl_inputs(path: Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InterpTextError(
-                f"{path}:{n + 1} is not valid JSON ({err.msg}); write one JSON object per line."
-            ) from None
-        if isinstance(value, str):
-            value = {"text": value}
-        if not isinstance(value, dict) or "text" not in value:
-            raise InterpTextError(f'{path}:{n + 1} has no "text"; write lines like {{"text": "...", "target": 1}}.')
-        value.setdefault("id", n)
-        rows.append(value)
+def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
+    """``(line number, record)`` for each text of the file; a record without an "id" gets its line index."""
+    rows, line_of = [], {}
+    with path.open(encoding="utf-8") as f:  # lines end at "\n" only: a U+2028 may sit inside a JSON string
+        for n, line in enumerate(f):
+            if not line.strip():
+                continue
+            where = f"{path}:{n + 1}"
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InterpTextError(
+                    f"{where} is not valid JSON ({err.msg}); write one JSON object per line."
+                ) from None
+            if isinstance(value, str):
+                value = {"text": value}
+            if not isinstance(value, dict) or "text" not in value:
+                raise InterpTextError(f'{where} has no "text"; write lines like {{"text": "...", "target": 1}}.')
+            key = value.setdefault("id", n)
+            if isinstance(key, (list, dict)):
+                raise InterpTextError(f'{where} has an "id" that is a {type(key).__name__}; use a string or a number.')
+            if key in line_of:
+                raise InterpTextError(
+                    f"{where} repeats the id {key!r} of line {line_of[key]}; give each text its own id "
+                    "(a rerun skips the ids already in --output)."
+                )
+            line_of[key] = n + 1
+            rows.append((n + 1, value))
     return rows
 
 
+RESULT_START = b'{"id": '  # how every line explain_file writes begins: json.dumps keeps "id" first
+RESULT_KEYS = ("id", "elements", "scores")
+
+
+def not_a_result(record: Any) -> str | None:
+    """Why ``record`` (a parsed line, None if not JSON) is not a line explain_file wrote; None if it is."""
+    if record is None:
+        return "not JSON"
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    missing = [k for k in RESULT_KEYS if k not in record]
+    if missing:
+        return f'no "{missing[0]}"'
+    if isinstance(record["id"], (list, dict)):
+        return f'its "id" is a {type(record["id"]).__name__}'
+    return None
+
+
 def done_ids(path: Path) -> set:
-    """Ids already in the output; a line cut off by an interruption is dropped from the file."""
+    """Ids already in the output, which must hold only lines this command wrote.
+
+    The one line ever removed is a last line cut off by an interruption (it has no newline after it);
+    any other line that is not a result stops the run, so a file the tool did not write is never lost.
+    """
     if not path.exists():
         return set()
-    good, done = [], set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    data = path.read_bytes()
+    lines = data.split(b"\n")  # the last piece is b"" when the file ends with a newline
+    done = set()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the half-written last line of an interrupted run
-        good.append(line)
+        except ValueError:  # not JSON, or not UTF-8
+            record = None
+        last = n == len(lines)
+        if record is None and last and line.startswith(RESULT_START):
+            with path.open("r+b") as f:  # the half-written last line of an interrupted run
+                f.truncate(len(data) - len(line))
+            break
+        why = not_a_result(record)
+        if why is not None:
+            raise InterpTextError(
+                f"{path}:{n} is not a result written by interp-text ({why}); the file is left as it is: "
+                f"choose another --output, or delete {path} to start over."
+            )
         done.add(record["id"])
-    path.write_text("".join(g + "\n" for g in good), encoding="utf-8")
+        if last:  # cut off just before its newline: add it, or the next result would join this line
+            with path.open("ab") as f:
+                f.write(b"\n")
     return done
+
+
+def explain_records(explainer, records: list[tuple[int, dict]], target: Any, kwargs: dict, path: Path) -> list:
+    """Explanations of ``records`` in one call; if that fails, one record at a time, so the error names its line."""
+    texts = [r["text"] for _, r in records]
+    targets = [r.get("target", target) for _, r in records]
+    try:
+        return list(explainer.explain(texts, targets=targets, **kwargs))
+    except InterpTextError as err:
+        if len(records) > 1:
+            return [explain_records(explainer, [one], target, kwargs, path)[0] for one in records]
+        n, record = records[0]
+        raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {err}") from None
 
 
 def explain_file(args) -> int:
     if not args.output:
         raise InterpTextError("--input needs --output FILE.jsonl to write the results to.")
-    rows = read_jsonl_inputs(Path(args.input))
-    out = Path(args.output)
+    path, out = Path(args.input), Path(args.output)
+    rows = read_jsonl_inputs(path)
     done = done_ids(out)
-    todo = [r for r in rows if r["id"] not in done]
+    todo = [(n, r) for n, r in rows if r["id"] not in done]
     if not todo:
         print(f"nothing to do: all {len(rows)} texts are already in {out}", file=sys.stderr)
         return 0
+    n_done = len(rows) - len(todo)
     model, tok = load_model(args.model, generation=args.task == "generation")
     explainer = make_explainer(args, model, tok)
+    target = parse_target(args.target, explainer.settings.task)
     kwargs = generate_kwargs(args, explainer)
     start = time.perf_counter()
     with out.open("a", encoding="utf-8") as f:
         for i in range(0, len(todo), args.texts_per_call):
             chunk = todo[i : i + args.texts_per_call]
-            targets = [r.get("target", parse_target(args.target)) for r in chunk]
-            results = explainer.explain([r["text"] for r in chunk], targets=targets, **kwargs)
-            for r, expl in zip(chunk, results):
+            results = explain_records(explainer, chunk, target, kwargs, path)
+            for (_, r), expl in zip(chunk, results):
                 f.write(json.dumps({"id": r["id"], **expl.to_dict()}, ensure_ascii=False) + "\n")
             f.flush()  # an interrupted run keeps every finished chunk
             os.fsync(f.fileno())
-            progress(len(done) + i + len(chunk), len(rows), time.perf_counter() - start)
+            progress(n_done + i + len(chunk), len(rows), time.perf_counter() - start)
     print(file=sys.stderr)
-    print(f"{len(todo)} explanations written to {out} ({len(done)} were already there)", file=sys.stderr)
+    print(f"{len(todo)} explanations written to {out} ({n_done} were already there)", file=sys.stderr)
     return 0
 
 
@@ -239,34 +346,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument(
         "--task",
+        type=str.lower,
         choices=["classification", "generation"],
-        default="classification",
-        help="which bundled model to use when --model is not given (default: classification)",
+        help="what the model does; without --model, picks the bundled one (default: what --model does, "
+        "else classification)",
     )
+    ex.add_argument("--method", default="vargrad", help=method_help())
     ex.add_argument(
-        "--method",
-        default="vargrad",
-        help="vargrad (default), smoothgrad, saliency, "
-        "inputxgradient, integratedgradients, squaregrad, gradientshap, occlusion, ...",
+        "--granularity", type=str.lower, default="word", choices=["all_tokens", "token", "word", "sentence"]
     )
-    ex.add_argument("--granularity", default="word", choices=["all_tokens", "token", "word", "sentence"])
     ex.add_argument(
         "--aggregation",
+        type=str.lower,
         choices=["mean", "max", "min", "sum", "signed_max"],
         help="how token scores pool into a word / sentence (default mean)",
     )
-    ex.add_argument("--target", help="class index or name; for generation, the output text to explain")
-    ex.add_argument("--inference-mode", choices=["logits", "softmax", "log_softmax"])
-    ex.add_argument("--n-perturbations", type=int, help="samples (or interpolation steps for IG)")
-    ex.add_argument("--batch-size", type=int, default=64)
-    ex.add_argument("--max-new-tokens", type=int, help="generation: tokens to generate (default 20)")
+    ex.add_argument(
+        "--target",
+        help="classification: a class index (0, 1, ...) or name, or 'all'; "
+        "generation: the output text to explain, as is (' Paris', '4')",
+    )
+    ex.add_argument("--inference-mode", type=str.lower, choices=["logits", "softmax", "log_softmax"])
+    ex.add_argument("--n-perturbations", type=positive_int, help="samples (or interpolation steps for IG)")
+    ex.add_argument("--batch-size", type=positive_int, default=64)
+    ex.add_argument("--max-new-tokens", type=positive_int, help="generation: tokens to generate (default 20)")
     ex.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: the model's)")
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--html", help="also write a standalone HTML page here")
     ex.add_argument("--json", help="also write the explanation as JSON here")
     ex.add_argument("--input", help='JSONL file, one {"text": ..., "target": ...} per line')
     ex.add_argument("--output", help="JSONL results; a rerun skips the texts already there")
-    ex.add_argument("--texts-per-call", type=int, default=16, help="texts batched together (file mode)")
+    ex.add_argument("--texts-per-call", type=positive_int, default=16, help="texts batched together (file mode)")
     ex.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     ex.set_defaults(func=cmd_explain)
 
@@ -277,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp_ = sub.add_parser("compare", help="compare methods on the bundled sentiment data (faithfulness, time)")
     cmp_.add_argument("--methods", help="comma-separated method names (default: all)")
-    cmp_.add_argument("--n-texts", type=int, default=20)
+    cmp_.add_argument("--n-texts", type=positive_int, default=20)
     cmp_.set_defaults(func=cmd_compare)
     return parser
 
@@ -290,10 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # a command prints its own progress, not the weight loader's
     try:
         return args.func(args)
-    except InterpTextError as err:
-        print(f"interp-text: error: {err}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # InterpTextError is a ValueError
         print(f"interp-text: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

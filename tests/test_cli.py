@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from interp_text import Explanation
-from interp_text.cli import main
+from interp_text import GRADIENT_METHODS, PERTURBATION_METHODS, Explanation
+from interp_text.cli import all_methods, main, parse_target
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,3 +147,155 @@ def test_demo_writes_a_page(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Paris" in out and "page written" in out
     assert page.read_text().count("<span") > 10
+
+
+RESULT = {"id": 0, "text": "Good.", "elements": ["Good", "."], "scores": [[0.5, 0.1]]}
+
+
+@pytest.mark.parametrize(
+    "content,line,why",
+    [
+        ("my notes\nmore notes\n", 1, "not JSON"),
+        ('{\n  "a": 1\n}\n', 1, "not JSON"),
+        ("a last line without newline", 1, "not JSON"),
+        (json.dumps(RESULT) + '\n{"text": "Good."}\n', 2, 'no "id"'),
+        (json.dumps({**RESULT, "id": [1]}) + "\n", 1, 'its "id" is a list'),
+        ("[1, 2]\n", 1, "a JSON list, not an object"),
+    ],
+)
+def test_file_mode_leaves_a_file_it_did_not_write_alone(tmp_path, capsys, content, line, why):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "notes.txt"
+    inp.write_text('{"text": "The food was good."}\n')
+    out.write_text(content)
+    assert main(["explain", "--input", str(inp), "--output", str(out)]) == 2
+    assert out.read_text() == content
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {out}:{line} is not a result written by interp-text ({why}); the file is left as "
+        f"it is: choose another --output, or delete {out} to start over.\n"
+    )
+
+
+def test_file_mode_resumes_after_a_result_cut_before_its_newline(tmp_path):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["The food was good.", "I hated the soup."]))
+    out.write_text(json.dumps(RESULT))
+    assert main(["explain", "--input", str(inp), "--output", str(out), "--n-perturbations", "2"]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [0, 1]
+
+
+def test_file_mode_keeps_a_line_separator_inside_a_text(tmp_path, capsys):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"text": "The food was good.\u2028I loved it."}, ensure_ascii=False) + "\n")
+    argv = ["explain", "--input", str(inp), "--output", str(out), "--n-perturbations", "2"]
+    assert main(argv) == 0
+    assert main(argv) == 0
+    assert "nothing to do: all 1 texts are already in" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8").count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "lines,message",
+    [
+        (['{"text": "Good.", "id": [1]}'], ':1 has an "id" that is a list; use a string or a number.'),
+        (
+            ['{"text": "Good."}', '{"text": "Bad.", "id": 0}'],
+            ":2 repeats the id 0 of line 1; give each text its own id (a rerun skips the ids already in --output).",
+        ),
+        (
+            ['{"text": "Good."}', '{"text": "Bad.", "target": 5, "id": "b"}'],
+            ":2 (id 'b'): target 5 is out of range: the model has 2 classes (0..1).",
+        ),
+    ],
+)
+def test_file_mode_errors_name_the_line(tmp_path, capsys, lines, message):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(line + "\n" for line in lines))
+    assert main(["explain", "--input", str(inp), "--output", str(out), "--n-perturbations", "2"]) == 2
+    assert capsys.readouterr().err == f"interp-text: error: {inp}{message}\n"
+
+
+def test_generation_target_is_the_text_to_force(capsys):
+    argv = ["explain", "The capital of France is", "--task", "generation", "--method", "saliency", "--target", "4"]
+    assert main(argv) == 0
+    assert "'4' p=" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "value,task,target",
+    [
+        ("1", "classification", 1),
+        ("-1", "classification", -1),
+        ("positive", "classification", "positive"),
+        ("4", "causal_lm", "4"),
+        ("4", "seq2seq", "4"),
+        (None, "classification", None),
+    ],
+)
+def test_parse_target(value, task, target):
+    assert parse_target(value, task) == target
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["explain", "--input", "x.jsonl", "--output", "y.jsonl", "--texts-per-call", "0"], "--texts-per-call"),
+        (["explain", "ok", "--batch-size", "0"], "--batch-size"),
+        (["explain", "ok", "--n-perturbations", "-3"], "--n-perturbations"),
+        (["explain", "ok", "--max-new-tokens", "x"], "--max-new-tokens"),
+        (["compare", "--n-texts", "0"], "--n-texts"),
+    ],
+)
+def test_counts_must_be_positive(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    value = argv[-1]
+    assert (
+        f"error: argument {message}: must be a positive integer (1, 2, ...), got '{value}'" in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["explain", "ok", "--input", "x.jsonl", "--output", "y.jsonl"],
+            "got a text ('ok') and --input x.jsonl; pass one or the other, not both.",
+        ),
+        (
+            ["explain", "ok", "--task", "generation", "--model", "sentiment"],
+            "--task generation does not fit --model 'sentiment': it is a classifier (BertForSequenceClassification); "
+            "pass --task classification, or leave --task out to use what the model does.",
+        ),
+        (
+            ["explain", "ok", "--task", "classification", "--model", "facts"],
+            "--task classification does not fit --model 'facts': it generates text (GPT2LMHeadModel); "
+            "pass --task generation, or leave --task out to use what the model does.",
+        ),
+        (
+            ["explain", "ok", "--device", "cuda:0"],
+            "--device cuda:0: no CUDA device is available to torch here; use --device cpu.",
+        ),
+    ],
+)
+def test_error_messages(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"interp-text: error: {message}\n"
+
+
+def test_help_lists_every_method(capsys):
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    out = capsys.readouterr().out
+    assert set(all_methods()) == {*GRADIENT_METHODS, *PERTURBATION_METHODS} and len(all_methods()) == 11
+    for name in all_methods():
+        assert name in out
+
+
+def test_choices_take_any_case(tmp_path):
+    js = tmp_path / "e.json"
+    argv = ["explain", "Good food.", "--granularity", "WORD", "--aggregation", "Max", "--method", "saliency"]
+    assert main([*argv, "--inference-mode", "SOFTMAX", "--json", str(js)]) == 0
+    expl = Explanation.load(js)
+    assert (expl.granularity, expl.aggregation, expl.inference_mode) == ("word", "max", "softmax")
