@@ -277,6 +277,7 @@ class Explanation:
     def save(self, path: str | Path) -> Path:
         """Write this explanation as JSON; read it back with ``Explanation.load``."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json(), encoding="utf-8")
         return path
 

@@ -29,6 +29,12 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
         )
     for i, t in enumerate(texts):
         if _is_chat(t):
+            for k, message in enumerate(t):
+                if not isinstance(message.get("content"), (str, list)):
+                    raise InterpTextError(
+                        f"message {k} of conversation {i} has no text: a chat message is "
+                        '{"role": ..., "content": "..."}.'
+                    )
             continue
         if not isinstance(t, str):
             raise InterpTextError(f"text {i} is a {type(t).__name__}, not a string; pass str (or a list of str).")

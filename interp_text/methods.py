@@ -41,6 +41,7 @@ def check_options(name: str, given: dict, allowed: tuple[str, ...], shared: str 
 
 
 class GradientMethod:
+    seeded = False  # whether ``seed`` changes the result (it is then kept in Explanation.options)
     """Shared constructor and ``explain`` of the gradient explainers.
 
     Args:
@@ -92,6 +93,8 @@ class GradientMethod:
         check_options(type(self).__name__, method_options, self._option_names())
         self._set_options(**method_options)
         reduction = token_reduction or self.default_reduction
+        if isinstance(reduction, str):
+            reduction = reduction.strip().lower()  # as the enum options: any case
         if reduction not in TOKEN_REDUCTIONS:
             raise InterpTextError(f"token_reduction={reduction!r} is not valid; use one of {TOKEN_REDUCTIONS}.")
         self.settings = Settings.checked(
@@ -113,7 +116,7 @@ class GradientMethod:
                 None if targets_per_backward is None else positive_int(targets_per_backward, "targets_per_backward")
             ),
             baseline=getattr(self, "baseline", None),
-            options=self._options(),
+            options={**self._options(), **({"seed": seed} if self.seeded else {})},
         )
 
     # Subclasses override these three.
@@ -203,6 +206,8 @@ class SmoothGrad(GradientMethod):
         input_x_gradient: multiply each gradient by its noisy input (default True).
     """
 
+    seeded = True
+
     def _option_names(self):
         return ("n_perturbations", "noise_std", "input_x_gradient")
 
@@ -285,6 +290,8 @@ class GradientShap(GradientMethod):
         noise_std: σ (default: half the standard deviation of the embedding matrix).
         baseline: as for ``IntegratedGradients`` (default zeros).
     """
+
+    seeded = True
 
     uses_baseline = True
 

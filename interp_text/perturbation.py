@@ -49,7 +49,7 @@ from .tasks import (
     text_table,
 )
 
-REPLACEMENTS = ("mask", "pad", "zeros")
+REPLACEMENTS = ("mask", "pad", "unk", "zeros")
 
 
 # --------------------------------------------------------------------------- masking
@@ -67,14 +67,16 @@ def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
             if token_id is not None and 0 <= token_id < n_vocab:
                 return int(token_id)
         return None
-    if isinstance(replacement, str) and replacement in REPLACEMENTS:
+    if isinstance(replacement, str) and replacement.isidentifier():
         if replacement == "zeros":
             return None
+        # Any special token the tokenizer names: "mask", "pad", "unk", "eos", "bos", ...
         token_id = getattr(tokenizer, f"{replacement}_token_id", None)
-        if token_id is None:
+        if not isinstance(token_id, int):
             raise InterpTextError(
                 f"replacement={replacement!r}: the tokenizer has no {replacement} token; use one of "
-                f"{REPLACEMENTS}, a token id, or None (mask token, else pad token, else zeros)."
+                f"{REPLACEMENTS}, another special token's name, a token id, or None (mask token, else pad "
+                "token, else zeros)."
             )
         if not 0 <= token_id < n_vocab:
             raise InterpTextError(
@@ -511,6 +513,8 @@ class PerturbationMethod:
             token, else zeros).
     """
 
+    seeded = False  # whether ``seed`` changes the result (it is then kept in Explanation.options)
+
     def __init__(
         self,
         model,
@@ -552,7 +556,7 @@ class PerturbationMethod:
             n_samples=0,
             sample=None,
             token_reduction="none",  # whole elements are masked: there is no hidden dimension to reduce
-            options={"replacement": replacement, **self._options()},
+            options={"replacement": replacement, **self._options(), **({"seed": seed} if self.seeded else {})},
         )
 
     # Subclasses override these four.
@@ -658,6 +662,8 @@ class KernelShap(PerturbationMethod):
         >>> KernelShap(model, tokenizer, n_samples=500).explain("The food was cold.")  # doctest: +SKIP
     """
 
+    seeded = True
+
     def _option_names(self):
         return ("n_samples", "n_perturbations")
 
@@ -741,6 +747,8 @@ class Lime(PerturbationMethod):
         >>> Lime(model, tokenizer, n_samples=500).explain("The food was cold.")  # doctest: +SKIP
     """
 
+    seeded = True
+
     def _option_names(self):
         return ("n_samples", "n_perturbations", "kernel_width", "distance", "alpha")
 
@@ -804,6 +812,8 @@ class Sobol(PerturbationMethod):
     Example:
         >>> Sobol(model, tokenizer, order="first").explain("The food was cold.")  # doctest: +SKIP
     """
+
+    seeded = True
 
     def _option_names(self):
         return ("n_samples", "n_perturbations", "order", "sampler")

@@ -791,6 +791,7 @@ def save_html(explanations: Explanation | Sequence[Explanation], path: str | Pat
         f"</head>\n<body>\n<h1>{_esc(title)}</h1>\n{fragment}\n</body>\n</html>\n"
     )
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 

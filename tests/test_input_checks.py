@@ -91,3 +91,44 @@ def test_kernelshap_refuses_fewer_coalitions_than_elements(bert, wp_tokenizer):
     # Enough to enumerate every coalition of a short text: exact, whatever n_samples is.
     assert KernelShap(bert, wp_tokenizer, n_samples=2).explain("cold food").scores.shape == (1, 2)
     assert KernelShap(bert, wp_tokenizer, n_samples=11).explain(text).scores.shape == (1, 11)
+
+
+def test_any_special_token_can_replace_masked_elements(bert, wp_tokenizer):
+    text = "the food was cold"
+    by_name = Occlusion(bert, wp_tokenizer, replacement="unk").explain(text)
+    by_id = Occlusion(bert, wp_tokenizer, replacement=wp_tokenizer.unk_token_id).explain(text)
+    np.testing.assert_array_equal(by_name.scores, by_id.scores)
+    assert not np.array_equal(by_name.scores, Occlusion(bert, wp_tokenizer).explain(text).scores)  # [MASK]
+    with pytest.raises(InterpTextError, match="replacement='eos': the tokenizer has no eos token"):
+        Occlusion(bert, wp_tokenizer, replacement="eos")
+
+
+def test_token_reduction_takes_any_case(bert, wp_tokenizer):
+    a = Saliency(bert, wp_tokenizer, token_reduction="L2").explain("the food was cold")
+    b = Saliency(bert, wp_tokenizer, token_reduction="l2").explain("the food was cold")
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_a_chat_message_without_content_is_refused(gpt2, bpe):
+    with pytest.raises(InterpTextError, match=r"message 1 of conversation 0 has no text"):
+        Saliency(gpt2, bpe).explain([{"role": "user", "content": "hi"}, {"role": "assistant"}], targets=" ok")
+
+
+def test_the_seed_is_kept_where_it_changes_the_result(bert, wp_tokenizer):
+    assert VarGrad(bert, wp_tokenizer, seed=7).explain("cold food").options["seed"] == 7
+    assert KernelShap(bert, wp_tokenizer, seed=7).explain("cold food").options["seed"] == 7
+    assert "seed" not in Saliency(bert, wp_tokenizer, seed=7).explain("cold food").options
+    assert "seed" not in Occlusion(bert, wp_tokenizer, seed=7).explain("cold food").options
+
+
+def test_saving_creates_missing_folders(tmp_path, bert, wp_tokenizer):
+    e = Saliency(bert, wp_tokenizer).explain("cold food")
+    assert e.save_html(tmp_path / "a" / "b" / "e.html").read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert e.save(tmp_path / "c" / "e.json").exists()
+
+
+def test_the_bundled_models_load_without_a_progress_bar(capfd):
+    from interp_text.bundled import load_default
+
+    load_default("sentiment")
+    assert "Loading weights" not in capfd.readouterr().err

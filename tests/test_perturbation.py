@@ -346,7 +346,7 @@ def test_seq2seq_occlusion_matches_teacher_forced_by_hand(t5, bpe):
         (lambda m, t: Lime(m, t, kernel_width=0), "kernel_width=0 must be a number > 0"),
         (lambda m, t: KernelShap(m, t, n_samples=0), "n_samples=0 must be an integer >= 1"),
         (lambda m, t: KernelShap(m, t, n_samples=5, n_perturbations=5), "not both"),
-        (lambda m, t: Occlusion(m, t, replacement="unk"), "replacement='unk' is not valid; use one of"),
+        (lambda m, t: Occlusion(m, t, replacement="[MASK]"), r"replacement='\[MASK\]' is not valid; use one of"),
         (lambda m, t: Occlusion(m, t, replacement=10_000), "replacement=10000 is not a token id"),
         (lambda m, t: Occlusion(m, t, granularity="paragraph"), "granularity='paragraph' is not valid"),
     ],

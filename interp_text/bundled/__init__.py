@@ -28,9 +28,16 @@ def load_default(name: str):
     path = default_path(name)
     # Imported here so that `import interp_text.bundled` stays cheap.
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     auto = AutoModelForSequenceClassification if name == "sentiment" else AutoModelForCausalLM
-    model = auto.from_pretrained(path)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a 0.1 M-parameter model loads at once: no bar in the user's output
+    try:
+        model = auto.from_pretrained(path)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model.eval()
     return model, tokenizer
