@@ -118,8 +118,10 @@ def parse_target(value: str | None, task: str) -> Any:
 
 
 def generate_kwargs(args, explainer) -> dict:
-    if explainer.settings.task == "classification" or args.max_new_tokens is None:
+    if args.max_new_tokens is None:
         return {}
+    if explainer.settings.task == "classification":
+        raise InterpTextError("--max-new-tokens is for generation; this model is a classifier.")
     return {"max_new_tokens": args.max_new_tokens}
 
 
@@ -139,9 +141,14 @@ def cmd_explain(args) -> int:
             raise InterpTextError(
                 f"got a text ({args.text!r}) and --input {args.input}; pass one or the other, not both."
             )
+        for flag, value in (("--html", args.html), ("--json", args.json)):
+            if value:
+                raise InterpTextError(f"{flag} writes one explanation; with --input, results go to --output.")
         return explain_file(args)
     if args.text is None:
         raise InterpTextError("give a text to explain, or --input FILE.jsonl --output FILE.jsonl.")
+    if args.output:
+        raise InterpTextError("--output is for --input FILE.jsonl; for one text use --json or --html.")
     model, tok = load_model(args.model, generation=args.task == "generation")
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)

@@ -128,9 +128,12 @@ def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: 
 
     def one(t: Any) -> int:
         if isinstance(t, str):
-            if t not in label2id:
-                raise InterpTextError(f"target {t!r} is not a class name; the classes are {list(label2id)}.")
-            return label2id[t]
+            if t in label2id:
+                return label2id[t]
+            folded = [name for name in label2id if name.casefold() == t.casefold()]  # "Positive" for "positive"
+            if len(folded) == 1:
+                return label2id[folded[0]]
+            raise InterpTextError(f"target {t!r} is not a class name; the classes are {list(label2id)}.")
         if isinstance(t, bool) or not isinstance(t, int):
             raise InterpTextError(f"target {t!r} must be a class index (int) or class name (str).")
         if not 0 <= t < n_classes:

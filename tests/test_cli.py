@@ -276,6 +276,18 @@ def test_counts_must_be_positive(argv, message, capsys):
             ["explain", "ok", "--device", "cuda:0"],
             "--device cuda:0: no CUDA device is available to torch here; use --device cpu.",
         ),
+        (
+            ["explain", "--input", "x.jsonl", "--output", "y.jsonl", "--html", "p.html"],
+            "--html writes one explanation; with --input, results go to --output.",
+        ),
+        (
+            ["explain", "ok", "--output", "y.jsonl"],
+            "--output is for --input FILE.jsonl; for one text use --json or --html.",
+        ),
+        (
+            ["explain", "ok", "--model", "sentiment", "--max-new-tokens", "3"],
+            "--max-new-tokens is for generation; this model is a classifier.",
+        ),
     ],
 )
 def test_error_messages(argv, message, capsys, monkeypatch):

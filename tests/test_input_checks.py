@@ -132,3 +132,11 @@ def test_the_bundled_models_load_without_a_progress_bar(capfd):
 
     load_default("sentiment")
     assert "Loading weights" not in capfd.readouterr().err
+
+
+def test_class_names_match_in_any_case(bert, wp_tokenizer):
+    ex = Occlusion(bert, wp_tokenizer)
+    names = list(bert.config.id2label.values())
+    assert ex.explain("cold food", targets=names[1].upper()).targets[0].index == 1
+    with pytest.raises(InterpTextError, match="target 'nope' is not a class name; the classes are"):
+        ex.explain("cold food", targets="nope")
