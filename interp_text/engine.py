@@ -8,8 +8,9 @@ statistic, reduces the hidden dimension and hands token scores to the granularit
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -182,11 +183,28 @@ class Engine:
             raise InterpTextError(f"unknown explain() options {sorted(generate_kwargs)} for a classifier.")
         texts, single = inp.normalise_texts(model_inputs)
         device = s.device or model_device(self.model)
-        with self.guarded():
-            items = self._prepare(texts, targets, single, device, generate_kwargs)
-            self._clean_pass(items)
-            self._attribute(items, device)
-            results = [self._assemble(it) for it in items]
+        asked = s.batch_size
+        while True:
+            try:
+                with self.guarded():
+                    items = self._prepare(texts, targets, single, device, generate_kwargs)
+                    self._clean_pass(items)
+                    self._attribute(items, device)
+                    results = [self._assemble(it) for it in items]
+                break
+            except torch.cuda.OutOfMemoryError:
+                if self.s.batch_size == 1:
+                    raise
+            # Rows are independent, so fewer per forward give the same scores: halve and start over.
+            # Outside the except block, whose frame held the failed buffers.
+            torch.cuda.empty_cache()
+            self.s = replace(self.s, batch_size=self.s.batch_size // 2)
+        if self.s.batch_size != asked:
+            warnings.warn(
+                f"batch_size={asked} ran out of device memory; this call used batch_size={self.s.batch_size}. "
+                f"Pass batch_size={self.s.batch_size} to start there.",
+                stacklevel=3,
+            )
         if single:
             return results[0]
         from .render import ExplanationList

@@ -140,3 +140,36 @@ def test_class_names_match_in_any_case(bert, wp_tokenizer):
     assert ex.explain("cold food", targets=names[1].upper()).targets[0].index == 1
     with pytest.raises(InterpTextError, match="target 'nope' is not a class name; the classes are"):
         ex.explain("cold food", targets="nope")
+
+
+def _runs_out_above(limit, real):
+    """``real``, raising CUDA's out-of-memory error for a forward of more than ``limit`` rows."""
+
+    def forward(model, x, *args, **kwargs):
+        if x.shape[0] > limit:
+            raise torch.cuda.OutOfMemoryError(f"{x.shape[0]} rows do not fit")
+        return real(model, x, *args, **kwargs)
+
+    return forward
+
+
+@pytest.mark.parametrize("cls,opts", [(Occlusion, {}), (KernelShap, {"n_samples": 30}), (VarGrad, {})])
+def test_out_of_memory_halves_the_batch_and_says_so(cls, opts, bert, wp_tokenizer, monkeypatch):
+    import interp_text.engine as engine
+    import interp_text.perturbation as perturbation
+
+    texts = ["the food was cold but the staff were lovely", "not good", "bad"]
+    expected = cls(bert, wp_tokenizer, batch_size=6, **opts).explain(texts)
+    for module in (engine, perturbation):
+        monkeypatch.setattr(module, "classification_logits", _runs_out_above(6, module.classification_logits))
+    explainer = cls(bert, wp_tokenizer, batch_size=50, **opts)
+    with pytest.warns(UserWarning, match="batch_size=50 ran out of device memory; this call used batch_size=6. "):
+        got = explainer.explain(texts)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+    assert explainer.settings.batch_size == 50
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # one row that does not fit is the device's limit
+        monkeypatch.setattr(
+            perturbation, "classification_logits", _runs_out_above(0, perturbation.classification_logits)
+        )
+        Occlusion(bert, wp_tokenizer, batch_size=4).explain("cold")
