@@ -226,9 +226,10 @@ class Engine:
             inp.check_length(it, s.task, max_len)
         if s.task != CLASSIFICATION:
             to_generate = [it for it, t in zip(items, per_text) if t is None]
+            rows = inp.embedding_rows(model)
             for it, ids in zip(items, inp.target_token_ids(tok, per_text)):
                 if ids is not None:
-                    inp.set_outputs(model, tok, s.task, it, ids, max_len)
+                    inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
             self._generate(to_generate, device, generate_kwargs, max_len)
         if not self.needs_embeds:
             return items
@@ -247,7 +248,7 @@ class Engine:
         if not items:
             return
         model, tok = self.model, self.tokenizer
-        stop = inp.eos_ids(model, tok)
+        stop, rows = inp.eos_ids(model, tok), inp.embedding_rows(model)
         pad = tok.pad_token_id if tok.pad_token_id is not None else (min(stop) if stop else None)
         options = {"do_sample": False, "pad_token_id": pad}
         if "max_length" not in kwargs:
@@ -271,7 +272,7 @@ class Engine:
                 raise InterpTextError(f"generation failed with options {kwargs}: {err}") from err
             for it, row in zip(group, out.tolist()):
                 new = row[it.n_prompt :] if self.s.task == CAUSAL_LM else row[1:]
-                inp.set_outputs(model, tok, self.s.task, it, inp.strip_generated(new, stop, pad), max_len)
+                inp.set_outputs(model, tok, self.s.task, it, inp.strip_generated(new, stop, pad), max_len, rows)
 
     def _clean_pass(self, items: list[Item]) -> None:
         """Generation: f(x) and log p on the unperturbed input (and f(baseline) when the method has one).

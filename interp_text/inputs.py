@@ -243,7 +243,7 @@ def strip_generated(ids: list[int], stop: set[int], pad: int | None) -> list[int
 
 def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, max_length: int | None) -> list[Item]:
     """Tokenize every text; for generation with forced targets, append/attach the output ids."""
-    items = []
+    items, rows = [], embedding_rows(model)
     plain = [i for i, raw in enumerate(texts) if not _is_chat(raw)]
     tokens = dict(zip(plain, tokenize_all(tokenizer, [texts[i] for i in plain]))) if plain else {}
     for i, raw in enumerate(texts):
@@ -254,7 +254,7 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
             ids, offsets, special, strings = tokenize(tokenizer, text, add_special_tokens=False)
         if not ids:
             raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
-        check_ids(model, tokenizer, ids, f"text {i}")
+        check_ids(rows, tokenizer, ids, f"text {i}")
         item = Item(i, text, torch.tensor(ids), offsets, special, strings)
         if task == CLASSIFICATION:
             item.classes = targets[i] or []
@@ -262,13 +262,18 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
     return items
 
 
-def set_outputs(model, tokenizer, task: str, item: Item, output_ids: list[int], max_length: int | None) -> None:
+def set_outputs(
+    model, tokenizer, task: str, item: Item, output_ids: list[int], max_length: int | None, rows: int | None = None
+) -> None:
+    """The output ids of ``item`` (forced or generated); ``rows``: ``embedding_rows(model)``, if known."""
     if not output_ids:
         raise InterpTextError(
             f"the output for prompt {item.index} is empty (the model stopped at once); pass targets= or "
             "generation options such as min_new_tokens=1."
         )
-    check_ids(model, tokenizer, output_ids, f"the output of prompt {item.index}")
+    check_ids(
+        embedding_rows(model) if rows is None else rows, tokenizer, output_ids, f"the output of prompt {item.index}"
+    )
     item.output_ids = list(output_ids)
     item.output_text, item.output_offsets, item.output_special = decoded_offsets(tokenizer, item.output_ids)
     if task == CAUSAL_LM:
@@ -276,10 +281,13 @@ def set_outputs(model, tokenizer, task: str, item: Item, output_ids: list[int], 
     check_length(item, task, max_length)
 
 
-def check_ids(model, tokenizer, ids: list[int], what: str) -> None:
-    """Every id must have a row in the model's input embeddings (an out-of-range id is an IndexError deep
-    in the forward, or a wrong row on some devices)."""
-    rows = model.get_input_embeddings().weight.shape[0]
+def embedding_rows(model) -> int:
+    return model.get_input_embeddings().weight.shape[0]
+
+
+def check_ids(rows: int, tokenizer, ids: list[int], what: str) -> None:
+    """Every id must have one of the ``rows`` of the model's input embeddings (an out-of-range id is an
+    IndexError deep in the forward, or a wrong row on some devices)."""
     if min(ids) >= 0 and max(ids) < rows:
         return
     bad = next(t for t in ids if not 0 <= t < rows)
