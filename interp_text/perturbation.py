@@ -710,7 +710,8 @@ class KernelShap(PerturbationMethod):
         if self.exhaustive(n):
             size = z.sum(1).long()
             kernel = torch.tensor(
-                [(n - 1) / (math.comb(n, s) * s * (n - s)) if 0 < s < n else 0.0 for s in range(n + 1)]
+                [(n - 1) / (math.comb(n, s) * s * (n - s)) if 0 < s < n else 0.0 for s in range(n + 1)],
+                dtype=torch.float64,
             )
             w = kernel[size]  # (samples,)
         else:

@@ -243,6 +243,11 @@ def table_rows(rows: torch.Tensor, width: int) -> Table:
     return Table(rows[:, :width].bool(), rows[:, width : 2 * width], rows[:, 2 * width], d)
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits summed in float32; float64 ones stay float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def multi_label(model) -> bool:
     """A classifier whose classes are independent yes/no decisions (a sigmoid each), not one softmax."""
     return getattr(model.config, "problem_type", None) == "multi_label_classification"
@@ -256,8 +261,8 @@ def class_log_norm(model, logits: torch.Tensor, chosen: torch.Tensor) -> torch.T
     log(1 + e^logit) of each chosen logit, so SOFTMAX means its sigmoid. Shape of ``chosen``.
     """
     if multi_label(model):
-        return torch.nn.functional.softplus(chosen.float()).to(chosen.dtype)
-    return torch.logsumexp(logits.float(), -1, keepdim=True).to(chosen.dtype)
+        return torch.nn.functional.softplus(at_least_float32(chosen)).to(chosen.dtype)
+    return torch.logsumexp(at_least_float32(logits), -1, keepdim=True).to(chosen.dtype)
 
 
 def classification_columns(
@@ -320,7 +325,7 @@ def target_logits(
         logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))  # (rows, width, vocab)
     chosen = logits.gather(2, target_ids[..., None])[..., 0]  # (rows, width)
     # The normaliser only at the scored positions, never over the whole sequence.
-    log_norm = torch.logsumexp(logits.float(), dim=-1).to(chosen.dtype) if normaliser else None
+    log_norm = torch.logsumexp(at_least_float32(logits), dim=-1).to(chosen.dtype) if normaliser else None
     return chosen, log_norm, valid
 
 
@@ -350,7 +355,7 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
         chosen = chosen + lm_head.bias[target_ids]
     log_norm = None
     if normaliser:
-        log_norm = [torch.logsumexp(lm_head(h[:, j]).float(), -1).to(chosen.dtype) for j in range(width)]
+        log_norm = [torch.logsumexp(at_least_float32(lm_head(h[:, j])), -1).to(chosen.dtype) for j in range(width)]
         if stacked:
             log_norm = torch.stack(log_norm, 1)  # (rows, width)
     return chosen, log_norm, valid

@@ -1,5 +1,6 @@
 """Perturbation methods: closed forms on toy models, efficiency, batching, seeds, generation, errors."""
 
+import copy
 import itertools
 import math
 
@@ -107,8 +108,11 @@ def test_kernelshap_exact_shapley_values_of_an_interaction(wp_tokenizer):
     np.testing.assert_allclose(expl.scores[0], [(e2**2).item(), 0, 0, 0], atol=1e-5)
 
 
-def test_kernelshap_equals_brute_force_shapley_on_bert(sharp_bert, wp_tokenizer):
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, dict(atol=2e-5)), (torch.float64, dict(rtol=1e-11))])
+def test_kernelshap_equals_brute_force_shapley_on_bert(dtype, tolerance, sharp_bert, wp_tokenizer):
     # φ_i = Σ_{S ∌ i} |S|! (n − |S| − 1)! / n! · (v(S ∪ {i}) − v(S)), v(S) = logits with only S's words kept.
+    # In float64 nothing but the model's own rounding may separate the two (the kernel weights included).
+    sharp_bert = copy.deepcopy(sharp_bert).to(dtype)
     text = "unloved pastas were cold"
     ids = wp_tokenizer(text)["input_ids"]
     word_of = wp_tokenizer(text).word_ids()
@@ -128,7 +132,28 @@ def test_kernelshap_equals_brute_force_shapley_on_bert(sharp_bert, wp_tokenizer)
                 phi[:, i] += weight * (values[tuple(sorted(s + (i,)))] - value)
     expl = KernelShap(sharp_bert, wp_tokenizer).explain(text, targets="all")
     assert np.abs(phi).max() > 0.1
-    np.testing.assert_allclose(expl.scores, phi, atol=2e-5)
+    np.testing.assert_allclose(expl.scores, phi, **tolerance)
+
+
+@pytest.mark.parametrize("mode", ["softmax", "log_softmax"])
+def test_float64_models_keep_float64_probabilities(mode, sharp_bert, gpt2, bpe, wp_tokenizer):
+    """Normalisers are summed in at least float32: a float64 model's stay float64."""
+    model = copy.deepcopy(sharp_bert).double()
+    text = "unloved pastas were cold"
+    with torch.no_grad():
+        logits = model(torch.tensor([wp_tokenizer(text)["input_ids"]])).logits[0]
+    want = logits.log_softmax(-1) if mode == "log_softmax" else logits.softmax(-1)
+    expl = Occlusion(model, wp_tokenizer, inference_mode=mode).explain(text, targets="all")
+    np.testing.assert_allclose([t.score for t in expl.targets], want.numpy(), rtol=1e-13, atol=0)
+    lm = copy.deepcopy(gpt2).double()
+    prompt, answer = "The capital of France is", "Paris"  # no space token: every output token is in the element
+    n_prompt = len(bpe(prompt)["input_ids"])
+    ids = bpe(prompt)["input_ids"] + bpe(answer, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = lm(torch.tensor([ids])).logits[0].log_softmax(-1)
+    want = sum(logp[t - 1, ids[t]].item() for t in range(n_prompt, len(ids)))
+    got = Occlusion(lm, bpe, inference_mode="log_softmax", granularity="sentence").explain(prompt, targets=answer)
+    assert abs(sum(t.score for t in got.targets) - want) < 1e-12
 
 
 @pytest.mark.parametrize("n_samples", [300, 40])  # 8 words: 254 coalitions enumerated / 40 sampled
