@@ -31,6 +31,7 @@ from .tasks import (
     classification_columns,
     classification_logits,
     detect_task,
+    regression,
     score_columns,
     send,
     split_head,
@@ -86,15 +87,22 @@ class Settings:
         """Settings from the options every explainer takes, each validated with an error naming the fix."""
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InterpTextError(f"seed={seed!r} must be an int.")
+        task = detect_task(model, task)
+        mode = as_enum(InferenceModes, inference_mode, "inference_mode")
+        if task == CLASSIFICATION and mode != InferenceModes.LOGITS and regression(model):
+            raise InterpTextError(
+                f"inference_mode={mode.value!r}: {type(model).__name__} has one output and no multi-label "
+                "problem_type, a regression model, whose output has no probability; use inference_mode='logits'."
+            )
         return cls(
             name=name,
             batch_size=positive_int(batch_size, "batch_size"),
             granularity=as_enum(Granularity, granularity, "granularity"),
             aggregation=as_enum(GranularityAggregationStrategy, aggregation, "granularity_aggregation_strategy"),
-            inference_mode=as_enum(InferenceModes, inference_mode, "inference_mode"),
+            inference_mode=mode,
             device=checked_device(device),
             seed=seed,
-            task=detect_task(model, task),
+            task=task,
             **rest,
         )
 
@@ -166,6 +174,7 @@ class Engine:
         self.head = None  # causal LMs: the checked (base, LM head) split, or False
         self.loop_only = False  # set when a vmapped backward ran out of memory
         self.id2label: dict | None = None
+        self.regression: bool | None = None  # a one-output classifier: no probability (read once)
 
     def guarded(self):
         """The model guard of one call (``model_guard.explaining``)."""
@@ -226,11 +235,27 @@ class Engine:
             inp.check_length(it, s.task, max_len)
         if s.task != CLASSIFICATION:
             to_generate = [it for it, t in zip(items, per_text) if t is None]
+            if generate_kwargs and not to_generate:
+                raise InterpTextError(
+                    f"explain() options {sorted(generate_kwargs)} are for generation, but every target is given, "
+                    "so nothing is generated; drop them."
+                )
             rows = inp.embedding_rows(model)
             for it, ids in zip(items, inp.target_token_ids(tok, per_text)):
                 if ids is not None:
                     inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
             self._generate(to_generate, device, generate_kwargs, max_len)
+            for it in items:
+                strings = tok.convert_ids_to_tokens(it.output_ids)
+                it.output_groups = group_tokens(
+                    it.output_text, it.output_offsets, it.output_special, s.granularity, strings
+                )
+                if not it.output_groups[0]:
+                    raise InterpTextError(
+                        f"the output of prompt {it.index} ({it.output_text!r}) has no {s.granularity.value} to explain "
+                        "(only special or whitespace tokens); pass granularity='all_tokens' to explain those tokens, "
+                        "or another target."
+                    )
         if not self.needs_embeds:
             return items
         emb = model.get_input_embeddings()
@@ -254,10 +279,22 @@ class Engine:
         if "max_length" not in kwargs:
             options["max_new_tokens"] = 20
         options.update(kwargs)
+        if options.get("num_return_sequences", 1) != 1:
+            raise InterpTextError(
+                "num_return_sequences must be 1: each prompt is explained with one output. To explain several, "
+                "generate them first and pass each as targets=."
+            )
+        for name in ("return_dict_in_generate", "output_scores", "output_logits"):
+            if options.get(name):
+                raise InterpTextError(f"{name}=True: the explanation reads the generated ids only; drop it.")
+        new_tokens = options.get("max_new_tokens")
+        if new_tokens is not None and (isinstance(new_tokens, bool) or not isinstance(new_tokens, int)):
+            raise InterpTextError(f"max_new_tokens={new_tokens!r} must be an int.")
+        if "stop_strings" in options:
+            options.setdefault("tokenizer", tok)  # generate() needs it to find the strings
         by_len: dict[int, list[Item]] = {}
         for it in items:
             by_len.setdefault(it.n_prompt, []).append(it)
-        new_tokens = options.get("max_new_tokens")
         for n_prompt, group in by_len.items():
             if self.s.task == CAUSAL_LM and max_len and new_tokens and n_prompt + new_tokens > max_len:
                 raise InterpTextError(
@@ -265,8 +302,11 @@ class Engine:
                     f"the {max_len} tokens the model accepts at most; lower max_new_tokens or shorten the prompt."
                 )
             ids = torch.stack([it.input_ids[: it.n_prompt] for it in group]).to(device)  # (k, prompt)
+            cuda = [ids.device] if ids.device.type == "cuda" else []
             try:
-                with torch.no_grad():
+                # do_sample=True draws from the global generator: seeded here, and left as it was after.
+                with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+                    torch.manual_seed(self.s.seed)
                     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
             except (TypeError, ValueError) as err:
                 raise InterpTextError(f"generation failed with options {kwargs}: {err}") from err
@@ -442,7 +482,7 @@ class Engine:
 
     # ------------------------------------------------------------------ result
     def _assemble(self, it: Item) -> Explanation:
-        s, tok = self.s, self.tokenizer
+        s = self.s
         token_scores = reduce_hidden(it.stat, s.token_reduction).cpu()  # (targets, seq)
         gap = None
         if s.uses_baseline:
@@ -453,10 +493,7 @@ class Engine:
             scores = pool(token_scores, mapping, len(elements), s.aggregation)
             return self._explanation(it, elements, spans, scores, self._class_targets(it), gap, None, None, None)
 
-        out_strings = tok.convert_ids_to_tokens(it.output_ids)
-        out_elements, out_spans, out_map = group_tokens(
-            it.output_text, it.output_offsets, it.output_special, s.granularity, out_strings
-        )
+        out_elements, out_spans, out_map = it.output_groups
         n_in, n_out = len(elements), len(out_elements)
         if s.task == CAUSAL_LM:
             n_p = it.n_prompt
@@ -484,9 +521,10 @@ class Engine:
             self.id2label = dict(self.model.config.id2label or {})
         id2label = self.id2label
         logprobs, scores = it.target_logprobs.tolist(), it.target_scores.tolist()
-        return [
-            Target(str(id2label.get(c, c)), c, [], math.exp(logprobs[k]), scores[k]) for k, c in enumerate(it.classes)
-        ]
+        if self.regression is None:
+            self.regression = regression(self.model)
+        probability = [math.nan if self.regression else math.exp(lp) for lp in logprobs]
+        return [Target(str(id2label.get(c, c)), c, [], probability[k], scores[k]) for k, c in enumerate(it.classes)]
 
     def _output_targets(self, it: Item, out_elements: list[str], out_map: list[int]) -> list[Target]:
         """One target per output element: its tokens' probabilities multiply, their scores add."""

@@ -1,7 +1,8 @@
 """Tokens to elements (tokens, words, sentences) by character offsets, and vectorised pooling.
 
 Every element keeps its ``(start, end)`` span in the original text, so ``text[start:end]`` is the
-element and the text between spans is whitespace (or characters no token covers).
+element and the text between spans is whitespace (or characters no token covers, or special
+tokens written in the text, as a chat template writes them).
 """
 
 from __future__ import annotations
@@ -117,7 +118,14 @@ def group_tokens(
             mapping[i] = len(spans) - 1
         return [text[s:e] for s, e in spans], spans, mapping
 
-    spans = word_spans(text) if granularity == Granularity.WORD else sentence_spans(text)
+    scan = text
+    written = [(s, e) for (s, e), flag in zip(offsets, special) if flag and e > s]
+    if written:  # special tokens written in the text (a chat template's, an output's <eos>) are no words
+        chars = list(text)
+        for s, e in written:
+            chars[s:e] = " " * (e - s)
+        scan = "".join(chars)
+    spans = word_spans(scan) if granularity == Granularity.WORD else sentence_spans(scan)
     starts = [s for s, _ in spans]
     mapping = []
     for s, e in trimmed:

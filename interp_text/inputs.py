@@ -43,6 +43,10 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
     return texts, single
 
 
+class Templated(str):
+    """A text a chat template wrote: it holds its own special tokens, so none are added."""
+
+
 def apply_chat_template(tokenizer, messages: list[dict]) -> str:
     if getattr(tokenizer, "chat_template", None) is None:
         raise InterpTextError(
@@ -181,8 +185,21 @@ def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
             raise InterpTextError(
                 f"got {len(targets)} targets for {n_texts} prompts; pass one target (string, token ids or None) per prompt."
             )
-        return list(targets)
+        return [_one_generation_target(t, i) for i, t in enumerate(targets)]
     raise InterpTextError(f"targets={targets!r} is not understood; pass a string, token ids, or None to generate.")
+
+
+def _one_generation_target(target: Any, index: int) -> Any:
+    """One prompt's target: None, a string, or token ids (one id is a one-token target)."""
+    if isinstance(target, int) and not isinstance(target, bool):
+        return [target]
+    if target is None or isinstance(target, str):
+        return target
+    if isinstance(target, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+        return list(target)
+    raise InterpTextError(
+        f"the target of prompt {index} ({target!r}) is not understood; pass a string, token ids, or None to generate."
+    )
 
 
 def target_token_ids(tokenizer, targets: list) -> list[list[int] | None]:
@@ -244,14 +261,17 @@ def strip_generated(ids: list[int], stop: set[int], pad: int | None) -> list[int
 def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, max_length: int | None) -> list[Item]:
     """Tokenize every text; for generation with forced targets, append/attach the output ids."""
     items, rows = [], embedding_rows(model)
-    plain = [i for i, raw in enumerate(texts) if not _is_chat(raw)]
+    plain = [i for i, raw in enumerate(texts) if not _is_chat(raw) and not isinstance(raw, Templated)]
     tokens = dict(zip(plain, tokenize_all(tokenizer, [texts[i] for i in plain]))) if plain else {}
     for i, raw in enumerate(texts):
         if i in tokens:
             text, (ids, offsets, special, strings) = raw, tokens[i]
         else:  # a chat template already holds its special tokens
-            text = apply_chat_template(tokenizer, raw)
+            text = raw if isinstance(raw, Templated) else Templated(apply_chat_template(tokenizer, raw))
             ids, offsets, special, strings = tokenize(tokenizer, text, add_special_tokens=False)
+            # The template's special tokens are in the text, where the tokenizer does not flag them.
+            special_ids = set(tokenizer.all_special_ids)
+            special = [flag or t in special_ids for flag, t in zip(special, ids)]
         if not ids:
             raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
         check_ids(rows, tokenizer, ids, f"text {i}")

@@ -470,10 +470,7 @@ class PerturbationEngine(Engine):
             return self._explanation(
                 it, players.elements, players.spans, scores, self._class_targets(it), gap, None, None, None
             )
-        out_strings = self.tokenizer.convert_ids_to_tokens(it.output_ids)
-        out_elements, out_spans, out_map = group_tokens(
-            it.output_text, it.output_offsets, it.output_special, s.granularity, out_strings
-        )
+        out_elements, out_spans, out_map = it.output_groups
         n_out = len(out_elements)
         if s.task == CAUSAL_LM:
             # Outputs are never masked: their columns are NaN, never a zero attribution.

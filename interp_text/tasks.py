@@ -115,6 +115,7 @@ class Item:
     output_text: str = ""
     output_offsets: list[tuple[int, int]] = field(default_factory=list)  # per output token
     output_special: list[bool] = field(default_factory=list)
+    output_groups: tuple | None = None  # group_tokens of the output: (elements, spans, token -> element)
     embeds: torch.Tensor | None = None  # (seq, hidden)
     # Filled by the clean pass (unperturbed input):
     predicted: int | None = None
@@ -251,6 +252,11 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
 def multi_label(model) -> bool:
     """A classifier whose classes are independent yes/no decisions (a sigmoid each), not one softmax."""
     return getattr(model.config, "problem_type", None) == "multi_label_classification"
+
+
+def regression(model) -> bool:
+    """One output and no sigmoid: Hugging Face's convention for a regression model, which has no probability."""
+    return int(getattr(model.config, "num_labels", 2)) == 1 and not multi_label(model)
 
 
 def class_log_norm(model, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from interp_text import (
     InputXGradient,
     IntegratedGradients,
     InterpTextError,
+    Occlusion,
     Saliency,
     SmoothGrad,
     SquareGrad,
@@ -207,6 +208,27 @@ def test_tokenizer_without_pad_token_still_generates(llama, bos_tok):
             "max_new_tokens=200 would pass the 128 tokens",
         ),
         (lambda m, t: Saliency(m, t).explain([PROMPT, PROMPT], targets=[" a"]), "got 1 targets for 2 prompts"),
+        (
+            lambda m, t: Saliency(m, t).explain([PROMPT, "The food"], num_beams=3, num_return_sequences=3),
+            "num_return_sequences must be 1: each prompt is explained with one output",
+        ),
+        (
+            lambda m, t: Occlusion(m, t).explain(PROMPT, targets=" Paris", max_new_token=3),
+            r"explain\(\) options \['max_new_token'\] are for generation, but every target is given",
+        ),
+        (
+            lambda m, t: Saliency(m, t).explain(PROMPT, return_dict_in_generate=True),
+            "return_dict_in_generate=True: the explanation reads the generated ids only",
+        ),
+        (lambda m, t: Saliency(m, t).explain(PROMPT, max_new_tokens="3"), "max_new_tokens='3' must be an int."),
+        (
+            lambda m, t: Saliency(m, t).explain([PROMPT, "The food"], targets=[" Paris", {"a": 1}]),
+            r"the target of prompt 1 \(\{'a': 1\}\) is not understood",
+        ),
+        (
+            lambda m, t: Saliency(m, t).explain(PROMPT, targets=t.eos_token),
+            r"the output of prompt 0 \('<\|endoftext\|>'\) has no word to explain .*granularity='all_tokens'",
+        ),
     ],
 )
 def test_generation_errors(call, message, gpt2, bpe):
@@ -369,3 +391,43 @@ def test_prefix_rows_of_several_prompts_come_back_to_their_own_text(gpt2, bpe, m
         alone = Occlusion(gpt2, bpe, batch_size=16).explain(prompt, targets=" and the staff")
         np.testing.assert_allclose(expl.scores, alone.scores, rtol=1e-4, atol=1e-5, equal_nan=True)
     assert not np.allclose(together[0].scores[:, :45], together[1].scores[:, :45])  # two different texts
+
+
+def test_chat_template_special_tokens_are_never_words_nor_masked(llama, bos_tok):
+    tok = copy.deepcopy(bos_tok)
+    tok.chat_template = (
+        "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}assistant:"
+    )
+    messages = [{"role": "user", "content": "The capital of France?"}]
+    words = Occlusion(llama, tok).explain(messages, targets=" Paris")
+    assert words.text.startswith("<s>user:") and "<|endoftext|>" in words.text
+    assert words.elements == ["user", ":", "The", "capital", "of", "France", "?", "assistant", ":"]
+    tokens = Occlusion(llama, tok, granularity="all_tokens").explain(messages, targets=" Paris")
+    special = [j for j, e in enumerate(tokens.elements) if e in ("<s>", "<|endoftext|>")]
+    assert len(special) == 2 and np.isnan(tokens.scores[:, special]).all()  # never masked
+    assert np.isfinite(np.delete(tokens.scores[:, : len(tokens.elements)], special, axis=1)).all()
+
+
+def test_an_end_of_text_token_in_the_output_is_no_part_of_a_word(gpt2, bpe):
+    expl = Saliency(gpt2, bpe).explain(PROMPT, targets=" Paris." + bpe.eos_token)
+    assert expl.output_elements == ["Paris", "."]
+    assert all(bpe.eos_token not in e for e in expl.output_elements)
+
+
+def test_sampling_is_seeded_and_leaves_the_global_generator_alone(gpt2, bpe):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    outputs = [
+        Saliency(gpt2, bpe, seed=s).explain(PROMPT, do_sample=True, max_new_tokens=6).output_text for s in (0, 0, 1)
+    ]
+    assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_one_token_id_per_prompt(gpt2, bpe):
+    ids = [bpe(w, add_special_tokens=False)["input_ids"][0] for w in ("Paris", "the")]  # no lone-space tokens
+    by_int = Saliency(gpt2, bpe).explain([PROMPT, "The food"], targets=ids)
+    by_list = Saliency(gpt2, bpe).explain([PROMPT, "The food"], targets=[[ids[0]], [ids[1]]])
+    for a, b in zip(by_int, by_list):
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.output_text == b.output_text

@@ -173,3 +173,16 @@ def test_out_of_memory_halves_the_batch_and_says_so(cls, opts, bert, wp_tokenize
             perturbation, "classification_logits", _runs_out_above(0, perturbation.classification_logits)
         )
         Occlusion(bert, wp_tokenizer, batch_size=4).explain("cold")
+
+
+def test_a_regression_model_has_no_probability(wp_tokenizer):
+    model = tiny_bert(wp_tokenizer, num_labels=1)
+    with pytest.raises(
+        InterpTextError, match="inference_mode='softmax': BertForSequenceClassification has one output .* regression"
+    ):
+        Saliency(model, wp_tokenizer, inference_mode="softmax")
+    expl = Occlusion(model, wp_tokenizer).explain("the food was cold")
+    with torch.no_grad():
+        value = model(**wp_tokenizer("the food was cold", return_tensors="pt")).logits[0, 0].item()
+    assert np.isnan(expl.targets[0].probability)
+    assert expl.targets[0].score == pytest.approx(value, rel=1e-6)
