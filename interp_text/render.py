@@ -1038,6 +1038,8 @@ def explanation_terminal(
         )
         columns = expl.columns
         width = min(max((len(repr(t.label)) for t in expl.targets), default=0), 24)
+        probs = ["" if math.isnan(t.probability) else f"p={_fmt_prob(t.probability)} " for t in expl.targets]
+        prob_width = max(map(len, probs), default=0)  # so that every row's │ lines up
         for i, t in enumerate(expl.targets):
             row = expl.scores[i]
             order = [
@@ -1052,7 +1054,7 @@ def explanation_terminal(
                     chips.append(f"{_ansi(name, bg)} {_DIM}{_fmt_short(float(row[j]))}{_RESET}")
                 else:
                     chips.append(f"{name}[{_fmt_short(float(row[j]))}]")
-            prob = "" if math.isnan(t.probability) else f"p={_fmt_prob(t.probability)} "
+            prob = probs[i].ljust(prob_width)
             label = repr(t.label).ljust(width)
             label = f"{_BOLD}{label}{_RESET}" if use_color else label
             lines.append(f"  {label} {prob}\u2502 {'  '.join(chips) if chips else '(nothing attributable)'}")

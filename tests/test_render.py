@@ -634,6 +634,15 @@ def test_terminal_generation():
     assert "dort[target]" in s2s and "sleeps[+0.70]" in s2s
 
 
+def test_terminal_generation_rows_line_up_whatever_the_probability():
+    expl = causal()
+    for t, p in zip(expl.targets, [0.999, 7.6e-05, float("nan"), 0.5]):
+        t.probability = p
+    rows = [line for line in explanation_terminal(expl, color=False).splitlines() if "\u2502" in line]
+    assert len(rows) == len(expl.targets)
+    assert len({row.index("\u2502") for row in rows}) == 1
+
+
 def test_terminal_neutralises_control_characters():
     expl = classification("evil\x1b[2Jtext ok", [[1.0, 0.5], [0.0, 0.0]])
     for color in (True, False):
