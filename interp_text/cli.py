@@ -321,7 +321,13 @@ def cmd_demo(args) -> int:
 def cmd_compare(args) -> int:
     from .compare import compare_default, format_table
 
-    methods = args.methods.split(",") if args.methods else None
+    methods = None  # every method
+    if args.methods is not None:
+        methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+        if not methods:
+            raise InterpTextError(
+                f"--methods {args.methods!r} names no method; pass comma-separated names such as 'occlusion,lime'."
+            )
     rows = compare_default(n_texts=args.n_texts, methods=methods)
     print(format_table(rows))
     return 0
@@ -366,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--aggregation",
         type=str.lower,
         choices=["mean", "max", "min", "sum", "signed_max"],
-        help="how token scores pool into a word / sentence (default mean)",
+        help="how token scores pool into a word / sentence (default: mean for gradient methods, sum for "
+        "perturbation methods)",
     )
     ex.add_argument(
         "--target",

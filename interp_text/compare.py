@@ -16,7 +16,7 @@ import torch
 
 from .errors import InterpTextError
 from .methods import GRADIENT_METHODS
-from .metrics import Deletion, Insertion, rationale_average_precision
+from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
 from .perturbation import PERTURBATION_METHODS, PerturbationMethod
 
 ALL_METHODS = {**GRADIENT_METHODS, **PERTURBATION_METHODS}
@@ -79,6 +79,11 @@ def compare(
         raise InterpTextError(
             f"got {len(rationales)} rationales for {len(texts)} texts; pass one list of spans per text."
         )
+    # Names and spans are checked before the first method runs, not after it.
+    methods = list(methods)
+    classes = [method_class(m) if isinstance(m, (str, type)) else None for m in methods]
+    if rationales is not None:
+        rationales = [checked_spans(r, f"rationales[{i}]") for i, r in enumerate(rationales)]
     per_method = {k.lower().replace("_", "").replace("-", ""): dict(v) for k, v in (method_options or {}).items()}
     unknown = sorted(set(per_method) - set(ALL_METHODS))
     if unknown:
@@ -87,9 +92,8 @@ def compare(
     deletion = Deletion(model, tokenizer, **metric_options)
     insertion = Insertion(model, tokenizer, **metric_options)
     rows = []
-    for method in methods:
-        if isinstance(method, (str, type)):
-            cls = method_class(method)
+    for method, cls in zip(methods, classes):
+        if cls is not None:
             kwargs = {"batch_size": batch_size, "device": device, "task": task, **options}
             if issubclass(cls, PerturbationMethod):
                 kwargs["replacement"] = replacement

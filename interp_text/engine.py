@@ -91,8 +91,9 @@ class Settings:
         mode = as_enum(InferenceModes, inference_mode, "inference_mode")
         if task == CLASSIFICATION and mode != InferenceModes.LOGITS and regression(model):
             raise InterpTextError(
-                f"inference_mode={mode.value!r}: {type(model).__name__} has one output and no multi-label "
-                "problem_type, a regression model, whose output has no probability; use inference_mode='logits'."
+                f"inference_mode={mode.value!r}: {type(model).__name__} is a regression model (problem_type "
+                "'regression', or one output and no multi-label problem_type), whose output has no probability; "
+                "use inference_mode='logits'."
             )
         return cls(
             name=name,

@@ -18,7 +18,7 @@ from .methods import check_model
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .perturbation import PerturbationEngine, element_players, resolve_replacement
-from .tasks import CLASSIFICATION
+from .tasks import CLASSIFICATION, detect_task, regression
 
 
 def _ranking(row: np.ndarray) -> np.ndarray:
@@ -32,6 +32,31 @@ def area_under_curve(curve: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.full(curve.shape[:-1], np.nan)
     return (curve[..., 0] / 2 + curve[..., 1:-1].sum(-1) + curve[..., -1] / 2) / n
+
+
+def _check_probabilities(name: str, model) -> None:
+    """Refuse a regression classifier: the curves need the explained class's probability.
+
+    Hugging Face reads a ``...ForSequenceClassification`` as regression when
+    ``config.problem_type == "regression"``, or when it has one output that is not a sigmoid
+    (``num_labels == 1`` without ``problem_type="multi_label_classification"``). A softmax over
+    one logit is 1 whatever the input, so its curves would be flat at 1.
+    """
+    if not regression(model):
+        return
+    config = model.config
+    n, problem = int(getattr(config, "num_labels", 2)), getattr(config, "problem_type", None)
+    hint = (
+        " If its one output is a binary classifier's logit, set model.config.problem_type = "
+        "'multi_label_classification' so that it is read as a sigmoid probability."
+        if n == 1
+        else ""
+    )
+    raise InterpTextError(
+        f"{name} measures the probability of the explained class, and a regression model has none: "
+        f"{type(model).__name__} has config.num_labels={n} and config.problem_type={problem!r}, so its outputs "
+        f"are scores, not class probabilities.{hint}"
+    )
 
 
 class _Curve:
@@ -50,6 +75,8 @@ class _Curve:
         replacement: str | int | None = None,
     ):
         check_model(model, tokenizer)
+        if detect_task(model, task) == CLASSIFICATION:
+            _check_probabilities(type(self).__name__, model)
         self.model, self.tokenizer = model, tokenizer
         self.replacement_id = resolve_replacement(replacement, model, tokenizer)
         self.settings = Settings.checked(
@@ -169,7 +196,8 @@ class Deletion(_Curve):
     Classification: the probability of each explained class (each row of the explanation has its
     own ranking). Generation: of each output element given the prompt (teacher-forced; the product
     of its tokens' probabilities), with its row's ranking; an explanation's score is the mean of
-    its rows' areas.
+    its rows' areas. A regression classifier (one output that is not a sigmoid, or
+    ``problem_type="regression"``) has no probability and is refused.
 
     Args:
         model, tokenizer: the ones that were explained.
@@ -197,6 +225,50 @@ class Insertion(_Curve):
     insertion = True
 
 
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def checked_spans(spans: object, name: str = "rationale_spans") -> list[tuple[int, int]]:
+    """``spans`` as a list of ``(start, end)`` int pairs with start < end; ``name`` is what errors call it.
+
+    A bare pair ``(13, 21)`` is refused rather than read as ``[(13, 21)]``: a list of rationales
+    (one list of spans per text, as ``compare`` takes) would then read one text's two spans
+    ``[(2, 4), (9, 10)]`` as one span for each of two texts.
+    """
+    try:
+        items = list(spans) if not isinstance(spans, str) else None
+    except TypeError:
+        items = None
+    if items is None:
+        raise InterpTextError(f"{name} = {spans!r} is not a list; pass a list of (start, end) pairs.")
+    if len(items) == 2 and all(_is_int(x) for x in items):
+        raise InterpTextError(
+            f"{name} = {spans!r} is one (start, end) pair; pass a list of (start, end) pairs: "
+            f"[({int(items[0])}, {int(items[1])})]."
+        )
+    out = []
+    for j, span in enumerate(items):
+        pair = tuple(span) if isinstance(span, (tuple, list, np.ndarray)) else ()
+        if len(pair) != 2 or not all(_is_int(x) for x in pair):
+            raise InterpTextError(
+                f"{name}[{j}] = {span!r} is not a (start, end) pair of ints; pass a list of (start, end) "
+                "character spans into the text."
+            )
+        a, b = int(pair[0]), int(pair[1])
+        if a == b:  # it would overlap the element around it, though it holds no character
+            raise InterpTextError(
+                f"{name}[{j}] = {span!r} is empty; a span is (start, end) with start < end, end exclusive: "
+                f"({a}, {a + 1}) covers the character at {a}."
+            )
+        if a > b:
+            raise InterpTextError(
+                f"{name}[{j}] = {span!r} is reversed; a span is (start, end) with start < end: pass ({b}, {a})."
+            )
+        out.append((a, b))
+    return out
+
+
 def rationale_average_precision(
     explanation: Explanation, rationale_spans: list[tuple[int, int]], target: int | str = 0, absolute: bool = False
 ) -> float:
@@ -211,7 +283,8 @@ def rationale_average_precision(
     Args:
         explanation: any explanation (classification or generation; only the prompt's elements
             are ranked).
-        rationale_spans: ``(start, end)`` character spans in ``explanation.text``.
+        rationale_spans: a list of ``(start, end)`` character spans in ``explanation.text``, each
+            with start < end (end exclusive); a bare ``(start, end)`` pair is an error.
         target: the row to rank by (row number or label).
         absolute: rank by |score| (for methods whose sign is not evidence for the target).
 
@@ -219,10 +292,10 @@ def rationale_average_precision(
         >>> rationale_average_precision(expl, [(14, 18)])  # doctest: +SKIP
         1.0
     """
+    spans = checked_spans(rationale_spans)
     row = np.asarray(explanation.row(target)[: len(explanation.elements)], dtype=np.float64)
     if absolute:
         row = np.abs(row)
-    spans = [(int(a), int(b)) for a, b in rationale_spans]
     positive = np.array([any(s < b and a < e for a, b in spans) for s, e in explanation.spans], dtype=bool)
     if not positive.any():
         raise InterpTextError(

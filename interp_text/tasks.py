@@ -255,8 +255,12 @@ def multi_label(model) -> bool:
 
 
 def regression(model) -> bool:
-    """One output and no sigmoid: Hugging Face's convention for a regression model, which has no probability."""
-    return int(getattr(model.config, "num_labels", 2)) == 1 and not multi_label(model)
+    """A regression model, which has no probability, by Hugging Face's convention: ``problem_type="regression"``,
+    or one output that is not a sigmoid (``num_labels == 1`` without a multi-label ``problem_type``)."""
+    config = model.config
+    if getattr(config, "problem_type", None) == "regression":
+        return True
+    return int(getattr(config, "num_labels", 2)) == 1 and not multi_label(model)
 
 
 def class_log_norm(model, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """The command line end to end, on the bundled models."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -311,3 +312,38 @@ def test_choices_take_any_case(tmp_path):
     assert main([*argv, "--inference-mode", "SOFTMAX", "--json", str(js)]) == 0
     expl = Explanation.load(js)
     assert (expl.granularity, expl.aggregation, expl.inference_mode) == ("word", "max", "softmax")
+
+
+@pytest.mark.parametrize(
+    "value,methods",
+    [("occlusion, lime", ["occlusion", "lime"]), (" Saliency ,,vargrad, ", ["Saliency", "vargrad"])],
+)
+def test_compare_methods_ignore_spaces_and_empty_items(value, methods, monkeypatch, capsys):
+    compare_module = importlib.import_module("interp_text.compare")  # the package's `compare` is the function
+    got = {}
+
+    def compare_default(n_texts, methods):
+        got.update(n_texts=n_texts, methods=methods)
+        return [{"method": "Occlusion", "deletion": 0.5, "insertion": 0.5, "rationale_ap": None, "seconds": 1.0}]
+
+    monkeypatch.setattr(compare_module, "compare_default", compare_default)
+    assert main(["compare", "--methods", value, "--n-texts", "2"]) == 0
+    assert got == {"n_texts": 2, "methods": methods}
+    assert capsys.readouterr().out.splitlines()[2].startswith("Occlusion")
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        (",,", "--methods ',,' names no method; pass comma-separated names such as 'occlusion,lime'."),
+        (" , ", "--methods ' , ' names no method; pass comma-separated names such as 'occlusion,lime'."),
+        ("", "--methods '' names no method; pass comma-separated names such as 'occlusion,lime'."),
+        (
+            "occlusion, magic",
+            f"method 'magic' is not known; use a class or one of {sorted(all_methods())}.",
+        ),
+    ],
+)
+def test_compare_methods_errors(value, message, capsys):
+    assert main(["compare", "--methods", value, "--n-texts", "1"]) == 2
+    assert capsys.readouterr().err == f"interp-text: error: {message}\n"

@@ -4,10 +4,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import tiny_bert
 from test_perturbation import AdditiveConfig, AdditiveForSequenceClassification, contributions
 
 from interp_text import Explanation, InterpTextError, Target
-from interp_text.compare import PERTURBATION_METHODS, compare, compare_default, format_table
+from interp_text.compare import ALL_METHODS, PERTURBATION_METHODS, compare, compare_default, format_table
 from interp_text.metrics import Deletion, Insertion, area_under_curve, rationale_average_precision
 from interp_text.perturbation import KernelShap, Occlusion
 
@@ -84,6 +85,44 @@ def test_metric_errors(bert, gpt2, bpe, wp_tokenizer):
         Deletion(gpt2, bpe, replacement="mask")
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"num_labels": 1},
+        {"num_labels": 1, "problem_type": "regression"},
+        {"num_labels": 2, "problem_type": "regression"},
+    ],
+)
+@pytest.mark.parametrize("metric", [Deletion, Insertion])
+def test_regression_models_are_refused(wp_tokenizer, metric, config):
+    # Softmax over a regression model's one output is 1 whatever the input: the curve would be flat at 1.
+    model = tiny_bert(wp_tokenizer, **config)
+    n, problem = config["num_labels"], config.get("problem_type")
+    hint = (
+        " If its one output is a binary classifier's logit, set model.config.problem_type = "
+        "'multi_label_classification' so that it is read as a sigmoid probability."
+        if n == 1
+        else ""
+    )
+    message = (
+        f"{metric.__name__} measures the probability of the explained class, and a regression model has none: "
+        f"BertForSequenceClassification has config.num_labels={n} and config.problem_type={problem!r}, so its "
+        f"outputs are scores, not class probabilities.{hint}"
+    )
+    with pytest.raises(InterpTextError) as err:
+        metric(model, wp_tokenizer)
+    assert str(err.value) == message
+
+
+def test_one_output_multi_label_classifier_is_a_sigmoid(wp_tokenizer):
+    model = tiny_bert(wp_tokenizer, num_labels=1, problem_type="multi_label_classification")
+    expl = Occlusion(model, wp_tokenizer).explain("Not good.")
+    curve = Deletion(model, wp_tokenizer).curves(expl)  # (1, n + 1)
+    assert curve.shape == (1, 4)
+    np.testing.assert_allclose(curve[0, 0], 1 / (1 + np.exp(-expl.targets[0].score)), rtol=1e-5)
+    assert abs(curve[0, 0] - 0.5) < 0.5  # a sigmoid, not a softmax over one logit (always 1)
+
+
 # ---------------------------------------------------------------- rationale AP
 def manual(scores, text="a bb ccc dd e"):
     spans, start = [], 0
@@ -118,6 +157,46 @@ def test_rationale_average_precision():
         rationale_average_precision(manual([0.1] * 5), [(1, 2)])
 
 
+@pytest.mark.parametrize(
+    "spans,message",
+    [
+        # A zero-length span inside "ccc" (5, 8) used to make "ccc" relevant.
+        (
+            [(6, 6)],
+            "rationale_spans[0] = (6, 6) is empty; a span is (start, end) with start < end, end exclusive: "
+            "(6, 7) covers the character at 6.",
+        ),
+        (
+            [(2, 4), (8, 5)],
+            "rationale_spans[1] = (8, 5) is reversed; a span is (start, end) with start < end: pass (5, 8).",
+        ),
+        ((2, 4), "rationale_spans = (2, 4) is one (start, end) pair; pass a list of (start, end) pairs: [(2, 4)]."),
+        ([2, 4], "rationale_spans = [2, 4] is one (start, end) pair; pass a list of (start, end) pairs: [(2, 4)]."),
+        (
+            [(2, 4, 6)],
+            "rationale_spans[0] = (2, 4, 6) is not a (start, end) pair of ints; pass a list of (start, end) "
+            "character spans into the text.",
+        ),
+        (
+            [(2.5, 4)],
+            "rationale_spans[0] = (2.5, 4) is not a (start, end) pair of ints; pass a list of (start, end) "
+            "character spans into the text.",
+        ),
+        (7, "rationale_spans = 7 is not a list; pass a list of (start, end) pairs."),
+        ("2, 4", "rationale_spans = '2, 4' is not a list; pass a list of (start, end) pairs."),
+    ],
+)
+def test_rationale_spans_are_checked(spans, message):
+    with pytest.raises(InterpTextError) as err:
+        rationale_average_precision(manual([0.1, 0.9, 0.2, 0.8, 0.3]), spans)
+    assert str(err.value) == message
+
+
+def test_rationale_spans_may_be_an_array():
+    spans = np.array([[2, 4], [9, 10]])
+    assert rationale_average_precision(manual([0.1, 0.9, 0.2, 0.8, 0.3]), spans) == 1.0
+
+
 # ---------------------------------------------------------------- compare
 def test_compare_and_table(bert, wp_tokenizer):
     texts = ["The food was not good.", "I loved the pasta."]
@@ -144,6 +223,25 @@ def test_compare_and_table(bert, wp_tokenizer):
         compare(bert, wp_tokenizer, texts, methods=["shapley"])
     with pytest.raises(InterpTextError, match="got 1 rationales for 2 texts"):
         compare(bert, wp_tokenizer, texts, rationales=rationales[:1])
+
+
+def test_compare_checks_names_and_spans_before_explaining(bert, wp_tokenizer, monkeypatch):
+    def explain(*args, **kwargs):
+        raise AssertionError("explained before the arguments were checked")
+
+    monkeypatch.setattr(Occlusion, "explain", explain)
+    texts = ["The food was not good.", "I loved the pasta."]
+    with pytest.raises(InterpTextError) as err:
+        compare(bert, wp_tokenizer, texts, methods=["occlusion", "shapley"])
+    assert str(err.value) == f"method 'shapley' is not known; use a class or one of {sorted(ALL_METHODS)}."
+    with pytest.raises(InterpTextError) as err:
+        compare(bert, wp_tokenizer, texts, methods=["occlusion"], rationales=[[(13, 21)], (2, 7)])
+    assert str(err.value) == (
+        "rationales[1] = (2, 7) is one (start, end) pair; pass a list of (start, end) pairs: [(2, 7)]."
+    )
+    with pytest.raises(InterpTextError) as err:
+        compare(bert, wp_tokenizer, texts, methods=["occlusion"], rationales=[[(13, 21)], [(7, 7)]])
+    assert str(err.value).startswith("rationales[1][0] = (7, 7) is empty;")
 
 
 def test_compare_default_on_the_bundled_model():
