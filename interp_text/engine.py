@@ -547,7 +547,7 @@ class Engine:
     def _explanation(self, it, elements, spans, scores, targets, gap, out_text, out_elements, out_spans) -> Explanation:
         s = self.s
         return Explanation(
-            text=it.text,
+            text=str(it.text),
             elements=elements,
             spans=spans,
             scores=scores.numpy(),
@@ -560,7 +560,9 @@ class Engine:
             token_reduction=s.token_reduction,
             predicted=it.predicted,
             completeness_gap=None if gap is None else gap.numpy(),
-            options=dict(s.options or {}),
+            # "chat": the text is a chat template's output, holding its own special tokens (the metrics
+            # must not add them again).
+            options={**(s.options or {}), **({"chat": True} if isinstance(it.text, inp.Templated) else {})},
             output_text=out_text,
             output_elements=out_elements,
             output_spans=out_spans,

@@ -14,6 +14,7 @@ from .engine import Settings
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens
+from .inputs import Templated
 from .methods import check_model
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
@@ -119,7 +120,8 @@ class _Curve:
         engine = PerturbationEngine(self.model, self.tokenizer, s, self.replacement_id)
         device = s.device or model_device(self.model)
         with engine.guarded():
-            items = engine._prepare([e.text for e in expls], targets, False, device, {})
+            texts = [Templated(e.text) if e.options.get("chat") else e.text for e in expls]
+            items = engine._prepare(texts, targets, False, device, {})
             masks = {}
             rows_of = {}  # text index -> per row, the target columns whose scores it sums
             for it, e in zip(items, expls):

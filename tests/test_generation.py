@@ -431,3 +431,16 @@ def test_one_token_id_per_prompt(gpt2, bpe):
     for a, b in zip(by_int, by_list):
         np.testing.assert_array_equal(a.scores, b.scores)
         assert a.output_text == b.output_text
+
+
+def test_metrics_score_a_chat_explanation_on_the_input_that_was_explained(llama, bos_tok):
+    from interp_text import Deletion, Insertion
+
+    tok = copy.deepcopy(bos_tok)
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}A:"
+    expl = Occlusion(llama, tok).explain([{"role": "user", "content": "The capital of France?"}], targets=" Paris")
+    assert expl.options["chat"] is True and expl.text.count("<s>") == 1
+    start = Deletion(llama, tok).curves(expl)[:, 0]  # nothing deleted yet: the explained input itself
+    np.testing.assert_allclose(start, [t.probability for t in expl.targets], rtol=1e-5)
+    end = Insertion(llama, tok).curves(expl)[:, -1]  # everything inserted back
+    np.testing.assert_allclose(end, [t.probability for t in expl.targets], rtol=1e-5)
