@@ -649,11 +649,13 @@ class KernelShap(PerturbationMethod):
     values. Otherwise ``n_samples`` coalitions are drawn with the seeded generator, their size with
     probability ∝ π(s)·C(n, s) and their members uniformly, in complementary pairs (S and its
     complement; ``n_samples`` is rounded up to even), and weighted equally (importance sampling of
-    the kernel). One more forward scores v(∅).
+    the kernel). One more forward scores v(∅). Fewer coalitions than elements cannot determine the
+    values: a given ``n_samples`` below a text's element count is refused, and the default grows
+    to twice the count for texts of more than 100 elements.
 
     Args (besides the shared ones):
-        n_samples: coalitions to score (default 200). ``n_perturbations`` (interpreto's name) is
-            accepted too.
+        n_samples: coalitions to score (default 200, or 2n for a text of n > 100 elements).
+            ``n_perturbations`` (interpreto's name) is accepted too.
 
     Example:
         >>> KernelShap(model, tokenizer, n_samples=500).explain("The food was cold.")  # doctest: +SKIP
@@ -666,14 +668,19 @@ class KernelShap(PerturbationMethod):
 
     def _set_options(self, n_samples: int | None = None, n_perturbations: int | None = None):
         self.n_samples = _n_samples(n_samples, n_perturbations, 1, 200)
+        self.chosen = n_samples is not None or n_perturbations is not None
+
+    def samples(self, n: int) -> int:
+        """Coalitions for a text of ``n`` elements: ``n_samples`` as given, else at least 2n."""
+        return self.n_samples if self.chosen else max(self.n_samples, 2 * n)
 
     def exhaustive(self, n: int) -> bool:
-        return n <= 1 or 2**n - 2 <= self.n_samples
+        return n <= 1 or 2**n - 2 <= self.samples(n)
 
     def check_players(self, n, index):
         # The regression has n − 1 unknowns: fewer coalitions leave it underdetermined, and its
         # minimum-norm solution would look like an answer.
-        if not self.exhaustive(n) and self.n_samples < n:
+        if not self.exhaustive(n) and self.samples(n) < n:
             raise InterpTextError(
                 f"text {index} has {n} elements, and n_samples={self.n_samples} coalitions cannot determine "
                 f"{n} Shapley values; pass n_samples >= {n} (several times more gives steadier values) or a "
@@ -690,7 +697,7 @@ class KernelShap(PerturbationMethod):
         else:
             sizes = torch.arange(1, n, dtype=torch.float64)
             p = (n - 1) / (sizes * (n - sizes))  # π(s)·C(n, s): the kernel mass of all coalitions of size s
-            half = (self.n_samples + 1) // 2
+            half = (self.samples(n) + 1) // 2
             size = torch.multinomial(p, half, replacement=True, generator=gen) + 1  # (half,)
             ranks = torch.rand(half, n, generator=gen).argsort(1)  # a random order of the elements per row
             z = ranks < size[:, None]  # (half, n): keep `size` random elements

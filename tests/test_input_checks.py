@@ -1,5 +1,7 @@
 """Bad input is refused with an error naming the fix, before any forward, and the model is left alone."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -186,3 +188,17 @@ def test_a_regression_model_has_no_probability(wp_tokenizer):
         value = model(**wp_tokenizer("the food was cold", return_tensors="pt")).logits[0, 0].item()
     assert np.isnan(expl.targets[0].probability)
     assert expl.targets[0].score == pytest.approx(value, rel=1e-6)
+
+
+def test_kernelshap_default_grows_with_long_texts(wp_tokenizer):
+    tok = copy.deepcopy(wp_tokenizer)
+    tok.model_max_length = 256
+    bert = tiny_bert(tok, max_position_embeddings=256)
+    long_text = " ".join(["cold food and lovely staff"] * 42)  # 210 words: more than the default 200
+    explainer = KernelShap(bert, tok, batch_size=512)
+    assert explainer.masks(210, torch.Generator().manual_seed(0)).shape == (1 + 420, 210)  # v(∅) + 2n
+    expl = explainer.explain(long_text)
+    assert expl.scores.shape == (1, 210)
+    assert abs(expl.completeness_gap[0]) < 1e-5  # efficiency holds
+    with pytest.raises(InterpTextError, match="text 0 has 210 elements, and n_samples=200 coalitions"):
+        KernelShap(bert, tok, n_samples=200).explain(long_text)
