@@ -566,6 +566,7 @@ class Engine:
             output_text=out_text,
             output_elements=out_elements,
             output_spans=out_spans,
+            output_ids=None if s.task == CLASSIFICATION else list(it.output_ids),
         )
 
 

@@ -91,6 +91,7 @@ class Explanation:
     # IntegratedGradients: Σ scores − (f(x) − f(baseline)); KernelShap: Σ scores − (f(x) − f(all masked)).
     completeness_gap: np.ndarray | None = None  # (targets,)
     options: dict[str, Any] = field(default_factory=dict)
+    output_ids: list[int] | None = None  # generation: every output token id, in order
 
     def __eq__(self, other: object) -> bool:
         # the generated __eq__ compares the score arrays with ==, which has no single truth value
@@ -234,6 +235,7 @@ class Explanation:
             if self.completeness_gap is None
             else [clean(float(v)) for v in self.completeness_gap],
             "options": self.options,
+            "output_ids": None if self.output_ids is None else [int(i) for i in self.output_ids],
         }
 
     @classmethod

@@ -116,7 +116,13 @@ class _Curve:
             targets = [[t.index for t in e.targets] for e in expls]
         else:
             # The output's own tokens: its targets may skip some (whitespace at word granularity).
-            targets = [self.tokenizer(e.output_text, add_special_tokens=False)["input_ids"] for e in expls]
+            # The explained output's own ids; an explanation saved before they were kept: its text, tokenized.
+            targets = [
+                e.output_ids
+                if e.output_ids is not None
+                else self.tokenizer(e.output_text, add_special_tokens=False)["input_ids"]
+                for e in expls
+            ]
         engine = PerturbationEngine(self.model, self.tokenizer, s, self.replacement_id)
         device = s.device or model_device(self.model)
         with engine.guarded():

@@ -444,3 +444,15 @@ def test_metrics_score_a_chat_explanation_on_the_input_that_was_explained(llama,
     np.testing.assert_allclose(start, [t.probability for t in expl.targets], rtol=1e-5)
     end = Insertion(llama, tok).curves(expl)[:, -1]  # everything inserted back
     np.testing.assert_allclose(end, [t.probability for t in expl.targets], rtol=1e-5)
+
+
+def test_metrics_use_the_explained_output_ids_not_a_retokenization(gpt2, bpe):
+    from interp_text import Deletion, Explanation
+
+    letters = [bpe.convert_tokens_to_ids(c) for c in "Paris"]  # unmerged: "Paris" tokenizes otherwise
+    assert bpe("Paris", add_special_tokens=False)["input_ids"] != letters
+    expl = Occlusion(gpt2, bpe).explain(PROMPT, targets=letters)
+    assert expl.output_ids == letters and expl.output_elements == ["Paris"]
+    start = Deletion(gpt2, bpe).curves(expl)[:, 0]
+    np.testing.assert_allclose(start, [expl.targets[0].probability], rtol=1e-5)
+    assert Explanation.from_dict(expl.to_dict()) == expl
