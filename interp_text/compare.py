@@ -14,10 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .engine import Engine, Settings
 from .errors import InterpTextError
 from .methods import GRADIENT_METHODS
 from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
+from .model_guard import model_device
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .perturbation import PERTURBATION_METHODS, PerturbationMethod
+from .tasks import CLASSIFICATION, detect_task
 
 ALL_METHODS = {**GRADIENT_METHODS, **PERTURBATION_METHODS}
 DEFAULT_METHODS = ("occlusion", "lime", "kernelshap", "sobol")
@@ -47,6 +51,7 @@ def compare(
     task: str | None = None,
     replacement: str | int | None = None,
     method_options: dict[str, dict] | None = None,
+    generate_kwargs: dict | None = None,
     **options: Any,
 ) -> list[dict]:
     """Explain the same texts with each method and score the explanations.
@@ -64,6 +69,9 @@ def compare(
             they mask as they are scored (see ``perturbation.resolve_replacement``).
         method_options: per method name, options for that method only
             (``{"kernelshap": {"n_samples": 500}}``).
+        generate_kwargs: generation with ``targets=None``: options for ``generate``
+            (``{"max_new_tokens": 5}``). Each output is generated once, before any method is timed,
+            and every method explains those same outputs.
         **options: given to every method's constructor (``granularity``, ``seed``, ...).
 
     Returns:
@@ -88,6 +96,12 @@ def compare(
     unknown = sorted(set(per_method) - set(ALL_METHODS))
     if unknown:
         raise InterpTextError(f"method_options names unknown methods {unknown}; use names from {sorted(ALL_METHODS)}.")
+    if generate_kwargs and (targets is not None or detect_task(model, task) == CLASSIFICATION):
+        raise InterpTextError("generate_kwargs are for generating outputs: with targets= or a classifier, drop them.")
+    if targets is None and detect_task(model, task) != CLASSIFICATION:
+        targets = generated_outputs(
+            model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}
+        )
     metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
     deletion = Deletion(model, tokenizer, **metric_options)
     insertion = Insertion(model, tokenizer, **metric_options)
@@ -118,6 +132,30 @@ def compare(
             }
         )
     return rows
+
+
+def generated_outputs(model, tokenizer, texts: list, device, task, seed: int, generate_kwargs: dict) -> list[list[int]]:
+    """Each text's output as the explainers generate it (greedy unless told otherwise), as token ids."""
+    settings = Settings.checked(
+        "generate",
+        model,
+        batch_size=1,
+        granularity=Granularity.ALL_TOKENS,
+        aggregation=GranularityAggregationStrategy.SUM,
+        inference_mode=InferenceModes.LOGITS,
+        device=device,
+        seed=seed,
+        task=task,
+        statistic="none",
+        n_samples=0,
+        sample=None,
+        token_reduction="none",
+    )
+    engine = Engine(model, tokenizer, settings)
+    engine.needs_embeds = False  # only the outputs are wanted
+    with engine.guarded():
+        items = engine._prepare(texts, None, False, settings.device or model_device(model), generate_kwargs)
+    return [it.output_ids for it in items]
 
 
 def compare_default(n_texts: int = 20, methods: list[Any] | None = None, seed: int = 0, **options: Any) -> list[dict]:

@@ -253,3 +253,24 @@ def test_compare_default_on_the_bundled_model():
     assert [r["method"] for r in rows] == ["Occlusion", "Saliency"] and rows[0]["n_texts"] == 3
     for r in rows:
         assert 0 <= r["deletion"] <= 1 and 0 <= r["insertion"] <= 1 and 0 < r["rationale_ap"] <= 1
+
+
+def test_compare_generates_each_output_once_for_every_method(gpt2, bpe, monkeypatch):
+    from interp_text import Saliency
+
+    prompts = ["The capital of France is", "The food was"]
+    expected = [e.output_ids for e in Saliency(gpt2, bpe).explain(prompts, max_new_tokens=3)]
+    seen = []
+    for cls in (Occlusion, Saliency):
+        explain = cls.explain
+
+        def spy(self, texts, targets=None, _explain=explain, **kwargs):
+            seen.append((targets, kwargs))
+            return _explain(self, texts, targets, **kwargs)
+
+        monkeypatch.setattr(cls, "explain", spy)
+    rows = compare(gpt2, bpe, prompts, ["occlusion", "saliency"], generate_kwargs={"max_new_tokens": 3})
+    assert [r["method"] for r in rows] == ["Occlusion", "Saliency"]
+    assert seen == [(expected, {}), (expected, {})]  # generated before timing, the same for both
+    with pytest.raises(InterpTextError, match="generate_kwargs are for generating outputs"):
+        compare(gpt2, bpe, prompts, ["occlusion"], targets=[" a", " b"], generate_kwargs={"max_new_tokens": 3})
