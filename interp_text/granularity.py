@@ -78,7 +78,8 @@ def group_tokens(
 
     Returns:
         ``(elements, spans, token_to_element)``, ``token_to_element[i] == -1`` for a token that
-        belongs to no element (special tokens, whitespace-only tokens).
+        belongs to no element (special tokens). At WORD and SENTENCE a whitespace-only token
+        belongs to the element it precedes (the one it follows at the end).
     """
     n = len(offsets)
     if granularity == Granularity.ALL_TOKENS:
@@ -145,7 +146,35 @@ def group_tokens(
         renumber = {old: new for new, old in enumerate(used)}
         spans = [spans[j] for j in used]
         mapping = [renumber[m] if m >= 0 else -1 for m in mapping]
+    _attach_spaces(mapping, trimmed, offsets, special)
     return [text[s:e] for s, e in spans], spans, mapping
+
+
+def _attach_spaces(mapping: list[int], trimmed: list, offsets: list, special: list[bool]) -> None:
+    """A token of whitespace only joins the element it precedes (else the one it follows), in place.
+
+    Byte-level BPE writes a lone "Ġ" before some words, SentencePiece a lone "▁" before digits
+    (Llama: " 2023" is "▁", "2", "0", "2", "3"): the space is part of that word's tokens, so it
+    is masked with the word and its probability is part of the word's.
+    """
+    spaces = {
+        i
+        for i, ((s, e), (os_, oe)) in enumerate(zip(trimmed, offsets))
+        if mapping[i] < 0 and not special[i] and e <= s and oe > os_
+    }
+    if not spaces:
+        return
+    following, nxt = [-1] * len(mapping), -1
+    for i in range(len(mapping) - 1, -1, -1):
+        following[i] = nxt
+        if mapping[i] >= 0:
+            nxt = mapping[i]
+    previous = -1
+    for i in range(len(mapping)):
+        if i in spaces:
+            mapping[i] = following[i] if following[i] >= 0 else previous
+        elif mapping[i] >= 0:
+            previous = mapping[i]
 
 
 def pool(

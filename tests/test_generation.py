@@ -1,6 +1,7 @@
 """Explaining causal and seq2seq LMs: each output token, one teacher-forced forward."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -456,3 +457,21 @@ def test_metrics_use_the_explained_output_ids_not_a_retokenization(gpt2, bpe):
     start = Deletion(gpt2, bpe).curves(expl)[:, 0]
     np.testing.assert_allclose(start, [expl.targets[0].probability], rtol=1e-5)
     assert Explanation.from_dict(expl.to_dict()) == expl
+
+
+def test_a_lone_space_token_belongs_to_the_word_it_precedes(gpt2, bpe):
+    output = " Paris."
+    ids = bpe(output, add_special_tokens=False)["input_ids"]
+    assert bpe.convert_ids_to_tokens(ids)[0] == "\u0120"  # this tokenizer writes the space alone
+    expl = Occlusion(gpt2, bpe, inference_mode="log_softmax").explain(PROMPT, targets=output)
+    assert expl.output_elements == ["Paris", "."]
+    assert expl.targets[0].token_ids == ids[:-1]  # the space token is the word's
+    prompt_ids = bpe(PROMPT)["input_ids"]
+    with torch.no_grad():
+        logp = gpt2(torch.tensor([prompt_ids + ids])).logits[0].log_softmax(-1)
+    n = len(prompt_ids)
+    word = sum(logp[n - 1 + t, ids[t]].item() for t in range(len(ids) - 1))
+    assert expl.targets[0].score == pytest.approx(word, rel=1e-5)
+    assert math.prod(t.probability for t in expl.targets) == pytest.approx(
+        math.exp(word + logp[n - 2 + len(ids), ids[-1]].item()), rel=1e-5
+    )

@@ -148,3 +148,16 @@ def test_a_word_with_combining_marks_is_one_element_of_the_model(bpe):
     elements, spans, mapping = group_tokens(text, offsets, special, Granularity.WORD, strings)
     assert elements == ["नमस्ते", "दुनिया"]
     _check_spans(text, elements, spans)
+
+
+@pytest.mark.parametrize("gran", [Granularity.WORD, Granularity.SENTENCE])
+def test_a_lone_space_token_joins_the_next_element_or_else_the_previous(gran, bpe):
+    text = "The  capital of France "  # two spaces, and one at the end: lone space tokens
+    ids, offsets, special, strings = tokenize(bpe, text)
+    elements, spans, mapping = group_tokens(text, offsets, special, gran, strings)
+    lone = [i for i, (s, e) in enumerate(offsets) if e > s and not text[s:e].strip()]
+    assert len(lone) >= 2 and -1 not in mapping
+    for i in lone[:-1]:
+        assert mapping[i] == mapping[i + 1]  # a space before a word is that word's
+    assert lone[-1] == len(ids) - 1 and mapping[-1] == mapping[-2]  # the trailing space: the last element's
+    _check_spans(text, elements, spans)
