@@ -347,13 +347,17 @@ class Engine:
         forward on real input catches that, and the slower whole-logits path is kept.
         """
         parts = split_head(self.model)
-        if parts is None:
+        config = self.model.config
+        # Post-processing the config names: a small soft-cap can pass for rounding on a given input.
+        if parts is None or any(getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale")):
             return False
         try:
             c2, n2, _ = target_logits(self.model, self.s.task, x, batch, head=parts)
         except (TypeError, AttributeError, RuntimeError):
             return False
-        close = torch.allclose(c2, chosen, rtol=1e-3, atol=1e-3) and torch.allclose(n2, log_norm, rtol=1e-3, atol=1e-3)
+        tol = 1e-3 if chosen.dtype in (torch.float16, torch.bfloat16) else 1e-5
+        atol = tol * max(1.0, float(chosen.detach().abs().max()))
+        close = torch.allclose(c2, chosen, rtol=tol, atol=atol) and torch.allclose(n2, log_norm, rtol=tol, atol=atol)
         return parts if close else False
 
     def _attribute(self, items: list[Item], device) -> None:

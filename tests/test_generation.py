@@ -315,6 +315,32 @@ def test_per_position_head_is_used_and_checked(gpt2, bpe):
     np.testing.assert_allclose(expl.scores, ref, rtol=1e-4, atol=1e-7, equal_nan=True)
 
 
+def test_a_soft_cap_the_config_names_is_never_split_off(bpe):
+    """A soft-cap of 50 on a tiny random model's logits (|logit| << 1) changes them by about
+    |x|³/7500: within a loose tolerance of the plain head, yet not the model's own function."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from interp_text.engine import Engine
+
+    torch.manual_seed(0)
+    config = Gemma2Config(
+        vocab_size=len(bpe),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_key_value_heads=1,
+        head_dim=16,
+        final_logit_softcapping=50.0,
+    )
+    model = Gemma2ForCausalLM(config).eval()
+    engine = Engine(model, bpe, Saliency(model, bpe, granularity=ALL).settings)
+    expl = engine.explain(PROMPT, targets=" Paris.")
+    assert engine.head is False
+    ref = causal_reference(model, bpe, PROMPT, " Paris.", "saliency")
+    np.testing.assert_allclose(expl.scores, ref, rtol=1e-5, atol=1e-9, equal_nan=True)
+
+
 def test_head_check_is_reused_and_redone_after_a_swap(gpt2, bpe):
     method = Saliency(gpt2, bpe, granularity=ALL)
     first = method.explain(PROMPT, targets=" Paris")
