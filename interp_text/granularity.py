@@ -83,10 +83,16 @@ def group_tokens(
     """
     n = len(offsets)
     if granularity == Granularity.ALL_TOKENS:
-        elements, spans = [], []
+        elements, spans, read = [], [], 0  # read: where the text read so far ends
         for i, (s, e) in enumerate(offsets):
-            s, e = (s, e) if special[i] else _trim(text, s, e) if e > s and text[s:e].strip() else (s, e)
+            if special[i]:
+                # An added token ([CLS], [SEP], <s>) has no text: it sits where it is read, so
+                # a [SEP] comes after the words, not at 0 with [CLS].
+                s, e = (s, e) if e > s else (read, read)
+            elif e > s and text[s:e].strip():
+                s, e = _trim(text, s, e)
             spans.append((s, e))
+            read = max(read, e)
             name = text[s:e]
             if special[i] or not name:
                 name = token_strings[i] if token_strings is not None else text[s:e]

@@ -515,8 +515,32 @@ def _text_block(
     return f'<div class="itx-text" data-side="{side}" style="white-space:pre-wrap">{"".join(parts)}</div>'
 
 
-def _legend(scale: float, shared: bool, generation: bool) -> str:
-    gradient = f"linear-gradient(90deg,{_css(NEGATIVE_RGB)} 0%,{_css(WHITE_RGB)} 50%,{_css(POSITIVE_RGB)} 100%)"
+def unsigned(expl: Explanation) -> bool:
+    """Whether the scores are magnitudes (how much, not which way): a variance, a mean of squares,
+    or a norm / mean of absolute values over the hidden dimension."""
+    if expl.method.lower() not in ("vargrad", "squaregrad") and expl.token_reduction not in ("l2", "abs_mean"):
+        return False
+    return not bool((np.nan_to_num(expl.scores, nan=0.0) < 0).any())
+
+
+def _legend(scale: float, shared: bool, generation: bool, magnitudes: bool = False) -> str:
+    if magnitudes:  # nothing is ever blue, and red means "more", not "raises"
+        gradient = f"linear-gradient(90deg,{_css(WHITE_RGB)} 0%,{_css(POSITIVE_RGB)} 100%)"
+        ticks = f'<span>0</span><span class="itx-hi">+{_fmt_scale(scale)}</span>'
+        meaning = (
+            '<div><span style="color:rgb(220, 38, 38);font-weight:600">red</span>: a larger score. These '
+            "scores have no sign: they say how much, not which way</div>"
+        )
+    else:
+        gradient = f"linear-gradient(90deg,{_css(NEGATIVE_RGB)} 0%,{_css(WHITE_RGB)} 50%,{_css(POSITIVE_RGB)} 100%)"
+        ticks = (
+            f'<span class="itx-lo">-{_fmt_scale(scale)}</span><span>0</span>'
+            f'<span class="itx-hi">+{_fmt_scale(scale)}</span>'
+        )
+        meaning = (
+            '<div><span style="color:rgb(220, 38, 38);font-weight:600">red</span> raises the explained output, '
+            '<span style="color:rgb(37, 99, 235);font-weight:600">blue</span> lowers it</div>'
+        )
     note = (
         f"shared scale: full colour at |score| \u2265 {_fmt_scale(scale)}"
         if shared
@@ -526,11 +550,9 @@ def _legend(scale: float, shared: bool, generation: bool) -> str:
         '<div class="itx-legend">'
         '<div class="itx-scale">'
         f'<div class="itx-bar" style="background:{gradient}"></div>'
-        f'<div class="itx-ticks"><span class="itx-lo">-{_fmt_scale(scale)}</span><span>0</span>'
-        f'<span class="itx-hi">+{_fmt_scale(scale)}</span></div>'
+        f'<div class="itx-ticks">{ticks}</div>'
         "</div>"
-        '<div><span style="color:rgb(220, 38, 38);font-weight:600">red</span> raises the explained output, '
-        '<span style="color:rgb(37, 99, 235);font-weight:600">blue</span> lowers it</div>'
+        f"{meaning}"
         '<div><span class="itx-swatch itx-nan"></span>not attributable</div>'
         f'<div class="itx-note">{_esc(note)}</div>'
         "</div>"
@@ -638,7 +660,7 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
             f'<div class="itx-panel"><div class="itx-panel-title">Output</div>{output}</div>'
             "</div>"
         )
-        body += _legend(scales[row], shared is not None, True)
+        body += _legend(scales[row], shared is not None, True, unsigned(expl))
         body += _heatmap(expl, scales, row, n_prompt, shared is not None)
     else:
         title = (
@@ -647,7 +669,7 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
         )
         controls = _class_switch(expl, row) if len(expl.targets) > 1 else ""
         body = _text_block(expl.text, expl.spans, expl.elements, values, scales[row], side="prompt")
-        body += _legend(scales[row], shared is not None, False)
+        body += _legend(scales[row], shared is not None, False, unsigned(expl))
 
     meta = " \u00b7 ".join(
         [
@@ -656,6 +678,7 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
             f"granularity: {expl.granularity} ({expl.aggregation})",
             f"explained f: {expl.inference_mode}",
         ]
+        + ([f"token reduction: {expl.token_reduction}"] if expl.token_reduction not in ("none", "") else [])
     )
     data = {
         "row": row,
@@ -949,13 +972,15 @@ def _term_text(
     return "".join(parts)
 
 
-def _term_legend(scale: float | None, color: bool) -> str:
+def _term_legend(scale: float | None, color: bool, magnitudes: bool = False) -> str:
     where = f"|score| {_fmt_scale(scale)}" if scale is not None else "each row's largest |score|"
+    unsigned_note = "; scores have no sign: how much, not which way" if magnitudes else ""
     if not color:
-        return "legend: element[score], n/a = not attributable"
-    steps = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]
+        return f"legend: element[score], n/a = not attributable{unsigned_note}"
+    steps = [0.0, 0.25, 0.5, 0.75, 1.0] if magnitudes else [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]
     bar = "".join(_ansi("  ", score_rgb(s, 1.0)) for s in steps)
-    return f"legend: - {bar} + (full colour at {where}; {_DIM}dim{_RESET} = not attributable)"
+    low = "0" if magnitudes else "-"
+    return f"legend: {low} {bar} + (full colour at {where}; {_DIM}dim{_RESET} = not attributable{unsigned_note})"
 
 
 def _term_header(expl: Explanation, i: int, color: bool, kind: str) -> str:
@@ -1004,7 +1029,7 @@ def explanation_terminal(
         for i in rows:
             lines.append(_term_header(expl, i, use_color, "class"))
             lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color))
-        lines.append(_term_legend(shared, use_color))
+        lines.append(_term_legend(shared, use_color, unsigned(expl)))
         return "\n".join(lines)
 
     out_text, out_labels, out_spans = _output_side(expl)
@@ -1058,5 +1083,5 @@ def explanation_terminal(
             label = repr(t.label).ljust(width)
             label = f"{_BOLD}{label}{_RESET}" if use_color else label
             lines.append(f"  {label} {prob}\u2502 {'  '.join(chips) if chips else '(nothing attributable)'}")
-    lines.append(_term_legend(shared, use_color))
+    lines.append(_term_legend(shared, use_color, unsigned(expl)))
     return "\n".join(lines)

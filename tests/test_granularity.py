@@ -161,3 +161,11 @@ def test_a_lone_space_token_joins_the_next_element_or_else_the_previous(gran, bp
         assert mapping[i] == mapping[i + 1]  # a space before a word is that word's
     assert lone[-1] == len(ids) - 1 and mapping[-1] == mapping[-2]  # the trailing space: the last element's
     _check_spans(text, elements, spans)
+
+
+def test_added_special_tokens_sit_where_they_are_read(wp_tokenizer):
+    text = "the food was cold"
+    ids, offsets, special, strings = tokenize(wp_tokenizer, text)
+    elements, spans, _ = group_tokens(text, offsets, special, Granularity.ALL_TOKENS, strings)
+    assert elements[0] == "[CLS]" and elements[-1] == "[SEP]"
+    assert spans[0] == (0, 0) and spans[-1] == (len(text), len(text))  # [SEP] after the words, not at 0

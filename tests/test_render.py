@@ -659,3 +659,23 @@ def test_nan_and_inf_scores_render():
     data = data_of(root)
     assert data["scores"][0][0] is None and math.isfinite(data["scores"][0][1])
     assert "a[n/a]" in explanation_terminal(expl, color=False)
+
+
+def test_magnitude_scores_get_a_one_sided_legend(bert, wp_tokenizer):
+    from interp_text import InputXGradient, VarGrad
+
+    text = "the food was cold"
+    magnitudes = VarGrad(bert, wp_tokenizer, n_perturbations=4).explain(text)
+    signed = InputXGradient(bert, wp_tokenizer).explain(text)
+    page = magnitudes.to_html()
+    assert "have no sign" in page and "lowers it" not in page and 'class="itx-lo"' not in page
+    assert "token reduction: sum" in page
+    assert "lowers it" in signed.to_html() and "have no sign" not in signed.to_html()
+    assert "no sign" in magnitudes.to_terminal(color=False) and "no sign" not in signed.to_terminal(color=False)
+
+
+def test_all_tokens_page_shows_sep_after_the_words(bert, wp_tokenizer):
+    from interp_text import Saliency
+
+    page = Saliency(bert, wp_tokenizer, granularity="all_tokens").explain("the food was cold").to_html()
+    assert page.index("[CLS]") < page.index("cold") < page.index("[SEP]")
