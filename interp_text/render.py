@@ -318,8 +318,9 @@ color:#6e7781}
 #@ .itx-empty::before{content:attr(data-label);font-size:11px;border:1px dashed #8c959f;border-radius:3px;
 padding:0 3px;margin:0 1px}
 #@ .itx-out[data-row]{cursor:pointer}
-#@ .itx-out[data-row]:hover{outline:1px dashed #57606a;outline-offset:1px}
-#@ .itx-out.itx-sel,#@ .itx-out.itx-sel:hover{outline:2px solid #1f2328;outline-offset:1px}
+#@ .itx-out[data-row]:hover{box-shadow:inset 0 0 0 1px #57606a}
+#@ .itx-out.itx-sel,#@ .itx-out.itx-sel:hover{box-shadow:inset 0 0 0 2px #1f2328;background-image:none;
+background-color:#fff;color:#1f2328;font-weight:600}
 #@ .itx-panels{display:flex;flex-wrap:wrap;gap:12px}
 #@ .itx-panel{flex:1 1 300px;min-width:0}
 #@ .itx-panel-title{font-size:11px;font-weight:600;color:#57606a;text-transform:uppercase;letter-spacing:.05em;
