@@ -320,7 +320,7 @@ padding:0 3px;margin:0 1px}
 #@ .itx-out[data-row]{cursor:pointer}
 #@ .itx-out[data-row]:hover{box-shadow:inset 0 0 0 1px #57606a}
 #@ .itx-out.itx-sel,#@ .itx-out.itx-sel:hover{box-shadow:inset 0 0 0 2px #1f2328;background-image:none;
-background-color:#fff;color:#1f2328;font-weight:600}
+background-color:#fff;color:#1f2328}
 #@ .itx-panels{display:flex;flex-wrap:wrap;gap:12px}
 #@ .itx-panel{flex:1 1 300px;min-width:0}
 #@ .itx-panel-title{font-size:11px;font-weight:600;color:#57606a;text-transform:uppercase;letter-spacing:.05em;

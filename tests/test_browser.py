@@ -183,7 +183,10 @@ def test_hover_and_click_an_output_element(page, tmp_path):
     # earlier outputs are tinted, the output itself and later ones are not attributable
     out_cells = page.eval_on_selector_all(outputs, "els => els.map(e => e.classList.contains('itx-nan'))")
     assert out_cells == [False] * 4 + [True] * (len(expl.targets) - 4)
-    assert colours(page, outputs) == expected(expl.scores[4])[n:]
+    # The pinned output is its row's target: drawn plain white, not as a cell without attribution.
+    want = expected(expl.scores[4])[n:]
+    want[4] = "rgb(255, 255, 255)"
+    assert colours(page, outputs) == want
     assert page.get_attribute(f"{outputs}[data-row='5']", "title").endswith("not attributable")
     assert "itx-sel" in page.get_attribute(f"{outputs}[data-row='4']", "class")
     assert page.get_attribute(".itx-heat tr[data-row='4']", "class") == "itx-sel-row"
