@@ -286,8 +286,12 @@ def _row_info(expl: Explanation, i: int) -> str:
         gap = float(expl.completeness_gap[i])
         if not math.isnan(gap):
             parts.append(f"completeness gap {gap:+.3g}")
-    if expl.task == "classification" and expl.predicted is not None and t.index == expl.predicted:
-        parts.append("predicted")
+    if expl.task == "classification" and expl.predicted is not None:
+        if t.index == expl.predicted:
+            parts.append("predicted")
+        else:  # switched to another class: still say which one the model chose
+            chosen = next((u.label for u in expl.targets if u.index == expl.predicted), str(expl.predicted))
+            parts.append(f"predicted: {chosen}")
     return " \u00b7 ".join(parts)
 
 
@@ -345,7 +349,7 @@ white-space:pre;text-align:right;max-width:none}
 #@ table.itx-heat thead th{position:sticky;top:0;z-index:1;vertical-align:bottom;text-align:center;padding:2px 0}
 #@ table.itx-heat tbody th{position:sticky;left:0;cursor:pointer}
 #@ table.itx-heat .itx-colh span{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;
-max-height:96px;overflow:hidden;white-space:pre}
+max-height:96px;overflow:hidden;white-space:pre;text-overflow:ellipsis}
 #@ table.itx-heat .itx-first-out{border-left:2px solid #57606a}
 #@ table.itx-heat tr.itx-sel-row th{background:#1f2328;color:#fff}
 """

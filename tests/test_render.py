@@ -679,3 +679,9 @@ def test_all_tokens_page_shows_sep_after_the_words(bert, wp_tokenizer):
 
     page = Saliency(bert, wp_tokenizer, granularity="all_tokens").explain("the food was cold").to_html()
     assert page.index("[CLS]") < page.index("cold") < page.index("[SEP]")
+
+
+def test_another_class_still_names_the_predicted_one():
+    expl = classification("a b", [[1.0, -0.5], [0.2, 0.1]], labels=["negative", "positive"], predicted=0)
+    assert data_of(dom(explanation_html(expl)))["rows"][0]["info"].endswith("predicted")
+    assert data_of(dom(explanation_html(expl)))["rows"][1]["info"].endswith("predicted: negative")
