@@ -641,7 +641,11 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
         title = (
             f'<div class="itx-title">Output element <b class="itx-label">{_esc(t.label)}</b></div>'
             f'<div class="itx-info">{_esc(_row_info(expl, row))}</div>'
-            '<div class="itx-hint">hover or click an output element to see what drove it</div>'
+            + (
+                '<div class="itx-hint">hover or click (tap) an output element to see what drove it</div>'
+                if len(expl.targets) > 1
+                else ""
+            )
         )
         controls = ""
         out_text, out_labels, out_spans = _output_side(expl)
@@ -661,7 +665,8 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
         )
         body = (
             '<div class="itx-panels">'
-            f'<div class="itx-panel"><div class="itx-panel-title">Prompt</div>{prompt}</div>'
+            f'<div class="itx-panel"><div class="itx-panel-title">{"Input" if expl.task == "seq2seq" else "Prompt"}</div>'
+            f"{prompt}</div>"
             f'<div class="itx-panel"><div class="itx-panel-title">Output</div>{output}</div>'
             "</div>"
         )

@@ -685,3 +685,12 @@ def test_another_class_still_names_the_predicted_one():
     expl = classification("a b", [[1.0, -0.5], [0.2, 0.1]], labels=["negative", "positive"], predicted=0)
     assert data_of(dom(explanation_html(expl)))["rows"][0]["info"].endswith("predicted")
     assert data_of(dom(explanation_html(expl)))["rows"][1]["info"].endswith("predicted: negative")
+
+
+def test_seq2seq_input_is_called_input_and_one_output_needs_no_hint():
+    page = explanation_html(seq2seq())
+    assert ">Input<" in page and ">Prompt<" not in page and "hover or click" in page
+    one = causal(output=" Paris")
+    assert len(one.targets) == 1
+    page = explanation_html(one)
+    assert ">Prompt<" in page and "hover or click" not in page
