@@ -175,7 +175,7 @@ class Engine:
         self.head = None  # causal LMs: the checked (base, LM head) split, or False
         self.loop_only = False  # set when a vmapped backward ran out of memory
         self.id2label: dict | None = None
-        self.regression: bool | None = None  # a one-output classifier: no probability (read once)
+        self.regression: bool | None = None  # a regression model: no probability (read once)
 
     def guarded(self):
         """The model guard of one call (``model_guard.explaining``)."""
