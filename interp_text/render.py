@@ -441,6 +441,9 @@ _JS = """
       el.addEventListener("mouseenter", function () { paint(rowOf(el)); });
       el.addEventListener("mouseleave", function () { paint(pinned); });
       el.addEventListener("click", function () { pin(rowOf(el)); });
+      // Keyboard: focus previews as hover does, Enter or Space pins.
+      el.addEventListener("focus", function () { paint(rowOf(el)); });
+      el.addEventListener("blur", function () { paint(pinned); });
       el.addEventListener("keydown", function (e) {
         if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pin(rowOf(el)); }
       });
@@ -449,6 +452,9 @@ _JS = """
       tr.addEventListener("mouseenter", function () { paint(rowOf(tr)); });
       tr.addEventListener("mouseleave", function () { paint(pinned); });
       tr.addEventListener("click", function () { pin(rowOf(tr)); });
+      tr.addEventListener("keydown", function (e) {  // its row label is focusable
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pin(rowOf(tr)); }
+      });
     });
   }
 })();
@@ -586,7 +592,7 @@ def _heatmap(expl: Explanation, scales: list[float], selected: int, n_prompt: in
         head.append(f'<th{first_out} title="{_esc(name)}"><span>{_esc(_visible(name))}</span></th>')
     body = []
     for i, t in enumerate(expl.targets):
-        cells = [f'<th title="{_esc(t.label)}">{_esc(_visible(t.label))}</th>']
+        cells = [f'<th title="{_esc(t.label)}" tabindex="0">{_esc(_visible(t.label))}</th>']
         for j, name in enumerate(columns):
             value = float(expl.scores[i, j])
             border = ' class="itx-first-out"' if j == n_prompt and expl.task == "causal_lm" else ""

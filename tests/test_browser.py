@@ -195,10 +195,17 @@ def test_hover_and_click_an_output_element(page, tmp_path):
     page.click(".itx-heat tbody tr[data-row='2'] th")  # the matrix rows pin too
     page.mouse.move(5, 5)
     assert colours(page, PROMPT) == expected(expl.scores[2])[:n]
+    page.focus(f"{outputs}[data-row='1']")  # focus previews, as hover does
+    assert colours(page, PROMPT) == expected(expl.scores[1])[:n]
     page.focus(f"{outputs}[data-row='3']")
     page.keyboard.press("Enter")
     page.mouse.move(5, 5)
     assert colours(page, PROMPT) == expected(expl.scores[3])[:n]
+    page.focus(".itx-heat tbody tr[data-row='0'] th")  # a matrix row's label is reachable by keyboard
+    page.keyboard.press("Enter")
+    page.focus(f"{outputs}[data-row='3']")
+    page.evaluate("document.activeElement.blur()")
+    assert colours(page, PROMPT) == expected(expl.scores[0])[:n]
 
 
 def test_class_switch_changes_colours(page, tmp_path):
