@@ -193,19 +193,35 @@ class Engine:
             raise InterpTextError(f"unknown explain() options {sorted(generate_kwargs)} for a classifier.")
         texts, single = inp.normalise_texts(model_inputs)
         device = s.device or model_device(self.model)
-        asked = s.batch_size
+
+        def run() -> list[Explanation]:
+            with self.guarded():
+                items = self._prepare(texts, targets, single, device, generate_kwargs)
+                self._clean_pass(items)
+                self._attribute(items, device)
+                return [self._assemble(it) for it in items]
+
+        results = self.halving(run, stacklevel=4)
+        if single:
+            return results[0]
+        from .render import ExplanationList
+
+        return ExplanationList(results)
+
+    def halving(self, run: Callable[[], Any], stacklevel: int) -> Any:
+        """``run()``, started over at half the batch size each time it runs out of GPU memory.
+
+        Rows are independent, so fewer per forward give the same scores. A warning (``stacklevel``
+        pointing at the user's call) names the batch size that fitted.
+        """
+        asked = self.s.batch_size
         while True:
             try:
-                with self.guarded():
-                    items = self._prepare(texts, targets, single, device, generate_kwargs)
-                    self._clean_pass(items)
-                    self._attribute(items, device)
-                    results = [self._assemble(it) for it in items]
+                out = run()
                 break
             except torch.cuda.OutOfMemoryError:
                 if self.s.batch_size == 1:
                     raise
-            # Rows are independent, so fewer per forward give the same scores: halve and start over.
             # Outside the except block, whose frame held the failed buffers.
             torch.cuda.empty_cache()
             self.s = replace(self.s, batch_size=self.s.batch_size // 2)
@@ -213,13 +229,9 @@ class Engine:
             warnings.warn(
                 f"batch_size={asked} ran out of device memory; this call used batch_size={self.s.batch_size}. "
                 f"Pass batch_size={self.s.batch_size} to start there.",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
-        if single:
-            return results[0]
-        from .render import ExplanationList
-
-        return ExplanationList(results)
+        return out
 
     # ------------------------------------------------------------------ stages
     def _prepare(self, texts, targets, single, device, generate_kwargs) -> list[Item]:

@@ -115,7 +115,6 @@ class _Curve:
         if s.task == CLASSIFICATION:
             targets = [[t.index for t in e.targets] for e in expls]
         else:
-            # The output's own tokens: its targets may skip some (whitespace at word granularity).
             # The explained output's own ids; an explanation saved before they were kept: its text, tokenized.
             targets = [
                 e.output_ids
@@ -140,7 +139,8 @@ class _Curve:
                         f"{players.elements[:5]}...; evaluate with the model and tokenizer that were explained."
                     )
                 masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · (n + 1), n)
-            _, log_p = engine.score_rows(items, masks, device)  # (targets · (n + 1), classes or token targets)
+            _, log_p = engine.halving(lambda: engine.score_rows(items, masks, device), stacklevel=3)
+            # log_p: (targets · (n + 1), classes or token targets)
         out = []
         for it, e in zip(items, expls):
             n = engine.players[it.index].n

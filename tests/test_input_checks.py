@@ -202,3 +202,16 @@ def test_kernelshap_default_grows_with_long_texts(wp_tokenizer):
     assert abs(expl.completeness_gap[0]) < 1e-5  # efficiency holds
     with pytest.raises(InterpTextError, match="text 0 has 210 elements, and n_samples=200 coalitions"):
         KernelShap(bert, tok, n_samples=200).explain(long_text)
+
+
+def test_metrics_out_of_memory_halve_the_batch_too(bert, wp_tokenizer, monkeypatch):
+    import interp_text.perturbation as perturbation
+    from interp_text import Deletion
+
+    expls = Occlusion(bert, wp_tokenizer).explain(["the food was cold but the staff were lovely", "not good"])
+    expected = Deletion(bert, wp_tokenizer, batch_size=6).curves(expls)
+    monkeypatch.setattr(perturbation, "classification_logits", _runs_out_above(6, perturbation.classification_logits))
+    with pytest.warns(UserWarning, match="batch_size=64 ran out of device memory; this call used batch_size=4"):
+        got = Deletion(bert, wp_tokenizer).curves(expls)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
