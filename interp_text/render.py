@@ -177,13 +177,27 @@ def _check_explanation(expl: Any) -> Explanation:
     return expl
 
 
+def shared_scale(scale: Any, explanations: Sequence[Explanation]) -> Any:
+    """``scale="shared"``: the largest finite |score| of every row of ``explanations``, so that colours
+    compare across rows and texts; any other value is returned as it is."""
+    if not (isinstance(scale, str) and scale == "shared"):
+        return scale
+    largest = 0.0
+    for e in explanations:
+        finite = np.abs(e.scores[np.isfinite(e.scores)])
+        if finite.size:
+            largest = max(largest, float(finite.max()))
+    return largest if largest > 0 else 1.0  # all zero: any scale draws them white
+
+
 def _check_scale(scale: Any) -> float | None:
     if scale is None:
         return None
     ok = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
     if not ok or not math.isfinite(float(scale)) or float(scale) <= 0:
         raise InterpTextError(
-            f"scale must be a positive finite number (the |score| drawn at full colour), got {scale!r}."
+            f'scale must be a positive finite number (the |score| drawn at full colour) or "shared" (the largest '
+            f"|score| of every row shown), got {scale!r}."
         )
     return float(scale)
 
@@ -624,7 +638,8 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
     Args:
         expl: the explanation.
         scale: the ``|score|`` drawn at full colour, shared by every row (and by every render that
-            passes the same value); default: the largest finite ``|score|`` of the row shown.
+            passes the same value), or ``"shared"``: the largest finite ``|score|`` of every row;
+            default: the largest finite ``|score|`` of the row shown.
         target: the row shown first (row number or label); default: the predicted class when it
             is explained, else the first row.
 
@@ -635,7 +650,7 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
         >>> html_text = explanation_html(expl, scale=1.0)  # doctest: +SKIP
     """
     expl = _check_explanation(expl)
-    shared = _check_scale(scale)
+    shared = _check_scale(shared_scale(scale, [expl]))
     row = _default_row(expl, target)
     scales = _row_scales(expl.scores, shared)
     uid = "itx-" + uuid.uuid4().hex[:12]
@@ -772,7 +787,8 @@ def explanations_html(
     Args:
         explanations: the explanations, in display order.
         scale: a ``|score|`` drawn at full colour in every row, so that colours compare across
-            texts; default: each row's own largest ``|score|``.
+            texts, or ``"shared"``: the largest ``|score|`` of all of them; default: each row's own
+            largest ``|score|``.
         target: the row shown first in every explanation (see :func:`explanation_html`).
 
     Returns:
@@ -782,6 +798,7 @@ def explanations_html(
         >>> page = explanations_html([expl_a, expl_b], scale=0.5)  # doctest: +SKIP
     """
     items = _as_list(explanations)
+    scale = shared_scale(scale, items)
     uid = "itx-list-" + uuid.uuid4().hex[:12]
     rows = [
         f'<div class="itx-list-row"><div class="itx-list-idx">{n}</div>'
@@ -900,7 +917,10 @@ class ExplanationList(list):
         check_options("to_terminal", options, TERMINAL_OPTIONS)
         if not self:
             return "no explanations"
-        return "\n\n".join(explanation_terminal(e, **options) for e in _as_list(self))
+        items = _as_list(self)
+        if "scale" in options:
+            options = {**options, "scale": shared_scale(options["scale"], items)}
+        return "\n\n".join(explanation_terminal(e, **options) for e in items)
 
 
 # ----------------------------------------------------------------- terminal
@@ -1035,7 +1055,7 @@ def explanation_terminal(
     """
     expl = _check_explanation(expl)
     use_color = _use_color(color)
-    shared = _check_scale(scale)
+    shared = _check_scale(shared_scale(scale, [expl]))
     scales = _row_scales(expl.scores, shared)
     rows = [_default_row(expl, target)] if target is not None else list(range(len(expl.targets)))
     meta = f"{expl.method} \u00b7 {expl.task} \u00b7 {expl.granularity} ({expl.aggregation}) \u00b7 f = {expl.inference_mode}"

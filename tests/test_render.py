@@ -694,3 +694,18 @@ def test_seq2seq_input_is_called_input_and_one_output_needs_no_hint():
     assert len(one.targets) == 1
     page = explanation_html(one)
     assert ">Prompt<" in page and "hover or click" not in page
+
+
+def test_shared_scale_spans_every_row_and_text():
+    a = classification("a b", [[1.0, -0.5], [0.2, 4.0]], predicted=0)  # its largest |score|: 4, in row 1
+    b = classification("c d", [[0.5, 0.25], [0.0, 0.0]], predicted=0)
+    own = [style_rgb(c) for c in prompt_cells(dom(explanation_html(a)))]
+    assert own == [POSITIVE_RGB, score_rgb(-0.5, 1.0)]  # row 0 on its own scale
+    shared = [style_rgb(c) for c in prompt_cells(dom(explanation_html(a, scale="shared")))]
+    assert shared == [score_rgb(1.0, 4.0), score_rgb(-0.5, 4.0)]
+    listed = dom(explanations_html([a, b], scale="shared"))
+    cells = [style_rgb(c) for block in listed.find_all("div", "itx-text") for c in block.find_all("span", "itx-el")]
+    assert cells == [score_rgb(v, 4.0) for v in (1.0, -0.5, 0.5, 0.25)]  # b's colours on a's scale
+    assert ExplanationList([a, b]).to_terminal(color=True, scale="shared").count("|score| 4;") == 2
+    with pytest.raises(InterpTextError, match='or "shared"'):
+        explanation_html(a, scale="own")
