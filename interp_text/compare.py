@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .engine import Engine, Settings
+from .engine import Engine, forward_only
 from .errors import InterpTextError
 from .methods import GRADIENT_METHODS
 from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
@@ -136,7 +136,7 @@ def compare(
 
 def generated_outputs(model, tokenizer, texts: list, device, task, seed: int, generate_kwargs: dict) -> list[list[int]]:
     """Each text's output as the explainers generate it (greedy unless told otherwise), as token ids."""
-    settings = Settings.checked(
+    settings = forward_only(
         "generate",
         model,
         batch_size=1,
@@ -146,10 +146,6 @@ def generated_outputs(model, tokenizer, texts: list, device, task, seed: int, ge
         device=device,
         seed=seed,
         task=task,
-        statistic="none",
-        n_samples=0,
-        sample=None,
-        token_reduction="none",
     )
     engine = Engine(model, tokenizer, settings)
     engine.needs_embeds = False  # only the outputs are wanted

@@ -108,6 +108,12 @@ class Settings:
         )
 
 
+def forward_only(name: str, model, **options: Any) -> Settings:
+    """Settings of a pass without gradients (perturbation methods, metrics, generating outputs):
+    no statistic, no samples, no hidden dimension to reduce; ``options`` as for ``Settings.checked``."""
+    return Settings.checked(name, model, statistic="none", n_samples=0, sample=None, token_reduction="none", **options)
+
+
 def reduce_hidden(stat: torch.Tensor, how: str) -> torch.Tensor:
     """``(..., seq, hidden)`` -> ``(..., seq)``: signed sum, L2 norm or mean of absolute values."""
     if how == "sum":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .engine import Settings
+from .engine import forward_only
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens
@@ -80,7 +80,7 @@ class _Curve:
             _check_probabilities(type(self).__name__, model)
         self.model, self.tokenizer = model, tokenizer
         self.replacement_id = resolve_replacement(replacement, model, tokenizer)
-        self.settings = Settings.checked(
+        self.settings = forward_only(
             type(self).__name__,
             model,
             batch_size=batch_size,
@@ -91,10 +91,6 @@ class _Curve:
             device=device,
             seed=0,
             task=task,
-            statistic="none",
-            n_samples=0,
-            sample=None,
-            token_reduction="none",
         )
 
     def curves(self, explanations: Explanation | list[Explanation]) -> np.ndarray | list[np.ndarray]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .engine import Engine, Settings, _group
+from .engine import Engine, Settings, _group, forward_only
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens, pool
@@ -539,7 +539,7 @@ class PerturbationMethod:
         self._set_options(**method_options)
         self.replacement = replacement
         self.replacement_id = resolve_replacement(replacement, model, tokenizer)
-        self.settings = Settings.checked(
+        self.settings = forward_only(
             type(self).__name__,
             model,
             batch_size=batch_size,
@@ -549,10 +549,6 @@ class PerturbationMethod:
             device=device,
             seed=seed,
             task=task,
-            statistic="none",
-            n_samples=0,
-            sample=None,
-            token_reduction="none",  # whole elements are masked: there is no hidden dimension to reduce
             options={"replacement": replacement, **self._options(), **({"seed": seed} if self.seeded else {})},
         )
 
