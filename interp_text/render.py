@@ -288,6 +288,14 @@ def _output_rows(expl: Explanation, n_outputs: int) -> dict[int, int]:
     return rows
 
 
+def _top_line(expl: Explanation, i: int, k: int = 5) -> str:
+    """The ``k`` columns of largest |score| of row ``i``, with their scores: readable without hovering."""
+    row, columns = expl.scores[i], expl.columns
+    order = [j for j in np.argsort(-np.nan_to_num(np.abs(row), nan=-1.0), kind="stable") if not math.isnan(row[j])]
+    picks = [f"{_visible(columns[j])} {_fmt_short(float(row[j]))}" for j in order[:k]]
+    return ("largest |score|: " + " \u00b7 ".join(picks)) if picks else ""
+
+
 def _row_info(expl: Explanation, i: int) -> str:
     """The line under a target's name: probability, explained value, completeness gap."""
     t = expl.targets[i]
@@ -319,6 +327,7 @@ padding:12px 14px;margin:6px 0;box-sizing:border-box;max-width:100%;text-align:l
 #@ .itx-label{white-space:pre-wrap;font-weight:600;background:#f6f8fa;border:1px solid #d0d7de;border-radius:4px;
 padding:0 5px}
 #@ .itx-info,#@ .itx-hint{color:#57606a;font-size:13px}
+#@ .itx-top{color:#57606a;font-size:13px;margin:6px 0 0;overflow-wrap:anywhere}
 #@ .itx-hint{font-style:italic}
 #@ .itx-controls{display:flex;flex-wrap:wrap;gap:4px;margin:0 0 8px}
 #@ .itx-btn{font:inherit;font-size:13px;line-height:1.6;color:#1f2328;background:#f6f8fa;border:1px solid #d0d7de;
@@ -388,6 +397,7 @@ _JS = """
     var select = root.querySelector("select.itx-select");
     var labelNode = root.querySelector(".itx-label");
     var infoNode = root.querySelector(".itx-info");
+    var topNode = root.querySelector(".itx-top");
     var lo = root.querySelector(".itx-lo");
     var hi = root.querySelector(".itx-hi");
 
@@ -435,6 +445,7 @@ _JS = """
       });
       if (labelNode) { labelNode.textContent = D.rows[row].label; }
       if (infoNode) { infoNode.textContent = D.rows[row].info; }
+      if (topNode) { topNode.textContent = D.rows[row].top; }
       if (lo) { lo.textContent = "-" + D.rows[row].scale; }
       if (hi) { hi.textContent = "+" + D.rows[row].scale; }
       root.setAttribute("data-row", String(row));
@@ -691,6 +702,7 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
             f'<div class="itx-panel"><div class="itx-panel-title">Output</div>{output}</div>'
             "</div>"
         )
+        body += f'<div class="itx-top">{_esc(_top_line(expl, row))}</div>'
         body += _legend(scales[row], shared is not None, True, unsigned(expl))
         body += _heatmap(expl, scales, row, n_prompt, shared is not None)
     else:
@@ -700,6 +712,7 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
         )
         controls = _class_switch(expl, row) if len(expl.targets) > 1 else ""
         body = _text_block(expl.text, expl.spans, expl.elements, values, scales[row], side="prompt")
+        body += f'<div class="itx-top">{_esc(_top_line(expl, row))}</div>'
         body += _legend(scales[row], shared is not None, False, unsigned(expl))
 
     meta = " \u00b7 ".join(
@@ -717,7 +730,7 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
         "scales": scales,
         "columns": expl.columns,
         "rows": [
-            {"label": tt.label, "info": _row_info(expl, i), "scale": _fmt_scale(scales[i])}
+            {"label": tt.label, "info": _row_info(expl, i), "scale": _fmt_scale(scales[i]), "top": _top_line(expl, i)}
             for i, tt in enumerate(expl.targets)
         ],
         "pos": POSITIVE_RGB,

@@ -215,8 +215,14 @@ def test_class_switch_changes_colours(page, tmp_path):
     open_page(page, save_html(expl, tmp_path / "switch.html", scale=1.0))
     assert page.get_attribute(".itx-btn[data-row='2']", "aria-pressed") == "true"
     assert colours(page, PROMPT) == expected(expl.scores[2], 1.0)
+    assert (
+        page.text_content(".itx-top") == "largest |score|: not +0.80 \u00b7 at +0.30 \u00b7 all +0.20 \u00b7 bad -0.10"
+    )
     page.click(".itx-btn[data-row='0']")
     assert colours(page, PROMPT) == expected(expl.scores[0], 1.0)
+    assert (
+        page.text_content(".itx-top") == "largest |score|: not -0.80 \u00b7 at -0.30 \u00b7 bad +0.10 \u00b7 all +0.00"
+    )
     assert page.text_content(".itx-label") == "negative"
     assert page.get_attribute(".itx-btn[data-row='0']", "aria-pressed") == "true"
     assert page.get_attribute(".itx-btn[data-row='2']", "aria-pressed") == "false"
