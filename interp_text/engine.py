@@ -203,6 +203,7 @@ class Engine:
         def run() -> list[Explanation]:
             with self.guarded():
                 items = self._prepare(texts, targets, single, device, generate_kwargs)
+                self._group_outputs(items)
                 self._clean_pass(items)
                 self._attribute(items, device)
                 return [self._assemble(it) for it in items]
@@ -264,17 +265,6 @@ class Engine:
                 if ids is not None:
                     inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
             self._generate(to_generate, device, generate_kwargs, max_len)
-            for it in items:
-                strings = tok.convert_ids_to_tokens(it.output_ids)
-                it.output_groups = group_tokens(
-                    it.output_text, it.output_offsets, it.output_special, s.granularity, strings
-                )
-                if not it.output_groups[0]:
-                    raise InterpTextError(
-                        f"the output of prompt {it.index} ({it.output_text!r}) has no {s.granularity.value} to explain "
-                        "(only special or whitespace tokens); pass granularity='all_tokens' to explain those tokens, "
-                        "or another target."
-                    )
         if not self.needs_embeds:
             return items
         emb = model.get_input_embeddings()
@@ -287,6 +277,24 @@ class Engine:
                 if s.uses_baseline:
                     it.baseline = baseline_embeds(s.baseline, model, tok, it)  # (seq, hidden)
         return items
+
+    def _group_outputs(self, items: list[Item]) -> None:
+        """Each output's elements at the explainer's granularity, once, before any forward: an output
+        with none (only special or whitespace tokens) is refused before the work, not after it."""
+        s = self.s
+        if s.task == CLASSIFICATION:
+            return
+        for it in items:
+            strings = self.tokenizer.convert_ids_to_tokens(it.output_ids)
+            it.output_groups = group_tokens(
+                it.output_text, it.output_offsets, it.output_special, s.granularity, strings
+            )
+            if not it.output_groups[0]:
+                raise InterpTextError(
+                    f"the output of prompt {it.index} ({it.output_text!r}) has no {s.granularity.value} to explain "
+                    "(only special or whitespace tokens); pass granularity='all_tokens' to explain those tokens, "
+                    "or another target."
+                )
 
     def _generate(self, items: list[Item], device, kwargs: dict, max_len) -> None:
         if not items:
