@@ -96,9 +96,10 @@ def compare(
     unknown = sorted(set(per_method) - set(ALL_METHODS))
     if unknown:
         raise InterpTextError(f"method_options names unknown methods {unknown}; use names from {sorted(ALL_METHODS)}.")
-    if generate_kwargs and (targets is not None or detect_task(model, task) == CLASSIFICATION):
+    generator = detect_task(model, task) != CLASSIFICATION
+    if generate_kwargs and (targets is not None or not generator):
         raise InterpTextError("generate_kwargs are for generating outputs: with targets= or a classifier, drop them.")
-    if targets is None and detect_task(model, task) != CLASSIFICATION:
+    if targets is None and generator:
         targets = generated_outputs(
             model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}
         )
