@@ -141,6 +141,10 @@ def cmd_explain(args) -> int:
             raise InterpTextError(
                 f"got a text ({args.text!r}) and --input {args.input}; pass one or the other, not both."
             )
+        if args.text_pair is not None:
+            raise InterpTextError(
+                '--text-pair goes with one text; in --input FILE.jsonl, write "text_pair" in the record.'
+            )
         for flag, value in (("--html", args.html), ("--json", args.json)):
             if value:
                 raise InterpTextError(f"{flag} writes one explanation; with --input, results go to --output.")
@@ -152,7 +156,8 @@ def cmd_explain(args) -> int:
     model, tok = load_model(args.model, generation=args.task == "generation")
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
-    expl = explainer.explain(args.text, targets=target, **generate_kwargs(args, explainer))
+    text = args.text if args.text_pair is None else {"text": args.text, "text_pair": args.text_pair}
+    expl = explainer.explain(text, targets=target, **generate_kwargs(args, explainer))
     print(expl.to_terminal(color=False if args.no_color else None))
     if args.html:
         print(f"page written to {expl.save_html(args.html)}")
@@ -178,7 +183,10 @@ def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
             if isinstance(value, str):
                 value = {"text": value}
             if not isinstance(value, dict) or "text" not in value:
-                raise InterpTextError(f'{where} has no "text"; write lines like {{"text": "...", "target": 1}}.')
+                raise InterpTextError(
+                    f'{where} has no "text"; write lines like {{"text": "...", "target": 1}} (with "text_pair": "..." '
+                    "for a classifier that reads two texts)."
+                )
             key = value.setdefault("id", n)
             if isinstance(key, (list, dict)):
                 raise InterpTextError(f'{where} has an "id" that is a {type(key).__name__}; use a string or a number.')
@@ -248,7 +256,8 @@ def done_ids(path: Path) -> set:
 
 def explain_records(explainer, records: list[tuple[int, dict]], target: Any, kwargs: dict, path: Path) -> list:
     """Explanations of ``records`` in one call; if that fails, one record at a time, so the error names its line."""
-    texts = [r["text"] for _, r in records]
+    # A record with a "text_pair" is a pair a classifier reads together (premise and hypothesis).
+    texts = [{"text": r["text"], "text_pair": r["text_pair"]} if "text_pair" in r else r["text"] for _, r in records]
     targets = [r.get("target", target) for _, r in records]
     try:
         return list(explainer.explain(texts, targets=targets, **kwargs))
@@ -353,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain one text, printed with colours in the terminal, or a whole JSONL file.",
     )
     ex.add_argument("text", nargs="?", help="the text (a prompt, for generation)")
+    ex.add_argument(
+        "--text-pair",
+        metavar="TEXT",
+        help="a second text the classifier reads with the first (an NLI hypothesis, a cross-encoder's passage)",
+    )
     ex.add_argument(
         "--model",
         help="bundled model ('sentiment', 'facts') or a local model folder; default: the bundled model for --task",

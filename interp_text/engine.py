@@ -437,7 +437,7 @@ class Engine:
         with torch.enable_grad():
             # One (rows,) score per target, each its own graph branch where the model allows it.
             if s.task == CLASSIFICATION:
-                logits = classification_logits(self.model, x)  # (rows, classes)
+                logits = classification_logits(self.model, x, row_items[0].token_types)  # (rows, classes)
                 self._read_unperturbed(rows, logits)
                 if not segments:
                     return
@@ -592,12 +592,33 @@ class Engine:
             completeness_gap=None if gap is None else gap.numpy(),
             # "chat": the text is a chat template's output, holding its own special tokens (the metrics
             # must not add them again).
-            options={**(s.options or {}), **({"chat": True} if isinstance(it.text, inp.Templated) else {})},
+            options={**(s.options or {}), **text_kind(it.text)},
             output_text=out_text,
             output_elements=out_elements,
             output_spans=out_spans,
             output_ids=None if s.task == CLASSIFICATION else list(it.output_ids),
         )
+
+
+def text_kind(text: str) -> dict:
+    """What an explanation keeps of how its text was read, so that the metrics read it the same way:
+    "chat", a chat template's output (it holds its own special tokens); "text_pair_start", where the
+    second text of a pair starts."""
+    if isinstance(text, inp.Templated):
+        return {"chat": True}
+    if isinstance(text, inp.TextPair):
+        return {"text_pair_start": text.second_start}
+    return {}
+
+
+def as_read(text: str, options: dict) -> str:
+    """The text an explanation explains, as ``text_kind`` said it was read."""
+    if options.get("chat"):
+        return inp.Templated(text)
+    start = options.get("text_pair_start")
+    if start is not None:
+        return inp.TextPair(text[: start - 1], text[start:])
+    return text
 
 
 def packed(units: list, batch_size: int, task: str) -> Iterator[list]:

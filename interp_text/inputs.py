@@ -8,16 +8,50 @@ import numpy as np
 import torch
 
 from .errors import InterpTextError
-from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item
+from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item, accepts
 
 
 def _is_chat(x: Any) -> bool:
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(m, dict) and "role" in m for m in x)
 
 
+class TextPair(str):
+    """Two texts a classifier reads together (premise and hypothesis, question and passage), tokenized
+    as the pair they are; as a string, the first text, a line break, the second."""
+
+    def __new__(cls, first: str, second: str) -> TextPair:
+        pair = super().__new__(cls, first + "\n" + second)
+        pair.first, pair.second = first, second
+        return pair
+
+    def __reduce__(self):
+        return TextPair, (self.first, self.second)
+
+    @property
+    def second_start(self) -> int:
+        """Where the second text starts in the string."""
+        return len(self.first) + 1
+
+
+PAIR_KEYS = ("text", "text_pair")
+
+
+def _text_pair(x: dict, i: int) -> TextPair:
+    """``{"text": a, "text_pair": b}`` (the keys Hugging Face's pipelines take) as a ``TextPair``."""
+    if set(x) != set(PAIR_KEYS):
+        raise InterpTextError(
+            f"text {i} is a dict with keys {sorted(x)}; a text pair is written "
+            '{"text": "...", "text_pair": "..."}, and a chat conversation is a list of {"role": ..., "content": ...}.'
+        )
+    for key in PAIR_KEYS:
+        if not isinstance(x[key], str) or not x[key].strip():
+            raise InterpTextError(f'the "{key}" of text {i} must be a non-empty string; got {x[key]!r}.')
+    return TextPair(x["text"], x["text_pair"])
+
+
 def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
-    """Return ``(texts, single)``: a list of strings or chat conversations, and whether one was given."""
-    if isinstance(model_inputs, str) or _is_chat(model_inputs):
+    """Return ``(texts, single)``: a list of strings, text pairs or chat conversations, and whether one was given."""
+    if isinstance(model_inputs, (str, dict)) or _is_chat(model_inputs):
         texts, single = [model_inputs], True
     elif isinstance(model_inputs, (list, tuple)):
         texts, single = list(model_inputs), False
@@ -25,7 +59,8 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
             raise InterpTextError("explain() got an empty list; pass a string or a non-empty list of strings.")
     else:
         raise InterpTextError(
-            f"explain() takes a string, a list of strings or chat messages; got {type(model_inputs).__name__}."
+            f"explain() takes a string, a text pair {{'text': ..., 'text_pair': ...}}, chat messages, or a list of "
+            f"those; got {type(model_inputs).__name__}."
         )
     for i, t in enumerate(texts):
         if _is_chat(t):
@@ -35,6 +70,9 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
                         f"message {k} of conversation {i} has no text: a chat message is "
                         '{"role": ..., "content": "..."}.'
                     )
+            continue
+        if isinstance(t, dict):
+            texts[i] = _text_pair(t, i)
             continue
         if not isinstance(t, str):
             raise InterpTextError(f"text {i} is a {type(t).__name__}, not a string; pass str (or a list of str).")
@@ -71,36 +109,43 @@ def tokenize(tokenizer, text: str, add_special_tokens: bool = True) -> tuple[lis
     return tokenize_all(tokenizer, [text], add_special_tokens)[0]
 
 
-def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -> list[tuple]:
-    """``tokenize`` of several texts, in one call of the (fast, batched) tokenizer."""
+def _check_fast(tokenizer) -> None:
     if not getattr(tokenizer, "is_fast", False):
         raise InterpTextError(
             f"{type(tokenizer).__name__} is a slow tokenizer without character offsets; load a fast one "
             "(AutoTokenizer.from_pretrained(..., use_fast=True))."
         )
+
+
+def _backend_encode(backend, tokenizer, inputs: list, add_special_tokens: bool) -> list:
+    """The backend's own batch call: what tokenizer(...) returns, without its per-call conversions
+    (a third of the time) and without its side effect: it switches off a truncation or padding the
+    user's tokenizer was set to, for good. Here they are off for this call only."""
+    truncation, padding = backend.truncation, backend.padding
+    split = backend.encode_special_tokens  # the tokenizer's split_special_tokens, for this call
+    try:
+        if truncation is not None:
+            backend.no_truncation()
+        if padding is not None:
+            backend.no_padding()
+        backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+        return backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+    finally:
+        backend.encode_special_tokens = split
+        if truncation is not None:
+            backend.enable_truncation(**truncation)
+        if padding is not None:
+            backend.enable_padding(**padding)
+
+
+def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -> list[tuple]:
+    """``tokenize`` of several texts, in one call of the (fast, batched) tokenizer."""
+    _check_fast(tokenizer)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        # The backend's own batch call: what tokenizer(...) returns, without its per-call conversions
-        # (a third of the time) and without its side effect: it switches off a truncation or padding
-        # the user's tokenizer was set to, for good. Here they are off for this call only.
-        truncation, padding = backend.truncation, backend.padding
-        split = backend.encode_special_tokens  # the tokenizer's split_special_tokens, for this call
-        try:
-            if truncation is not None:
-                backend.no_truncation()
-            if padding is not None:
-                backend.no_padding()
-            backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
-            encodings = backend.encode_batch(texts, add_special_tokens=add_special_tokens)
-        finally:
-            backend.encode_special_tokens = split
-            if truncation is not None:
-                backend.enable_truncation(**truncation)
-            if padding is not None:
-                backend.enable_padding(**padding)
         return [
             (e.ids, [tuple(o) for o in e.offsets], [bool(v) for v in e.special_tokens_mask], e.tokens)
-            for e in encodings
+            for e in _backend_encode(backend, tokenizer, texts, add_special_tokens)
         ]
     enc = tokenizer(
         texts,
@@ -114,6 +159,40 @@ def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -
     for ids, special, offsets in zip(enc["input_ids"], enc["special_tokens_mask"], enc["offset_mapping"]):
         ids = list(ids)
         out.append((ids, [tuple(o) for o in offsets], [bool(v) for v in special], tokenizer.convert_ids_to_tokens(ids)))
+    return out
+
+
+def tokenize_pairs(tokenizer, pairs: list[TextPair]) -> list[tuple]:
+    """``tokenize_all`` of text pairs, tokenized as pairs (``tokenizer(first, second)``), with each
+    token's offsets into the pair's string and its token type id."""
+    _check_fast(tokenizer)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        rows = [
+            (e.ids, e.offsets, e.special_tokens_mask, e.tokens, e.sequence_ids, e.type_ids)
+            for e in _backend_encode(backend, tokenizer, [(p.first, p.second) for p in pairs], True)
+        ]
+    else:
+        enc = tokenizer(
+            [p.first for p in pairs],
+            [p.second for p in pairs],
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_token_type_ids=True,
+            truncation=False,
+            verbose=False,
+        )
+        rows = [
+            (ids, offsets, special, tokenizer.convert_ids_to_tokens(list(ids)), enc.sequence_ids(k), types)
+            for k, (ids, offsets, special, types) in enumerate(
+                zip(enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], enc["token_type_ids"])
+            )
+        ]
+    out = []
+    for pair, (ids, offsets, special, strings, sequence, types) in zip(pairs, rows):
+        shift = pair.second_start  # the second text's offsets count from its own start
+        offsets = [(a + shift, b + shift) if q == 1 else (a, b) for (a, b), q in zip(offsets, sequence)]
+        out.append((list(ids), offsets, [bool(v) for v in special], list(strings), list(types)))
     return out
 
 
@@ -261,8 +340,24 @@ def strip_generated(ids: list[int], stop: set[int], pad: int | None) -> list[int
 def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, max_length: int | None) -> list[Item]:
     """Tokenize every text; for generation with forced targets, append/attach the output ids."""
     items, rows = [], embedding_rows(model)
-    plain = [i for i, raw in enumerate(texts) if not _is_chat(raw) and not isinstance(raw, Templated)]
+    pairs = [i for i, raw in enumerate(texts) if isinstance(raw, TextPair)]
+    if pairs and task != CLASSIFICATION:
+        raise InterpTextError(
+            f"text {pairs[0]} is a text pair; pairs are read by classifiers (NLI, cross-encoders), and this model "
+            "generates: pass the prompt as one string."
+        )
+    plain = [i for i, raw in enumerate(texts) if not _is_chat(raw) and not isinstance(raw, (Templated, TextPair))]
     tokens = dict(zip(plain, tokenize_all(tokenizer, [texts[i] for i in plain]))) if plain else {}
+    types = {}  # text index -> token type ids, for pairs read with them
+    if pairs:
+        # Token types go to the model as tokenizer(first, second) would give them to it.
+        with_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ()) and accepts(
+            model, "token_type_ids"
+        )
+        for i, (*encoded, type_ids) in zip(pairs, tokenize_pairs(tokenizer, [texts[i] for i in pairs])):
+            tokens[i] = encoded
+            if with_types and any(type_ids):
+                types[i] = tuple(type_ids)
     for i, raw in enumerate(texts):
         if i in tokens:
             text, (ids, offsets, special, strings) = raw, tokens[i]
@@ -275,7 +370,7 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
         if not ids:
             raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
         check_ids(rows, tokenizer, ids, f"text {i}")
-        item = Item(i, text, torch.tensor(ids), offsets, special, strings)
+        item = Item(i, text, torch.tensor(ids), offsets, special, strings, token_types=types.get(i))
         if task == CLASSIFICATION:
             item.classes = targets[i] or []
         items.append(item)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .engine import forward_only
+from .engine import as_read, forward_only
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens
-from .inputs import Templated
 from .methods import check_model
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
@@ -121,7 +120,7 @@ class _Curve:
         engine = PerturbationEngine(self.model, self.tokenizer, s, self.replacement_id)
         device = s.device or model_device(self.model)
         with engine.guarded():
-            texts = [Templated(e.text) if e.options.get("chat") else e.text for e in expls]
+            texts = [as_read(e.text, e.options) for e in expls]
             items = engine._prepare(texts, targets, False, device, {})
             masks = {}
             rows_of = {}  # text index -> per row, the target columns whose scores it sums

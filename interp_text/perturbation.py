@@ -377,7 +377,7 @@ class PerturbationEngine(Engine):
                     else:
                         x = emb(ids[a:b])  # (rows, seq, hidden)
                     if s.task == CLASSIFICATION:
-                        outs.append((classification_logits(self.model, x), None))  # (rows, classes)
+                        outs.append((classification_logits(self.model, x, plan.items[0].token_types), None))
                         continue
                     cut = min(cuts[a:b]) if cuts else 0
                     out = self._prefix_logits(x, row_items[a:b], cut, table[a:b]) if cut else None

@@ -116,6 +116,7 @@ class Item:
     output_offsets: list[tuple[int, int]] = field(default_factory=list)  # per output token
     output_special: list[bool] = field(default_factory=list)
     output_groups: tuple | None = None  # group_tokens of the output: (elements, spans, token -> element)
+    token_types: tuple[int, ...] | None = None  # a text pair's token type ids, when the model reads them
     embeds: torch.Tensor | None = None  # (seq, hidden)
     # Filled by the clean pass (unperturbed input):
     predicted: int | None = None
@@ -136,12 +137,18 @@ class Item:
     def group_key(self, task: str) -> tuple[int, ...]:
         if task == SEQ2SEQ:
             return (self.input_ids.shape[0], len(self.output_ids))
+        if self.token_types is not None:  # a batch's rows share their token types
+            return (self.input_ids.shape[0], *self.token_types)
         return (self.input_ids.shape[0],)
 
 
-def classification_logits(model, embeds: torch.Tensor) -> torch.Tensor:
+def classification_logits(model, embeds: torch.Tensor, token_types: tuple[int, ...] | None = None) -> torch.Tensor:
+    """The logits of rows that share their token types (``Item.token_types``; None: the model's default)."""
     # Rows are never padded, so no attention mask: an all-ones mask means the same and costs time.
-    return model(inputs_embeds=embeds).logits  # (rows, classes)
+    if token_types is None:
+        return model(inputs_embeds=embeds).logits  # (rows, classes)
+    types = send(torch.tensor(token_types), embeds.device)[None].expand(embeds.shape[0], -1)  # (rows, seq)
+    return model(inputs_embeds=embeds, token_type_ids=types).logits
 
 
 def target_scores(
@@ -312,7 +319,7 @@ def target_logits(
     table = table if table is not None else target_table(model, task, items, dev)
     valid, target_ids = table.valid, table.target_ids
     if task == CLASSIFICATION:
-        logits = classification_logits(model, embeds)  # (rows, classes)
+        logits = classification_logits(model, embeds, items[0].token_types)  # (rows, classes)
         chosen = logits.gather(1, target_ids)  # (rows, width)
         log_norm = class_log_norm(model, logits, chosen) if normaliser else None
         return chosen, log_norm, valid
