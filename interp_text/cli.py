@@ -48,29 +48,10 @@ def positive_int(value: str) -> int:
 
 
 def load_model(name: str | None, generation: bool = False):
-    """A bundled model ("sentiment", "facts"), or a local folder in Hugging Face format."""
-    from .bundled import NAMES, load_default
+    """A bundled model ("sentiment", "facts"), a folder in Hugging Face format, or a Hub id."""
+    from .loading import load
 
-    name = name or ("facts" if generation else "sentiment")
-    if name in NAMES:
-        return load_default(name)
-    path = Path(name)
-    if not path.exists():
-        raise InterpTextError(
-            f"--model {name!r} is neither a bundled model ({', '.join(NAMES)}) nor a local folder; "
-            "pass a folder saved with save_pretrained (models cannot be downloaded here)."
-        )
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(path)
-    arch = " ".join(config.architectures or [])
-    if "ForSequenceClassification" in arch:
-        auto = transformers.AutoModelForSequenceClassification
-    elif getattr(config, "is_encoder_decoder", False):
-        auto = transformers.AutoModelForSeq2SeqLM
-    else:
-        auto = transformers.AutoModelForCausalLM
-    return auto.from_pretrained(path).eval(), transformers.AutoTokenizer.from_pretrained(path)
+    return load(name or ("facts" if generation else "sentiment"))
 
 
 def make_explainer(args, model, tokenizer):

@@ -16,6 +16,7 @@ import torch
 
 from .engine import Engine, forward_only
 from .errors import InterpTextError
+from .loading import resolve
 from .methods import GRADIENT_METHODS
 from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
 from .model_guard import model_device
@@ -40,7 +41,7 @@ def method_class(method: str | type) -> type:
 
 def compare(
     model,
-    tokenizer,
+    tokenizer,  # None: the model's own, when ``model`` is a name, folder or pipeline
     texts: str | list[str],
     methods: list[Any] | tuple[Any, ...] = DEFAULT_METHODS,
     targets: Any = None,
@@ -57,8 +58,9 @@ def compare(
     """Explain the same texts with each method and score the explanations.
 
     Args:
-        model, tokenizer: the model to explain and its tokenizer.
-        texts: a text or a list of texts (prompts, for generation).
+        model, tokenizer: the model to explain and its tokenizer; or, as for every explainer, a
+            model name or folder, or a pipeline, with ``tokenizer=None``.
+        texts: a text (or text pair) or a list of them (prompts, for generation).
         methods: names (``"occlusion"``, ``"vargrad"``, ...), classes, or explainers already built
             (used as they are).
         targets: as for ``explain`` (the same for every method).
@@ -82,7 +84,8 @@ def compare(
     Example:
         >>> print(format_table(compare(model, tokenizer, texts, ["occlusion", "vargrad"])))  # doctest: +SKIP
     """
-    texts = [texts] if isinstance(texts, str) else list(texts)
+    model, tokenizer = resolve(model, tokenizer, task, device)
+    texts = [texts] if isinstance(texts, (str, dict)) else list(texts)
     if rationales is not None and len(rationales) != len(texts):
         raise InterpTextError(
             f"got {len(rationales)} rationales for {len(texts)} texts; pass one list of spans per text."

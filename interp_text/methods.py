@@ -13,6 +13,7 @@ import torch
 from .engine import Engine, Settings
 from .errors import InterpTextError
 from .explanation import Explanation
+from .loading import resolve
 from .options import (
     TOKEN_REDUCTIONS,
     Granularity,
@@ -47,7 +48,9 @@ class GradientMethod:
     Args:
         model: a Hugging Face model (classifier, causal LM or encoder-decoder) that accepts
             ``inputs_embeds``. It leaves every call exactly as it came.
-        tokenizer: its fast tokenizer (character offsets are needed for granularity).
+        tokenizer: its fast tokenizer (character offsets are needed for granularity). ``model``
+            may instead be a bundled model's name, a folder or Hub name (model and tokenizer are
+            loaded, on ``device``), or a transformers pipeline; ``tokenizer`` is then optional.
         batch_size: perturbed rows per forward pass.
         granularity: ``Granularity.ALL_TOKENS``, ``TOKEN``, ``WORD`` (default) or ``SENTENCE``.
         granularity_aggregation_strategy: how token scores pool into an element: ``MEAN``
@@ -75,7 +78,7 @@ class GradientMethod:
     def __init__(
         self,
         model,
-        tokenizer,
+        tokenizer=None,
         *,
         batch_size: int = 64,
         granularity: Granularity | str = Granularity.WORD,
@@ -88,6 +91,7 @@ class GradientMethod:
         targets_per_backward: int | None = None,
         **method_options: Any,
     ):
+        model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
         check_options(type(self).__name__, method_options, self._option_names())

@@ -14,6 +14,7 @@ from .engine import as_read, forward_only
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens
+from .loading import resolve
 from .methods import check_model
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
@@ -67,13 +68,14 @@ class _Curve:
     def __init__(
         self,
         model,
-        tokenizer,
+        tokenizer=None,
         *,
         batch_size: int = 64,
         device: str | torch.device | None = None,
         task: str | None = None,
         replacement: str | int | None = None,
     ):
+        model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         if detect_task(model, task) == CLASSIFICATION:
             _check_probabilities(type(self).__name__, model)
@@ -203,7 +205,7 @@ class Deletion(_Curve):
     ``problem_type="regression"``) has no probability and is refused.
 
     Args:
-        model, tokenizer: the ones that were explained.
+        model, tokenizer: the ones that were explained (or a name, folder or pipeline, as for the explainers).
         batch_size: masked inputs per forward (rows of every explanation of one length share it).
         device: where to compute (default: the model's).
         task: as for the explainers; detected from the model if None.

@@ -27,6 +27,7 @@ from .engine import Engine, Settings, _group, forward_only
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens, pool
+from .loading import resolve
 from .methods import check_model, check_options
 from .options import (
     Granularity,
@@ -491,7 +492,9 @@ class PerturbationMethod:
     Args:
         model: a Hugging Face model (classifier, causal LM or encoder-decoder) that accepts
             ``inputs_embeds``. It leaves every call exactly as it came.
-        tokenizer: its fast tokenizer (character offsets are needed for granularity).
+        tokenizer: its fast tokenizer (character offsets are needed for granularity). ``model``
+            may instead be a bundled model's name, a folder or Hub name (model and tokenizer are
+            loaded, on ``device``), or a transformers pipeline; ``tokenizer`` is then optional.
         batch_size: masked inputs per forward pass (rows of every text of one length share it).
         granularity: the elements that are masked: ``Granularity.ALL_TOKENS``, ``TOKEN``,
             ``WORD`` (default; every token of a word together) or ``SENTENCE``. Special tokens are
@@ -515,7 +518,7 @@ class PerturbationMethod:
     def __init__(
         self,
         model,
-        tokenizer,
+        tokenizer=None,
         *,
         batch_size: int = 64,
         granularity: Granularity | str = Granularity.WORD,
@@ -527,6 +530,7 @@ class PerturbationMethod:
         replacement: str | int | None = None,
         **method_options: Any,
     ):
+        model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
         check_options(

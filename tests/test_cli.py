@@ -60,7 +60,7 @@ def test_explain_generation_with_bundled_lm(capsys):
     [
         (["explain", ""], "text 0 is empty"),
         (["explain", "ok", "--method", "magic"], "--method 'magic' is not known"),
-        (["explain", "ok", "--model", "no/such/folder"], "neither a bundled model"),
+        (["explain", "ok", "--model", "no/such/folder"], "cannot load 'no/such/folder': it is not a bundled model"),
         (["explain", "ok", "--target", "7"], "target 7 is out of range"),
         (["explain", "ok", "--method", "occlusion", "--n-perturbations", "3"], "does not apply to occlusion"),
         (["explain", "--input", "x.jsonl"], "--input needs --output"),
