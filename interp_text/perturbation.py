@@ -378,7 +378,9 @@ class PerturbationEngine(Engine):
                     else:
                         x = emb(ids[a:b])  # (rows, seq, hidden)
                     if s.task == CLASSIFICATION:
-                        outs.append((classification_logits(self.model, x, plan.items[0].token_types), None))
+                        # The masked ids, for a classifier that reads them (zeros have no id).
+                        read = None if rid is None else (lambda rows=ids[a:b]: rows)
+                        outs.append((classification_logits(self.model, x, plan.items[0].token_types, read), None))
                         continue
                     cut = min(cuts[a:b]) if cuts else 0
                     out = self._prefix_logits(x, row_items[a:b], cut, table[a:b]) if cut else None

@@ -7,6 +7,8 @@ batch always have the same length (the engine groups them), so no padding ever e
 from __future__ import annotations
 
 import inspect
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,11 @@ def _task_of(model: torch.nn.Module) -> str | None:
     if any(n.endswith("ForSequenceClassification") for n in names):
         return CLASSIFICATION
     config = getattr(model, "config", None)
+    can_generate = getattr(model, "can_generate", None)
+    if callable(can_generate) and can_generate():
+        # Any Hugging Face model with a generation head, whatever its class name: MarianMTModel,
+        # a vision-language ...ForConditionalGeneration read as text only (Gemma 3, LLaVA).
+        return SEQ2SEQ if getattr(config, "is_encoder_decoder", False) else CAUSAL_LM
     if getattr(config, "is_encoder_decoder", False) and any(
         n.endswith(("ForConditionalGeneration", "ForSeq2SeqLM")) or n == "EncoderDecoderModel" for n in names
     ):
@@ -142,13 +149,34 @@ class Item:
         return (self.input_ids.shape[0],)
 
 
-def classification_logits(model, embeds: torch.Tensor, token_types: tuple[int, ...] | None = None) -> torch.Tensor:
-    """The logits of rows that share their token types (``Item.token_types``; None: the model's default)."""
-    # Rows are never padded, so no attention mask: an all-ones mask means the same and costs time.
-    if token_types is None:
-        return model(inputs_embeds=embeds).logits  # (rows, classes)
-    types = send(torch.tensor(token_types), embeds.device)[None].expand(embeds.shape[0], -1)  # (rows, seq)
-    return model(inputs_embeds=embeds, token_type_ids=types).logits
+_READS_IDS: weakref.WeakSet = weakref.WeakSet()  # classifiers that refuse inputs_embeds
+
+
+def classification_logits(
+    model, embeds: torch.Tensor, token_types: tuple[int, ...] | None = None, ids: Callable | None = None
+) -> torch.Tensor:
+    """The logits of rows that share their token types (``Item.token_types``; None: the model's default).
+
+    ``ids``: a function giving the rows' token ids ``(rows, seq)``, masked as ``embeds`` are, for a
+    classifier that refuses ``inputs_embeds`` because it reads its ids (BART's finds its
+    end-of-sentence tokens in them, and feeds them to its decoder too): it gets the ids instead.
+    """
+    kwargs = {}
+    if token_types is not None:
+        kwargs["token_type_ids"] = send(torch.tensor(token_types), embeds.device)[None].expand(embeds.shape[0], -1)
+    if model not in _READS_IDS:
+        try:
+            # Rows are never padded, so no attention mask: an all-ones mask means the same and costs time.
+            return model(inputs_embeds=embeds, **kwargs).logits  # (rows, classes)
+        except NotImplementedError:
+            _READS_IDS.add(model)
+    if ids is None:
+        raise InterpTextError(
+            f"{type(model).__name__} does not take inputs_embeds (it reads its token ids), so no embedding can be "
+            "perturbed: explain it with a perturbation method (Occlusion, Lime, KernelShap, Sobol) and a replacement "
+            "token (the default; not replacement='zeros')."
+        )
+    return model(input_ids=ids(), **kwargs).logits
 
 
 def target_scores(
@@ -319,7 +347,7 @@ def target_logits(
     table = table if table is not None else target_table(model, task, items, dev)
     valid, target_ids = table.valid, table.target_ids
     if task == CLASSIFICATION:
-        logits = classification_logits(model, embeds, items[0].token_types)  # (rows, classes)
+        logits = classification_logits(model, embeds, items[0].token_types)
         chosen = logits.gather(1, target_ids)  # (rows, width)
         log_norm = class_log_norm(model, logits, chosen) if normaliser else None
         return chosen, log_norm, valid

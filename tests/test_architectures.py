@@ -1,8 +1,11 @@
-"""Other Hugging Face architectures, built tiny from their configs: batched equals alone, scores finite.
+"""Other Hugging Face architectures, built tiny from their configs: batched equals alone, scores finite,
+and the explained score is the model's own output on its token ids.
 
 bert, gpt2, llama and t5 are covered throughout the suite; these add what differs between model
-families: learned vs rotary vs relative positions, scaled embeddings (BART, Gemma), factorised
-embeddings (ALBERT, ELECTRA), a parallel block (Phi), grouped-query attention.
+families: learned vs rotary vs relative vs ALiBi positions, scaled embeddings (BART, Gemma, Pegasus),
+factorised or projected embeddings (ALBERT, ELECTRA, OPT), a parallel block (Phi, Falcon, GPT-NeoX),
+grouped-query attention, sliding windows and soft-capping (Gemma 2), a class name that says nothing
+(MarianMTModel), a vision-language class read as text (Gemma 3), a classifier that reads its ids (BART).
 """
 
 import numpy as np
@@ -11,7 +14,7 @@ import torch
 import transformers as T
 from conftest import bpe_tokenizer
 
-from interp_text import Saliency, VarGrad
+from interp_text import InterpTextError, Saliency, VarGrad
 from interp_text.perturbation import KernelShap, Occlusion
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -25,24 +28,54 @@ CLASSIFIERS = {
     "albert": (T.AlbertConfig, T.AlbertForSequenceClassification, dict(SMALL, embedding_size=16)),
     "electra": (T.ElectraConfig, T.ElectraForSequenceClassification, dict(SMALL, embedding_size=16)),
     "deberta-v2": (T.DebertaV2Config, T.DebertaV2ForSequenceClassification, SMALL),
+    "deberta": (T.DebertaConfig, T.DebertaForSequenceClassification, SMALL),
+    "modernbert": (
+        T.ModernBertConfig,
+        T.ModernBertForSequenceClassification,
+        dict(SMALL, global_attn_every_n_layers=1, local_attention=8),
+    ),
+    "mpnet": (T.MPNetConfig, T.MPNetForSequenceClassification, dict(SMALL, max_position_embeddings=130)),
+    "qwen2-classifier": (T.Qwen2Config, T.Qwen2ForSequenceClassification, dict(SMALL, num_key_value_heads=1)),
 }
+GQA = dict(SMALL, num_key_value_heads=1, head_dim=16)
+SEQ2SEQ_SMALL = dict(
+    d_model=32,
+    encoder_layers=1,
+    decoder_layers=1,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=64,
+    decoder_start_token_id=2,
+)
 GENERATORS = {
     "qwen2": (T.Qwen2Config, T.Qwen2ForCausalLM, dict(SMALL, num_key_value_heads=1)),
     "phi": (T.PhiConfig, T.PhiForCausalLM, SMALL),
     "gemma": (T.GemmaConfig, T.GemmaForCausalLM, dict(SMALL, num_key_value_heads=1, head_dim=16)),
-    "bart": (
-        T.BartConfig,
-        T.BartForConditionalGeneration,
-        dict(
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            decoder_start_token_id=2,
-        ),
+    "bart": (T.BartConfig, T.BartForConditionalGeneration, SEQ2SEQ_SMALL),
+}
+# Checked against the model's own forward on token ids only.
+MORE_GENERATORS = {
+    "mistral": (T.MistralConfig, T.MistralForCausalLM, GQA),
+    "qwen3": (T.Qwen3Config, T.Qwen3ForCausalLM, GQA),
+    "gemma2": (T.Gemma2Config, T.Gemma2ForCausalLM, dict(GQA, sliding_window=4)),
+    "gemma3": (T.Gemma3TextConfig, T.Gemma3ForCausalLM, GQA),
+    "phi3": (T.Phi3Config, T.Phi3ForCausalLM, dict(SMALL, num_key_value_heads=1)),
+    "opt": (
+        T.OPTConfig,
+        T.OPTForCausalLM,
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, ffn_dim=64, word_embed_proj_dim=16),
+    ),
+    "gpt-neox": (T.GPTNeoXConfig, T.GPTNeoXForCausalLM, SMALL),
+    "falcon": (T.FalconConfig, T.FalconForCausalLM, dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)),
+    "bloom": (T.BloomConfig, T.BloomForCausalLM, dict(hidden_size=32, n_layer=2, n_head=2)),
+    "olmo2": (T.Olmo2Config, T.Olmo2ForCausalLM, SMALL),
+    "pegasus": (T.PegasusConfig, T.PegasusForConditionalGeneration, SEQ2SEQ_SMALL),
+    "marian": (T.MarianConfig, T.MarianMTModel, SEQ2SEQ_SMALL),
+    "mt5": (
+        T.MT5Config,
+        T.MT5ForConditionalGeneration,
+        dict(d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2, decoder_start_token_id=2),
     ),
 }
 TEXTS = ["The food was cold but the staff were lovely.", "Not good.", "bad", "Not bad at all"]
@@ -106,3 +139,94 @@ def test_last_token_classifier_without_a_pad_id(config, model_class, bpe, caplog
         expected = model(input_ids=ids).logits.softmax(-1)[0]
     got = [t.probability for t in Occlusion(model, bpe).explain(TEXTS[0], targets="all").targets]
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_scores_are_the_models_own(name, wp_tokenizer):
+    config, model_class, kw = CLASSIFIERS[name]
+    torch.manual_seed(0)
+    model = model_class(config(vocab_size=len(wp_tokenizer), num_labels=3, pad_token_id=0, **kw)).eval()
+    text = TEXTS[0]
+    got = Occlusion(model, wp_tokenizer).explain(text, targets="all")
+    with torch.no_grad():
+        want = model(**wp_tokenizer(text, return_tensors="pt")).logits[0]
+    np.testing.assert_allclose([t.score for t in got.targets], want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", {**GENERATORS, **MORE_GENERATORS})
+def test_generator_scores_are_the_models_own(name, padded_bpe):
+    """Each output token's log-probability, explained from embeddings, is the model's on token ids;
+    the task is told from the model alone (MarianMTModel's name says nothing of it)."""
+    config, model_class, kw = {**GENERATORS, **MORE_GENERATORS}[name]
+    torch.manual_seed(0)
+    model = model_class(config(vocab_size=len(padded_bpe), pad_token_id=padded_bpe.pad_token_id, **kw)).eval()
+    prompt, output = PROMPTS[1], " the pasta was"
+    got = Occlusion(model, padded_bpe, granularity="all_tokens", inference_mode="log_softmax").explain(
+        prompt, targets=output
+    )
+    p = padded_bpe(prompt)["input_ids"]
+    o = padded_bpe(output, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        if model.config.is_encoder_decoder:
+            decoder = torch.tensor([[model.config.decoder_start_token_id, *o[:-1]]])
+            logp = model(input_ids=torch.tensor([p]), decoder_input_ids=decoder).logits.log_softmax(-1)[0]
+            want = [logp[k, t] for k, t in enumerate(o)]
+        else:
+            logp = model(input_ids=torch.tensor([p + o])).logits.log_softmax(-1)[0]
+            want = [logp[len(p) - 1 + k, t] for k, t in enumerate(o)]
+    assert got.task == ("seq2seq" if model.config.is_encoder_decoder else "causal_lm")
+    np.testing.assert_allclose([t.score for t in got.targets], torch.stack(want).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_vision_language_model_is_explained_as_the_text_model_it_is(padded_bpe):
+    text = T.Gemma3TextConfig(vocab_size=len(padded_bpe), pad_token_id=padded_bpe.pad_token_id, **GQA)
+    vision = T.SiglipVisionConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=28, patch_size=14
+    )
+    torch.manual_seed(0)
+    model = T.Gemma3ForConditionalGeneration(
+        T.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    ).eval()
+    prompt, output = PROMPTS[0], OUTPUTS[0]
+    got = Saliency(model, padded_bpe, inference_mode="log_softmax").explain(prompt, targets=output)
+    p = padded_bpe(prompt)["input_ids"]
+    o = padded_bpe(output, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = model(input_ids=torch.tensor([p + o])).logits.log_softmax(-1)[0]
+    assert got.task == "causal_lm"
+    assert got.targets[0].score == pytest.approx(sum(logp[len(p) - 1 + k, t].item() for k, t in enumerate(o)), abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def bart_classifier(wp_tokenizer):
+    """BART's classifier refuses inputs_embeds: it finds its </s> tokens in the ids."""
+    torch.manual_seed(0)
+    config = T.BartConfig(
+        vocab_size=len(wp_tokenizer), num_labels=3, pad_token_id=0, eos_token_id=wp_tokenizer.sep_token_id, init_std=0.3
+    )
+    for k, v in SEQ2SEQ_SMALL.items():
+        setattr(config, k, v)
+    return T.BartForSequenceClassification(config).eval()
+
+
+def test_a_classifier_that_reads_its_ids_is_explained_by_perturbation(bart_classifier, wp_tokenizer):
+    model, tok = bart_classifier, wp_tokenizer
+    pair = {"text": "the food was cold", "text_pair": "staff were lovely"}
+    texts = [TEXTS[0], pair, "not good"]
+    for cls, opts in [(Occlusion, {}), (KernelShap, {"n_samples": 20})]:
+        together = cls(model, tok, batch_size=5, seed=1, **opts).explain(texts, targets="all")
+        _same(together, [cls(model, tok, seed=1, **opts).explain(t, targets="all") for t in texts])
+    e = Occlusion(model, tok, granularity="token").explain(TEXTS[0])
+    ids = tok(TEXTS[0], return_tensors="pt")["input_ids"]
+    c = e.targets[0].index
+    masked = ids.clone()
+    masked[0, 2] = tok.mask_token_id  # the second word
+    with torch.no_grad():
+        want = model(ids).logits[0, c] - model(masked).logits[0, c]
+    assert e.targets[0].score == pytest.approx(model(ids).logits[0, c].item(), abs=1e-5)
+    assert e.scores[0, 1] == pytest.approx(want.item(), abs=1e-5)
+    message = r"BartForSequenceClassification does not take inputs_embeds \(it reads its token ids\)"
+    with pytest.raises(InterpTextError, match=message + ".*explain it with a perturbation method"):
+        Saliency(model, tok).explain(TEXTS[0])
+    with pytest.raises(InterpTextError, match=message):
+        Occlusion(model, tok, replacement="zeros").explain(TEXTS[0])
