@@ -123,6 +123,7 @@ def group_tokens(
             else:
                 spans.append((s, e))
             mapping[i] = len(spans) - 1
+        _attach_spaces(mapping, trimmed, special)  # a token with no text (a trimmed lone space)
         return [text[s:e] for s, e in spans], spans, mapping
 
     scan = text
@@ -152,22 +153,20 @@ def group_tokens(
         renumber = {old: new for new, old in enumerate(used)}
         spans = [spans[j] for j in used]
         mapping = [renumber[m] if m >= 0 else -1 for m in mapping]
-    _attach_spaces(mapping, trimmed, offsets, special)
+    _attach_spaces(mapping, trimmed, special)
     return [text[s:e] for s, e in spans], spans, mapping
 
 
-def _attach_spaces(mapping: list[int], trimmed: list, offsets: list, special: list[bool]) -> None:
-    """A token of whitespace only joins the element it precedes (else the one it follows), in place.
+def _attach_spaces(mapping: list[int], trimmed: list, special: list[bool]) -> None:
+    """A token of whitespace only, or with no text at all, joins the element it precedes (else the
+    one it follows), in place.
 
-    Byte-level BPE writes a lone "Ġ" before some words, SentencePiece a lone "▁" before digits
-    (Llama: " 2023" is "▁", "2", "0", "2", "3"): the space is part of that word's tokens, so it
-    is masked with the word and its probability is part of the word's.
+    Byte-level BPE writes a lone "Ġ" before some words (a double space; with trimmed offsets its
+    span is empty), SentencePiece a lone "▁" before digits (Llama: " 2023" is "▁", "2", "0", "2",
+    "3"): the space is part of that word's tokens, so it is masked with the word and its
+    probability is part of the word's.
     """
-    spaces = {
-        i
-        for i, ((s, e), (os_, oe)) in enumerate(zip(trimmed, offsets))
-        if mapping[i] < 0 and not special[i] and e <= s and oe > os_
-    }
+    spaces = {i for i, (s, e) in enumerate(trimmed) if mapping[i] < 0 and not special[i] and e <= s}
     if not spaces:
         return
     following, nxt = [-1] * len(mapping), -1

@@ -163,6 +163,56 @@ def test_a_lone_space_token_joins_the_next_element_or_else_the_previous(gran, bp
     _check_spans(text, elements, spans)
 
 
+@pytest.fixture(scope="module")
+def trimming_bpe():
+    """Byte-level BPE whose offsets leave out the space (as GPT-2's and RoBERTa's tokenizer.json do):
+    a lone space token then has an empty span."""
+    from conftest import bpe_tokenizer
+    from tokenizers import processors
+
+    tok = bpe_tokenizer()
+    tok.backend_tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    return tok
+
+
+@pytest.mark.parametrize("gran", [Granularity.TOKEN, Granularity.WORD, Granularity.SENTENCE])
+def test_a_lone_space_token_with_an_empty_span_joins_the_next_element(gran, trimming_bpe):
+    text = "The capital of  France is"
+    ids, offsets, special, strings = tokenize(trimming_bpe, text)
+    empty = [i for i, (s, e) in enumerate(offsets) if s == e]
+    assert empty and not any(special[i] for i in empty)  # the tokenizer gives what this test is about
+    elements, spans, mapping = group_tokens(text, offsets, special, gran, strings)
+    assert -1 not in mapping
+    for i in empty:
+        assert mapping[i] == mapping[i + 1]
+    _check_spans(text, elements, spans)
+
+
+def test_occlusion_masks_a_lone_space_with_its_word(trimming_bpe):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from interp_text import Occlusion
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(trimming_bpe), n_embd=32, n_layer=2, n_head=2)).eval()
+    prompt, target = "The capital of  France is", " Paris"
+    e = Occlusion(model, trimming_bpe, replacement="eos", inference_mode="log_softmax").explain(prompt, targets=target)
+    ids = trimming_bpe(prompt)["input_ids"]
+    out = trimming_bpe(target, add_special_tokens=False)["input_ids"]
+    france = next(i for i, t in enumerate(trimming_bpe.convert_ids_to_tokens(ids)) if t == "F")
+
+    def logp(prompt_ids):
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt_ids + out])).logits[0, len(prompt_ids) - 1 :]
+        return sum(logits[k].log_softmax(-1)[t].item() for k, t in enumerate(out))
+
+    masked = list(ids)
+    for i in range(france - 2, france + 3):  # "Ġ", "Ġ", "F", "ran", "ce": the space goes with the word
+        masked[i] = trimming_bpe.eos_token_id
+    assert e.elements[3] == "France"
+    assert e.scores[0, 3] == pytest.approx(logp(ids) - logp(masked), abs=1e-5)
+
+
 def test_added_special_tokens_sit_where_they_are_read(wp_tokenizer):
     text = "the food was cold"
     ids, offsets, special, strings = tokenize(wp_tokenizer, text)
