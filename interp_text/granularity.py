@@ -136,17 +136,33 @@ def group_tokens(
     spans = word_spans(scan) if granularity == Granularity.WORD else sentence_spans(scan)
     starts = [s for s, _ in spans]
     mapping = []
+    reach = list(range(len(spans)))  # reach[j]: the last span a token starting in span j runs into
     for s, e in trimmed:
         if e <= s:
             mapping.append(-1)
             continue
         j = bisect.bisect_right(starts, s) - 1
-        if j >= 0 and s < spans[j][1]:
-            mapping.append(j)
-        elif j + 1 < len(spans) and spans[j + 1][0] < e:
-            mapping.append(j + 1)
-        else:
+        if not (j >= 0 and s < spans[j][1]):
+            j += 1  # the token starts in the space before a span
+        if j >= len(spans) or spans[j][0] >= e:
             mapping.append(-1)
+            continue
+        mapping.append(j)
+        reach[j] = max(reach[j], bisect.bisect_left(starts, e) - 1)
+    # A token that runs over several spans ("[MASK]" typed in a text is one token, three regex
+    # words) makes them one element: a token belongs to one element, and the element's span holds
+    # every character of its tokens.
+    group, merged, end = [], [], -1
+    for j, (s, e) in enumerate(spans):
+        if j > end:
+            merged.append((s, e))
+        else:
+            merged[-1] = (merged[-1][0], e)
+        group.append(len(merged) - 1)
+        end = max(end, reach[j])
+    if len(merged) < len(spans):
+        spans = merged
+        mapping = [group[m] if m >= 0 else -1 for m in mapping]
     # Keep only elements some token covers (a word the tokenizer dropped cannot be scored).
     used = sorted(set(m for m in mapping if m >= 0))
     if len(used) < len(spans):

@@ -213,6 +213,19 @@ def test_occlusion_masks_a_lone_space_with_its_word(trimming_bpe):
     assert e.scores[0, 3] == pytest.approx(logp(ids) - logp(masked), abs=1e-5)
 
 
+@pytest.mark.parametrize("gran", [Granularity.WORD, Granularity.SENTENCE])
+def test_a_token_over_several_words_makes_them_one_element(gran, wp_tokenizer):
+    text = "the [MASK] was good. fine"  # "[MASK]" typed in the text: one token, three regex words
+    ids, offsets, special, strings = tokenize(wp_tokenizer, text)
+    assert strings[2] == "[MASK]" and offsets[2] == (4, 10)
+    elements, spans, mapping = group_tokens(text, offsets, special, gran, strings)
+    if gran == Granularity.WORD:
+        assert elements == ["the", "[MASK]", "was", "good", ".", "fine"]
+    else:
+        assert elements == ["the [MASK] was good.", "fine"]
+    _check_spans(text, elements, spans)
+
+
 def test_added_special_tokens_sit_where_they_are_read(wp_tokenizer):
     text = "the food was cold"
     ids, offsets, special, strings = tokenize(wp_tokenizer, text)
