@@ -77,7 +77,9 @@ def explaining(
     config = getattr(model, "config", None)
     set_pad = pad_id is not None and config is not None and getattr(config, "pad_token_id", 0) is None
     quiet = _DropMessage("will not detect padding tokens in `inputs_embeds`")
-    log = logging.getLogger(getattr(type(model).forward, "__module__", None) or "transformers")
+    # The warning comes from the classifier's own module, which a wrapper (a PEFT model) may hold.
+    names = {getattr(type(m).forward, "__module__", None) for m, _ in modes if hasattr(m, "config")}
+    logs = [logging.getLogger(name) for name in names if name]
     try:
         if any(mode for _, mode in modes):  # eval() walks every module: only when one is training
             model.eval()
@@ -86,14 +88,16 @@ def explaining(
                 p.requires_grad_(False)
         if set_pad:
             config.pad_token_id = pad_id
-        log.addFilter(quiet)
+        for log in logs:
+            log.addFilter(quiet)
         if moved:
             model.to(device)
         yield model
     finally:
         if moved:
             model.to(original_device)
-        log.removeFilter(quiet)
+        for log in logs:
+            log.removeFilter(quiet)
         if set_pad:
             config.pad_token_id = None
         for p, flag in flags:

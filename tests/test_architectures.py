@@ -197,6 +197,34 @@ def test_a_vision_language_model_is_explained_as_the_text_model_it_is(padded_bpe
     assert got.targets[0].score == pytest.approx(sum(logp[len(p) - 1 + k, t].item() for k, t in enumerate(o)), abs=1e-5)
 
 
+def test_a_wrapped_classifier_is_explained_without_the_models_padding_warning(bpe, caplog):
+    """A wrapper (as a PEFT model is) around a last-token classifier: its rows are never padded, so
+    the classifier's warning about padding in inputs_embeds is held back there too."""
+
+    class UnseenLlamaForSequenceClassification(T.LlamaForSequenceClassification):
+        pass  # a class name of its own: the model warns once per name
+
+    class WrapperForSequenceClassification(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def get_input_embeddings(self):
+            return self.inner.get_input_embeddings()
+
+        def forward(self, **kwargs):
+            return self.inner(**kwargs)
+
+    torch.manual_seed(0)
+    config = T.LlamaConfig(vocab_size=len(bpe), num_labels=2, pad_token_id=0, **dict(SMALL, num_key_value_heads=1))
+    model = WrapperForSequenceClassification(UnseenLlamaForSequenceClassification(config).eval())
+    got = Occlusion(model, bpe).explain(TEXTS[0], targets="all")
+    with torch.no_grad():
+        want = model(input_ids=bpe(TEXTS[0], return_tensors="pt")["input_ids"]).logits[0]
+    np.testing.assert_allclose([t.score for t in got.targets], want.numpy(), rtol=1e-5, atol=1e-6)
+    assert "padding tokens in `inputs_embeds`" not in caplog.text
+
+
 @pytest.fixture(scope="module")
 def bart_classifier(wp_tokenizer):
     """BART's classifier refuses inputs_embeds: it finds its </s> tokens in the ids."""
