@@ -54,6 +54,7 @@ def detect_task(model: torch.nn.Module, task: str | None = None) -> str:
 
 
 def _task_of(model: torch.nn.Module) -> str | None:
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the model it compiled
     names = [c.__name__ for c in type(model).__mro__]
     if any(n.endswith("ForSequenceClassification") for n in names):
         return CLASSIFICATION

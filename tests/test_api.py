@@ -14,6 +14,7 @@ from interp_text import (
     GranularityAggregationStrategy,
     IntegratedGradients,
     InterpTextError,
+    Occlusion,
     Saliency,
     SmoothGrad,
     VarGrad,
@@ -141,6 +142,14 @@ def test_users_own_subclass_works(wp_tokenizer):
     model = ToyForSequenceClassification(ToyConfig(vocab_size=len(wp_tokenizer)))
     expl = Saliency(model, wp_tokenizer).explain("good food")
     assert expl.elements == ["good", "food"]
+
+
+def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
+    compiled = torch.compile(bert, backend="eager")  # no code generation: quick on any machine
+    text = "the food was cold"
+    got = Occlusion(compiled, wp_tokenizer).explain(text, targets="all")
+    assert got.task == "classification"
+    assert got == Occlusion(bert, wp_tokenizer).explain(text, targets="all")
 
 
 @pytest.mark.parametrize(
