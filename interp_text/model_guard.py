@@ -12,9 +12,21 @@ from .errors import InterpTextError
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model reads its input: its input embeddings' device (the first of a model that
+    ``device_map`` spread over several)."""
+    embeddings = getattr(model, "get_input_embeddings", None)
+    weight = getattr(embeddings() if callable(embeddings) else None, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        return weight.device
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def dispatched(model: torch.nn.Module) -> bool:
+    """Whether ``device_map`` spread the model over several devices (accelerate moves activations)."""
+    device_map = getattr(model, "hf_device_map", None) or {}
+    return len({str(d) for d in device_map.values()}) > 1
 
 
 def checked_device(device) -> torch.device | None:
@@ -70,6 +82,11 @@ def explaining(
     the last position whatever the id: it is set to ``pad_id`` for the call, and the model's warning
     that padding in ``inputs_embeds`` goes undetected is held back.
     """
+    if device is not None and dispatched(model):
+        raise InterpTextError(
+            f"the model is spread over the devices {sorted({str(d) for d in model.hf_device_map.values()})} "
+            f"(device_map), so it cannot be moved to device={str(device)!r}: leave device unset to compute where it is."
+        )
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     original_device = model_device(model)

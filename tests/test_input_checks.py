@@ -215,3 +215,13 @@ def test_metrics_out_of_memory_halve_the_batch_too(bert, wp_tokenizer, monkeypat
         got = Deletion(bert, wp_tokenizer).curves(expls)
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_model_spread_over_devices_is_not_moved(wp_tokenizer):
+    model = tiny_bert(wp_tokenizer)
+    model.hf_device_map = {"bert.embeddings": "cpu", "bert.encoder": 0, "classifier": 0}  # as device_map writes it
+    with pytest.raises(
+        InterpTextError, match=r"spread over the devices \['0', 'cpu'\] \(device_map\).*leave device unset"
+    ):
+        Occlusion(model, wp_tokenizer, device="cpu").explain("the food was cold")
+    assert Occlusion(model, wp_tokenizer).explain("the food was cold").scores.shape == (1, 4)
