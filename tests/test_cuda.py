@@ -256,3 +256,46 @@ def test_send_copies_pinned_and_leaves_the_source(dtype):
     torch.testing.assert_close(out.cpu(), before.to(dtype or torch.float32))
     torch.testing.assert_close(src, before)  # the caller's tensor is neither moved nor pinned in place
     assert not src.is_pinned()
+
+
+def test_text_pairs_send_their_token_types_to_the_gpu():
+    from test_text_pairs import OTHER, PAIR, typed_tokenizer
+
+    tok = typed_tokenizer()
+    model = tiny_bert(tok, initializer_range=0.4)
+    texts = [PAIR, "the food was cold", OTHER]
+    for cls, opts in [(Saliency, {}), (KernelShap, {"n_samples": 30})]:
+        expected = cls(model, tok, seed=1, **opts).explain(texts, targets="all")
+        got = on_device(
+            model,
+            lambda m, cls=cls, opts=opts: cls(m, tok, device=DEVICE, seed=1, **opts).explain(texts, targets="all"),
+        )
+        for g, e in zip(got, expected):
+            assert_same(g, e)
+
+
+def test_a_classifier_that_reads_ids_gets_them_on_the_gpu(wp_tokenizer):
+    import transformers as T
+
+    torch.manual_seed(0)
+    config = T.BartConfig(
+        vocab_size=len(wp_tokenizer),
+        num_labels=3,
+        pad_token_id=0,
+        eos_token_id=wp_tokenizer.sep_token_id,
+        init_std=0.3,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+    )
+    model = T.BartForSequenceClassification(config).eval()
+    expected = Occlusion(model, wp_tokenizer).explain([TEXT, "not good"], targets="all")
+    got = on_device(
+        model, lambda m: Occlusion(m, wp_tokenizer, device=DEVICE).explain([TEXT, "not good"], targets="all")
+    )
+    for g, e in zip(got, expected):
+        assert_same(g, e)
