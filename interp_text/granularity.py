@@ -185,15 +185,21 @@ def _attach_spaces(mapping: list[int], trimmed: list, special: list[bool]) -> No
     spaces = {i for i, (s, e) in enumerate(trimmed) if mapping[i] < 0 and not special[i] and e <= s}
     if not spaces:
         return
+    # Never across a special token: a space that ends a pair's first text (before its "</s></s>")
+    # stays with that text, one before a chat template's token stays with the text before it.
     following, nxt = [-1] * len(mapping), -1
     for i in range(len(mapping) - 1, -1, -1):
         following[i] = nxt
-        if mapping[i] >= 0:
+        if special[i]:
+            nxt = -1
+        elif mapping[i] >= 0:
             nxt = mapping[i]
     previous = -1
     for i in range(len(mapping)):
         if i in spaces:
             mapping[i] = following[i] if following[i] >= 0 else previous
+        elif special[i]:
+            previous = -1
         elif mapping[i] >= 0:
             previous = mapping[i]
 

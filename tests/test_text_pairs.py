@@ -173,3 +173,39 @@ def test_cli_reads_text_pairs(tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(["explain", "--input", str(records), "--output", str(result), "--text-pair", "x"]) != 0
     assert "--text-pair goes with one text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("granularity", [Granularity.TOKEN, Granularity.WORD, Granularity.SENTENCE])
+def test_the_spaces_that_end_a_first_text_stay_in_it(granularity):
+    """Byte-level BPE keeps a premise's trailing space and line break as tokens; they belong to the
+    premise, never to the hypothesis's first word across the separators."""
+    from conftest import bpe_tokenizer
+
+    from interp_text.granularity import group_tokens
+    from interp_text.inputs import TextPair, tokenize_pairs
+
+    tok = bpe_tokenizer()
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A <|endoftext|>",
+        pair="<s> $A <|endoftext|> <|endoftext|> $B <|endoftext|>",
+        special_tokens=[("<s>", tok.bos_token_id), ("<|endoftext|>", tok.eos_token_id)],
+    )
+    pair = TextPair("the food was cold \n", "staff were lovely")
+    ids, offsets, special, strings, _ = tokenize_pairs(tok, [pair])[0]
+    assert any(not special[i] and not pair[a:b].strip() for i, (a, b) in enumerate(offsets))  # a space token
+    elements, spans, mapping = group_tokens(pair, offsets, special, granularity, strings)
+    for (a, _), m, flag in zip(offsets, mapping, special):
+        if not flag:
+            assert (a >= pair.second_start) == (spans[m][0] >= pair.second_start)
+
+    model = tiny_bert(tok, initializer_range=0.3)
+    e = Occlusion(model, tok, replacement="bos").explain({"text": pair.first, "text_pair": pair.second})
+    start = pair.second_start
+    staff = [i for i, (a, b) in enumerate(offsets) if start <= a < start + len("staff") and not special[i]]
+    assert "".join(strings[i] for i in staff).lstrip("Ġ") == "staff"  # its own tokens, no space before it
+    masked = torch.tensor(ids)
+    masked[staff] = tok.bos_token_id
+    c = e.targets[0].index
+    with torch.no_grad():
+        want = model(torch.tensor([ids])).logits[0, c] - model(masked[None]).logits[0, c]
+    assert e.scores[0, e.elements.index("staff")] == pytest.approx(want.item(), abs=1e-5)
