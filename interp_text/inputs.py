@@ -112,8 +112,9 @@ def tokenize(tokenizer, text: str, add_special_tokens: bool = True) -> tuple[lis
 def _check_fast(tokenizer) -> None:
     if not getattr(tokenizer, "is_fast", False):
         raise InterpTextError(
-            f"{type(tokenizer).__name__} is a slow tokenizer without character offsets; load a fast one "
-            "(AutoTokenizer.from_pretrained(..., use_fast=True))."
+            f"{type(tokenizer).__name__} is a slow tokenizer, which gives no character offsets; interp_text needs a "
+            "fast one (backed by the tokenizers library, saved as tokenizer.json). AutoTokenizer.from_pretrained "
+            "loads it where the model ships one; some models (opus-mt's MarianTokenizer) have none."
         )
 
 

@@ -4,54 +4,119 @@ bundled model's name, or a folder or Hugging Face Hub name to load both from."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import InterpTextError
 from .model_guard import checked_device
+from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, task_of_class
+
+# A folder holds a tokenizer if it holds one of these (what save_pretrained writes, per kind).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+    "source.spm",
+)
+# transformers' own errors for what cannot be loaded: not found, not a model, unreadable.
+LOAD_ERRORS = (OSError, ValueError, KeyError, EnvironmentError)
 
 
-def _auto_class(config, task: str | None):
-    """The Auto class that loads ``config``'s model for ``task`` (None: what its architecture says)."""
+def _model_class(name: str, config, task: str | None):
+    """The class that loads ``name``'s model for ``task``: the one it was saved as, when that has a
+    head this library explains; else, for a checkpoint without one, the Auto class ``task`` names."""
     import transformers
 
-    arch = " ".join(getattr(config, "architectures", None) or [])
-    if task == "classification" or (task is None and "ForSequenceClassification" in arch):
+    saved = next(
+        (c for c in (getattr(transformers, a, None) for a in getattr(config, "architectures", None) or []) if c),
+        None,
+    )
+    saved_task = task_of_class(saved, config) if saved is not None else None
+    if saved_task is not None:
+        if task in (None, saved_task) or (task == "generation" and saved_task in (CAUSAL_LM, SEQ2SEQ)):
+            return saved
+        raise InterpTextError(
+            f"task={task!r} does not fit {name!r}: it was saved as {saved.__name__}, a {saved_task} model; leave "
+            f"task unset (or pass task={saved_task!r})."
+        )
+    if task is None:
+        what = f"a {saved.__name__} checkpoint" if saved is not None else "a checkpoint that names no architecture"
+        raise InterpTextError(
+            f"{name!r} is {what}, with no classification or language-model head to explain; pass task="
+            "'classification', 'causal_lm' or 'seq2seq' to load it with one (a new head is untrained), or load a "
+            "fine-tuned model."
+        )
+    if task == CLASSIFICATION:
         return transformers.AutoModelForSequenceClassification
-    if task == "seq2seq" or (task in (None, "generation") and getattr(config, "is_encoder_decoder", False)):
+    if task == SEQ2SEQ or (task == "generation" and getattr(config, "is_encoder_decoder", False)):
         return transformers.AutoModelForSeq2SeqLM
     return transformers.AutoModelForCausalLM
 
 
-def load(name: str, task: str | None = None, device: Any = None) -> tuple[torch.nn.Module, Any]:
-    """The model ``name`` (bundled, a folder, or a Hub id) in eval mode, on ``device``, and its tokenizer.
+def _failed(name: str, err: Exception) -> InterpTextError:
+    from .bundled import NAMES
 
-    ``task`` picks the head where the checkpoint's architecture does not (a base checkpoint
-    loaded as a classifier); None keeps what the checkpoint was saved as.
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return InterpTextError(
+        f"cannot load {name!r}: it is not a bundled model ({', '.join(NAMES)}) or a folder saved with "
+        f"save_pretrained, and the Hugging Face Hub did not give it ({reason})"
+    )
+
+
+def load_tokenizer(name: str):
+    """The tokenizer saved in folder (or Hub repo) ``name``; a folder must hold its files (transformers
+    would otherwise make one with a vocabulary of five tokens, and every word would be unknown)."""
+    from transformers import AutoTokenizer
+
+    folder = Path(name)
+    if folder.is_dir() and not any((folder / f).exists() for f in TOKENIZER_FILES):
+        raise InterpTextError(
+            f"{name!r} holds no tokenizer (none of {', '.join(TOKENIZER_FILES[:4])}, ...): save it there with "
+            "tokenizer.save_pretrained(folder), or pass the tokenizer."
+        )
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except LOAD_ERRORS as err:
+        raise _failed(name, err) from None
+
+
+def load(name: str, task: str | None = None, device: Any = None, tokenizer: bool = True) -> tuple[torch.nn.Module, Any]:
+    """The model ``name`` (bundled, a folder, or a Hub id) in eval mode, on ``device``, and its
+    tokenizer (None when ``tokenizer`` is False).
+
+    ``task`` picks the head of a checkpoint saved without one; a checkpoint saved with one loads
+    as it was saved, and a ``task`` that contradicts it is refused.
     """
     from .bundled import NAMES, load_default
 
     device = checked_device(device)
-    if name in NAMES:
-        model, tokenizer = load_default(name)
+    if not Path(name).exists() and name.lower() in NAMES:
+        model, own = load_default(name.lower())
     else:
+        if Path(name).is_file():
+            raise InterpTextError(f"{name!r} is a file; pass the folder save_pretrained wrote.")
         import transformers
 
         try:
             config = transformers.AutoConfig.from_pretrained(name)
-            model = _auto_class(config, task).from_pretrained(name)
-            tokenizer = transformers.AutoTokenizer.from_pretrained(name)
-        except OSError as err:
-            reason = str(err).strip().splitlines()[0]
-            raise InterpTextError(
-                f"cannot load {name!r}: it is not a bundled model ({', '.join(NAMES)}) or a folder saved with "
-                f"save_pretrained, and the Hugging Face Hub did not give it ({reason})"
-            ) from None
+        except LOAD_ERRORS as err:
+            raise _failed(name, err) from None
+        cls = _model_class(name, config, task)
+        own = load_tokenizer(name) if tokenizer else None  # before the weights: a missing tokenizer fails fast
+        try:
+            model = cls.from_pretrained(name)
+        except LOAD_ERRORS as err:
+            raise _failed(name, err) from None
         model.eval()
     if device is not None:
         model.to(device)
-    return model, tokenizer
+    return model, own if tokenizer else None
 
 
 def _is_pipeline(x: Any) -> bool:
@@ -65,16 +130,14 @@ def resolve(model: Any, tokenizer: Any, task: str | None = None, device: Any = N
     pipeline gives its model and tokenizer; a tokenizer may be a name or path too.
     """
     if isinstance(model, (str, os.PathLike)):
-        model, own = load(os.fspath(model), task, device)
+        model, own = load(os.fspath(model), task, device, tokenizer=tokenizer is None)
         tokenizer = own if tokenizer is None else tokenizer
     elif _is_pipeline(model):
         tokenizer = model.tokenizer if tokenizer is None else tokenizer
         model = model.model
     if isinstance(tokenizer, (str, os.PathLike)):
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer))
-    if tokenizer is None:
+        tokenizer = load_tokenizer(os.fspath(tokenizer))
+    if tokenizer is None and isinstance(model, torch.nn.Module):  # anything else: check_model names it
         raise InterpTextError(
             f"no tokenizer for {type(model).__name__}: pass it (Method(model, tokenizer)), or pass the model "
             "by name or folder (Method('path/to/model')), which loads both."

@@ -55,11 +55,18 @@ def detect_task(model: torch.nn.Module, task: str | None = None) -> str:
 
 def _task_of(model: torch.nn.Module) -> str | None:
     model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the model it compiled
-    names = [c.__name__ for c in type(model).__mro__]
+    return task_of_class(type(model), getattr(model, "config", None), getattr(model, "can_generate", None))
+
+
+def task_of_class(cls: type, config: Any, can_generate: Any = None) -> str | None:
+    """The task of a model class with this config, or None when it has no head this library explains.
+
+    ``can_generate``: the model's own (a wrapper forwards it); default: the class's.
+    """
+    names = [c.__name__ for c in cls.__mro__]
     if any(n.endswith("ForSequenceClassification") for n in names):
         return CLASSIFICATION
-    config = getattr(model, "config", None)
-    can_generate = getattr(model, "can_generate", None)
+    can_generate = can_generate if can_generate is not None else getattr(cls, "can_generate", None)
     if callable(can_generate) and can_generate():
         # Any Hugging Face model with a generation head, whatever its class name: MarianMTModel,
         # a vision-language ...ForConditionalGeneration read as text only (Gemma 3, LLaVA).

@@ -63,22 +63,90 @@ def test_a_loaded_model_is_placed_on_the_device_once(saved):
         load(str(saved), device="gpu")
 
 
-def test_task_picks_the_head_of_a_base_checkpoint(tmp_path, bpe):
-    from transformers import GPT2Config, GPT2LMHeadModel
+def test_task_picks_the_head_of_a_checkpoint_saved_without_one(tmp_path, bpe):
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe), n_embd=16, n_layer=1, n_head=2, num_labels=2)).save_pretrained(
-        tmp_path
-    )
-    bpe.save_pretrained(tmp_path)
-    assert type(load(str(tmp_path))[0]).__name__ == "GPT2LMHeadModel"
-    assert type(load(str(tmp_path), task="classification")[0]).__name__ == "GPT2ForSequenceClassification"
+    config = GPT2Config(vocab_size=len(bpe), n_embd=16, n_layer=1, n_head=2, num_labels=2)
+    base, lm = tmp_path / "base", tmp_path / "lm"
+    for folder, cls in ((base, GPT2Model), (lm, GPT2LMHeadModel)):
+        torch.manual_seed(0)
+        cls(config).save_pretrained(folder)
+        bpe.save_pretrained(folder)
+    with pytest.raises(InterpTextError, match=r"is a GPT2Model checkpoint, with no classification or language-model"):
+        load(str(base))
+    assert type(load(str(base), task="classification")[0]).__name__ == "GPT2ForSequenceClassification"
+    assert type(load(str(base), task="causal_lm")[0]).__name__ == "GPT2LMHeadModel"
+    # A checkpoint saved with a head loads with it; another task would throw its trained head away.
+    assert type(load(str(lm))[0]).__name__ == "GPT2LMHeadModel"
+    assert type(load(str(lm), task="generation")[0]).__name__ == "GPT2LMHeadModel"
+    with pytest.raises(InterpTextError, match=r"task='classification' does not fit .*saved as GPT2LMHeadModel"):
+        Occlusion(str(lm), task="classification")
 
 
-def test_what_cannot_be_loaded_is_named(bert):
+def test_a_masked_lm_checkpoint_is_not_taken_for_a_generator(tmp_path, wp_tokenizer):
+    from transformers import BertConfig, BertForMaskedLM
+
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(wp_tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+    ).save_pretrained(tmp_path)
+    wp_tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(InterpTextError, match=r"is a BertForMaskedLM checkpoint, with no classification"):
+        Saliency(tmp_path)
+
+
+def test_a_folder_without_its_tokenizer_is_refused(tmp_path, bert, wp_tokenizer):
+    bert.save_pretrained(tmp_path)  # the weights only, as a Trainer without a tokenizer leaves them
+    with pytest.raises(
+        InterpTextError, match=r"holds no tokenizer \(none of tokenizer.json, .*tokenizer.save_pretrained"
+    ):
+        Saliency(tmp_path)
+    got = Saliency(tmp_path, wp_tokenizer).explain(TEXT)  # given one, the folder's model is used with it
+    assert got == Saliency(bert, wp_tokenizer).explain(TEXT)
+
+
+def test_what_cannot_be_loaded_is_named(bert, tmp_path):
     with pytest.raises(InterpTextError, match=r"no tokenizer for BertForSequenceClassification: pass it"):
         Saliency(bert)
     with pytest.raises(
         InterpTextError, match=r"cannot load 'no/such/folder': it is not a bundled model \(sentiment, facts\)"
     ):
         Occlusion("no/such/folder")
+
+
+def test_a_vision_language_model_loads_by_folder_as_it_was_saved(tmp_path, bpe):
+    """No Auto class for causal LMs knows LLaVA: the class the checkpoint names loads it."""
+    import transformers as T
+
+    text = T.LlamaConfig(
+        vocab_size=len(bpe),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=64,
+    )
+    vision = T.CLIPVisionConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=28, patch_size=14
+    )
+    torch.manual_seed(0)
+    model = T.LlavaForConditionalGeneration(
+        T.LlavaConfig(text_config=text, vision_config=vision, image_token_index=len(bpe) - 1)
+    ).eval()
+    model.save_pretrained(tmp_path)
+    bpe.save_pretrained(tmp_path)
+    prompt, target = "The capital of France is", " Paris"
+    got = Saliency(tmp_path).explain(prompt, targets=target)
+    assert type(Saliency(tmp_path).model).__name__ == "LlavaForConditionalGeneration"
+    assert got.task == "causal_lm"
+    np.testing.assert_allclose(got.scores, Saliency(model, bpe).explain(prompt, targets=target).scores, rtol=1e-5)
+
+
+def test_only_a_model_is_asked_for_its_tokenizer():
+    with pytest.raises(InterpTextError, match="model must be a torch / Hugging Face model, got int"):
+        Saliency(42)
