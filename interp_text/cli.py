@@ -47,11 +47,15 @@ def positive_int(value: str) -> int:
     return n
 
 
-def load_model(name: str | None, generation: bool = False):
-    """A bundled model ("sentiment", "facts"), a folder in Hugging Face format, or a Hub id."""
+def load_model(name: str | None, task: str | None = None):
+    """A bundled model ("sentiment", "facts"), a folder in Hugging Face format, or a Hub id; ``task``
+    (--task) gives a checkpoint saved without a head one."""
+    from .bundled import NAMES
     from .loading import load
 
-    return load(name or ("facts" if generation else "sentiment"))
+    if name is None or name.lower() in NAMES:
+        return load(name or ("facts" if task == "generation" else "sentiment"))
+    return load(name, task)
 
 
 def make_explainer(args, model, tokenizer):
@@ -134,7 +138,7 @@ def cmd_explain(args) -> int:
         raise InterpTextError("give a text to explain, or --input FILE.jsonl --output FILE.jsonl.")
     if args.output:
         raise InterpTextError("--output is for --input FILE.jsonl; for one text use --json or --html.")
-    model, tok = load_model(args.model, generation=args.task == "generation")
+    model, tok = load_model(args.model, args.task)
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
     text = args.text if args.text_pair is None else {"text": args.text, "text_pair": args.text_pair}
@@ -260,7 +264,7 @@ def explain_file(args) -> int:
         print(f"nothing to do: all {len(rows)} texts are already in {out}", file=sys.stderr)
         return 0
     n_done = len(rows) - len(todo)
-    model, tok = load_model(args.model, generation=args.task == "generation")
+    model, tok = load_model(args.model, args.task)
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
     kwargs = generate_kwargs(args, explainer)

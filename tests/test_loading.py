@@ -150,3 +150,35 @@ def test_a_vision_language_model_loads_by_folder_as_it_was_saved(tmp_path, bpe):
 def test_only_a_model_is_asked_for_its_tokenizer():
     with pytest.raises(InterpTextError, match="model must be a torch / Hugging Face model, got int"):
         Saliency(42)
+
+
+def test_the_cli_gives_task_to_a_checkpoint_saved_without_a_head(tmp_path, wp_tokenizer, capsys):
+    from transformers import BertConfig, BertModel
+
+    from interp_text.cli import main
+
+    torch.manual_seed(0)
+    BertModel(
+        BertConfig(
+            vocab_size=len(wp_tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+    ).save_pretrained(tmp_path)
+    wp_tokenizer.save_pretrained(tmp_path)
+    assert main(["explain", "the food was cold", "--model", str(tmp_path), "--method", "occlusion"]) == 2
+    assert "is a BertModel checkpoint, with no classification or language-model head" in capsys.readouterr().err
+    argv = [
+        "explain",
+        "the food was cold",
+        "--model",
+        str(tmp_path),
+        "--method",
+        "occlusion",
+        "--task",
+        "classification",
+    ]
+    assert main(argv) == 0
+    assert "cold[" in capsys.readouterr().out
