@@ -209,3 +209,37 @@ def test_the_spaces_that_end_a_first_text_stay_in_it(granularity):
     with torch.no_grad():
         want = model(torch.tensor([ids])).logits[0, c] - model(masked[None]).logits[0, c]
     assert e.scores[0, e.elements.index("staff")] == pytest.approx(want.item(), abs=1e-5)
+
+
+def test_zero_shot_labels_are_explained_as_the_pipeline_scores_them(wp_tokenizer):
+    """The zero-shot pipeline's score of a label is the softmax, over labels, of each (text, hypothesis)
+    pair's entailment logit: the explained f(x) of those pairs."""
+    import transformers as T
+    from transformers import pipeline
+
+    torch.manual_seed(0)
+    names = {0: "contradiction", 1: "neutral", 2: "entailment"}
+    config = T.BartConfig(
+        vocab_size=len(wp_tokenizer),
+        pad_token_id=0,
+        eos_token_id=wp_tokenizer.sep_token_id,
+        init_std=0.3,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        id2label=names,
+        label2id={v: k for k, v in names.items()},
+    )
+    pipe = pipeline(
+        "zero-shot-classification", model=T.BartForSequenceClassification(config).eval(), tokenizer=wp_tokenizer
+    )
+    text, labels = "the food was cold but the staff were lovely", ["food", "service", "movie"]
+    want = pipe(text, candidate_labels=labels)
+    pairs = [{"text": text, "text_pair": f"This example is {label}."} for label in labels]
+    logits = torch.tensor([e.targets[0].score for e in Occlusion(pipe).explain(pairs, targets="entailment")])
+    got = dict(zip(labels, logits.softmax(0).tolist()))
+    assert [got[label] for label in want["labels"]] == pytest.approx(want["scores"], abs=1e-5)
