@@ -86,6 +86,44 @@ def tiny_bert(tokenizer, **config):
     return BertForSequenceClassification(BertConfig(**{**defaults, **config})).eval()
 
 
+# A 1+1-layer BART-shaped encoder-decoder (BART, Pegasus, Marian configs take these names).
+SEQ2SEQ_SMALL = dict(
+    d_model=32,
+    encoder_layers=1,
+    decoder_layers=1,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=64,
+    decoder_start_token_id=2,
+)
+
+
+def tiny_bart_classifier(tokenizer, **config):
+    """A 1+1-layer BART classifier, seeded: it refuses inputs_embeds, finding its </s> (here [SEP])
+    tokens in the ids. ``config`` overrides BartConfig."""
+    from transformers import BartConfig, BartForSequenceClassification
+
+    torch.manual_seed(0)
+    defaults = dict(
+        SEQ2SEQ_SMALL, vocab_size=len(tokenizer), num_labels=3, pad_token_id=0, eos_token_id=tokenizer.sep_token_id
+    )
+    defaults.update(init_std=0.3)
+    return BartForSequenceClassification(BartConfig(**{**defaults, **config})).eval()
+
+
+def tiny_bert_checkpoint(folder, tokenizer, cls_name: str = "BertModel") -> None:
+    """Save a 1-layer BERT of class ``cls_name`` (a checkpoint without a classifier head) and ``tokenizer``."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    getattr(transformers, cls_name)(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
 @pytest.fixture(scope="session")
 def bert(wp_tokenizer):
     return tiny_bert(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as T
-from conftest import bpe_tokenizer
+from conftest import SEQ2SEQ_SMALL, bpe_tokenizer, tiny_bart_classifier
 
 from interp_text import InterpTextError, Saliency, VarGrad
 from interp_text.perturbation import KernelShap, Occlusion
@@ -38,16 +38,6 @@ CLASSIFIERS = {
     "qwen2-classifier": (T.Qwen2Config, T.Qwen2ForSequenceClassification, dict(SMALL, num_key_value_heads=1)),
 }
 GQA = dict(SMALL, num_key_value_heads=1, head_dim=16)
-SEQ2SEQ_SMALL = dict(
-    d_model=32,
-    encoder_layers=1,
-    decoder_layers=1,
-    encoder_attention_heads=2,
-    decoder_attention_heads=2,
-    encoder_ffn_dim=64,
-    decoder_ffn_dim=64,
-    decoder_start_token_id=2,
-)
 GENERATORS = {
     "qwen2": (T.Qwen2Config, T.Qwen2ForCausalLM, dict(SMALL, num_key_value_heads=1)),
     "phi": (T.PhiConfig, T.PhiForCausalLM, SMALL),
@@ -227,14 +217,7 @@ def test_a_wrapped_classifier_is_explained_without_the_models_padding_warning(bp
 
 @pytest.fixture(scope="module")
 def bart_classifier(wp_tokenizer):
-    """BART's classifier refuses inputs_embeds: it finds its </s> tokens in the ids."""
-    torch.manual_seed(0)
-    config = T.BartConfig(
-        vocab_size=len(wp_tokenizer), num_labels=3, pad_token_id=0, eos_token_id=wp_tokenizer.sep_token_id, init_std=0.3
-    )
-    for k, v in SEQ2SEQ_SMALL.items():
-        setattr(config, k, v)
-    return T.BartForSequenceClassification(config).eval()
+    return tiny_bart_classifier(wp_tokenizer)
 
 
 def test_a_classifier_that_reads_its_ids_is_explained_by_perturbation(bart_classifier, wp_tokenizer):

@@ -10,7 +10,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert
+from conftest import tiny_bart_classifier, tiny_bert
 
 from interp_text import (
     GradientShap,
@@ -275,24 +275,7 @@ def test_text_pairs_send_their_token_types_to_the_gpu():
 
 
 def test_a_classifier_that_reads_ids_gets_them_on_the_gpu(wp_tokenizer):
-    import transformers as T
-
-    torch.manual_seed(0)
-    config = T.BartConfig(
-        vocab_size=len(wp_tokenizer),
-        num_labels=3,
-        pad_token_id=0,
-        eos_token_id=wp_tokenizer.sep_token_id,
-        init_std=0.3,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-    )
-    model = T.BartForSequenceClassification(config).eval()
+    model = tiny_bart_classifier(wp_tokenizer)
     expected = Occlusion(model, wp_tokenizer).explain([TEXT, "not good"], targets="all")
     got = on_device(
         model, lambda m: Occlusion(m, wp_tokenizer, device=DEVICE).explain([TEXT, "not good"], targets="all")

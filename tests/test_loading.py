@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bert_checkpoint
 from transformers import pipeline
 
 from interp_text import Deletion, InterpTextError, Occlusion, Saliency, compare, load_default
@@ -84,18 +85,7 @@ def test_task_picks_the_head_of_a_checkpoint_saved_without_one(tmp_path, bpe):
 
 
 def test_a_masked_lm_checkpoint_is_not_taken_for_a_generator(tmp_path, wp_tokenizer):
-    from transformers import BertConfig, BertForMaskedLM
-
-    BertForMaskedLM(
-        BertConfig(
-            vocab_size=len(wp_tokenizer),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-        )
-    ).save_pretrained(tmp_path)
-    wp_tokenizer.save_pretrained(tmp_path)
+    tiny_bert_checkpoint(tmp_path, wp_tokenizer, "BertForMaskedLM")
     with pytest.raises(InterpTextError, match=r"is a BertForMaskedLM checkpoint, with no classification"):
         Saliency(tmp_path)
 
@@ -153,21 +143,9 @@ def test_only_a_model_is_asked_for_its_tokenizer():
 
 
 def test_the_cli_gives_task_to_a_checkpoint_saved_without_a_head(tmp_path, wp_tokenizer, capsys):
-    from transformers import BertConfig, BertModel
-
     from interp_text.cli import main
 
-    torch.manual_seed(0)
-    BertModel(
-        BertConfig(
-            vocab_size=len(wp_tokenizer),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-        )
-    ).save_pretrained(tmp_path)
-    wp_tokenizer.save_pretrained(tmp_path)
+    tiny_bert_checkpoint(tmp_path, wp_tokenizer)
     assert main(["explain", "the food was cold", "--model", str(tmp_path), "--method", "occlusion"]) == 2
     assert "is a BertModel checkpoint, with no classification or language-model head" in capsys.readouterr().err
     argv = [

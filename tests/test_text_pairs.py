@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert, wordpiece_tokenizer
+from conftest import tiny_bart_classifier, tiny_bert, wordpiece_tokenizer
 from tokenizers import processors
 
 from interp_text import (
@@ -214,29 +214,11 @@ def test_the_spaces_that_end_a_first_text_stay_in_it(granularity):
 def test_zero_shot_labels_are_explained_as_the_pipeline_scores_them(wp_tokenizer):
     """The zero-shot pipeline's score of a label is the softmax, over labels, of each (text, hypothesis)
     pair's entailment logit: the explained f(x) of those pairs."""
-    import transformers as T
     from transformers import pipeline
 
-    torch.manual_seed(0)
     names = {0: "contradiction", 1: "neutral", 2: "entailment"}
-    config = T.BartConfig(
-        vocab_size=len(wp_tokenizer),
-        pad_token_id=0,
-        eos_token_id=wp_tokenizer.sep_token_id,
-        init_std=0.3,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        id2label=names,
-        label2id={v: k for k, v in names.items()},
-    )
-    pipe = pipeline(
-        "zero-shot-classification", model=T.BartForSequenceClassification(config).eval(), tokenizer=wp_tokenizer
-    )
+    model = tiny_bart_classifier(wp_tokenizer, id2label=names, label2id={v: k for k, v in names.items()})
+    pipe = pipeline("zero-shot-classification", model=model, tokenizer=wp_tokenizer)
     text, labels = "the food was cold but the staff were lovely", ["food", "service", "movie"]
     want = pipe(text, candidate_labels=labels)
     pairs = [{"text": text, "text_pair": f"This example is {label}."} for label in labels]
