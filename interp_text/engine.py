@@ -136,40 +136,55 @@ def _group(items: list[Item], task: str) -> dict[tuple, list[Item]]:
     return groups
 
 
-def baseline_embeds(baseline: Any, model, tokenizer, item: Item) -> torch.Tensor:
-    """The IG / GradientShap baseline of one item, ``(seq, hidden)``."""
-    e = item.embeds
+def checked_baseline(baseline: Any, model, tokenizer) -> Any:
+    """An IG / GradientShap baseline as ``baseline_embeds`` reads it: None (zeros), a token id, or a
+    tensor of shape (hidden,) or (seq, hidden); refused here, when the explainer is built."""
     if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
-        return torch.zeros_like(e)
+        return None
+    rows, hidden = model.get_input_embeddings().weight.shape
     if isinstance(baseline, str):
-        token_id = getattr(tokenizer, f"{baseline}_token_id", None)
-        if token_id is None:
+        token_id = getattr(tokenizer, f"{baseline}_token_id", None) if baseline.isidentifier() else None
+        if not isinstance(token_id, int):
             raise InterpTextError(
-                f"baseline={baseline!r}: the tokenizer has no {baseline} token; use 'zeros', another token or a tensor."
+                f"baseline={baseline!r}: the tokenizer has no {baseline} token; use 'zeros', a special token's name "
+                "('pad', 'mask', 'unk'), a token id or a tensor."
             )
-        baseline = int(token_id)
-    if isinstance(baseline, int):
-        n_vocab = model.get_input_embeddings().weight.shape[0]
-        if not 0 <= baseline < n_vocab:
+        baseline = token_id
+    if isinstance(baseline, int) and not isinstance(baseline, bool):
+        if not 0 <= baseline < rows:
             raise InterpTextError(
-                f"baseline token id {baseline} has no embedding in this model (0..{n_vocab - 1}; a token added to "
+                f"baseline token id {baseline} has no embedding in this model (0..{rows - 1}; a token added to "
                 "the tokenizer without model.resize_token_embeddings?); use 'zeros', another token or a tensor."
             )
-        with torch.no_grad():
-            row = model.get_input_embeddings()(torch.tensor([baseline], device=e.device))[0]
-        return row.expand_as(e).clone()
+        return baseline
     if isinstance(baseline, torch.Tensor):
-        b = baseline.to(device=e.device, dtype=e.dtype)
-        if b.shape == e.shape[-1:]:
-            return b.expand_as(e).clone()
-        if b.shape == e.shape:
-            return b.clone()
+        if baseline.dim() in (1, 2) and baseline.shape[-1] == hidden:
+            return baseline
         raise InterpTextError(
-            f"baseline tensor has shape {tuple(b.shape)}; pass (hidden,) = {tuple(e.shape[-1:])} "
-            f"or (seq, hidden) = {tuple(e.shape)}."
+            f"baseline tensor has shape {tuple(baseline.shape)}; pass (hidden,) = ({hidden},) or (seq, hidden)."
         )
     raise InterpTextError(
         f"baseline={baseline!r} is not understood; pass 'zeros', 'pad', 'mask', a token id or a tensor."
+    )
+
+
+def baseline_embeds(baseline: Any, model, item: Item) -> torch.Tensor:
+    """The IG / GradientShap baseline of one item, ``(seq, hidden)``; ``baseline`` as ``checked_baseline`` gives it."""
+    e = item.embeds
+    if baseline is None:
+        return torch.zeros_like(e)
+    if isinstance(baseline, int):
+        with torch.no_grad():
+            row = model.get_input_embeddings()(torch.tensor([baseline], device=e.device))[0]
+        return row.expand_as(e).clone()
+    b = baseline.to(device=e.device, dtype=e.dtype)
+    if b.shape == e.shape[-1:]:
+        return b.expand_as(e).clone()
+    if b.shape == e.shape:
+        return b.clone()
+    raise InterpTextError(
+        f"baseline tensor has shape {tuple(b.shape)} but text {item.index} is {tuple(e.shape)} (seq, hidden); "
+        f"pass (hidden,) = {tuple(e.shape[-1:])} to use it for every text."
     )
 
 
@@ -275,7 +290,7 @@ class Engine:
             for it, e in zip(items, embeds):
                 it.embeds = e  # (seq, hidden)
                 if s.uses_baseline:
-                    it.baseline = baseline_embeds(s.baseline, model, tok, it)  # (seq, hidden)
+                    it.baseline = baseline_embeds(s.baseline, model, it)  # (seq, hidden)
         return items
 
     def _group_outputs(self, items: list[Item]) -> None:

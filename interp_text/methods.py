@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .engine import Engine, Settings
+from .engine import Engine, Settings, checked_baseline
 from .errors import InterpTextError
 from .explanation import Explanation
 from .loading import resolve
@@ -119,7 +119,7 @@ class GradientMethod:
             targets_per_backward=(
                 None if targets_per_backward is None else positive_int(targets_per_backward, "targets_per_backward")
             ),
-            baseline=getattr(self, "baseline", None),
+            baseline=checked_baseline(self.baseline, model, tokenizer) if self.uses_baseline else None,
             options={**self._options(), **({"seed": seed} if self.seeded else {})},
         )
 

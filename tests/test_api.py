@@ -10,6 +10,7 @@ from toy_models import ToyConfig, ToyForSequenceClassification
 
 from interp_text import (
     Explanation,
+    GradientShap,
     Granularity,
     GranularityAggregationStrategy,
     IntegratedGradients,
@@ -175,10 +176,18 @@ def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
         ),
         (lambda m, t: VarGrad(m, t).explain("ok", max_new_tokens=3), "unknown explain"),
         (lambda m, t: VarGrad(m, t, task="regression"), "task='regression' is not valid"),
-        (lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(5)).explain("ok"), "baseline tensor has shape"),
+        # Baselines are checked when the explainer is built, as every other option.
+        (lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(5)), r"baseline tensor has shape \(5,\); pass"),
+        (lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(2, 3, 32)), r"shape \(2, 3, 32\); pass"),
         (
-            lambda m, t: IntegratedGradients(m, t, baseline=10**6).explain("ok"),
+            lambda m, t: IntegratedGradients(m, t, baseline=10**6),
             r"baseline token id 1000000 has no embedding in this model \(0\.\.\d+;",
+        ),
+        (lambda m, t: IntegratedGradients(m, t, baseline="foo"), "baseline='foo': the tokenizer has no foo token"),
+        (lambda m, t: GradientShap(m, t, baseline=0.5), "baseline=0.5 is not understood"),
+        (
+            lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(3, 32)).explain("good food"),
+            r"baseline tensor has shape \(3, 32\) but text 0 is \(4, 32\) \(seq, hidden\)",
         ),
     ],
 )
