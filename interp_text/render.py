@@ -553,8 +553,9 @@ def _text_block(
 
 def unsigned(expl: Explanation) -> bool:
     """Whether the scores are magnitudes (how much, not which way): a variance, a mean of squares,
-    or a norm / mean of absolute values over the hidden dimension."""
-    if expl.method.lower() not in ("vargrad", "squaregrad") and expl.token_reduction not in ("l2", "abs_mean"):
+    a Sobol index (a share of variance), or a norm / mean of absolute values over the hidden dimension."""
+    magnitude_methods = ("vargrad", "squaregrad", "sobol")
+    if expl.method.lower() not in magnitude_methods and expl.token_reduction not in ("l2", "abs_mean"):
         return False
     return not bool((np.nan_to_num(expl.scores, nan=0.0) < 0).any())
 

@@ -662,7 +662,7 @@ def test_nan_and_inf_scores_render():
 
 
 def test_magnitude_scores_get_a_one_sided_legend(bert, wp_tokenizer):
-    from interp_text import InputXGradient, VarGrad
+    from interp_text import InputXGradient, Sobol, VarGrad
 
     text = "the food was cold"
     magnitudes = VarGrad(bert, wp_tokenizer, n_perturbations=4).explain(text)
@@ -672,6 +672,8 @@ def test_magnitude_scores_get_a_one_sided_legend(bert, wp_tokenizer):
     assert "token reduction: sum" in page
     assert "lowers it" in signed.to_html() and "have no sign" not in signed.to_html()
     assert "no sign" in magnitudes.to_terminal(color=False) and "no sign" not in signed.to_terminal(color=False)
+    sobol = Sobol(bert, wp_tokenizer, n_samples=8).explain(text)  # total-order indices: shares of variance
+    assert (sobol.scores >= 0).all() and "have no sign" in sobol.to_html() and "lowers it" not in sobol.to_html()
 
 
 def test_all_tokens_page_shows_sep_after_the_words(bert, wp_tokenizer):
