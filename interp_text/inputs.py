@@ -256,6 +256,8 @@ def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
     targets = _plain(targets)
     if targets is None or isinstance(targets, str):
         return [targets] * n_texts
+    if isinstance(targets, int) and not isinstance(targets, bool):  # one token, for every prompt
+        return [[targets]] * n_texts
     if isinstance(targets, (list, tuple)):
         if single and all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
             return [list(targets)]

@@ -458,6 +458,11 @@ def test_one_token_id_per_prompt(gpt2, bpe):
     for a, b in zip(by_int, by_list):
         np.testing.assert_array_equal(a.scores, b.scores)
         assert a.output_text == b.output_text
+    # A bare int is a one-token target too: for one prompt, and for every prompt of a list.
+    alone = Saliency(gpt2, bpe).explain(PROMPT, targets=ids[0])
+    np.testing.assert_array_equal(alone.scores, by_int[0].scores)
+    both = Saliency(gpt2, bpe).explain([PROMPT, "The food"], targets=np.int64(ids[0]))
+    assert [e.output_ids for e in both] == [[ids[0]], [ids[0]]]
 
 
 def test_metrics_score_a_chat_explanation_on_the_input_that_was_explained(llama, bos_tok):
