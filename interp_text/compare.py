@@ -41,8 +41,8 @@ def method_class(method: str | type) -> type:
 
 def compare(
     model,
-    tokenizer,  # None: the model's own, when ``model`` is a name, folder or pipeline
-    texts: str | list[str],
+    tokenizer: Any = None,
+    texts: Any = None,
     methods: list[Any] | tuple[Any, ...] = DEFAULT_METHODS,
     targets: Any = None,
     rationales: list[list[tuple[int, int]]] | None = None,
@@ -59,7 +59,7 @@ def compare(
 
     Args:
         model, tokenizer: the model to explain and its tokenizer; or, as for every explainer, a
-            model name or folder, or a pipeline, with ``tokenizer=None``.
+            model name or folder, or a pipeline, and no tokenizer (``compare("sentiment", texts)``).
         texts: a text (or text pair) or a list of them (prompts, for generation).
         methods: names (``"occlusion"``, ``"vargrad"``, ...), classes, or explainers already built
             (used as they are).
@@ -84,6 +84,10 @@ def compare(
     Example:
         >>> print(format_table(compare(model, tokenizer, texts, ["occlusion", "vargrad"])))  # doctest: +SKIP
     """
+    if texts is None and isinstance(tokenizer, (str, dict, list, tuple)):
+        texts, tokenizer = tokenizer, None  # compare("sentiment", texts): the model by name brings its tokenizer
+    if texts is None:
+        raise InterpTextError("compare() needs texts: compare(model, tokenizer, texts) or compare('name', texts).")
     model, tokenizer = resolve(model, tokenizer, task, device)
     texts = [texts] if isinstance(texts, (str, dict)) else list(texts)
     if rationales is not None and len(rationales) != len(texts):

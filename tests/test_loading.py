@@ -53,8 +53,13 @@ def test_bundled_names_everywhere():
     assert Occlusion("sentiment").explain(text) == Occlusion(model, tokenizer).explain(text)
     e = Occlusion(model, tokenizer).explain(text)
     assert Deletion("sentiment").evaluate(e) == Deletion(model, tokenizer).evaluate(e)
-    rows = compare("sentiment", None, [text], ["occlusion"])
-    assert rows[0]["deletion"] == pytest.approx(Deletion(model, tokenizer).evaluate(e))
+    want = pytest.approx(Deletion(model, tokenizer).evaluate(e))
+    assert compare("sentiment", None, [text], ["occlusion"])[0]["deletion"] == want
+    assert compare("sentiment", [text], methods=["occlusion"])[0]["deletion"] == want
+    assert compare("sentiment", text, methods=["occlusion"])[0]["deletion"] == want
+    assert compare("sentiment", texts=[text], methods=["occlusion"])[0]["deletion"] == want
+    with pytest.raises(InterpTextError, match=r"compare\(\) needs texts"):
+        compare(model, tokenizer)
 
 
 def test_a_loaded_model_is_placed_on_the_device_once(saved):
