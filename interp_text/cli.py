@@ -203,6 +203,19 @@ def not_a_result(record: Any) -> str | None:
     return None
 
 
+def half_written(line: bytes) -> bool:
+    """Whether ``line`` can be a result line cut off anywhere: ``{"id": <id>, "text": ...``."""
+    text = line.decode("utf-8", errors="ignore")  # the cut may fall inside a character
+    if not text.startswith(RESULT_START.decode()):
+        return False
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, len(RESULT_START))
+    except ValueError:
+        return True  # cut inside the id
+    rest, follows = text[end:], ', "text": '
+    return follows.startswith(rest) or rest.startswith(follows)
+
+
 def done_ids(path: Path) -> set:
     """Ids already in the output, which must hold only lines this command wrote.
 
@@ -222,7 +235,7 @@ def done_ids(path: Path) -> set:
         except ValueError:  # not JSON, or not UTF-8
             record = None
         last = n == len(lines)
-        if record is None and last and line.startswith(RESULT_START):
+        if record is None and last and half_written(line):
             with path.open("r+b") as f:  # the half-written last line of an interrupted run
                 f.truncate(len(data) - len(line))
             break

@@ -95,6 +95,21 @@ def test_file_mode_resumes_after_an_interrupted_run(tmp_path):
     assert out.read_text() == before
 
 
+def test_only_a_cut_off_result_line_is_taken_for_one(tmp_path, capsys):
+    from interp_text.cli import half_written
+
+    line = json.dumps({"id": "t-1", "text": "Ünïcode ✓", "elements": ["a"]}, ensure_ascii=False).encode()
+    assert all(half_written(line[:k]) for k in range(len(b'{"id": '), len(line)))  # cut anywhere
+    assert not half_written(b'{"id": "mine", "note": "not JSON')
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"text": "The food was good."}) + "\n")
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('{"id": "mine", "note": "not JSON')
+    assert main(["explain", "--input", str(inp), "--output", str(mine)]) == 2
+    assert "is not a result written by interp-text" in capsys.readouterr().err
+    assert mine.read_text() == '{"id": "mine", "note": "not JSON'  # left as it was
+
+
 def test_killed_run_keeps_finished_chunks(tmp_path):
     texts = [f"The food was good number {i}." for i in range(40)]
     inp = tmp_path / "in.jsonl"
