@@ -241,3 +241,20 @@ def test_a_classifier_that_reads_its_ids_is_explained_by_perturbation(bart_class
         Saliency(model, tok).explain(TEXTS[0])
     with pytest.raises(InterpTextError, match=message):
         Occlusion(model, tok, replacement="zeros").explain(TEXTS[0])
+
+
+def test_another_not_implemented_error_is_the_models_own(wp_tokenizer):
+    """Only a refusal of input embeddings switches a classifier to token ids; any other
+    NotImplementedError (an op a device lacks) reaches the user as it is."""
+    from toy_models import ToyConfig, ToyForSequenceClassification
+
+    class Unsupported(ToyForSequenceClassification):
+        def forward(self, **kwargs):
+            raise NotImplementedError("aten::gelu is not implemented for this device")
+
+    model = Unsupported(ToyConfig(vocab_size=len(wp_tokenizer)))
+    for _ in range(2):  # and the model is not taken for one that reads ids afterwards
+        with pytest.raises(NotImplementedError, match="aten::gelu"):
+            Occlusion(model, wp_tokenizer).explain("the food")
+        with pytest.raises(NotImplementedError, match="aten::gelu"):
+            Saliency(model, wp_tokenizer).explain("the food")
