@@ -337,12 +337,14 @@ class Engine:
         by_len: dict[int, list[Item]] = {}
         for it in items:
             by_len.setdefault(it.n_prompt, []).append(it)
-        for n_prompt, group in by_len.items():
+        for n_prompt, same_length in by_len.items():
             if self.s.task == CAUSAL_LM and max_len and new_tokens and n_prompt + new_tokens > max_len:
                 raise InterpTextError(
-                    f"text {group[0].index} has {n_prompt} tokens and max_new_tokens={new_tokens} would pass "
+                    f"text {same_length[0].index} has {n_prompt} tokens and max_new_tokens={new_tokens} would pass "
                     f"the {max_len} tokens the model accepts at most; lower max_new_tokens or shorten the prompt."
                 )
+        # Prompts of one length generate together, batch_size at a time (no padding, bounded memory).
+        for group in _batches(by_len, self.s.batch_size):
             ids = torch.stack([it.input_ids[: it.n_prompt] for it in group]).to(device)  # (k, prompt)
             cuda = [ids.device] if ids.device.type == "cuda" else []
             try:

@@ -506,3 +506,22 @@ def test_a_lone_space_token_belongs_to_the_word_it_precedes(gpt2, bpe):
     assert math.prod(t.probability for t in expl.targets) == pytest.approx(
         math.exp(word + logp[n - 2 + len(ids), ids[-1]].item()), rel=1e-5
     )
+
+
+def test_generation_runs_batch_size_prompts_at_a_time(gpt2, bpe):
+    prompts = ["The capital of France is", "The capital of Paris is", "The capital of France is"]
+    assert len({len(bpe(p)["input_ids"]) for p in prompts}) == 1  # one length: one group
+    rows = []
+    handle = gpt2.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(
+            next(v for v in (*args, *kwargs.values()) if torch.is_tensor(v)).shape[0]
+        ),
+        with_kwargs=True,
+    )
+    try:
+        got = Saliency(gpt2, bpe, batch_size=2).explain(prompts, max_new_tokens=3)
+    finally:
+        handle.remove()
+    assert max(rows) <= 2
+    alone = [Saliency(gpt2, bpe).explain(p, max_new_tokens=3) for p in prompts]
+    assert [e.output_ids for e in got] == [e.output_ids for e in alone]
