@@ -420,10 +420,26 @@ class Engine:
                 units.extend((it, p) for p in range(s.n_samples))
         generators = {it.index: torch.Generator().manual_seed(s.seed) for it in items}
         stats: dict[int, list[Streaming]] = {}  # made once a text's targets are known
+        left = {it.index: s.n_samples for it in items}  # samples not run yet, per text
         for rows in packed(units, s.batch_size, s.task):
             self._backward_rows(rows, generators, stats, device)
-        for it in items:
-            it.stat = torch.stack([st.result() for st in stats[it.index]])  # (targets, seq, hidden)
+            for it, p in rows:
+                if p >= 0:
+                    left[it.index] -= 1
+                    if not left[it.index]:
+                        self._reduce_statistic(it, stats.pop(it.index))
+
+    def _reduce_statistic(self, it: Item, streams: list[Streaming]) -> None:
+        """A text's statistic, once its last sample is in: only what the explanation reads is kept.
+
+        The (targets, seq, hidden) statistic of every text held until the last batch grew with the
+        number of texts (GiB for a few hundred long generations); here it lives one text at a time.
+        """
+        s = self.s
+        stat = torch.stack([st.result() for st in streams])  # (targets, seq, hidden)
+        it.token_scores = reduce_hidden(stat, s.token_reduction)  # (targets, seq)
+        if s.uses_baseline:  # completeness is about the signed total, whatever the display reduction
+            it.stat_total = stat.sum((-1, -2))  # (targets,)
 
     def _backward_rows(self, rows, generators, stats, device) -> None:
         s = self.s
@@ -531,11 +547,10 @@ class Engine:
     # ------------------------------------------------------------------ result
     def _assemble(self, it: Item) -> Explanation:
         s = self.s
-        token_scores = reduce_hidden(it.stat, s.token_reduction).cpu()  # (targets, seq)
+        token_scores = it.token_scores.cpu()  # (targets, seq)
         gap = None
         if s.uses_baseline:
-            # Completeness is about the signed total, whatever the display reduction.
-            gap = it.stat.sum((-1, -2)).cpu() - (it.target_scores - it.baseline_scores)
+            gap = it.stat_total.cpu() - (it.target_scores - it.baseline_scores)
         elements, spans, mapping = group_tokens(it.text, it.offsets, it.special, s.granularity, it.token_strings)
         if s.task == CLASSIFICATION:
             scores = pool(token_scores, mapping, len(elements), s.aggregation)

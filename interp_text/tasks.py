@@ -139,7 +139,8 @@ class Item:
     target_logprobs: torch.Tensor | None = None  # (targets,)
     baseline: torch.Tensor | None = None  # (seq, hidden) IG / GradientShap baseline
     baseline_scores: torch.Tensor | None = None  # (targets,) f(baseline)
-    stat: torch.Tensor | None = None  # (targets, seq, hidden) the method's statistic
+    token_scores: torch.Tensor | None = None  # (targets, seq) the method's statistic, reduced over hidden
+    stat_total: torch.Tensor | None = None  # (targets,) its signed sum over tokens and hidden (completeness)
 
     @property
     def n_prompt(self) -> int:

@@ -254,3 +254,27 @@ def test_a_multi_label_classifier_scores_each_class_by_its_sigmoid(wp_tokenizer)
     occ = Occlusion(model, wp_tokenizer, inference_mode="log_softmax").explain(TEXT, targets=1)
     assert occ.targets[0].score == pytest.approx(float(torch.nn.functional.logsigmoid(logits[1])), rel=1e-5)
     assert occ.targets[0].probability == pytest.approx(float(sigmoid[1]), rel=1e-5)
+
+
+def test_each_texts_statistic_is_reduced_as_soon_as_its_samples_are_in(bert, wp_tokenizer, monkeypatch):
+    """Only one text's (targets, seq, hidden) statistic lives at a time: it is reduced to token scores
+    right after its last sample's batch, not after every text's."""
+    from interp_text.engine import Engine
+
+    events = []
+    run_rows, reduce = Engine._backward_rows, Engine._reduce_statistic
+    monkeypatch.setattr(
+        Engine, "_backward_rows", lambda self, rows, *a: (events.append("rows"), run_rows(self, rows, *a))[1]
+    )
+    monkeypatch.setattr(
+        Engine, "_reduce_statistic", lambda self, it, st: (events.append(f"reduce {it.index}"), reduce(self, it, st))[1]
+    )
+    texts = ["the food was cold", "not good at all", "the staff"]
+    got = VarGrad(bert, wp_tokenizer, n_perturbations=3, batch_size=4).explain(texts)
+    assert events.index("reduce 0") < len(events) - 3  # text 0 long before the last batch
+    assert sorted(e for e in events if e.startswith("reduce")) == ["reduce 0", "reduce 1", "reduce 2"]
+    monkeypatch.undo()
+    for g, t in zip(got, texts):
+        np.testing.assert_allclose(
+            g.scores, VarGrad(bert, wp_tokenizer, n_perturbations=3).explain(t).scores, rtol=1e-6
+        )
