@@ -377,8 +377,11 @@ def target_logits(
             kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
         logits = model(inputs_embeds=embeds, **kwargs).logits
         logits = logits[:, logits.shape[1] - (seq - first) :]  # (rows, seq - first, vocab)
-        pos = _target_positions(table, -first)  # (rows, width)
-        logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))  # (rows, width, vocab)
+        if all(it.n_prompt == first + 1 for it in items):  # one prompt length: the scored positions lead
+            logits = logits[:, : table.valid.shape[1]]  # (rows, width, vocab), a view
+        else:  # each row's own positions: a gather copies (rows, width, vocab)
+            pos = _target_positions(table, -first)  # (rows, width)
+            logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))
     chosen = logits.gather(2, target_ids[..., None])[..., 0]  # (rows, width)
     # The normaliser only at the scored positions, never over the whole sequence.
     log_norm = torch.logsumexp(at_least_float32(logits), dim=-1).to(chosen.dtype) if normaliser else None

@@ -525,3 +525,18 @@ def test_generation_runs_batch_size_prompts_at_a_time(gpt2, bpe):
     assert max(rows) <= 2
     alone = [Saliency(gpt2, bpe).explain(p, max_new_tokens=3) for p in prompts]
     assert [e.output_ids for e in got] == [e.output_ids for e in alone]
+
+
+def test_rows_of_one_length_with_different_prompt_lengths(gpt2, bpe):
+    """11 + 4 and 10 + 5 tokens share a forward; each row's outputs start at its own prompt's end."""
+    prompts, outputs = ["The capital of France is", "The food of France is"], [" Paris", " Paris is"]
+    lengths = [
+        len(bpe(p)["input_ids"]) + len(bpe(o, add_special_tokens=False)["input_ids"]) for p, o in zip(prompts, outputs)
+    ]
+    assert lengths[0] == lengths[1]
+    for cls in (Occlusion, Saliency):
+        together = cls(gpt2, bpe, inference_mode="log_softmax").explain(prompts, targets=outputs)
+        for e, p, o in zip(together, prompts, outputs):
+            alone = cls(gpt2, bpe, inference_mode="log_softmax").explain(p, targets=o)
+            np.testing.assert_allclose(e.scores, alone.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
+            assert [t.score for t in e.targets] == pytest.approx([t.score for t in alone.targets], abs=1e-5)
