@@ -42,6 +42,10 @@ from .tasks import (
 # Targets per vmapped backward on a CUDA device when the user sets none. Measured on an H100
 # (SmoothGrad, 40 output tokens of a 6-layer GPT-2): loop 204 ms; 2: 171; 4: 116; 8: 97; 40: 94.
 CUDA_TARGETS_PER_BACKWARD = 8
+# Token positions per forward + backward on a CPU, whatever batch_size allows: a row's activations
+# for the backward cost memory in proportion to its length (a 506-token BERT-base row: 0.24 GiB),
+# so 64 such rows took 15 GiB, and ran slower than a few (51 rows: 69.6 s; 8 rows: 41.5 s).
+CPU_TOKENS_PER_BACKWARD = 8192
 CLEAN, BASELINE = -1, -2  # gradient-pass rows that are not samples: the unperturbed input, the baseline
 
 # sample(e, b, generator, p) -> (x_p, multiplier_p or None); e, b, x_p: (seq, hidden)
@@ -421,7 +425,8 @@ class Engine:
         generators = {it.index: torch.Generator().manual_seed(s.seed) for it in items}
         stats: dict[int, list[Streaming]] = {}  # made once a text's targets are known
         left = {it.index: s.n_samples for it in items}  # samples not run yet, per text
-        for rows in packed(units, s.batch_size, s.task):
+        cap = CPU_TOKENS_PER_BACKWARD if torch.device(device).type == "cpu" else None
+        for rows in packed(units, s.batch_size, s.task, cap):
             self._backward_rows(rows, generators, stats, device)
             for it, p in rows:
                 if p >= 0:
@@ -653,12 +658,13 @@ def as_read(text: str, options: dict) -> str:
     return text
 
 
-def packed(units: list, batch_size: int, task: str) -> Iterator[list]:
+def packed(units: list, batch_size: int, task: str, max_tokens: int | None = None) -> Iterator[list]:
     """Batches of at most ``batch_size`` units ``(item, row)`` whose items share one length.
 
     ``units`` come grouped by length. Each length group is cut into batches on its own, so a
     group never shares a batch with the next one (no padding) and takes ceil(rows / batch_size)
-    forwards, the fewest possible.
+    forwards, the fewest possible. ``max_tokens``: a batch also holds at most this many token
+    positions (at least one row).
     """
     start = 0
     while start < len(units):
@@ -666,6 +672,9 @@ def packed(units: list, batch_size: int, task: str) -> Iterator[list]:
         end = start
         while end < len(units) and units[end][0].group_key(task) == key:
             end += 1
-        for b in range(start, end, batch_size):
-            yield units[b : min(b + batch_size, end)]
+        rows = batch_size
+        if max_tokens is not None:
+            rows = min(rows, max(1, max_tokens // units[start][0].input_ids.shape[0]))
+        for b in range(start, end, rows):
+            yield units[b : min(b + rows, end)]
         start = end

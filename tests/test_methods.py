@@ -278,3 +278,21 @@ def test_each_texts_statistic_is_reduced_as_soon_as_its_samples_are_in(bert, wp_
         np.testing.assert_allclose(
             g.scores, VarGrad(bert, wp_tokenizer, n_perturbations=3).explain(t).scores, rtol=1e-6
         )
+
+
+def test_a_cpu_backward_holds_a_bounded_number_of_tokens(bert, wp_tokenizer, monkeypatch):
+    """batch_size counts rows; on a CPU a forward + backward also holds at most CPU_TOKENS_PER_BACKWARD
+    token positions (long texts took GiB per row batch), with the same numbers."""
+    import interp_text.engine as engine
+
+    text = "the food was cold but the staff were lovely"  # 11 tokens
+    want = VarGrad(bert, wp_tokenizer, n_perturbations=6).explain(text)
+    monkeypatch.setattr(engine, "CPU_TOKENS_PER_BACKWARD", 25)  # two rows of 11 tokens
+    rows = []
+    handle = bert.register_forward_pre_hook(lambda m, a, k: rows.append(k["inputs_embeds"].shape[0]), with_kwargs=True)
+    try:
+        got = VarGrad(bert, wp_tokenizer, n_perturbations=6).explain(text)
+    finally:
+        handle.remove()
+    assert rows == [2, 2, 2, 1]  # the unperturbed row and 6 samples, two at a time
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
