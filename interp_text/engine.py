@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import inputs as inp
-from .errors import InterpTextError
+from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation, Target
 from .granularity import group_tokens, pool
 from .model_guard import checked_device, explaining, model_device
@@ -227,18 +227,18 @@ class Engine:
                 self._attribute(items, device)
                 return [self._assemble(it) for it in items]
 
-        results = self.halving(run, stacklevel=4)
+        results = self.halving(run)
         if single:
             return results[0]
         from .render import ExplanationList
 
         return ExplanationList(results)
 
-    def halving(self, run: Callable[[], Any], stacklevel: int) -> Any:
+    def halving(self, run: Callable[[], Any]) -> Any:
         """``run()``, started over at half the batch size each time it runs out of GPU memory.
 
-        Rows are independent, so fewer per forward give the same scores. A warning (``stacklevel``
-        pointing at the user's call) names the batch size that fitted.
+        Rows are independent, so fewer per forward give the same scores. A warning, pointing at the
+        user's call, names the batch size that fitted.
         """
         asked = self.s.batch_size
         while True:
@@ -255,7 +255,7 @@ class Engine:
             warnings.warn(
                 f"batch_size={asked} ran out of device memory; this call used batch_size={self.s.batch_size}. "
                 f"Pass batch_size={self.s.batch_size} to start there.",
-                stacklevel=stacklevel,
+                stacklevel=user_stacklevel(),
             )
         return out
 

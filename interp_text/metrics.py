@@ -136,7 +136,7 @@ class _Curve:
                         f"{players.elements[:5]}...; evaluate with the model and tokenizer that were explained."
                     )
                 masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · (n + 1), n)
-            _, log_p = engine.halving(lambda: engine.score_rows(items, masks, device), stacklevel=3)
+            _, log_p = engine.halving(lambda: engine.score_rows(items, masks, device))
             # log_p: (targets · (n + 1), classes or token targets)
         out = []
         for it, e in zip(items, expls):

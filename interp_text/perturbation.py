@@ -18,13 +18,14 @@ the prompt, not the earlier outputs).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .engine import Engine, Settings, _group, forward_only
-from .errors import InterpTextError
+from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
 from .granularity import group_tokens, pool
 from .loading import resolve
@@ -54,6 +55,11 @@ REPLACEMENTS = ("mask", "pad", "unk", "zeros")
 
 
 # --------------------------------------------------------------------------- masking
+# A text that needs more masked inputs than this gets a warning (none of the defaults does below
+# ~120 elements; Sobol's N (n + 2) passes it at that many words).
+LARGE_ROWS = 4096
+
+
 def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
     """The token id whose embedding stands in for a masked token, or None for zeros.
 
@@ -247,6 +253,7 @@ class PerturbationEngine(Engine):
             if players.n not in plans:
                 plans[players.n] = self._plan(players.n)
         rows = {it.index: plans[self.players[it.index].n][1] for it in items}
+        self._warn_if_large(items, rows)
         f, log_p = self.score_rows(items, rows, device)
         by_n: dict[int, list] = {}  # n -> [(item, (rows, targets) scores)]
         if s.task == CLASSIFICATION:  # row 0 is the unperturbed input; every inference mode is monotone in the logit
@@ -279,6 +286,19 @@ class PerturbationEngine(Engine):
             gaps = [None] * len(group) if gap is None else gap.split(widths)
             for (it, _), p, g in zip(group, phi.split(widths), gaps):
                 self.results[it.index] = (p, g)
+
+    def _warn_if_large(self, items: list[Item], rows: dict[int, torch.Tensor]) -> None:
+        """One warning when a text needs more than LARGE_ROWS masked inputs (Sobol's N (n + 2), KernelShap's
+        2n on a long text): the call runs that many rows through the model, with no other sign of it."""
+        it = max(items, key=lambda it: rows[it.index].shape[0])
+        count, n = rows[it.index].shape[0], self.players[it.index].n
+        if count > LARGE_ROWS:
+            warnings.warn(
+                f"{self.s.name} scores {count} masked inputs of text {it.index} ({n} {self.s.granularity.value} "
+                f"elements), each a row through the model; a coarser granularity (granularity='sentence') or "
+                "fewer samples (n_samples=) cut that.",
+                stacklevel=user_stacklevel(),
+            )
 
     def score_rows(
         self, items: list[Item], masks: dict[int, torch.Tensor], device

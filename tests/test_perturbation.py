@@ -3,6 +3,7 @@
 import copy
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -431,3 +432,16 @@ def test_perturbation_keeps_no_text_embeddings(additive, wp_tokenizer):
     engine = PerturbationEngine(additive, wp_tokenizer, ex.settings, ex.replacement_id, ex)
     items = engine._prepare(["good food", "bad"], None, False, torch.device("cpu"), {})
     assert [it.embeds for it in items] == [None, None]
+
+
+def test_a_text_with_many_masked_inputs_gets_one_warning_at_the_users_call(bert, wp_tokenizer, monkeypatch):
+    import interp_text.perturbation as perturbation
+
+    monkeypatch.setattr(perturbation, "LARGE_ROWS", 50)
+    texts = ["the food was cold", "the food was cold but the staff were lovely"]  # 4 and 9 words
+    with pytest.warns(UserWarning, match=r"Sobol scores \d+ masked inputs of text 1 \(9 word elements\)") as record:
+        Sobol(bert, wp_tokenizer, n_samples=16).explain(texts)  # text 1: 99 distinct rows, text 0: 16
+    assert len(record) == 1 and record[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Occlusion(bert, wp_tokenizer).explain(texts)  # 10 rows: nothing to say
