@@ -18,7 +18,7 @@ from .loading import resolve
 from .methods import check_model
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
-from .perturbation import PerturbationEngine, element_players, resolve_replacement
+from .perturbation import PerturbationEngine, element_players, resolve_replacement, unique_rows
 from .tasks import CLASSIFICATION, detect_task, regression
 
 
@@ -136,8 +136,13 @@ class _Curve:
                         f"{players.elements[:5]}...; evaluate with the model and tokenizer that were explained."
                     )
                 masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · (n + 1), n)
-            _, log_p = engine.halving(lambda: engine.score_rows(items, masks, device))
-            # log_p: (targets · (n + 1), classes or token targets)
+            # A forward depends on the mask only: the curves of a text's targets share their first and
+            # last points, and any step where their rankings agree; each distinct mask runs once.
+            distinct = {i: unique_rows(m) for i, m in masks.items()}
+            _, log_p = engine.halving(
+                lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device)
+            )
+            log_p = {i: v[distinct[i][1]] for i, v in log_p.items()}  # (targets · (n + 1), classes or token targets)
         out = []
         for it, e in zip(items, expls):
             n = engine.players[it.index].n

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from conftest import tiny_bert
 from test_perturbation import AdditiveConfig, AdditiveForSequenceClassification, contributions
 
@@ -274,3 +275,30 @@ def test_compare_generates_each_output_once_for_every_method(gpt2, bpe, monkeypa
     assert seen == [(expected, {}), (expected, {})]  # generated before timing, the same for both
     with pytest.raises(InterpTextError, match="generate_kwargs are for generating outputs"):
         compare(gpt2, bpe, prompts, ["occlusion"], targets=[" a", " b"], generate_kwargs={"max_new_tokens": 3})
+
+
+def test_each_distinct_mask_runs_once_across_a_texts_curves(gpt2, bpe, monkeypatch):
+    """Every output's Deletion curve starts with the whole prompt and ends with none of it: those
+    rows, and any step where two rankings agree, run once; the curves are those of each alone."""
+    from interp_text.perturbation import PerturbationEngine
+
+    e = Occlusion(gpt2, bpe).explain("The capital of France is", targets=" Paris is nice")
+    n, outputs = len(e.elements), len(e.targets)
+    assert outputs >= 3
+    scored = []
+    score_rows = PerturbationEngine.score_rows
+    monkeypatch.setattr(
+        PerturbationEngine,
+        "score_rows",
+        lambda self, items, masks, device: (
+            scored.append(sum(m.shape[0] for m in masks.values())),
+            score_rows(self, items, masks, device),
+        )[1],
+    )
+    curves = Deletion(gpt2, bpe).curves(e)
+    # Every mask run as it comes, for reference:
+    monkeypatch.setattr("interp_text.metrics.unique_rows", lambda m: (m, torch.arange(m.shape[0])))
+    every = Deletion(gpt2, bpe).curves(e)
+    assert scored[1] == outputs * (n + 1)
+    assert scored[0] <= scored[1] - 2 * (outputs - 1)  # the shared first and last points at least
+    np.testing.assert_allclose(curves, every, rtol=1e-6)
