@@ -17,7 +17,7 @@ from .granularity import group_tokens
 from .loading import resolve
 from .methods import check_model
 from .model_guard import model_device
-from .options import Granularity, GranularityAggregationStrategy, InferenceModes
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes, positive_int
 from .perturbation import PerturbationEngine, element_players, resolve_replacement, unique_rows
 from .tasks import CLASSIFICATION, detect_task, regression
 
@@ -27,12 +27,15 @@ def _ranking(row: np.ndarray) -> np.ndarray:
     return np.argsort(-np.nan_to_num(row, nan=-np.inf), kind="stable")
 
 
-def area_under_curve(curve: np.ndarray) -> np.ndarray:
-    """Trapezoid area under ``(..., n + 1)`` points at x = 0, 1/n, ..., 1; NaN when n = 0."""
-    n = curve.shape[-1] - 1
-    if n == 0:
+def area_under_curve(curve: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    """Trapezoid area under ``(..., m)`` points at ``x`` (default: x = 0, 1/n, ..., 1 with m = n + 1);
+    NaN when there is one point."""
+    if curve.shape[-1] < 2:
         return np.full(curve.shape[:-1], np.nan)
-    return (curve[..., 0] / 2 + curve[..., 1:-1].sum(-1) + curve[..., -1] / 2) / n
+    if x is None:
+        n = curve.shape[-1] - 1
+        return (curve[..., 0] / 2 + curve[..., 1:-1].sum(-1) + curve[..., -1] / 2) / n
+    return ((curve[..., 1:] + curve[..., :-1]) / 2 * np.diff(x)).sum(-1)
 
 
 def _check_probabilities(name: str, model) -> None:
@@ -74,9 +77,11 @@ class _Curve:
         device: str | torch.device | None = None,
         task: str | None = None,
         replacement: str | int | None = None,
+        steps: int | None = None,
     ):
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
+        self.steps = None if steps is None else positive_int(steps, "steps")
         if detect_task(model, task) == CLASSIFICATION:
             _check_probabilities(type(self).__name__, model)
         self.model, self.tokenizer = model, tokenizer
@@ -94,12 +99,25 @@ class _Curve:
             task=task,
         )
 
+    def points(self, n: int) -> np.ndarray:
+        """The numbers of elements k at which a curve of n elements is read: 0..n, or with ``steps``
+        (fewer than n), ``steps`` + 1 evenly spaced ones, 0 and n included."""
+        if self.steps is None or self.steps >= n:
+            return np.arange(n + 1)
+        return np.unique(np.round(np.linspace(0, n, self.steps + 1)).astype(np.int64))
+
     def curves(self, explanations: Explanation | list[Explanation]) -> np.ndarray | list[np.ndarray]:
-        """The probability curves: per explanation ``(targets, n + 1)``, point k after k steps.
+        """The probability curves: per explanation ``(targets, points)``, point k after k steps
+        (``points(n)``: every k = 0..n by default).
 
         Deletion: point k is the target's probability with the k top-ranked elements masked.
         Insertion: with only the k top-ranked elements kept (the others masked).
         """
+        out, _, single = self._curves(explanations)
+        return out[0] if single else out
+
+    def _curves(self, explanations) -> tuple[list[np.ndarray], list[int], bool]:
+        """``curves``, each explanation's number of elements n, and whether one explanation was given."""
         expls, single = ([explanations], True) if isinstance(explanations, Explanation) else (list(explanations), False)
         if not expls:
             raise InterpTextError("got no explanations to evaluate; pass an Explanation or a non-empty list.")
@@ -135,46 +153,46 @@ class _Curve:
                         f"explanation {it.index} has elements {e.elements[:5]}... but this tokenizer gives "
                         f"{players.elements[:5]}...; evaluate with the model and tokenizer that were explained."
                     )
-                masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · (n + 1), n)
+                masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · points, n)
             # A forward depends on the mask only: the curves of a text's targets share their first and
             # last points, and any step where their rankings agree; each distinct mask runs once.
             distinct = {i: unique_rows(m) for i, m in masks.items()}
             _, log_p = engine.halving(
                 lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device)
             )
-            log_p = {i: v[distinct[i][1]] for i, v in log_p.items()}  # (targets · (n + 1), classes or token targets)
-        out = []
+            log_p = {i: v[distinct[i][1]] for i, v in log_p.items()}  # (targets · points, classes or token targets)
+        out, sizes = [], []
         for it, e in zip(items, expls):
             n = engine.players[it.index].n
+            sizes.append(n)
             lp = log_p[it.index][:, it.classes] if s.task == CLASSIFICATION else log_p[it.index]
-            blocks = lp.reshape(len(e.targets), n + 1, -1)  # (targets, n + 1, token targets)
+            blocks = lp.reshape(len(e.targets), len(self.points(n)), -1)  # (targets, points, token targets)
             # An output element's probability is the product of its tokens'.
             rows = [blocks[r, :, cols].sum(-1) for r, cols in enumerate(rows_of[it.index])]
-            out.append(torch.stack(rows).exp().numpy())  # (targets, n + 1)
-        return out[0] if single else out
+            out.append(torch.stack(rows).exp().numpy())  # (targets, points)
+        return out, sizes, single
 
     def evaluate(self, explanations: Explanation | list[Explanation]) -> float | list[float]:
         """The area under each explanation's curve, averaged over its targets (rows).
 
         Returns a float for one explanation, a list of floats for a list.
         """
-        curves = self.curves(explanations)
-        if isinstance(curves, np.ndarray):
-            return float(area_under_curve(curves).mean())
-        return [float(area_under_curve(c).mean()) for c in curves]
+        curves, sizes, single = self._curves(explanations)
+        areas = [float(area_under_curve(c, self.points(n) / max(n, 1)).mean()) for c, n in zip(curves, sizes)]
+        return areas[0] if single else areas
 
     __call__ = evaluate
 
     def _masks(self, scores: np.ndarray) -> torch.Tensor:
-        """``(targets, n)`` element scores -> ``(targets · (n + 1), n)`` bool masks, True = kept."""
+        """``(targets, n)`` element scores -> ``(targets · points, n)`` bool masks, True = kept."""
         targets, n = scores.shape
         rank = np.empty((targets, n), dtype=np.int64)  # rank[r, j]: place of element j in row r's ranking
         for r in range(targets):
             rank[r, _ranking(scores[r])] = np.arange(n)
-        k = np.arange(n + 1)[None, :, None]  # (1, n + 1, 1): step k
+        k = self.points(n)[None, :, None]  # (1, points, 1): step k
         rank = rank[:, None, :]  # (targets, 1, n)
-        keep = rank < k if self.insertion else rank >= k  # (targets, n + 1, n)
-        return torch.from_numpy(keep.reshape(targets * (n + 1), n))
+        keep = rank < k if self.insertion else rank >= k  # (targets, points, n)
+        return torch.from_numpy(keep.reshape(targets * k.shape[1], n))
 
     def _target_rows(self, it, e: Explanation) -> list[list[int]]:
         """For each row of ``e``, the columns of ``target_scores`` it covers (its class, its tokens)."""

@@ -302,3 +302,23 @@ def test_each_distinct_mask_runs_once_across_a_texts_curves(gpt2, bpe, monkeypat
     assert scored[1] == outputs * (n + 1)
     assert scored[0] <= scored[1] - 2 * (outputs - 1)  # the shared first and last points at least
     np.testing.assert_allclose(curves, every, rtol=1e-6)
+
+
+def test_steps_read_the_curve_at_fewer_points(bert, wp_tokenizer):
+    e = Occlusion(bert, wp_tokenizer).explain("the food was cold but the staff were lovely", targets="all")
+    n = len(e.elements)  # 9
+    full = Deletion(bert, wp_tokenizer).curves(e)
+    assert full.shape == (3, n + 1)
+    coarse = Deletion(bert, wp_tokenizer, steps=3)
+    k = coarse.points(n)
+    assert k.tolist() == [0, 3, 6, 9]
+    np.testing.assert_allclose(coarse.curves(e), full[:, k], rtol=1e-6)
+    x = k / n
+    want = (((full[:, k][:, 1:] + full[:, k][:, :-1]) / 2) * np.diff(x)).sum(-1).mean()
+    assert coarse.evaluate(e) == pytest.approx(want, rel=1e-6)
+    # steps at or above the number of elements: every point, the same area as without steps.
+    assert Insertion(bert, wp_tokenizer, steps=50).evaluate(e) == pytest.approx(
+        Insertion(bert, wp_tokenizer).evaluate(e)
+    )
+    with pytest.raises(InterpTextError, match="steps=0"):
+        Deletion(bert, wp_tokenizer, steps=0)
