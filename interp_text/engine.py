@@ -25,6 +25,7 @@ from .statistics import Streaming
 from .tasks import (
     CAUSAL_LM,
     CLASSIFICATION,
+    SEQ2SEQ,
     Item,
     apply_mode,
     class_log_norm,
@@ -347,20 +348,28 @@ class Engine:
                     f"text {same_length[0].index} has {n_prompt} tokens and max_new_tokens={new_tokens} would pass "
                     f"the {max_len} tokens the model accepts at most; lower max_new_tokens or shorten the prompt."
                 )
-        # Prompts of one length generate together, batch_size at a time (no padding, bounded memory).
-        for group in _batches(by_len, self.s.batch_size):
-            ids = torch.stack([it.input_ids[: it.n_prompt] for it in group]).to(device)  # (k, prompt)
-            cuda = [ids.device] if ids.device.type == "cuda" else []
-            try:
-                # do_sample=True draws from the global generator: seeded here, and left as it was after.
-                with torch.no_grad(), torch.random.fork_rng(devices=cuda):
-                    torch.manual_seed(self.s.seed)
+        # Prompts of one length generate together (no padding), batch_size at a time (bounded memory).
+        # Sampling draws for a whole batch at each step, so its outputs would depend on how prompts
+        # are batched: a sampled length group stays one call, and gives the same outputs whatever
+        # batch_size (an out-of-memory retry included).
+        config = getattr(model, "generation_config", None)
+        sampling = options.get("do_sample", getattr(config, "do_sample", False))
+        device = torch.device(device)
+        try:
+            # do_sample=True draws from the global generator: seeded once here, and left as it was after.
+            with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(self.s.seed)
+                for group in _batches(by_len, max(map(len, by_len.values())) if sampling else self.s.batch_size):
+                    ids = torch.stack([it.input_ids[: it.n_prompt] for it in group]).to(device)  # (k, prompt)
                     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
-            except (TypeError, ValueError) as err:
-                raise InterpTextError(f"generation failed with options {kwargs}: {err}") from err
-            for it, row in zip(group, out.tolist()):
-                new = row[it.n_prompt :] if self.s.task == CAUSAL_LM else row[1:]
-                inp.set_outputs(model, tok, self.s.task, it, inp.strip_generated(new, stop, pad), max_len, rows)
+                    for it, row in zip(group, out.tolist()):
+                        new = row[it.n_prompt :] if self.s.task == CAUSAL_LM else row[1:]
+                        ids_out = inp.strip_generated(new, stop, pad)
+                        inp.set_outputs(model, tok, self.s.task, it, ids_out, max_len, rows)
+        except InterpTextError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise InterpTextError(f"generation failed with options {kwargs}: {err}") from err
 
     def _clean_pass(self, items: list[Item]) -> None:
         """Generation: f(x) and log p on the unperturbed input (and f(baseline) when the method has one).
@@ -674,7 +683,9 @@ def packed(units: list, batch_size: int, task: str, max_tokens: int | None = Non
             end += 1
         rows = batch_size
         if max_tokens is not None:
-            rows = min(rows, max(1, max_tokens // units[start][0].input_ids.shape[0]))
+            it = units[start][0]
+            tokens = it.input_ids.shape[0] + (len(it.output_ids) if task == SEQ2SEQ else 0)  # and the decoder's
+            rows = min(rows, max(1, max_tokens // tokens))
         for b in range(start, end, rows):
             yield units[b : min(b + rows, end)]
         start = end

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .errors import InterpTextError
-from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item, accepts
+from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item, accepts, unwrapped
 
 
 def _is_chat(x: Any) -> bool:
@@ -354,8 +354,9 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
     types = {}  # text index -> token type ids, for pairs read with them
     if pairs:
         # Token types go to the model as tokenizer(first, second) would give them to it.
+        # Asked of the model a wrapper (PEFT, torch.compile) runs: the wrapper passes them on by **kwargs.
         with_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ()) and accepts(
-            model, "token_type_ids"
+            unwrapped(model), "token_type_ids"
         )
         for i, (*encoded, type_ids) in zip(pairs, tokenize_pairs(tokenizer, [texts[i] for i in pairs])):
             tokens[i] = encoded

@@ -54,7 +54,7 @@ def detect_task(model: torch.nn.Module, task: str | None = None) -> str:
 
 
 def _task_of(model: torch.nn.Module) -> str | None:
-    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the model it compiled
+    model = unwrapped(model)  # torch.compile's or PEFT's wrapper: the model it runs
     return task_of_class(type(model), getattr(model, "config", None), getattr(model, "can_generate", None))
 
 
@@ -103,6 +103,18 @@ def send(t: torch.Tensor, device, dtype: torch.dtype | None = None) -> torch.Ten
     if torch.device(device).type == "cuda":
         t = t.pin_memory()
     return t.to(device, dtype, non_blocking=True)
+
+
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The model a wrapper runs: torch.compile's ``_orig_mod``, a PEFT model's ``get_base_model()``."""
+    for _ in range(4):  # a compiled PEFT model is two wrappers deep
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and callable(getattr(model, "get_base_model", None)):
+            inner = model.get_base_model()
+        if not isinstance(inner, torch.nn.Module) or inner is model:
+            break
+        model = inner
+    return model
 
 
 def accepts(model: torch.nn.Module, name: str) -> bool:

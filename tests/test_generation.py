@@ -540,3 +540,18 @@ def test_rows_of_one_length_with_different_prompt_lengths(gpt2, bpe):
             alone = cls(gpt2, bpe, inference_mode="log_softmax").explain(p, targets=o)
             np.testing.assert_allclose(e.scores, alone.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
             assert [t.score for t in e.targets] == pytest.approx([t.score for t in alone.targets], abs=1e-5)
+
+
+def test_sampled_outputs_do_not_depend_on_batch_size(gpt2, bpe):
+    """Sampling draws for a whole batch at each step: a sampled length group is one call, seeded once,
+    so batch_size (or an out-of-memory retry) changes nothing and no batch repeats another's draws."""
+    prompts = ["The capital of"] * 4
+    outputs = {
+        size: [
+            e.output_ids
+            for e in Saliency(gpt2, bpe, batch_size=size, seed=3).explain(prompts, max_new_tokens=4, do_sample=True)
+        ]
+        for size in (2, 64)
+    }
+    assert outputs[2] == outputs[64]
+    assert outputs[2][2:] != outputs[2][:2]

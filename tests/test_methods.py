@@ -232,6 +232,16 @@ def test_rows_of_one_length_fill_batches_and_never_mix_lengths():
     assert [u for x in batches for u in x] == units  # every row once, in order
 
 
+def test_a_token_cap_counts_a_seq2seq_decoder_too():
+    from interp_text.engine import packed
+    from interp_text.tasks import Item
+
+    text = Item(0, "t", torch.zeros(10, dtype=torch.long), [], [], [], output_ids=[5] * 20)  # 10 + 20 positions
+    units = [(text, p) for p in range(10)]
+    assert [len(x) for x in packed(units, 64, "seq2seq", max_tokens=90)] == [3, 3, 3, 1]
+    assert [len(x) for x in packed(units, 64, "causal_lm", max_tokens=90)] == [9, 1]  # prompt + output in input_ids
+
+
 def test_a_multi_label_classifier_scores_each_class_by_its_sigmoid(wp_tokenizer):
     # problem_type multi_label_classification: classes are independent sigmoids, not one softmax.
     from interp_text.perturbation import Occlusion

@@ -225,3 +225,27 @@ def test_zero_shot_labels_are_explained_as_the_pipeline_scores_them(wp_tokenizer
     logits = torch.tensor([e.targets[0].score for e in Occlusion(pipe).explain(pairs, targets="entailment")])
     got = dict(zip(labels, logits.softmax(0).tolist()))
     assert [got[label] for label in want["labels"]] == pytest.approx(want["scores"], abs=1e-5)
+
+
+def test_a_wrapped_or_compiled_model_still_gets_the_token_types(model, tok):
+    """A PEFT model's forward takes token_type_ids by **kwargs, a compiled one's by *args, **kwargs:
+    the question is asked of the model they run."""
+
+    class PeftLikeForSequenceClassification(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def get_base_model(self):
+            return self.inner
+
+        def get_input_embeddings(self):
+            return self.inner.get_input_embeddings()
+
+        def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+
+    want = reference_logits(model, tok, PAIR)
+    for wrapped in (PeftLikeForSequenceClassification(model), torch.compile(model, backend="eager")):
+        e = Occlusion(wrapped, tok).explain(PAIR, targets="all")
+        assert [t.score for t in e.targets] == pytest.approx(want.tolist(), abs=1e-6)
