@@ -67,7 +67,8 @@ def task_of_class(cls: type, config: Any, can_generate: Any = None) -> str | Non
     if any(n.endswith("ForSequenceClassification") for n in names):
         return CLASSIFICATION
     can_generate = can_generate if can_generate is not None else getattr(cls, "can_generate", None)
-    if callable(can_generate) and can_generate():
+    # transformers before 4.50 said a masked LM (BertForMaskedLM) can generate: it reads both ways.
+    if callable(can_generate) and can_generate() and not any(n.endswith("ForMaskedLM") for n in names):
         # Any Hugging Face model with a generation head, whatever its class name: MarianMTModel,
         # a vision-language ...ForConditionalGeneration read as text only (Gemma 3, LLaVA).
         return SEQ2SEQ if getattr(config, "is_encoder_decoder", False) else CAUSAL_LM
@@ -190,8 +191,9 @@ def classification_logits(
             # Rows are never padded, so no attention mask: an all-ones mask means the same and costs time.
             return model(inputs_embeds=embeds, **kwargs).logits  # (rows, classes)
         except NotImplementedError as err:
-            if "embed" not in str(err).lower():  # another limit (an op on this device): not this one
-                raise
+            message = str(err).lower()
+            if "input embeddings" not in message and "inputs_embeds" not in message:  # another limit (an op
+                raise  # on this device, "embedding_dense_backward"): not this one
             _READS_IDS.add(model)
     if ids is None:
         raise InterpTextError(

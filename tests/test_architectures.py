@@ -250,11 +250,24 @@ def test_another_not_implemented_error_is_the_models_own(wp_tokenizer):
 
     class Unsupported(ToyForSequenceClassification):
         def forward(self, **kwargs):
-            raise NotImplementedError("aten::gelu is not implemented for this device")
+            raise NotImplementedError("aten::embedding_dense_backward is not implemented for this device")
 
     model = Unsupported(ToyConfig(vocab_size=len(wp_tokenizer)))
     for _ in range(2):  # and the model is not taken for one that reads ids afterwards
-        with pytest.raises(NotImplementedError, match="aten::gelu"):
+        with pytest.raises(NotImplementedError, match="aten::embedding_dense_backward"):
             Occlusion(model, wp_tokenizer).explain("the food")
-        with pytest.raises(NotImplementedError, match="aten::gelu"):
+        with pytest.raises(NotImplementedError, match="aten::embedding_dense_backward"):
             Saliency(model, wp_tokenizer).explain("the food")
+
+
+def test_a_masked_lm_is_never_taken_for_a_generator(wp_tokenizer):
+    """transformers before 4.50 answered can_generate() True for BertForMaskedLM; it reads both ways."""
+
+    class OldStyleBertForMaskedLM(T.BertForMaskedLM):
+        @classmethod
+        def can_generate(cls):
+            return True
+
+    model = OldStyleBertForMaskedLM(T.BertConfig(vocab_size=len(wp_tokenizer), **SMALL)).eval()
+    with pytest.raises(InterpTextError, match="cannot tell what OldStyleBertForMaskedLM predicts"):
+        Saliency(model, wp_tokenizer)
