@@ -8,6 +8,8 @@ statistic, reduces the hidden dimension and hands token scores to the granularit
 from __future__ import annotations
 
 import math
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -73,6 +75,7 @@ class Settings:
     targets_per_backward: int | None = None  # > 1: one vmapped backward for that many; None: per device
     baseline: Any = None  # "zeros" (None), a special token name ("pad", "mask"), a token id or a tensor
     options: dict | None = None
+    progress: bool = False  # a bar on stderr, rows done / rows to run
 
     @classmethod
     def checked(
@@ -87,11 +90,14 @@ class Settings:
         device: Any,
         seed: Any,
         task: str | None,
+        progress: Any = False,
         **rest: Any,
     ) -> Settings:
         """Settings from the options every explainer takes, each validated with an error naming the fix."""
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InterpTextError(f"seed={seed!r} must be an int.")
+        if not isinstance(progress, bool):
+            raise InterpTextError(f"progress={progress!r} must be True or False.")
         task = detect_task(model, task)
         mode = as_enum(InferenceModes, inference_mode, "inference_mode")
         if task == CLASSIFICATION and mode != InferenceModes.LOGITS and regression(model):
@@ -109,6 +115,7 @@ class Settings:
             device=checked_device(device),
             seed=seed,
             task=task,
+            progress=progress,
             **rest,
         )
 
@@ -191,6 +198,31 @@ def baseline_embeds(baseline: Any, model, item: Item) -> torch.Tensor:
         f"baseline tensor has shape {tuple(b.shape)} but text {item.index} is {tuple(e.shape)} (seq, hidden); "
         f"pass (hidden,) = {tuple(e.shape[-1:])} to use it for every text."
     )
+
+
+class Progress:
+    """``label: [####......] done/total rows, 3.2s`` on stderr, redrawn at most ten times a second
+    and once at the end; nothing when not ``enabled``. Rows are what the model runs: perturbed inputs
+    of a gradient method, distinct masked inputs of a perturbation method."""
+
+    def __init__(self, enabled: bool, label: str, total: int):
+        self.enabled, self.label, self.total, self.done = enabled and total > 0, label, total, 0
+        self.start = self.drawn = time.perf_counter()
+
+    def step(self, rows: int) -> None:
+        if not self.enabled:
+            return
+        self.done += rows
+        now = time.perf_counter()
+        if now - self.drawn >= 0.1 or self.done >= self.total:
+            self.drawn = now
+            filled = round(30 * self.done / self.total)
+            end = "\n" if self.done >= self.total else ""
+            sys.stderr.write(
+                f"\r{self.label}: [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} rows, "
+                f"{now - self.start:.1f}s{end}"
+            )
+            sys.stderr.flush()
 
 
 class Engine:
@@ -435,8 +467,10 @@ class Engine:
         stats: dict[int, list[Streaming]] = {}  # made once a text's targets are known
         left = {it.index: s.n_samples for it in items}  # samples not run yet, per text
         cap = CPU_TOKENS_PER_BACKWARD if torch.device(device).type == "cpu" else None
+        bar = Progress(s.progress, s.name, len(units))
         for rows in packed(units, s.batch_size, s.task, cap):
             self._backward_rows(rows, generators, stats, device)
+            bar.step(len(rows))
             for it, p in rows:
                 if p >= 0:
                     left[it.index] -= 1

@@ -384,3 +384,19 @@ def test_from_dict_names_an_unknown_or_missing_key(bert, wp_tokenizer):
     assert str(err.value) == (
         "cannot read an explanation from a dict without key(s) ['scores']; write it with Explanation.to_dict()."
     )
+
+
+def test_progress_draws_a_bar_of_rows_on_stderr_only_when_asked(bert, wp_tokenizer, capsys):
+    from interp_text import Sobol
+
+    texts = ["the food was cold", "not good at all"]
+    VarGrad(bert, wp_tokenizer, n_perturbations=4).explain(texts)
+    assert capsys.readouterr().err == ""
+    VarGrad(bert, wp_tokenizer, n_perturbations=4, progress=True, batch_size=3).explain(texts)
+    err = capsys.readouterr().err
+    assert err.startswith("\rVarGrad: [") and err.endswith("\n")
+    assert "10/10 rows" in err  # per text its unperturbed row and 4 samples
+    Sobol(bert, wp_tokenizer, n_samples=4, progress=True).explain(texts)
+    assert "Sobol: [" in capsys.readouterr().err
+    with pytest.raises(InterpTextError, match="progress='yes' must be True or False"):
+        Occlusion(bert, wp_tokenizer, progress="yes")
