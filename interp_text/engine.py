@@ -207,14 +207,15 @@ class Progress:
 
     def __init__(self, enabled: bool, label: str, total: int):
         self.enabled, self.label, self.total, self.done = enabled and total > 0, label, total, 0
-        self.start = self.drawn = time.perf_counter()
+        self.start = time.perf_counter()
+        self.drawn = None  # when the line was last drawn (the first step draws it)
 
     def step(self, rows: int) -> None:
         if not self.enabled:
             return
         self.done += rows
         now = time.perf_counter()
-        if now - self.drawn >= 0.1 or self.done >= self.total:
+        if self.drawn is None or now - self.drawn >= 0.1 or self.done >= self.total:
             self.drawn = now
             filled = round(30 * self.done / self.total)
             end = "\n" if self.done >= self.total else ""
@@ -222,6 +223,13 @@ class Progress:
                 f"\r{self.label}: [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} rows, "
                 f"{now - self.start:.1f}s{end}"
             )
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        """End a line left unfinished (an error stopped the rows; a retry at half the batch size draws
+        its own line)."""
+        if self.drawn is not None and self.done < self.total:
+            sys.stderr.write("\n")
             sys.stderr.flush()
 
 
@@ -354,9 +362,12 @@ class Engine:
         model, tok = self.model, self.tokenizer
         stop, rows = inp.eos_ids(model, tok), inp.embedding_rows(model)
         pad = tok.pad_token_id if tok.pad_token_id is not None else (min(stop) if stop else None)
-        options = {"do_sample": False, "pad_token_id": pad}
-        if "max_length" not in kwargs:
-            options["max_new_tokens"] = 20
+        options = {"pad_token_id": pad}
+        given = kwargs.get("generation_config")
+        if given is None:  # greedy, 20 new tokens; a generation_config= the user passes says for itself
+            options["do_sample"] = False
+            if "max_length" not in kwargs:
+                options["max_new_tokens"] = 20
         options.update(kwargs)
         if options.get("num_return_sequences", 1) != 1:
             raise InterpTextError(
@@ -382,18 +393,26 @@ class Engine:
                 )
         # Prompts of one length generate together (no padding), batch_size at a time (bounded memory).
         # Sampling draws for a whole batch at each step, so its outputs would depend on how prompts
-        # are batched: a sampled length group stays one call, and gives the same outputs whatever
-        # batch_size (an out-of-memory retry included).
-        config = getattr(model, "generation_config", None)
-        sampling = options.get("do_sample", getattr(config, "do_sample", False))
+        # are batched: a sampled length group stays one call, seeded, and gives the same outputs
+        # whatever batch_size and whatever the other prompts.
+        sampling = bool(options.get("do_sample", getattr(given, "do_sample", False)))
         device = torch.device(device)
         try:
-            # do_sample=True draws from the global generator: seeded once here, and left as it was after.
+            # do_sample=True draws from the global generator: seeded here, and left as it was after.
             with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(self.s.seed)
                 for group in _batches(by_len, max(map(len, by_len.values())) if sampling else self.s.batch_size):
                     ids = torch.stack([it.input_ids[: it.n_prompt] for it in group]).to(device)  # (k, prompt)
-                    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
+                    torch.manual_seed(self.s.seed)
+                    try:
+                        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
+                    except torch.cuda.OutOfMemoryError:
+                        if not sampling:
+                            raise  # Engine.halving starts over at half the batch size
+                        raise InterpTextError(
+                            f"sampling {len(group)} prompts of {len(ids[0])} tokens ran out of GPU memory: sampled "
+                            "prompts of one length generate in one call (so that batch_size does not change what "
+                            "they draw); pass fewer prompts per call, or forced targets."
+                        ) from None
                     for it, row in zip(group, out.tolist()):
                         new = row[it.n_prompt :] if self.s.task == CAUSAL_LM else row[1:]
                         ids_out = inp.strip_generated(new, stop, pad)
@@ -468,14 +487,17 @@ class Engine:
         left = {it.index: s.n_samples for it in items}  # samples not run yet, per text
         cap = CPU_TOKENS_PER_BACKWARD if torch.device(device).type == "cpu" else None
         bar = Progress(s.progress, s.name, len(units))
-        for rows in packed(units, s.batch_size, s.task, cap):
-            self._backward_rows(rows, generators, stats, device)
-            bar.step(len(rows))
-            for it, p in rows:
-                if p >= 0:
-                    left[it.index] -= 1
-                    if not left[it.index]:
-                        self._reduce_statistic(it, stats.pop(it.index))
+        try:
+            for rows in packed(units, s.batch_size, s.task, cap):
+                self._backward_rows(rows, generators, stats, device)
+                bar.step(len(rows))
+                for it, p in rows:
+                    if p >= 0:
+                        left[it.index] -= 1
+                        if not left[it.index]:
+                            self._reduce_statistic(it, stats.pop(it.index))
+        finally:
+            bar.close()
 
     def _reduce_statistic(self, it: Item, streams: list[Streaming]) -> None:
         """A text's statistic, once its last sample is in: only what the explanation reads is kept.

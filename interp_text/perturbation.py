@@ -315,17 +315,20 @@ class PerturbationEngine(Engine):
         self.bar = Progress(s.progress, s.name, sum(m.shape[0] for m in masks.values()))
         plans, outs = [], []  # per length group: its GroupRows; per forward: (logits, normalisers or None)
         wave, host = [], []  # groups not run yet, and the int64 tensors they need on the device
-        for group in _group(items, s.task).values():
-            plan, tensors = self._group_rows(group, masks)
-            plans.append(plan)
-            wave.append(plan)
-            host.extend(tensors)
-            # Token ids for every row take memory: send at most SEND_ELEMENTS of them at a time.
-            if sum(h.numel() for h in host) >= SEND_ELEMENTS:
+        try:
+            for group in _group(items, s.task).values():
+                plan, tensors = self._group_rows(group, masks)
+                plans.append(plan)
+                wave.append(plan)
+                host.extend(tensors)
+                # Token ids for every row take memory: send at most SEND_ELEMENTS of them at a time.
+                if sum(h.numel() for h in host) >= SEND_ELEMENTS:
+                    self._run(wave, host, device, outs)
+                    wave, host = [], []
+            if wave:
                 self._run(wave, host, device, outs)
-                wave, host = [], []
-        if wave:
-            self._run(wave, host, device, outs)
+        finally:
+            self.bar.close()
         with torch.inference_mode():
             if not outs:
                 return {}, {}

@@ -387,7 +387,7 @@ def target_logits(
         # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
         first = min(it.n_prompt for it in items) - 1
         kwargs = {"use_cache": False} if past is None else {"use_cache": True, "past_key_values": past}
-        if accepts(model, "logits_to_keep"):
+        if accepts(unwrapped(model), "logits_to_keep"):  # a wrapper passes it on by **kwargs
             kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
         logits = model(inputs_embeds=embeds, **kwargs).logits
         logits = logits[:, logits.shape[1] - (seq - first) :]  # (rows, seq - first, vocab)

@@ -400,3 +400,21 @@ def test_progress_draws_a_bar_of_rows_on_stderr_only_when_asked(bert, wp_tokeniz
     assert "Sobol: [" in capsys.readouterr().err
     with pytest.raises(InterpTextError, match="progress='yes' must be True or False"):
         Occlusion(bert, wp_tokenizer, progress="yes")
+
+
+def test_a_bar_that_an_error_stops_ends_its_line(bert, wp_tokenizer, capsys, monkeypatch):
+    from interp_text.engine import Engine
+
+    calls = []
+    run_rows = Engine._backward_rows
+
+    def failing(self, rows, *args):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise RuntimeError("stopped")
+        return run_rows(self, rows, *args)
+
+    monkeypatch.setattr(Engine, "_backward_rows", failing)
+    with pytest.raises(RuntimeError, match="stopped"):
+        VarGrad(bert, wp_tokenizer, n_perturbations=4, progress=True, batch_size=2).explain("the food was cold")
+    assert capsys.readouterr().err.endswith("\n")  # the traceback starts on a line of its own

@@ -555,3 +555,32 @@ def test_sampled_outputs_do_not_depend_on_batch_size(gpt2, bpe):
     }
     assert outputs[2] == outputs[64]
     assert outputs[2][2:] != outputs[2][:2]
+
+
+def test_a_sampled_output_does_not_depend_on_the_other_prompts(gpt2, bpe):
+    alone = Saliency(gpt2, bpe, seed=0).explain("The food was cold but", max_new_tokens=3, do_sample=True)
+    after = Saliency(gpt2, bpe, seed=0).explain(
+        ["The capital of", "The food was cold but"], max_new_tokens=3, do_sample=True
+    )
+    assert after[1].output_ids == alone.output_ids
+
+
+def test_a_generation_config_the_user_passes_is_followed(gpt2, bpe):
+    from transformers import GenerationConfig
+
+    e = Saliency(gpt2, bpe).explain(PROMPT, generation_config=GenerationConfig(max_new_tokens=2, do_sample=False))
+    assert len(e.output_ids) <= 2
+
+
+def test_sampling_that_runs_out_of_gpu_memory_names_the_fix(gpt2, bpe, monkeypatch):
+    """A sampled length group is one call, so halving batch_size cannot help: an error says what can."""
+    calls = []
+
+    def generate(*args, input_ids, **kwargs):
+        calls.append(input_ids.shape[0])
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(gpt2, "generate", generate)
+    with pytest.raises(InterpTextError, match=r"sampling 3 prompts of \d+ tokens ran out of GPU memory.*fewer prompts"):
+        Saliency(gpt2, bpe, batch_size=2).explain(["The capital of"] * 3, max_new_tokens=2, do_sample=True)
+    assert calls == [3]  # tried once, not halved again and again
