@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -263,7 +264,9 @@ def explain_records(explainer, records: list[tuple[int, dict]], target: Any, kwa
         if len(records) > 1:
             return [explain_records(explainer, [one], target, kwargs, path)[0] for one in records]
         n, record = records[0]
-        raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {err}") from None
+        # Explained alone, the record is "text 0" / "prompt 0" of its call: the line says which it is.
+        message = re.sub(r"\b(text|prompt) 0\b", r"the \1", str(err))
+        raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {message}") from None
 
 
 def explain_file(args) -> int:

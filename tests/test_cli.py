@@ -221,6 +221,10 @@ def test_file_mode_keeps_a_line_separator_inside_a_text(tmp_path, capsys):
             ['{"text": "Good."}', '{"text": "Bad.", "target": 5, "id": "b"}'],
             ":2 (id 'b'): target 5 is out of range: the model has 2 classes (0..1).",
         ),
+        (
+            ['{"text": "Good."}', '{"text": "  ", "id": "b"}'],
+            ":2 (id 'b'): the text is empty; pass a text with at least one non-space character.",
+        ),
     ],
 )
 def test_file_mode_errors_name_the_line(tmp_path, capsys, lines, message):
