@@ -734,8 +734,9 @@ def packed(units: list, batch_size: int, task: str, max_tokens: int | None = Non
     start = 0
     while start < len(units):
         key = units[start][0].group_key(task)
-        end = start
-        while end < len(units) and units[end][0].group_key(task) == key:
+        end = start + 1
+        # A text's units are contiguous: its key is computed again only where the text changes.
+        while end < len(units) and (units[end][0] is units[end - 1][0] or units[end][0].group_key(task) == key):
             end += 1
         rows = batch_size
         if max_tokens is not None:

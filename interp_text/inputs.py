@@ -139,58 +139,49 @@ def _backend_encode(backend, tokenizer, inputs: list, add_special_tokens: bool) 
             backend.enable_padding(**padding)
 
 
-def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -> list[tuple]:
-    """``tokenize`` of several texts, in one call of the (fast, batched) tokenizer."""
+def _encode(tokenizer, texts: list[str], add_special_tokens: bool, pairs: list[TextPair] | None = None) -> list:
+    """Per text (or per pair, when ``pairs`` are given): token ids, offsets, special-token flags, token
+    strings, each token's sequence (0, 1, or None for an added special token) and token type id."""
     _check_fast(tokenizer)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
+        inputs = texts if pairs is None else [(p.first, p.second) for p in pairs]
         return [
-            (e.ids, [tuple(o) for o in e.offsets], [bool(v) for v in e.special_tokens_mask], e.tokens)
-            for e in _backend_encode(backend, tokenizer, texts, add_special_tokens)
+            (e.ids, e.offsets, e.special_tokens_mask, e.tokens, e.sequence_ids, e.type_ids)
+            for e in _backend_encode(backend, tokenizer, inputs, add_special_tokens)
         ]
+    firsts, seconds = (texts, None) if pairs is None else ([p.first for p in pairs], [p.second for p in pairs])
     enc = tokenizer(
-        texts,
+        firsts,
+        seconds,
         add_special_tokens=add_special_tokens,
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
+        return_token_type_ids=True,
         truncation=False,
         verbose=False,
     )
-    out = []
-    for ids, special, offsets in zip(enc["input_ids"], enc["special_tokens_mask"], enc["offset_mapping"]):
-        ids = list(ids)
-        out.append((ids, [tuple(o) for o in offsets], [bool(v) for v in special], tokenizer.convert_ids_to_tokens(ids)))
-    return out
+    return [
+        (ids, offsets, special, tokenizer.convert_ids_to_tokens(list(ids)), enc.sequence_ids(k), types)
+        for k, (ids, offsets, special, types) in enumerate(
+            zip(enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], enc["token_type_ids"])
+        )
+    ]
+
+
+def tokenize_all(tokenizer, texts: list[str], add_special_tokens: bool = True) -> list[tuple]:
+    """``tokenize`` of several texts, in one call of the (fast, batched) tokenizer."""
+    return [
+        (list(ids), [tuple(o) for o in offsets], [bool(v) for v in special], list(strings))
+        for ids, offsets, special, strings, _, _ in _encode(tokenizer, texts, add_special_tokens)
+    ]
 
 
 def tokenize_pairs(tokenizer, pairs: list[TextPair]) -> list[tuple]:
     """``tokenize_all`` of text pairs, tokenized as pairs (``tokenizer(first, second)``), with each
     token's offsets into the pair's string and its token type id."""
-    _check_fast(tokenizer)
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        rows = [
-            (e.ids, e.offsets, e.special_tokens_mask, e.tokens, e.sequence_ids, e.type_ids)
-            for e in _backend_encode(backend, tokenizer, [(p.first, p.second) for p in pairs], True)
-        ]
-    else:
-        enc = tokenizer(
-            [p.first for p in pairs],
-            [p.second for p in pairs],
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-            return_token_type_ids=True,
-            truncation=False,
-            verbose=False,
-        )
-        rows = [
-            (ids, offsets, special, tokenizer.convert_ids_to_tokens(list(ids)), enc.sequence_ids(k), types)
-            for k, (ids, offsets, special, types) in enumerate(
-                zip(enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], enc["token_type_ids"])
-            )
-        ]
     out = []
-    for pair, (ids, offsets, special, strings, sequence, types) in zip(pairs, rows):
+    for pair, (ids, offsets, special, strings, sequence, types) in zip(pairs, _encode(tokenizer, [], True, pairs)):
         shift = pair.second_start  # the second text's offsets count from its own start
         offsets = [(a + shift, b + shift) if q == 1 else (a, b) for (a, b), q in zip(offsets, sequence)]
         out.append((list(ids), offsets, [bool(v) for v in special], list(strings), list(types)))
