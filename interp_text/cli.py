@@ -51,12 +51,9 @@ def positive_int(value: str) -> int:
 def load_model(name: str | None, task: str | None = None):
     """A bundled model ("sentiment", "facts"), a folder in Hugging Face format, or a Hub id; ``task``
     (--task) gives a checkpoint saved without a head one."""
-    from .bundled import NAMES
     from .loading import load
 
-    if name is None or name.lower() in NAMES:
-        return load(name or ("facts" if task == "generation" else "sentiment"))
-    return load(name, task)
+    return load(name or ("facts" if task == "generation" else "sentiment"), task)  # a bundled one ignores task
 
 
 def make_explainer(args, model, tokenizer):
