@@ -22,7 +22,7 @@ from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation, Target
 from .granularity import group_tokens, pool
 from .model_guard import checked_device, explaining, model_device
-from .options import Granularity, GranularityAggregationStrategy, InferenceModes, as_enum, positive_int
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes, as_enum, positive_int, seed_int
 from .statistics import Streaming
 from .tasks import (
     CAUSAL_LM,
@@ -34,6 +34,7 @@ from .tasks import (
     classification_columns,
     classification_logits,
     detect_task,
+    reads_ids_only,
     regression,
     score_columns,
     send,
@@ -94,8 +95,7 @@ class Settings:
         **rest: Any,
     ) -> Settings:
         """Settings from the options every explainer takes, each validated with an error naming the fix."""
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InterpTextError(f"seed={seed!r} must be an int.")
+        seed = seed_int(seed)
         if not isinstance(progress, bool):
             raise InterpTextError(f"progress={progress!r} must be True or False.")
         task = detect_task(model, task)
@@ -261,7 +261,8 @@ class Engine:
         device = s.device or model_device(self.model)
 
         def run() -> list[Explanation]:
-            with self.guarded():
+            # Inside a caller's torch.inference_mode() no tensor could take a gradient: lifted here.
+            with self.guarded(), torch.inference_mode(False):
                 items = self._prepare(texts, targets, single, device, generate_kwargs)
                 self._group_outputs(items)
                 self._clean_pass(items)
@@ -313,6 +314,14 @@ class Engine:
         items = inp.build_items(model, tok, s.task, texts, per_text, max_len)
         for it in items:
             inp.check_length(it, s.task, max_len)
+            if all(it.special):
+                raise InterpTextError(
+                    f"text {it.index} ({str(it.text)!r}) has no token to explain: the tokenizer drops every one of its "
+                    "characters (as BERT's drops zero-width and control characters); pass a text with words in it."
+                )
+        if s.task == CLASSIFICATION:
+            for it in items:
+                self._check_pad_tokens(it, device)
         if s.task != CLASSIFICATION:
             to_generate = [it for it, t in zip(items, per_text) if t is None]
             if generate_kwargs and not to_generate:
@@ -337,6 +346,50 @@ class Engine:
                 if s.uses_baseline:
                     it.baseline = baseline_embeds(s.baseline, model, it)  # (seq, hidden)
         return items
+
+    def _check_pad_tokens(self, it: Item, device) -> None:
+        """A classifier that finds the position it reads from the pad tokens in its ids (GPT-2's,
+        Llama's: the last token that is not the pad token) reads another one from embeddings (the
+        last). A text holding the pad token (often also the end-of-text token) is checked once:
+        trailing pad tokens, which such a causal model never reads, are dropped from the input;
+        anything else that still differs is refused. Texts without the pad token cost nothing.
+        """
+        pad = getattr(self.model.config, "pad_token_id", None)
+        if not isinstance(pad, int) or pad not in it.input_ids.tolist() or reads_ids_only(self.model):
+            return
+        ids = it.input_ids
+        kwargs = {} if it.token_types is None else {"token_type_ids": torch.tensor([it.token_types])}
+        n = len(ids)
+        while n > 1 and int(ids[n - 1]) == pad:
+            n -= 1
+        with torch.no_grad():
+            on = {k: v.to(device) for k, v in kwargs.items()}
+            # An all-ones mask: the same reading, without transformers' warning about padding.
+            own = self.model(
+                input_ids=ids[None].to(device), attention_mask=torch.ones(1, len(ids), device=device), **on
+            )
+            own = own.logits.float()
+            try:
+                read = self.model(inputs_embeds=self.model.get_input_embeddings()(ids[None].to(device)), **on).logits
+            except NotImplementedError:  # a classifier that reads ids only (classification_logits says so)
+                return
+            if torch.allclose(read.float(), own, rtol=1e-4, atol=1e-4 * (1 + float(own.abs().max()))):
+                return
+            cut = {k: v[:, :n] for k, v in on.items()}
+            trimmed = self.model(inputs_embeds=self.model.get_input_embeddings()(ids[None, :n].to(device)), **cut)
+            if n < len(ids) and torch.allclose(
+                trimmed.logits.float(), own, rtol=1e-4, atol=1e-4 * (1 + float(own.abs().max()))
+            ):
+                it.input_ids = ids[:n]
+                it.offsets, it.special, it.token_strings = it.offsets[:n], it.special[:n], it.token_strings[:n]
+                if it.token_types is not None:
+                    it.token_types = it.token_types[:n]
+                return
+        raise InterpTextError(
+            f"text {it.index} holds the pad token ({self.tokenizer.convert_ids_to_tokens(pad)!r}, id {pad}), and "
+            f"{type(self.model).__name__} reads token ids differently from embeddings around it (it picks the "
+            "position it reads by looking for pad tokens); drop that token from the text."
+        )
 
     def _group_outputs(self, items: list[Item]) -> None:
         """Each output's elements at the explainer's granularity, once, before any forward: an output
@@ -415,6 +468,8 @@ class Engine:
                         ) from None
                     for it, row in zip(group, out.tolist()):
                         new = row[it.n_prompt :] if self.s.task == CAUSAL_LM else row[1:]
+                        if self.s.task == SEQ2SEQ:  # the start it was given (decoder_start_token_id=...)
+                            it.decoder_start = row[0]
                         ids_out = inp.strip_generated(new, stop, pad)
                         inp.set_outputs(model, tok, self.s.task, it, ids_out, max_len, rows)
         except InterpTextError:

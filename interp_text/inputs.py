@@ -78,7 +78,21 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
             raise InterpTextError(f"text {i} is a {type(t).__name__}, not a string; pass str (or a list of str).")
         if not t.strip():
             raise InterpTextError(f"text {i} is empty; pass a text with at least one non-space character.")
+    for i, t in enumerate(texts):
+        if isinstance(t, str):
+            _check_unicode(t, i)
     return texts, single
+
+
+def _check_unicode(text: str, index: int) -> None:
+    """Refuse a lone surrogate (half of a UTF-16 pair, as a bad decode leaves): no tokenizer reads it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InterpTextError(
+            f"text {index} holds {text[err.start]!r} at character {err.start}, a lone surrogate that is not valid "
+            "Unicode; decode the text's source correctly (or drop that character)."
+        ) from None
 
 
 class Templated(str):
@@ -101,7 +115,19 @@ def max_input_length(model, tokenizer) -> int | None:
     if tok_limit is not None and tok_limit < 1_000_000:
         limits.append(tok_limit)
     limits = [v for v in limits if isinstance(v, int) and v > 0]
+    offset = _position_offset(model)
+    if offset and isinstance(getattr(config, "max_position_embeddings", None), int):
+        limits.append(config.max_position_embeddings - offset)
     return min(limits) if limits else None
+
+
+def _position_offset(model) -> int:
+    """Positions a model's table never reads: RoBERTa's (and XLM-R's, CamemBERT's...) count from its
+    pad id + 1, so 514 positions take 512 tokens."""
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding):
+            return module.padding_idx + 1 if module.padding_idx is not None else 0
+    return 0
 
 
 def tokenize(tokenizer, text: str, add_special_tokens: bool = True) -> tuple[list[int], list, list[bool], list[str]]:
@@ -303,7 +329,11 @@ def decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int
         if not nxt.startswith(text.rstrip("\ufffd")):
             nxt = text + tokenizer.decode(ids[k : k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
         start = len(text.rstrip("\ufffd"))
-        spans.append((min(start, len(nxt)), len(nxt)))
+        # A token that ends inside a multi-byte character decodes to "\ufffd" (byte-level BPE: one
+        # for the run; byte fallback: one per byte): it covers no character of the final text yet,
+        # and joins the token that completes the character. The last token covers what is left.
+        end = len(nxt) if k == len(ids) - 1 else len(nxt.rstrip("\ufffd"))
+        spans.append((start, end))
         text = nxt
     return text, spans, [i in special_ids for i in ids]
 

@@ -172,8 +172,17 @@ def default_noise_std(model) -> float:
     A fixed σ = 0.1 is three times the spread of a typical BERT embedding and drowns the signal;
     measured on the bundled models, 0.25–0.5 × this spread found the deciding words best.
     """
+    emb = model.get_input_embeddings()
     with torch.no_grad():
-        return 0.5 * float(model.get_input_embeddings().weight.float().std())
+        spread = float(emb.weight.float().std())
+        # The spread of what the embedding module gives, which is what the noise is added to: some
+        # scale their rows (BART or Marian with scale_embedding, Gemma 3: weight × √d).
+        ids = torch.linspace(0, emb.weight.shape[0] - 1, min(emb.weight.shape[0], 1024)).long()
+        ids = ids.to(emb.weight.device)
+        raw = float(emb.weight[ids].float().norm())
+        if raw > 0:
+            spread *= float(emb(ids).float().norm()) / raw
+    return 0.5 * spread
 
 
 def _noise(e: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:

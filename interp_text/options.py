@@ -58,6 +58,16 @@ def positive_int(value: Any, name: str, minimum: int = 1) -> int:
 
 
 def non_negative_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise InterpTextError(f"{name}={value!r} must be a number >= 0.")
+    # `not value >= 0` also refuses NaN; inf is refused apart: it would turn every score into NaN.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise InterpTextError(f"{name}={value!r} must be a finite number >= 0.")
     return float(value)
+
+
+def seed_int(value: Any) -> int:
+    """A seed torch's generators take: an int in [-2**63, 2**64)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InterpTextError(f"seed={value!r} must be an int.")
+    if not -(2**63) <= value < 2**64:
+        raise InterpTextError(f"seed={value!r} is out of range; use an int between 0 and 2**64 - 1.")
+    return value

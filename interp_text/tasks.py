@@ -145,6 +145,7 @@ class Item:
     output_special: list[bool] = field(default_factory=list)
     output_groups: tuple | None = None  # group_tokens of the output: (elements, spans, token -> element)
     token_types: tuple[int, ...] | None = None  # a text pair's token type ids, when the model reads them
+    decoder_start: int | None = None  # seq2seq: the decoder start token generation began with
     embeds: torch.Tensor | None = None  # (seq, hidden)
     # Filled by the clean pass (unperturbed input):
     predicted: int | None = None
@@ -172,6 +173,11 @@ class Item:
 
 
 _READS_IDS: weakref.WeakSet = weakref.WeakSet()  # classifiers that refuse inputs_embeds
+
+
+def reads_ids_only(model) -> bool:
+    """Whether ``model`` was found to refuse ``inputs_embeds`` (see ``classification_logits``)."""
+    return model in _READS_IDS
 
 
 def classification_logits(
@@ -435,10 +441,16 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
 
 
 def decoder_inputs(model, item: Item) -> torch.Tensor:
-    """Teacher forcing for encoder-decoders: the decoder reads start + outputs[:-1]."""
-    start = model.config.decoder_start_token_id
+    """Teacher forcing for encoder-decoders: the decoder reads start + outputs[:-1].
+
+    The start is the one generation began with (``Item.decoder_start``), else the one generate()
+    would use: the generation config's, then the model config's.
+    """
+    start = item.decoder_start
     if start is None:
         start = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
+    if not isinstance(start, int):  # unset, or a list of starts (one per language)
+        start = model.config.decoder_start_token_id
     if start is None:
         raise InterpTextError(f"{type(model).__name__}.config.decoder_start_token_id is not set; set it to explain.")
     return torch.tensor([start] + item.output_ids[:-1], dtype=torch.long)

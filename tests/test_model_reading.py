@@ -1,0 +1,221 @@
+"""The explained f(x) is what the model reads: pad-pooled classifiers, decoder starts, scaled
+embeddings, byte-fallback outputs, position offsets; and inputs no model can read are refused."""
+
+import math
+
+import pytest
+import torch
+from conftest import SEQ2SEQ_SMALL, bpe_tokenizer, tiny_bert
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from interp_text import InterpTextError, Lime, Occlusion, Saliency, SmoothGrad, VarGrad
+from interp_text.inputs import decoded_offsets, max_input_length
+from interp_text.methods import default_noise_std
+
+
+@pytest.fixture(scope="module")
+def pad_pooled():
+    """A GPT-2 classifier whose pad token is its end-of-text token: on ids it reads the last token
+    that is not the pad token."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tok = bpe_tokenizer(with_pad=True)
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128, num_labels=2, pad_token_id=0
+    )
+    return GPT2ForSequenceClassification(config).eval(), tok
+
+
+@pytest.mark.parametrize("method", [Occlusion, Saliency])
+@pytest.mark.parametrize("text", ["The food was cold<|endoftext|>", "The food was cold<|endoftext|><|endoftext|>"])
+def test_a_trailing_pad_token_is_read_as_the_model_reads_its_ids(method, text, pad_pooled):
+    model, tok = pad_pooled
+    with torch.no_grad():
+        own = model(**tok(text, return_tensors="pt")).logits[0]
+        last = model(inputs_embeds=model.get_input_embeddings()(tok(text, return_tensors="pt")["input_ids"])).logits[0]
+    assert not torch.allclose(own, last, atol=1e-3)  # the two readings differ on this text
+    e = method(model, tok).explain(text, targets="all")
+    assert [t.score for t in e.targets] == pytest.approx(own.tolist(), abs=1e-5)
+    assert e.elements == ["The", "food", "was", "cold"]
+
+
+def test_a_pad_token_inside_the_text_keeps_its_element(pad_pooled):
+    model, tok = pad_pooled
+    text = "The food<|endoftext|> was cold"
+    with torch.no_grad():
+        own = model(**tok(text, return_tensors="pt")).logits[0]
+    e = Occlusion(model, tok).explain(text, targets="all")
+    assert [t.score for t in e.targets] == pytest.approx(own.tolist(), abs=1e-5)
+    assert e.elements == ["The", "food", "<|endoftext|>", "was", "cold"]
+
+
+def test_a_pad_token_read_otherwise_is_refused(pad_pooled, monkeypatch):
+    """A model that reads pad tokens in a way no trimming reproduces (as transformers before 4.48
+    did: the position before the first pad token) is refused, not explained at another position."""
+    model, tok = pad_pooled
+    forward = type(model).forward
+
+    def first_pad_reader(self, input_ids=None, inputs_embeds=None, **kwargs):
+        out = forward(self, input_ids=input_ids, inputs_embeds=inputs_embeds, **kwargs)
+        if input_ids is not None:  # the logits of another position: what an older release read
+            out.logits = out.logits + 1.0
+        return out
+
+    monkeypatch.setattr(type(model), "forward", first_pad_reader)
+    with pytest.raises(InterpTextError, match=r"text 0 holds the pad token \('<\|endoftext\|>', id 0\).*drop that"):
+        Occlusion(model, tok).explain("The food<|endoftext|> was cold")
+
+
+def test_a_bert_text_without_the_pad_token_takes_no_extra_forward(wp_tokenizer):
+    model = tiny_bert(wp_tokenizer)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, a, k: calls.append(k.get("input_ids")), with_kwargs=True)
+    try:
+        Saliency(model, wp_tokenizer).explain("the food was cold")
+    finally:
+        handle.remove()
+    assert all(c is None for c in calls)  # embeddings only: no check forward on ids
+
+
+def test_seq2seq_reads_the_decoder_start_generation_began_with(bpe):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = BartForConditionalGeneration(BartConfig(**SEQ2SEQ_SMALL, vocab_size=len(bpe))).eval()
+    prompt = "The capital of France is"
+    e = Saliency(model, bpe, inference_mode="log_softmax").explain(prompt, max_new_tokens=4, decoder_start_token_id=5)
+    enc = bpe(prompt, return_tensors="pt")
+    out = e.output_ids
+    with torch.no_grad():
+        logits = model(**enc, decoder_input_ids=torch.tensor([[5] + out[:-1]])).logits[0]
+    own = sum(float(logits[t].log_softmax(-1)[y]) for t, y in enumerate(out))
+    assert math.fsum(t.score for t in e.targets) == pytest.approx(own, abs=1e-4)
+
+
+def test_seq2seq_forced_targets_start_as_generate_would(bpe):
+    """With a generation config whose start differs from the model config's, generate() starts
+    from the generation config's: so does teacher forcing."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = BartForConditionalGeneration(BartConfig(**SEQ2SEQ_SMALL, vocab_size=len(bpe))).eval()
+    model.generation_config.decoder_start_token_id = 7
+    prompt, target = "The capital of France is", " Paris"
+    out = bpe(target, add_special_tokens=False)["input_ids"]
+    e = Saliency(model, bpe, inference_mode="log_softmax").explain(prompt, targets=target)
+    with torch.no_grad():
+        logits = model(**bpe(prompt, return_tensors="pt"), decoder_input_ids=torch.tensor([[7] + out[:-1]])).logits[0]
+    own = sum(float(logits[t].log_softmax(-1)[y]) for t, y in enumerate(out))
+    assert math.fsum(t.score for t in e.targets) == pytest.approx(own, abs=1e-4)
+
+
+def test_default_noise_follows_an_embedding_layer_that_scales_its_rows(bpe):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    plain = BartForConditionalGeneration(BartConfig(**{**SEQ2SEQ_SMALL, "d_model": 64}, vocab_size=len(bpe)))
+    scaled = BartForConditionalGeneration(
+        BartConfig(**{**SEQ2SEQ_SMALL, "d_model": 64}, vocab_size=len(bpe), scale_embedding=True)
+    )
+    scaled.load_state_dict(plain.state_dict())
+    spread = float(plain.get_input_embeddings().weight.detach().std())
+    assert default_noise_std(plain) == pytest.approx(0.5 * spread, rel=1e-5)
+    assert default_noise_std(scaled) == pytest.approx(0.5 * spread * 8.0, rel=1e-4)  # √64
+
+
+def llama2_style_tokenizer() -> PreTrainedTokenizerFast:
+    """SentencePiece-style BPE with byte fallback, as Llama 2 and Mistral ship: a character outside
+    the vocabulary is its UTF-8 bytes, one token each."""
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, "▁Hi": 4, **{f"<0x{i:02X}>": 5 + i for i in range(256)}}
+    tk = Tokenizer(models.BPE(vocab, [], unk_token="<unk>", byte_fallback=True))
+    tk.pre_tokenizer = pre_tokenizers.Metaspace("▁", prepend_scheme="first")
+    tk.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.mark.parametrize(
+    ("target", "pieces", "words"),
+    [
+        (" 😀", ["😀"], ["😀"]),
+        (" 你好 ok", ["你", "好", " ", "o", "k"], ["你好", "ok"]),
+        (" €5 😀", ["€", "5", " ", "😀"], ["€", "5", "😀"]),
+    ],
+)
+def test_byte_fallback_outputs_map_each_character_to_its_bytes(target, pieces, words):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = llama2_style_tokenizer()
+    ids = tok(target, add_special_tokens=False)["input_ids"]
+    text, spans, _ = decoded_offsets(tok, ids)
+    assert all(0 <= s <= e <= len(text) for s, e in spans)
+    assert [text[s:e] for s, e in spans if e > s] == pieces  # a byte token covers nothing until its character ends
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+    )
+    lm = LlamaForCausalLM(config).eval()
+    by_token = Saliency(lm, tok, granularity="token").explain("Hi", targets=target)
+    assert by_token.output_elements == pieces
+    assert Saliency(lm, tok).explain("Hi", targets=target).output_elements == words
+
+
+def test_a_position_table_that_skips_its_pad_positions_limits_the_length():
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    config = RobertaConfig(
+        vocab_size=300,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=34,
+        pad_token_id=0,
+    )
+    model = RobertaForSequenceClassification(config).eval()
+    tok = bpe_tokenizer()
+    tok.model_max_length = 10**30  # a tokenizer saved without a limit
+    assert max_input_length(model, tok) == 33  # 34 positions, counted from pad id + 1
+    with pytest.raises(InterpTextError, match="at most 33"):
+        Saliency(model, tok, task="classification").explain(" ".join(["food"] * 40))
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\x00\u200b"])
+def test_a_text_the_tokenizer_empties_is_refused(text, bert, wp_tokenizer):
+    for method in (Saliency, Occlusion):
+        with pytest.raises(InterpTextError, match=r"text 0 .* has no token to explain: the tokenizer drops"):
+            method(bert, wp_tokenizer).explain(text)
+
+
+def test_a_lone_surrogate_is_refused_by_name(bert, wp_tokenizer):
+    with pytest.raises(InterpTextError, match=r"text 1 holds '\\ud800' at character 5, a lone surrogate"):
+        Saliency(bert, wp_tokenizer).explain(["good food", "good \ud800 food"])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_are_refused_when_built(value, bert, wp_tokenizer):
+    message = r"must be a finite number >= 0"
+    with pytest.raises(InterpTextError, match=f"noise_std={value!r} {message}"):
+        SmoothGrad(bert, wp_tokenizer, noise_std=value)
+    with pytest.raises(InterpTextError, match=message):
+        Lime(bert, wp_tokenizer, alpha=value)
+    with pytest.raises(InterpTextError, match=message):
+        Lime(bert, wp_tokenizer, kernel_width=value)
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
+def test_a_seed_out_of_range_is_refused_when_built(seed, bert, wp_tokenizer):
+    with pytest.raises(InterpTextError, match=rf"seed={seed} is out of range; use an int between 0 and 2\*\*64 - 1"):
+        VarGrad(bert, wp_tokenizer, seed=seed)
+    assert VarGrad(bert, wp_tokenizer, seed=2**64 - 1, n_perturbations=2).explain("the food").scores.shape == (1, 2)
+
+
+@pytest.mark.parametrize("method", [Saliency, VarGrad, Occlusion])
+def test_gradient_methods_run_inside_inference_mode(method, bert, wp_tokenizer):
+    outside = method(bert, wp_tokenizer).explain("the food was not good")
+    with torch.inference_mode():
+        inside = method(bert, wp_tokenizer).explain("the food was not good")
+    assert inside.scores.tolist() == outside.scores.tolist()
+    assert not any(p.is_inference() for p in bert.parameters())
