@@ -749,7 +749,12 @@ class Engine:
             completeness_gap=None if gap is None else gap.numpy(),
             # "chat": the text is a chat template's output, holding its own special tokens (the metrics
             # must not add them again).
-            options={**(s.options or {}), **text_kind(it.text)},
+            options={
+                **(s.options or {}),
+                **text_kind(it.text),
+                # The decoder start generation was given (decoder_start_token_id=): the metrics read it back.
+                **({"decoder_start_token_id": it.decoder_start} if it.decoder_start is not None else {}),
+            },
             output_text=out_text,
             output_elements=out_elements,
             output_spans=out_spans,

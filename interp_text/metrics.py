@@ -145,6 +145,7 @@ class _Curve:
             masks = {}
             rows_of = {}  # text index -> per row, the target columns whose scores it sums
             for it, e in zip(items, expls):
+                it.decoder_start = e.options.get("decoder_start_token_id")  # seq2seq: as it was explained
                 rows_of[it.index] = self._target_rows(it, e)
                 players = element_players(it, Granularity(e.granularity))
                 engine.players[it.index] = players

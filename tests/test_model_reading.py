@@ -219,3 +219,17 @@ def test_gradient_methods_run_inside_inference_mode(method, bert, wp_tokenizer):
         inside = method(bert, wp_tokenizer).explain("the food was not good")
     assert inside.scores.tolist() == outside.scores.tolist()
     assert not any(p.is_inference() for p in bert.parameters())
+
+
+def test_metrics_read_a_seq2seq_explanation_from_the_start_it_was_generated_with(bpe):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from interp_text import Deletion, Explanation
+
+    torch.manual_seed(0)
+    model = BartForConditionalGeneration(BartConfig(**SEQ2SEQ_SMALL, vocab_size=len(bpe))).eval()
+    e = Occlusion(model, bpe).explain("The capital of France is", max_new_tokens=3, decoder_start_token_id=5)
+    assert e.options["decoder_start_token_id"] == 5
+    for explained in (e, Explanation.from_dict(e.to_dict())):
+        curve = Deletion(model, bpe).curves(explained)  # point 0: nothing masked, the explained output
+        assert curve[:, 0] == pytest.approx([t.probability for t in e.targets], rel=1e-5)
