@@ -438,8 +438,13 @@ class Engine:
         by_len: dict[int, list[Item]] = {}
         for it in items:
             by_len.setdefault(it.n_prompt, []).append(it)
+        defaulted = given is None and "max_new_tokens" not in kwargs and "max_length" not in kwargs
+        room = {}  # prompt length -> max_new_tokens, where the default 20 would pass the model's limit
         for n_prompt, same_length in by_len.items():
             if self.s.task == CAUSAL_LM and max_len and new_tokens and n_prompt + new_tokens > max_len:
+                if defaulted and n_prompt < max_len:  # the default is ours: it shrinks to what fits
+                    room[n_prompt] = max_len - n_prompt
+                    continue
                 raise InterpTextError(
                     f"text {same_length[0].index} has {n_prompt} tokens and max_new_tokens={new_tokens} would pass "
                     f"the {max_len} tokens the model accepts at most; lower max_new_tokens or shorten the prompt."
@@ -457,7 +462,8 @@ class Engine:
                     ids = torch.stack([it.input_ids[: it.n_prompt] for it in group]).to(device)  # (k, prompt)
                     torch.manual_seed(self.s.seed)
                     try:
-                        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **options)
+                        fit = {"max_new_tokens": room[group[0].n_prompt]} if group[0].n_prompt in room else {}
+                        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **{**options, **fit})
                     except torch.cuda.OutOfMemoryError:
                         if not sampling:
                             raise  # Engine.halving starts over at half the batch size

@@ -160,7 +160,11 @@ class Explanation:
                 )
             return rows[0]
         if not -len(self.targets) <= target < len(self.targets):
-            raise InterpTextError(f"target row {target} is out of range for {len(self.targets)} targets.")
+            raise InterpTextError(
+                f"target row {target} is out of range for {len(self.targets)} targets: rows are the explained targets "
+                f"in order ({self.target_labels[:5]}), not class indices; pick one by label, e.g. "
+                f"row({self.target_labels[0]!r})."
+            )
         return target
 
     # ----------------------------------------------------------------- rendering
@@ -285,4 +289,14 @@ class Explanation:
 
     @classmethod
     def load(cls, path: str | Path) -> Explanation:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            if err.msg == "Extra data":  # JSON lines, as `interp-text explain --output` writes them
+                raise InterpTextError(
+                    f"{path} holds several JSON values (one explanation per line, as the command line's --output "
+                    "writes); read them with [Explanation.from_dict(json.loads(line)) for line in open(path)]."
+                ) from None
+            raise InterpTextError(f"{path} is not an explanation saved by Explanation.save: {err}.") from None
+        return cls.from_dict(data)

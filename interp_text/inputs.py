@@ -39,9 +39,14 @@ PAIR_KEYS = ("text", "text_pair")
 def _text_pair(x: dict, i: int) -> TextPair:
     """``{"text": a, "text_pair": b}`` (the keys Hugging Face's pipelines take) as a ``TextPair``."""
     if set(x) != set(PAIR_KEYS):
+        extra, missing = sorted(set(x) - set(PAIR_KEYS), key=str), sorted(set(PAIR_KEYS) - set(x))
+        what = "; ".join(
+            [f"{k!r} is not read" for k in extra] + [f"{k!r} is missing" for k in missing]  # e.g. a data set's "label"
+        )
         raise InterpTextError(
-            f"text {i} is a dict with keys {sorted(x)}; a text pair is written "
-            '{"text": "...", "text_pair": "..."}, and a chat conversation is a list of {"role": ..., "content": ...}.'
+            f"text {i} is a dict with keys {sorted(x, key=str)} ({what}); a text pair is written "
+            '{"text": "...", "text_pair": "..."} (from a data set row: {k: row[k] for k in ("text", "text_pair")}), '
+            'and a chat conversation is a list of {"role": ..., "content": ...}.'
         )
     for key in PAIR_KEYS:
         if not isinstance(x[key], str) or not x[key].strip():
@@ -272,6 +277,7 @@ def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
     """One entry per prompt: None (generate), a string to force, or a list of token ids."""
     targets = _plain(targets)
     if targets is None or isinstance(targets, str):
+        _not_all(targets, None)
         return [targets] * n_texts
     if isinstance(targets, int) and not isinstance(targets, bool):  # one token, for every prompt
         return [[targets]] * n_texts
@@ -288,11 +294,23 @@ def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
     raise InterpTextError(f"targets={targets!r} is not understood; pass a string, token ids, or None to generate.")
 
 
+def _not_all(target: Any, index: int | None) -> None:
+    """``"all"`` (every class, to a classifier) would be forced as the output text "all"."""
+    if isinstance(target, str) and target.strip().lower() == "all" and not target.startswith(" "):
+        where = "" if index is None else f" (prompt {index})"
+        raise InterpTextError(
+            f"targets={target!r}{where}: 'all' means every class of a classifier, but this model generates; leave "
+            "targets=None to explain what it generates, or force a text. To force the word itself, pass ' all' (with "
+            "the space before it) or its token ids."
+        )
+
+
 def _one_generation_target(target: Any, index: int) -> Any:
     """One prompt's target: None, a string, or token ids (one id is a one-token target)."""
     if isinstance(target, int) and not isinstance(target, bool):
         return [target]
     if target is None or isinstance(target, str):
+        _not_all(target, index)
         return target
     if isinstance(target, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in target):
         return list(target)

@@ -92,13 +92,17 @@ def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
                 "'zeros', another token, or None."
             )
         return int(token_id)
+    if isinstance(replacement, str) and replacement in getattr(tokenizer, "all_special_tokens", ()):
+        # A special token as the tokenizer writes it ("[CLS]", "<pad>"): its id.
+        return resolve_replacement(int(tokenizer.convert_tokens_to_ids(replacement)), model, tokenizer)
     if isinstance(replacement, int) and not isinstance(replacement, bool):
         if not 0 <= replacement < n_vocab:
             raise InterpTextError(f"replacement={replacement} is not a token id of this model (0..{n_vocab - 1}).")
         return replacement
     raise InterpTextError(
-        f"replacement={replacement!r} is not valid; use one of {REPLACEMENTS}, a token id, "
-        "or None (mask token, else pad token, else zeros)."
+        f"replacement={replacement!r} is not valid; use one of {REPLACEMENTS} (or another special token's name, "
+        "'cls', 'eos'...), a special token as the tokenizer writes it ('[MASK]', '<pad>'), a token id, or None (mask "
+        "token, else pad token, else zeros)."
     )
 
 

@@ -29,6 +29,8 @@ def detect_task(model: torch.nn.Module, task: str | None = None) -> str:
     if task is not None and task not in (*TASK_NAMES, "generation"):
         raise InterpTextError(f"task={task!r} is not valid; use one of {(*TASK_NAMES, 'generation')}.")
     detected = _task_of(model)
+    if detected is None:
+        _refuse_other_heads(model)
     if task is None or task == detected:
         if detected is None:
             raise InterpTextError(
@@ -50,6 +52,35 @@ def detect_task(model: torch.nn.Module, task: str | None = None) -> str:
     raise InterpTextError(
         f"task={task!r} does not fit {type(model).__name__}, a {detected} model; leave task unset "
         f"(or pass task={detected!r})."
+    )
+
+
+# Hugging Face heads that score no class of the whole text and no next token.
+_OTHER_HEADS = {
+    "ForMaskedLM": "a masked LM",
+    "ForTokenClassification": "a token classifier",
+    "ForQuestionAnswering": "a question-answering model",
+    "ForMultipleChoice": "a multiple-choice model",
+    "ForPreTraining": "a pre-training model",
+    "ForNextSentencePrediction": "a next-sentence model",
+}
+
+
+def _refuse_other_heads(model: torch.nn.Module) -> None:
+    """A transformers model without a head this library reads (a base model, a masked LM...):
+    ``task=`` cannot make one, so it is refused, with the way to load the head the user means."""
+    cls = type(unwrapped(model))
+    if not cls.__module__.startswith("transformers."):
+        return  # the user's own class: task= says what it is
+    kind = next((what for suffix, what in _OTHER_HEADS.items() if cls.__name__.endswith(suffix)), None)
+    if kind is None and cls.__name__.endswith("Model"):
+        kind = "a base model without a head"
+    if kind is None:
+        return
+    raise InterpTextError(
+        f"{cls.__name__} is {kind}: it scores no class of the text and no next token, whatever task= says. "
+        "Load the checkpoint with the head to explain (AutoModelForSequenceClassification, AutoModelForCausalLM "
+        "or AutoModelForSeq2SeqLM .from_pretrained(...)), or pass its folder or name with task= to load it so."
     )
 
 

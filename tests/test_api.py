@@ -208,9 +208,13 @@ def test_slow_tokenizer_is_refused(bert, wp_tokenizer):
 
 
 def test_unknown_model_kind_asks_for_task(wp_tokenizer):
+    """A class of the user's own (not a transformers base model, which is refused outright)."""
     from transformers import BertConfig, BertModel
 
-    model = BertModel(
+    class MyEncoder(BertModel):
+        pass
+
+    model = MyEncoder(
         BertConfig(
             vocab_size=len(wp_tokenizer),
             hidden_size=16,
@@ -219,7 +223,7 @@ def test_unknown_model_kind_asks_for_task(wp_tokenizer):
             intermediate_size=32,
         )
     )
-    with pytest.raises(InterpTextError, match="pass task="):
+    with pytest.raises(InterpTextError, match="cannot tell what MyEncoder predicts; pass task="):
         Saliency(model, wp_tokenizer)
 
 

@@ -233,3 +233,63 @@ def test_metrics_read_a_seq2seq_explanation_from_the_start_it_was_generated_with
     for explained in (e, Explanation.from_dict(e.to_dict())):
         curve = Deletion(model, bpe).curves(explained)  # point 0: nothing masked, the explained output
         assert curve[:, 0] == pytest.approx([t.probability for t in e.targets], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("cls_name", "kind"),
+    [
+        ("BertModel", "a base model without a head"),
+        ("BertForMaskedLM", "a masked LM"),
+        ("BertForTokenClassification", "a token classifier"),
+    ],
+)
+@pytest.mark.parametrize("task", [None, "classification", "causal_lm"])
+def test_a_transformers_model_without_an_explainable_head_is_refused(cls_name, kind, task, wp_tokenizer):
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=len(wp_tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    model = getattr(transformers, cls_name)(config).eval()
+    with pytest.raises(InterpTextError, match=rf"{cls_name} is {kind}: it scores no class .* whatever task= says"):
+        Saliency(model, wp_tokenizer, task=task)
+
+
+@pytest.mark.parametrize("targets", ["all", "ALL", ["all"]])
+def test_all_targets_of_a_generator_is_refused(targets, gpt2, bpe):
+    with pytest.raises(InterpTextError, match=r"'all' means every class of a classifier, but this model generates"):
+        Saliency(gpt2, bpe).explain(
+            ["The capital of France is"] * (len(targets) if isinstance(targets, list) else 1), targets=targets
+        )
+    forced = Saliency(gpt2, bpe).explain("The capital of France is", targets=" all")  # the word itself, on purpose
+    assert forced.output_text == " all"
+
+
+def test_the_default_output_length_shrinks_to_what_the_model_takes(gpt2, bpe):
+    prompt = "food" + " food" * 59
+    assert len(bpe(prompt)["input_ids"]) == 120  # of the 128 the model takes: 20 new ones would not fit
+    e = Saliency(gpt2, bpe).explain(prompt)
+    assert 1 <= len(e.output_ids) <= 8
+    with pytest.raises(InterpTextError, match="max_new_tokens=20 would pass the 128 tokens"):
+        Saliency(gpt2, bpe).explain(prompt, max_new_tokens=20)  # asked for: refused, not shortened
+
+
+def test_loading_json_lines_names_the_way_to_read_them(tmp_path, bert, wp_tokenizer):
+    import json
+
+    from interp_text import Explanation
+
+    es = Saliency(bert, wp_tokenizer).explain(["the food", "not good"])
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps({**e.to_dict(), "id": i}) + "\n" for i, e in enumerate(es)))
+    with pytest.raises(InterpTextError, match=r"holds several JSON values .*for line in open\(path\)\]"):
+        Explanation.load(path)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(InterpTextError, match="is not an explanation saved by Explanation.save"):
+        Explanation.load(tmp_path / "bad.json")
+
+
+def test_a_row_out_of_range_points_to_labels(bert, wp_tokenizer):
+    e = Saliency(bert, wp_tokenizer).explain("the food", targets="positive")
+    with pytest.raises(InterpTextError, match=r"rows are the explained targets in order \(\['positive'\]\), not class"):
+        e.row(2)

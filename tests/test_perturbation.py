@@ -372,7 +372,7 @@ def test_seq2seq_occlusion_matches_teacher_forced_by_hand(t5, bpe):
         (lambda m, t: Lime(m, t, kernel_width=0), "kernel_width=0 must be a number > 0"),
         (lambda m, t: KernelShap(m, t, n_samples=0), "n_samples=0 must be an integer >= 1"),
         (lambda m, t: KernelShap(m, t, n_samples=5, n_perturbations=5), "not both"),
-        (lambda m, t: Occlusion(m, t, replacement="[MASK]"), r"replacement='\[MASK\]' is not valid; use one of"),
+        (lambda m, t: Occlusion(m, t, replacement="[NOPE]"), r"replacement='\[NOPE\]' is not valid; use one of"),
         (lambda m, t: Occlusion(m, t, replacement=10_000), "replacement=10000 is not a token id"),
         (lambda m, t: Occlusion(m, t, granularity="paragraph"), "granularity='paragraph' is not valid"),
     ],
@@ -380,6 +380,14 @@ def test_seq2seq_occlusion_matches_teacher_forced_by_hand(t5, bpe):
 def test_bad_options(make, message, additive, wp_tokenizer):
     with pytest.raises(InterpTextError, match=message):
         make(additive, wp_tokenizer)
+
+
+def test_a_special_token_as_written_replaces_masked_elements(additive, wp_tokenizer):
+    as_written = Occlusion(additive, wp_tokenizer, replacement="[CLS]")
+    assert as_written.replacement_id == wp_tokenizer.cls_token_id
+    assert as_written.explain("the food").scores.tolist() == (
+        Occlusion(additive, wp_tokenizer, replacement="cls").explain("the food").scores.tolist()
+    )
 
 
 def test_replacement_the_tokenizer_lacks(gpt2, bpe):

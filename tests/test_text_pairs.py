@@ -137,8 +137,14 @@ def test_metrics_read_a_saved_pair_as_a_pair(model, tok, tmp_path):
 @pytest.mark.parametrize(
     "texts,message",
     [
-        ({"text": "a", "pair": "b"}, r"text 0 is a dict with keys \['pair', 'text'\]; a text pair is written"),
-        ([PAIR, {"text": "a"}], r"text 1 is a dict with keys \['text'\]; a text pair is written"),
+        (
+            {"text": "a", "pair": "b"},
+            r"text 0 is a dict with keys \['pair', 'text'\] \('pair' is not read; 'text_pair' is missing\); a text pair is",
+        ),
+        (
+            [PAIR, {"text": "a"}],
+            r"text 1 is a dict with keys \['text'\] \('text_pair' is missing\); a text pair is written",
+        ),
         ({"text": "good", "text_pair": "  "}, r'the "text_pair" of text 0 must be a non-empty string'),
         ({"text": 3, "text_pair": "b"}, r'the "text" of text 0 must be a non-empty string; got 3'),
     ],
