@@ -4,6 +4,7 @@ bundled model's name, or a folder or Hugging Face Hub name to load both from."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ def _model_class(name: str, config, task: str | None):
     return transformers.AutoModelForCausalLM
 
 
+# A Hugging Face Hub repository id: "name" or "owner/name", of letters, digits, "-", "_" and ".".
+_HUB_ID = re.compile(r"(?:[\w\-.]+/)?[\w\-.]+")
+
+
 def _failed(name: str, err: Exception) -> InterpTextError:
     from .bundled import NAMES
 
@@ -101,6 +106,11 @@ def load(name: str, task: str | None = None, device: Any = None, tokenizer: bool
     else:
         if Path(name).is_file():
             raise InterpTextError(f"{name!r} is a file; pass the folder save_pretrained wrote.")
+        if not Path(name).exists() and not _HUB_ID.fullmatch(name):  # a path: asking the Hub only waits for a no
+            raise InterpTextError(
+                f"cannot load {name!r}: there is no such folder (from {os.getcwd()}), and it is not a bundled model "
+                f"({', '.join(NAMES)}) or a Hugging Face Hub name (owner/name)."
+            )
         import transformers
 
         try:

@@ -109,9 +109,12 @@ def test_what_cannot_be_loaded_is_named(bert, tmp_path):
     with pytest.raises(InterpTextError, match=r"no tokenizer for BertForSequenceClassification: pass it"):
         Saliency(bert)
     with pytest.raises(
-        InterpTextError, match=r"cannot load 'no/such/folder': it is not a bundled model \(sentiment, facts\)"
+        InterpTextError, match=r"cannot load 'no/such/folder': there is no such folder \(from .*\), and it is not a"
     ):
-        Occlusion("no/such/folder")
+        Occlusion("no/such/folder")  # not a Hub name either: refused without asking the Hub
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InterpTextError, match=r"cannot load '.*empty': it is not a bundled model \(sentiment, facts\)"):
+        Occlusion(str(tmp_path / "empty"))
 
 
 def test_a_vision_language_model_loads_by_folder_as_it_was_saved(tmp_path, bpe):
