@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .errors import InterpTextError
 
 DEMO_TEXTS = [
@@ -214,17 +215,18 @@ def half_written(line: bytes) -> bool:
     return follows.startswith(rest) or rest.startswith(follows)
 
 
-def done_ids(path: Path) -> set:
-    """Ids already in the output, which must hold only lines this command wrote.
+def done_results(path: Path) -> dict:
+    """The results already in the output, by id, which must hold only lines this command wrote.
 
     The one line ever removed is a last line cut off by an interruption (it has no newline after it);
     any other line that is not a result stops the run, so a file the tool did not write is never lost.
+    Each result keeps what ``check_resumable`` compares, not its scores.
     """
     if not path.exists():
-        return set()
+        return {}
     data = path.read_bytes()
     lines = data.split(b"\n")  # the last piece is b"" when the file ends with a newline
-    done = set()
+    done = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -243,11 +245,131 @@ def done_ids(path: Path) -> set:
                 f"{path}:{n} is not a result written by interp-text ({why}); the file is left as it is: "
                 f"choose another --output, or delete {path} to start over."
             )
-        done.add(record["id"])
+        done[record["id"]] = {k: v for k, v in record.items() if k not in ("elements", "spans", "scores")}
         if last:  # cut off just before its newline: add it, or the next result would join this line
             with path.open("ab") as f:
                 f.write(b"\n")
     return done
+
+
+# What decides a result's numbers besides its text and target: a resumed run must ask for the same.
+SETTINGS = ("method", "task", "granularity", "aggregation", "inference_mode", "token_reduction")
+# Options an explanation records about its own text, not about the run (see engine.text_kind).
+PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id")
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` cut to one readable line, for messages that quote a text."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def written_input(result: dict) -> Any:
+    """What a result explains, as an input record gives it: a text, or a pair as {"text", "text_pair"}."""
+    text, start = result.get("text"), (result.get("options") or {}).get("text_pair_start")
+    if isinstance(text, str) and isinstance(start, int):
+        return {"text": text[: start - 1], "text_pair": text[start:]}
+    return text
+
+
+def asked_input(record: dict, tokenizer) -> Any:
+    """What an input record asks to explain, as ``written_input`` shows a result; None if it is not
+    understood (explaining it will say why)."""
+    from .inputs import apply_chat_template
+
+    text = record["text"]
+    if "text_pair" in record:
+        return {"text": text, "text_pair": record["text_pair"]}
+    if isinstance(text, list):  # chat messages: the result holds the chat template's output
+        try:
+            return apply_chat_template(tokenizer, text)
+        except (InterpTextError, TypeError, ValueError):
+            return None
+    return text
+
+
+def run_settings(explainer) -> dict:
+    """The settings this run writes in each result (JSON-normalised, as they are read back)."""
+    s = explainer.settings
+    values = [s.name, s.task, s.granularity.value, s.aggregation.value, s.inference_mode.value, s.token_reduction]
+    return {**dict(zip(SETTINGS, values)), "options": json.loads(json.dumps(s.options or {}))}
+
+
+def settings_difference(result: dict, ours: dict) -> str | None:
+    """How ``result`` was made otherwise than this run would make it ("granularity 'word', this run
+    'sentence'"), or None."""
+    for name in SETTINGS:
+        if result.get(name) != ours[name]:
+            return f"{name} {short(result.get(name))}, this run {short(ours[name])}"
+    theirs = {k: v for k, v in (result.get("options") or {}).items() if k not in PER_TEXT_OPTIONS}
+    for name in sorted(set(theirs) | set(ours["options"])):
+        if theirs.get(name) != ours["options"].get(name):
+            return f"{name} {short(theirs.get(name))}, this run {short(ours['options'].get(name))}"
+    return None
+
+
+def target_difference(result: dict, target: Any, explainer) -> str | None:
+    """How the target ``result`` explains differs from ``target``, as this run would resolve it, or None.
+
+    A generated output is not generated again to compare: only a forced one (a target) is checked.
+    """
+    from . import inputs as inp
+
+    model, tok = explainer.model, explainer.tokenizer
+    if explainer.settings.task == "classification":
+        id2label = dict(model.config.id2label or {})
+        label2id = {str(v): int(k) for k, v in id2label.items()}
+        (classes,) = inp.classification_targets(target, 1, True, int(model.config.num_labels), label2id)
+        if classes is None:  # the predicted class, which the result recorded
+            classes = [result.get("predicted")]
+        written = [(t.get("index"), t.get("label")) for t in result.get("targets") or []]
+        asked = [(c, str(id2label.get(c, c))) for c in classes]
+        if written != asked:
+            return f"class(es) {[label for _, label in written]} there, this run {[label for _, label in asked]}"
+        return None
+    (forced,) = inp.generation_targets(target, 1, True)
+    if forced is None:
+        return None
+    (ids,) = inp.target_token_ids(tok, [forced])
+    if result.get("output_ids") != ids:
+        return f"the output {short(result.get('output_text'))} there, this run forces {short(tok.decode(ids))}"
+    return None
+
+
+def check_resumable(done: dict, rows: list[tuple[int, dict]], explainer, target: Any, path: Path, out: Path) -> None:
+    """Refuse to append to ``out`` unless every result in it is what this run would write for the
+    input with the same id: same text, same target, same settings. Ids alone would pair a result
+    with another text once lines are added above it, and mix settings in one file."""
+    ours = run_settings(explainer)
+    fix = f"use another --output, or delete {out} to start over"
+    for n, record in rows:
+        key = record["id"]
+        if key not in done:
+            continue
+        result, where = done[key], f"id {key!r} ({path}:{n})"
+        asked, written = asked_input(record, explainer.tokenizer), written_input(result)
+        if asked is not None and asked != written:
+            raise InterpTextError(
+                f"{out} does not hold the results of {path}: for {where} it explains the text {short(written)}, "
+                f"but the input is {short(asked)}. Results are matched to inputs by id (a line's number when it "
+                f'has no "id"), so adding or removing lines shifts them; {fix} (give each line an "id" to keep '
+                "its result when lines move)."
+            )
+        why = settings_difference(result, ours)
+        if why is not None:
+            raise InterpTextError(
+                f"{out} holds results made with other settings: {where} was explained with {why}. "
+                f"Rerun with the same settings to resume, or {fix}."
+            )
+        try:
+            why = target_difference(result, record.get("target", target), explainer)
+        except InterpTextError as err:
+            raise InterpTextError(f"{path}:{n} (id {key!r}): {err}") from None
+        if why is not None:
+            raise InterpTextError(
+                f"{out} holds results for other targets: {where} explains {why}. "
+                f"Rerun with the same --target (and input targets) to resume, or {fix}."
+            )
 
 
 def explain_records(explainer, records: list[tuple[int, dict]], target: Any, kwargs: dict, path: Path) -> list:
@@ -271,17 +393,20 @@ def explain_file(args) -> int:
         raise InterpTextError("--input needs --output FILE.jsonl to write the results to.")
     path, out = Path(args.input), Path(args.output)
     rows = read_jsonl_inputs(path)
-    done = done_ids(out)
+    done = done_results(out)
+    # The model is loaded even when every id is done: only this run's settings can say whether
+    # the results there are the ones asked for.
+    model, tok = load_model(args.model, args.task)
+    explainer = make_explainer(args, model, tok)
+    target = parse_target(args.target, explainer.settings.task)
+    kwargs = generate_kwargs(args, explainer)
+    check_resumable(done, rows, explainer, target, path, out)
     todo = [(n, r) for n, r in rows if r["id"] not in done]
     if not todo:
         print(f"nothing to do: all {len(rows)} texts are already in {out}", file=sys.stderr)
         return 0
     n_done = len(rows) - len(todo)
-    model, tok = load_model(args.model, args.task)
-    explainer = make_explainer(args, model, tok)
-    target = parse_target(args.target, explainer.settings.task)
-    kwargs = generate_kwargs(args, explainer)
-    start = time.perf_counter()
+    bar = ProgressBar(len(rows))
     with out.open("a", encoding="utf-8") as f:
         for i in range(0, len(todo), args.texts_per_call):
             chunk = todo[i : i + args.texts_per_call]
@@ -290,17 +415,45 @@ def explain_file(args) -> int:
                 f.write(json.dumps({"id": r["id"], **expl.to_dict()}, ensure_ascii=False) + "\n")
             f.flush()  # an interrupted run keeps every finished chunk
             os.fsync(f.fileno())
-            progress(n_done + i + len(chunk), len(rows), time.perf_counter() - start)
-    print(file=sys.stderr)
+            bar.update(n_done + i + len(chunk))
+    bar.close()
     print(f"{len(todo)} explanations written to {out} ({n_done} were already there)", file=sys.stderr)
     return 0
 
 
-def progress(n: int, total: int, elapsed: float) -> None:
-    width = 30
-    filled = int(width * n / total)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {n}/{total} texts, {elapsed:.1f}s")
-    sys.stderr.flush()
+class ProgressBar:
+    """Texts done out of ``total``, on standard error.
+
+    On a terminal, a bar redrawn in place with ``\\r``. Anywhere else (a log file, a CI job) a
+    ``\\r`` does not go back, so every redraw would stay: a plain line each tenth of the way instead.
+    """
+
+    WIDTH = 30
+
+    def __init__(self, total: int):
+        self.total, self.start, self.tenths_shown, self.drawn = total, time.perf_counter(), 0, False
+        try:
+            self.tty = sys.stderr.isatty()
+        except (AttributeError, ValueError):  # a stand-in without isatty, or a closed stream
+            self.tty = False
+
+    def update(self, n: int) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.tty:
+            filled = int(self.WIDTH * n / self.total)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {n}/{self.total} texts, {elapsed:.1f}s")
+            self.drawn = True
+        else:
+            tenths = 10 * n // self.total
+            if tenths <= self.tenths_shown:
+                return
+            self.tenths_shown = tenths
+            sys.stderr.write(f"{n}/{self.total} texts, {elapsed:.1f}s\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.drawn:  # end the bar's line, so the summary starts on its own
+            sys.stderr.write("\n")
 
 
 def cmd_demo(args) -> int:
@@ -352,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  interp-text demo\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ex = sub.add_parser(
@@ -367,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument(
         "--model",
-        help="bundled model ('sentiment', 'facts') or a local model folder; default: the bundled model for --task",
+        help="bundled model ('sentiment', 'facts'), a local model folder or a Hugging Face Hub name; default: the "
+        "bundled model for --task",
     )
     ex.add_argument(
         "--task",
@@ -401,7 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--html", help="also write a standalone HTML page here")
     ex.add_argument("--json", help="also write the explanation as JSON here")
     ex.add_argument("--input", help='JSONL file, one {"text": ..., "target": ...} per line')
-    ex.add_argument("--output", help="JSONL results; a rerun skips the texts already there")
+    ex.add_argument(
+        "--output", help="JSONL results; a rerun with the same inputs and settings skips the texts already there"
+    )
     ex.add_argument("--texts-per-call", type=positive_int, default=16, help="texts batched together (file mode)")
     ex.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     ex.set_defaults(func=cmd_explain)

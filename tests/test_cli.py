@@ -1,8 +1,10 @@
 """The command line end to end, on the bundled models."""
 
 import importlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +62,7 @@ def test_explain_generation_with_bundled_lm(capsys):
     [
         (["explain", ""], "text 0 is empty"),
         (["explain", "ok", "--method", "magic"], "--method 'magic' is not known"),
-        (["explain", "ok", "--model", "no/such/folder"], "cannot load 'no/such/folder': it is not a bundled model"),
+        (["explain", "ok", "--model", "no/such/folder"], "cannot load 'no/such/folder': there is no such folder"),
         (["explain", "ok", "--target", "7"], "target 7 is out of range"),
         (["explain", "ok", "--method", "occlusion", "--n-perturbations", "3"], "does not apply to occlusion"),
         (["explain", "--input", "x.jsonl"], "--input needs --output"),
@@ -194,9 +196,12 @@ def test_file_mode_leaves_a_file_it_did_not_write_alone(tmp_path, capsys, conten
 def test_file_mode_resumes_after_a_result_cut_before_its_newline(tmp_path):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["The food was good.", "I hated the soup."]))
-    out.write_text(json.dumps(RESULT))
-    assert main(["explain", "--input", str(inp), "--output", str(out), "--n-perturbations", "2"]) == 0
-    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [0, 1]
+    argv = ["explain", "--input", str(inp), "--output", str(out), "--n-perturbations", "2"]
+    assert main(argv) == 0
+    full = out.read_text()
+    out.write_text(full.splitlines()[0])  # the first result, cut off just before its newline
+    assert main(argv) == 0
+    assert out.read_text() == full
 
 
 def test_file_mode_keeps_a_line_separator_inside_a_text(tmp_path, capsys):
@@ -366,3 +371,142 @@ def test_compare_methods_ignore_spaces_and_empty_items(value, methods, monkeypat
 def test_compare_methods_errors(value, message, capsys):
     assert main(["compare", "--methods", value, "--n-texts", "1"]) == 2
     assert capsys.readouterr().err == f"interp-text: error: {message}\n"
+
+
+# --------------------------------------------------------------------------- file mode: resuming safely
+def file_run(tmp_path, records, *options):
+    """Write ``records`` as the input file; return the argv of a file-mode run over it, and the paths."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return ["explain", "--input", str(inp), "--output", str(out), "--n-perturbations", "2", *options], inp, out
+
+
+def test_file_mode_refuses_results_of_texts_that_moved(tmp_path, capsys):
+    texts = ["The food was good.", "I hated the soup.", "Lovely room."]
+    argv, inp, out = file_run(tmp_path, [{"text": t} for t in texts])
+    assert main(argv) == 0
+    written = out.read_text()
+    # A line inserted at the top: ids (line numbers) 0..2 are now other texts.
+    inp.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["A new first line.", *texts]))
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {out} does not hold the results of {inp}: for id 0 ({inp}:1) it explains the text "
+        f"'The food was good.', but the input is 'A new first line.'. Results are matched to inputs by id (a "
+        f'line\'s number when it has no "id"), so adding or removing lines shifts them; use another --output, or '
+        f'delete {out} to start over (give each line an "id" to keep its result when lines move).\n'
+    )
+    assert out.read_text() == written  # nothing appended
+
+
+def test_file_mode_refuses_results_of_another_text_pair(tmp_path, capsys):
+    argv, inp, out = file_run(tmp_path, [{"text": "The food was good.", "text_pair": "Lovely room."}])
+    assert main(argv) == 0
+    # The same characters, read as one text: not what the result explains.
+    inp.write_text(json.dumps({"text": "The food was good.\nLovely room."}) + "\n")
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert (
+        f"for id 0 ({inp}:1) it explains the text {{'text': 'The food was good.', 'text_pair': 'Lovely room.'}}, "
+        "but the input is 'The food was good.\\nLovely room.'." in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    "options,why",
+    [
+        (["--granularity", "sentence"], "granularity 'word', this run 'sentence'"),
+        (["--method", "smoothgrad"], "method 'VarGrad', this run 'SmoothGrad'"),
+        (["--aggregation", "max"], "aggregation 'mean', this run 'max'"),
+        (["--inference-mode", "softmax"], "inference_mode 'logits', this run 'softmax'"),
+        (["--n-perturbations", "3"], "n_perturbations 2, this run 3"),
+        (["--seed", "1"], "seed 0, this run 1"),
+        (["--model", "facts"], "task 'classification', this run 'causal_lm'"),
+    ],
+)
+def test_file_mode_refuses_results_made_with_other_settings(tmp_path, capsys, options, why):
+    argv, inp, out = file_run(tmp_path, [{"text": "The food was good."}, {"text": "I hated the soup."}])
+    assert main(argv) == 0
+    out.write_text(out.read_text().splitlines()[0] + "\n")  # id 1 still to do
+    written = out.read_text()
+    capsys.readouterr()
+    assert main([*argv, *options]) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {out} holds results made with other settings: id 0 ({inp}:1) was explained with "
+        f"{why}. Rerun with the same settings to resume, or use another --output, or delete {out} to start over.\n"
+    )
+    assert out.read_text() == written
+    assert main(argv) == 0  # the same settings resume
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "target,records,why",
+    [
+        ("negative", [{"text": "The food was good."}], "class(es) ['positive'] there, this run ['negative']"),
+        ("all", [{"text": "The food was good."}], "class(es) ['positive'] there, this run ['negative', 'positive']"),
+        (None, [{"text": "The food was good.", "target": 0}], "class(es) ['positive'] there, this run ['negative']"),
+    ],
+)
+def test_file_mode_refuses_results_for_other_targets(tmp_path, capsys, target, records, why):
+    argv, inp, out = file_run(tmp_path, [{"text": "The food was good."}])
+    assert main(argv) == 0  # the predicted class: positive
+    inp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    capsys.readouterr()
+    assert main(argv + ([] if target is None else ["--target", target])) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {out} holds results for other targets: id 0 ({inp}:1) explains {why}. Rerun with "
+        f"the same --target (and input targets) to resume, or use another --output, or delete {out} to start over.\n"
+    )
+    inp.write_text(json.dumps({"text": "The food was good."}) + "\n")
+    assert main([*argv, "--target", "positive"]) == 0  # the class it explains, named: the same result
+    assert "nothing to do: all 1 texts are already in" in capsys.readouterr().err
+
+
+def test_file_mode_refuses_a_forced_output_it_did_not_explain(tmp_path, capsys):
+    records = [{"text": "The capital of France is"}]
+    argv, inp, out = file_run(tmp_path, records, "--task", "generation", "--method", "saliency")
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")]
+    assert main([*argv, "--target", " Paris"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--target", " Berlin"]) == 2
+    assert f"id 0 ({inp}:1) explains the output ' Paris' there, this run forces ' Berlin'." in capsys.readouterr().err
+    assert main([*argv, "--target", " Paris"]) == 0
+    assert "nothing to do: all 1 texts are already in" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- progress and version
+def test_progress_in_a_log_is_plain_lines(tmp_path, capsys):
+    argv, inp, out = file_run(tmp_path, [{"text": f"The food was good {i}."} for i in range(4)])
+    assert main([*argv, "--texts-per-call", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err  # standard error is no terminal here: nothing to redraw
+    lines = err.splitlines()
+    assert [line.split(",")[0] for line in lines[:-1]] == ["1/4 texts", "2/4 texts", "3/4 texts", "4/4 texts"]
+    assert all(re.fullmatch(r"\d/4 texts, \d+\.\ds", line) for line in lines[:-1])
+    assert lines[-1] == f"4 explanations written to {out} (0 were already there)"
+
+
+def test_progress_on_a_terminal_is_a_bar(tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    argv, inp, out = file_run(tmp_path, [{"text": "The food was good."}, {"text": "I hated the soup."}])
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert main([*argv, "--texts-per-call", "1"]) == 0
+    err = sys.stderr.getvalue()
+    assert re.fullmatch(
+        r"\r\[#{15}\.{15}\] 1/2 texts, \d+\.\ds\r\[#{30}\] 2/2 texts, \d+\.\ds\n"
+        + re.escape(f"2 explanations written to {out} (0 were already there)\n"),
+        err,
+    )
+
+
+def test_version(capsys):
+    from interp_text import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"interp-text {__version__}\n"
