@@ -710,15 +710,17 @@ class Engine:
             gap = torch.stack([gap[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)])
         return self._explanation(it, elements, spans, scores, targets, gap, it.output_text, out_elements, out_spans)
 
-    def _class_targets(self, it: Item) -> list[Target]:
+    def _label(self, index: int) -> str:
         if self.id2label is None:  # read once: a config attribute costs microseconds in transformers 5
             self.id2label = dict(self.model.config.id2label or {})
-        id2label = self.id2label
+        return str(self.id2label.get(index, index))
+
+    def _class_targets(self, it: Item) -> list[Target]:
         logprobs, scores = it.target_logprobs.tolist(), it.target_scores.tolist()
         if self.regression is None:
             self.regression = regression(self.model)
         probability = [math.nan if self.regression else math.exp(lp) for lp in logprobs]
-        return [Target(str(id2label.get(c, c)), c, [], probability[k], scores[k]) for k, c in enumerate(it.classes)]
+        return [Target(self._label(c), c, [], probability[k], scores[k]) for k, c in enumerate(it.classes)]
 
     def _output_targets(self, it: Item, out_elements: list[str], out_map: list[int]) -> list[Target]:
         """One target per output element: its tokens' probabilities multiply, their scores add."""
@@ -765,6 +767,7 @@ class Engine:
             output_elements=out_elements,
             output_spans=out_spans,
             output_ids=None if s.task == CLASSIFICATION else list(it.output_ids),
+            predicted_label=None if it.predicted is None else self._label(it.predicted),
         )
 
 

@@ -92,6 +92,7 @@ class Explanation:
     completeness_gap: np.ndarray | None = None  # (targets,)
     options: dict[str, Any] = field(default_factory=dict)
     output_ids: list[int] | None = None  # generation: every output token id, in order
+    predicted_label: str | None = None  # classification: the predicted class's name, explained or not
 
     def __eq__(self, other: object) -> bool:
         # the generated __eq__ compares the score arrays with ==, which has no single truth value
@@ -240,6 +241,7 @@ class Explanation:
             else [clean(float(v)) for v in self.completeness_gap],
             "options": self.options,
             "output_ids": None if self.output_ids is None else [int(i) for i in self.output_ids],
+            "predicted_label": self.predicted_label,
         }
 
     @classmethod

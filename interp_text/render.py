@@ -22,7 +22,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -128,9 +128,33 @@ def _fmt_prob(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def _visible(label: str) -> str:
+class Glyphs(NamedTuple):
+    """The characters our own decorations are drawn with; the user's text never changes."""
+
+    sep: str  # between the fields of a header line
+    pointer: str  # starts a class / output element header
+    rule: str  # between an output's probability and its columns
+    arrow: str  # "output element -> its columns"
+    newline: str  # a line break inside a one-line label
+    tab: str  # a tab inside a one-line label
+    controls: dict[int, str]  # str.translate table: control characters as visible symbols
+
+
+# Control characters shown as symbols, so no user text can drive the terminal (ESC, CR...).
+_CONTROL_PICTURES = {c: chr(0x2400 + c) for c in range(32) if c not in (9, 10)} | {0x7F: "\u2421"}
+_CONTROL_PICTURES |= {c: "\ufffd" for c in range(0x80, 0xA0)}
+_CONTROL_CARETS = {c: "^" + chr(c + 64) for c in range(32) if c not in (9, 10)} | {0x7F: "^?"}
+_CONTROL_CARETS |= {c: "?" for c in range(0x80, 0xA0)}
+
+UNICODE_GLYPHS = Glyphs(" \u00b7 ", "\u25b6", "\u2502", "\u2192", "\u21b5", "\u2192", _CONTROL_PICTURES)
+# For a standard output that cannot encode the above (a Windows cp1252 console, LANG=C): printing
+# must not fail on characters we chose.
+ASCII_GLYPHS = Glyphs(" | ", ">", "|", "->", "\\n", "\\t", _CONTROL_CARETS)
+
+
+def _visible(label: str, glyphs: Glyphs = UNICODE_GLYPHS) -> str:
     """A label with its line breaks and tabs made visible, for one-line places (tables, buttons)."""
-    return label.replace("\r", "").replace("\n", "\u21b5").replace("\t", "\u2192")
+    return label.replace("\r", "").replace("\n", glyphs.newline).replace("\t", glyphs.tab)
 
 
 def _esc(text: str) -> str:
@@ -296,7 +320,7 @@ def _top_line(expl: Explanation, i: int, k: int = 5) -> str:
     return ("largest |score|: " + " \u00b7 ".join(picks)) if picks else ""
 
 
-def _row_info(expl: Explanation, i: int) -> str:
+def _row_info(expl: Explanation, i: int, sep: str = UNICODE_GLYPHS.sep) -> str:
     """The line under a target's name: probability, explained value, completeness gap."""
     t = expl.targets[i]
     parts = []
@@ -312,9 +336,12 @@ def _row_info(expl: Explanation, i: int) -> str:
         if t.index == expl.predicted:
             parts.append("predicted")
         else:  # switched to another class: still say which one the model chose
-            chosen = next((u.label for u in expl.targets if u.index == expl.predicted), str(expl.predicted))
+            # An explanation saved before predicted_label was kept names another class by its index.
+            chosen = expl.predicted_label or next(
+                (u.label for u in expl.targets if u.index == expl.predicted), f"class {expl.predicted}"
+            )
             parts.append(f"predicted: {chosen}")
-    return " \u00b7 ".join(parts)
+    return sep.join(parts)
 
 
 # ----------------------------------------------------------------- HTML
@@ -945,7 +972,8 @@ _UNDERLINE = "\x1b[4m"
 
 
 def _use_color(color: bool | None) -> bool:
-    """The explicit ``color``, else: no if NO_COLOR, yes if FORCE_COLOR, else whether stdout is a terminal.
+    """The explicit ``color``, else: no if NO_COLOR, yes if FORCE_COLOR, else whether stdout is a terminal
+    other than TERM=dumb.
 
     The text is returned, not written, so the stream it will reach is unknown: standard output
     is where ``print`` and the CLI send it. A Jupyter kernel's output is no terminal but shows
@@ -961,6 +989,8 @@ def _use_color(color: bool | None) -> bool:
         return True
     if type(sys.stdout).__module__.startswith("ipykernel"):  # a notebook: its output shows ANSI colours
         return True
+    if os.environ.get("TERM") == "dumb":  # a terminal that says it cannot show escapes (Emacs shell, some CI)
+        return False
     try:
         return bool(sys.stdout is not None and sys.stdout.isatty())
     except (AttributeError, ValueError):  # a stand-in without isatty, or a closed stream
@@ -974,17 +1004,32 @@ def _ansi(piece: str, bg: tuple[int, int, int]) -> str:
     return "\n".join(f"{code}{line}{_RESET}" if line else "" for line in piece.split("\n"))
 
 
-_TERMINAL_SAFE = {c: chr(0x2400 + c) for c in range(32) if c not in (9, 10)} | {0x7F: "\u2421"}
-_TERMINAL_SAFE |= {c: "\ufffd" for c in range(0x80, 0xA0)}
+def _glyphs() -> Glyphs:
+    """Unicode decorations, or ASCII ones where standard output's encoding cannot write them.
+
+    As for colour, the text is returned, not written: standard output is where it goes. A stream
+    that names no encoding (a StringIO) is taken to hold any text.
+    """
+    encoding = getattr(sys.stdout, "encoding", None)
+    if not encoding:
+        return UNICODE_GLYPHS
+    every = "".join(UNICODE_GLYPHS[:-1]) + "".join(UNICODE_GLYPHS.controls.values())
+    try:
+        every.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_GLYPHS
+    return UNICODE_GLYPHS
 
 
-def _term_safe(text: str) -> str:
+def _term_safe(text: str, glyphs: Glyphs) -> str:
     """Control characters as visible symbols, so no user text can drive the terminal (ESC, CR...)."""
-    return text.translate(_TERMINAL_SAFE)
+    return text.translate(glyphs.controls)
 
 
-def _term_element(piece: str, label: str, value: float, scale: float, color: bool, mark: bool = False) -> str:
-    shown = _term_safe(piece or label)  # an element with an empty span (special token) shows its name
+def _term_element(
+    piece: str, label: str, value: float, scale: float, color: bool, glyphs: Glyphs, mark: bool = False
+) -> str:
+    shown = _term_safe(piece or label, glyphs)  # an element with an empty span (special token) shows its name
     if not color:
         if mark:
             return f"{shown}[target]"
@@ -1004,6 +1049,7 @@ def _term_text(
     values: Sequence[float] | None,
     scale: float,
     color: bool,
+    glyphs: Glyphs,
     *,
     col_offset: int = 0,
     mark: int | None = None,
@@ -1011,14 +1057,17 @@ def _term_text(
     parts = []
     for j, piece in _segments(text, spans):
         if j is None:
-            parts.append(_term_safe(piece))
+            parts.append(_term_safe(piece, glyphs))
         elif values is None:  # not score columns (seq2seq outputs): only the target is marked
             mark_it = j == mark
             parts.append(
-                _term_element(piece, labels[j], math.nan, scale, color, mark=True) if mark_it else _term_safe(piece)
+                _term_element(piece, labels[j], math.nan, scale, color, glyphs, mark=True)
+                if mark_it
+                else _term_safe(piece, glyphs)
             )
         else:
-            parts.append(_term_element(piece, labels[j], float(values[col_offset + j]), scale, color, mark=j == mark))
+            value = float(values[col_offset + j])
+            parts.append(_term_element(piece, labels[j], value, scale, color, glyphs, mark=j == mark))
     return "".join(parts)
 
 
@@ -1033,11 +1082,11 @@ def _term_legend(scale: float | None, color: bool, magnitudes: bool = False) -> 
     return f"legend: {low} {bar} + (full colour at {where}; {_DIM}dim{_RESET} = not attributable{unsigned_note})"
 
 
-def _term_header(expl: Explanation, i: int, color: bool, kind: str) -> str:
+def _term_header(expl: Explanation, i: int, color: bool, kind: str, glyphs: Glyphs) -> str:
     t = expl.targets[i]
     label = f"{_BOLD}{t.label!r}{_RESET}" if color else repr(t.label)
-    info = _row_info(expl, i)
-    return f"\u25b6 {kind} {label}" + (f"  {info}" if info else "")
+    info = _row_info(expl, i, glyphs.sep)
+    return f"{glyphs.pointer} {kind} {label}" + (f"  {info}" if info else "")
 
 
 def explanation_terminal(
@@ -1052,13 +1101,15 @@ def explanation_terminal(
     Classification: one header per class (label, probability) followed by the tinted text.
     Generation: the prompt and the output, then one line per output element with its five
     columns of largest ``|score|``; with ``target``, the whole text tinted for that output.
+    Where standard output's encoding cannot write our decorations (``·``, ``▶``, ``│``...), they are
+    drawn in ASCII; the user's text is left as it is.
 
     Args:
         expl: the explanation.
         target: show only this row (row number or label); default: every row.
         color: True: ANSI colours; False: plain text with scores in brackets (``good[+0.52]``);
             None: plain if the ``NO_COLOR`` environment variable is set, colours if
-            ``FORCE_COLOR`` is, else colours only when standard output is a terminal.
+            ``FORCE_COLOR`` is, else colours only when standard output is a terminal (not ``TERM=dumb``).
         scale: the ``|score|`` drawn at full colour; default: each row's largest ``|score|``.
 
     Returns:
@@ -1069,16 +1120,19 @@ def explanation_terminal(
     """
     expl = _check_explanation(expl)
     use_color = _use_color(color)
+    glyphs = _glyphs()
     shared = _check_scale(shared_scale(scale, [expl]))
     scales = _row_scales(expl.scores, shared)
     rows = [_default_row(expl, target)] if target is not None else list(range(len(expl.targets)))
-    meta = f"{expl.method} \u00b7 {expl.task} \u00b7 {expl.granularity} ({expl.aggregation}) \u00b7 f = {expl.inference_mode}"
+    meta = glyphs.sep.join(
+        [expl.method, expl.task, f"{expl.granularity} ({expl.aggregation})", f"f = {expl.inference_mode}"]
+    )
     lines = [f"{_DIM}{meta}{_RESET}" if use_color else meta]
 
     if expl.task == "classification":
         for i in rows:
-            lines.append(_term_header(expl, i, use_color, "class"))
-            lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color))
+            lines.append(_term_header(expl, i, use_color, "class", glyphs))
+            lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color, glyphs))
         lines.append(_term_legend(shared, use_color, unsigned(expl)))
         return "\n".join(lines)
 
@@ -1089,9 +1143,9 @@ def explanation_terminal(
     causal = expl.task == "causal_lm"
     if target is not None:
         i = rows[0]
-        lines.append(_term_header(expl, i, use_color, "output element"))
+        lines.append(_term_header(expl, i, use_color, "output element", glyphs))
         lines.append("prompt:")
-        lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color))
+        lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color, glyphs))
         lines.append("output:")
         lines.append(
             _term_text(
@@ -1101,15 +1155,17 @@ def explanation_terminal(
                 expl.scores[i] if causal else None,
                 scales[i],
                 use_color,
+                glyphs,
                 col_offset=n_prompt,
                 mark=output_of.get(i),
             )
         )
     else:
-        lines.append(f"prompt: {_term_safe(expl.text)}")
-        lines.append(f"output: {_term_safe(out_text)}")
+        lines.append(f"prompt: {_term_safe(expl.text, glyphs)}")
+        lines.append(f"output: {_term_safe(out_text, glyphs)}")
         lines.append(
-            "output element \u2192 its 5 columns of largest |score|" + (" (earlier outputs included)" if causal else "")
+            f"output element {glyphs.arrow} its 5 columns of largest |score|"
+            + (" (earlier outputs included)" if causal else "")
         )
         columns = expl.columns
         width = min(max((len(repr(t.label)) for t in expl.targets), default=0), 24)
@@ -1122,7 +1178,7 @@ def explanation_terminal(
             ]
             chips = []
             for j in order[:5]:
-                name = _term_safe(_visible(columns[j]))
+                name = _term_safe(_visible(columns[j], glyphs), glyphs)
                 name = f"out:{name}" if j >= n_prompt else name  # an earlier output, not the prompt
                 if use_color:
                     bg = score_rgb(float(row[j]), scales[i])
@@ -1132,6 +1188,6 @@ def explanation_terminal(
             prob = probs[i].ljust(prob_width)
             label = repr(t.label).ljust(width)
             label = f"{_BOLD}{label}{_RESET}" if use_color else label
-            lines.append(f"  {label} {prob}\u2502 {'  '.join(chips) if chips else '(nothing attributable)'}")
+            lines.append(f"  {label} {prob}{glyphs.rule} {'  '.join(chips) if chips else '(nothing attributable)'}")
     lines.append(_term_legend(shared, use_color, unsigned(expl)))
     return "\n".join(lines)

@@ -578,10 +578,14 @@ class Stdout(io.StringIO):
         ("tty", {"FORCE_COLOR": "1"}, False, False),
         ("notebook", {}, None, True),  # a Jupyter kernel's stream is no terminal, but shows colours
         ("notebook", {"NO_COLOR": "1"}, None, False),
+        ("tty", {"TERM": "dumb"}, None, False),  # a terminal that shows escapes as garbage
+        ("tty", {"TERM": "xterm-256color"}, None, True),
+        ("tty", {"TERM": "dumb", "FORCE_COLOR": "1"}, None, True),
+        ("tty", {"TERM": "dumb"}, True, True),
     ],
 )
 def test_terminal_colour_follows_stdout_and_environment(stdout, env, color, coloured, monkeypatch):
-    for name in ("NO_COLOR", "FORCE_COLOR"):
+    for name in ("NO_COLOR", "FORCE_COLOR", "TERM"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -615,6 +619,60 @@ def test_print_to_a_pipe_is_plain():
         [sys.executable, "-c", code], env={**env, "FORCE_COLOR": "1"}, capture_output=True, text=True, check=True
     ).stdout
     assert forced.startswith(explanation_terminal(expl, color=True) + "\n")
+
+
+def encoded_stdout(encoding: str) -> io.TextIOWrapper:
+    """A standard output (no terminal) that writes ``encoding``, as a Windows console or LANG=C does."""
+    return io.TextIOWrapper(io.BytesIO(), encoding=encoding)
+
+
+def test_terminal_decorations_are_ascii_where_stdout_cannot_encode_them(monkeypatch):
+    expl = classification("caf\u00e9 \u25b6go\x1b[2J", [[0.5, -0.25], [0.0, 0.0]], predicted=1)
+    monkeypatch.setattr("sys.stdout", encoded_stdout("cp1252"))
+    out = explanation_terminal(expl, color=False)
+    # Our decorations are ASCII; the user's text (its café, its own \u25b6) is left as it is.
+    assert out.splitlines()[:3] == [
+        "saliency | classification | word (mean) | f = logits",
+        "> class 'neg'  p = 0.500 | predicted: pos",
+        "caf\u00e9[+0.50] \u25b6go^[[2J[-0.25]",
+    ]
+    monkeypatch.setattr("sys.stdout", encoded_stdout("utf-8"))
+    assert explanation_terminal(expl, color=False).splitlines()[:3] == [
+        "saliency \u00b7 classification \u00b7 word (mean) \u00b7 f = logits",
+        "\u25b6 class 'neg'  p = 0.500 \u00b7 predicted: pos",
+        "caf\u00e9[+0.50] \u25b6go\u241b[2J[-0.25]",
+    ]
+
+
+def test_terminal_generation_is_ascii_where_stdout_is(monkeypatch):
+    monkeypatch.setattr("sys.stdout", encoded_stdout("ascii"))
+    expl = causal()
+    expl.elements[3] = "France\tx\ny"  # a column name holding a tab and a line break, shown on one line
+    lines = explanation_terminal(expl, color=False).splitlines()
+    assert lines[3:5] == [
+        "output element -> its 5 columns of largest |score| (earlier outputs included)",
+        "  'Paris.' p=0.500 | is[+5.00]  France\\tx\\ny[-4.00]  of[+3.00]  capital[-2.00]  The[+1.00]",
+    ]
+    monkeypatch.setattr("sys.stdout", encoded_stdout("utf-8"))
+    assert explanation_terminal(expl, color=False).splitlines()[3:5] == [
+        "output element \u2192 its 5 columns of largest |score| (earlier outputs included)",
+        "  'Paris.' p=0.500 \u2502 is[+5.00]  France\u2192x\u21b5y[-4.00]  of[+3.00]  capital[-2.00]  The[+1.00]",
+    ]
+
+
+def test_print_to_a_cp1252_console_does_not_fail():
+    code = (
+        "from hand_made import classification; "
+        "print(classification('good food', [[0.52, -0.3], [0.1, 0.2]], predicted=0))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), PYTHONIOENCODING="cp1252")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode("cp1252").splitlines()[:2] == [
+        "saliency | classification | word (mean) | f = logits",
+        "> class 'neg'  p = 0.500 | predicted",
+    ]
 
 
 def test_terminal_generation():
@@ -687,6 +745,28 @@ def test_another_class_still_names_the_predicted_one():
     expl = classification("a b", [[1.0, -0.5], [0.2, 0.1]], labels=["negative", "positive"], predicted=0)
     assert data_of(dom(explanation_html(expl)))["rows"][0]["info"].endswith("predicted")
     assert data_of(dom(explanation_html(expl)))["rows"][1]["info"].endswith("predicted: negative")
+
+
+def test_a_predicted_class_that_is_not_explained_is_named_by_its_label(bert, wp_tokenizer):
+    from interp_text import Saliency
+
+    expl = Saliency(bert, wp_tokenizer).explain("the food was good", targets="all")
+    other = [t.label for t in expl.targets if t.index != expl.predicted][0]
+    one = Saliency(bert, wp_tokenizer).explain("the food was good", targets=other)
+    assert one.predicted_label == expl.predicted_label == expl.targets[expl.predicted].label
+    header = explanation_terminal(one, color=False).splitlines()[1]
+    assert header.endswith(f"predicted: {expl.predicted_label}")
+    assert Explanation.from_dict(one.to_dict()).predicted_label == expl.predicted_label
+
+
+def test_a_predicted_class_that_is_not_explained_is_named_by_its_index():
+    # Saved before predicted_label was kept: the model chose class 0, whose label is not stored.
+    explained = [Target("positive", 1, probability=0.25)]
+    expl = Explanation("a b", ["a", "b"], [(0, 1), (2, 3)], [[1.0, -0.5]], explained, method="saliency", predicted=0)
+    assert data_of(dom(explanation_html(expl)))["rows"][0]["info"] == "p = 0.250 \u00b7 predicted: class 0"
+    assert dom(explanation_html(expl)).find("div", "itx-info").text() == "p = 0.250 \u00b7 predicted: class 0"
+    header = explanation_terminal(expl, color=False).splitlines()[1]
+    assert header == "\u25b6 class 'positive'  p = 0.250 \u00b7 predicted: class 0"
 
 
 def test_seq2seq_input_is_called_input_and_one_output_needs_no_hint():
