@@ -22,6 +22,7 @@ from .methods import (
 from .metrics import Deletion, Insertion, rationale_average_precision
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .perturbation import PERTURBATION_METHODS, KernelShap, Lime, Occlusion, Sobol
+from .render import ExplanationList
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ __all__ = [
     "rationale_average_precision",
     "GRADIENT_METHODS",
     "Explanation",
+    "ExplanationList",
     "GradientShap",
     "Granularity",
     "GranularityAggregationStrategy",

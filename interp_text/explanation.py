@@ -297,8 +297,8 @@ class Explanation:
         except json.JSONDecodeError as err:
             if err.msg == "Extra data":  # JSON lines, as `interp-text explain --output` writes them
                 raise InterpTextError(
-                    f"{path} holds several JSON values (one explanation per line, as the command line's --output "
-                    "writes); read them with [Explanation.from_dict(json.loads(line)) for line in open(path)]."
+                    f"{path} holds several JSON values (one explanation per line, as ExplanationList.save and the "
+                    "command line's --output write); read them with interp_text.ExplanationList.load(path)."
                 ) from None
             raise InterpTextError(f"{path} is not an explanation saved by Explanation.save: {err}.") from None
         return cls.from_dict(data)

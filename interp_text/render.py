@@ -953,6 +953,31 @@ class ExplanationList(list):
         """Write the list as one standalone page (see :func:`save_html`)."""
         return save_html(self, path, **options)
 
+    def save(self, path: str | Path) -> Path:
+        """Write the list as JSON lines, one ``Explanation.to_dict()`` per line; ``ExplanationList.load``
+        reads it back (as it reads ``interp-text explain --output`` files)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(e.to_json() + "\n" for e in _as_list(self)), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExplanationList:
+        """The explanations of a JSON-lines file (``save``'s, or the command line's ``--output``,
+        whose "id"s are dropped)."""
+        out = cls()
+        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InterpTextError(f"{path}:{n} is not a JSON line ({err.msg}); it is not a saved list.") from None
+            if not isinstance(data, dict):
+                raise InterpTextError(f"{path}:{n} is not an explanation (a JSON object); it is not a saved list.")
+            out.append(Explanation.from_dict(data))
+        return out
+
     def to_terminal(self, **options: Any) -> str:
         """Every explanation for a terminal, separated by blank lines (see :func:`explanation_terminal`)."""
         check_options("to_terminal", options, TERMINAL_OPTIONS)

@@ -277,13 +277,19 @@ def test_the_default_output_length_shrinks_to_what_the_model_takes(gpt2, bpe):
 def test_loading_json_lines_names_the_way_to_read_them(tmp_path, bert, wp_tokenizer):
     import json
 
-    from interp_text import Explanation
+    from interp_text import Explanation, ExplanationList
 
     es = Saliency(bert, wp_tokenizer).explain(["the food", "not good"])
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps({**e.to_dict(), "id": i}) + "\n" for i, e in enumerate(es)))
-    with pytest.raises(InterpTextError, match=r"holds several JSON values .*for line in open\(path\)\]"):
+    with pytest.raises(InterpTextError, match=r"holds several JSON values .*interp_text.ExplanationList.load\(path\)"):
         Explanation.load(path)
+    assert ExplanationList.load(path) == es  # the command line's ids dropped
+    assert ExplanationList.load(es.save(tmp_path / "sub" / "list.jsonl")) == es
+    assert isinstance(ExplanationList.load(path), ExplanationList)
+    (tmp_path / "mixed.jsonl").write_text(json.dumps(es[0].to_dict()) + "\n[1, 2]\n")
+    with pytest.raises(InterpTextError, match=r"mixed.jsonl:2 is not an explanation \(a JSON object\)"):
+        ExplanationList.load(tmp_path / "mixed.jsonl")
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(InterpTextError, match="is not an explanation saved by Explanation.save"):
         Explanation.load(tmp_path / "bad.json")
