@@ -242,6 +242,7 @@ class Engine:
         self.loop_only = False  # set when a vmapped backward ran out of memory
         self.id2label: dict | None = None
         self.regression: bool | None = None  # a regression model: no probability (read once)
+        self._trailing_pads: str | None = None  # _check_pad_tokens' verdict on texts whose pad tokens trail
 
     def guarded(self):
         """The model guard of one call (``model_guard.explaining``)."""
@@ -350,46 +351,56 @@ class Engine:
     def _check_pad_tokens(self, it: Item, device) -> None:
         """A classifier that finds the position it reads from the pad tokens in its ids (GPT-2's,
         Llama's: the last token that is not the pad token) reads another one from embeddings (the
-        last). A text holding the pad token (often also the end-of-text token) is checked once:
-        trailing pad tokens, which such a causal model never reads, are dropped from the input;
-        anything else that still differs is refused. Texts without the pad token cost nothing.
+        last). A text holding the pad token (often also the end-of-text token) is checked against
+        the ids forward: trailing pad tokens, which such a causal model never reads, are dropped
+        from the input; anything else that still differs is refused. Texts without the pad token
+        cost nothing; texts whose pad tokens all trail follow the first such text's check.
         """
         pad = getattr(self.model.config, "pad_token_id", None)
         if not isinstance(pad, int) or pad not in it.input_ids.tolist() or reads_ids_only(self.model):
             return
         ids = it.input_ids
-        kwargs = {} if it.token_types is None else {"token_type_ids": torch.tensor([it.token_types])}
         n = len(ids)
         while n > 1 and int(ids[n - 1]) == pad:
             n -= 1
-        with torch.no_grad():
-            on = {k: v.to(device) for k, v in kwargs.items()}
-            # An all-ones mask: the same reading, without transformers' warning about padding.
-            own = self.model(
-                input_ids=ids[None].to(device), attention_mask=torch.ones(1, len(ids), device=device), **on
+        trailing_only = pad not in ids[:n].tolist()
+        verdict = self._trailing_pads if trailing_only else None
+        if verdict is None:
+            verdict = self._pad_verdict(it, n, device)
+            if trailing_only:
+                self._trailing_pads = verdict
+        if verdict == "trim":
+            it.input_ids = ids[:n]
+            it.offsets, it.special, it.token_strings = it.offsets[:n], it.special[:n], it.token_strings[:n]
+            if it.token_types is not None:
+                it.token_types = it.token_types[:n]
+        elif verdict == "refuse":
+            raise InterpTextError(
+                f"text {it.index} holds the pad token ({self.tokenizer.convert_ids_to_tokens(pad)!r}, id {pad}), and "
+                f"{type(self.model).__name__} reads token ids differently from embeddings around it (it picks the "
+                "position it reads by looking for pad tokens); drop that token from the text."
             )
-            own = own.logits.float()
+
+    def _pad_verdict(self, it: Item, n: int, device) -> str:
+        """ "keep" (embeddings read as ids do), "trim" (once the pad tokens after position n are
+        dropped) or "refuse", from the forwards of one text."""
+        emb, ids = self.model.get_input_embeddings(), it.input_ids[None].to(device)
+        types = {} if it.token_types is None else {"token_type_ids": torch.tensor([it.token_types], device=device)}
+        with torch.no_grad():
+            # An all-ones mask: the same reading, without transformers' warning about padding.
+            own = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **types).logits.float()
+
+            def reads_as_ids(length: int) -> bool:
+                cut = {k: v[:, :length] for k, v in types.items()}
+                read = self.model(inputs_embeds=emb(ids[:, :length]), **cut).logits.float()
+                return torch.allclose(read, own, rtol=1e-4, atol=1e-4 * (1 + float(own.abs().max())))
+
             try:
-                read = self.model(inputs_embeds=self.model.get_input_embeddings()(ids[None].to(device)), **on).logits
+                if reads_as_ids(ids.shape[1]):
+                    return "keep"
             except NotImplementedError:  # a classifier that reads ids only (classification_logits says so)
-                return
-            if torch.allclose(read.float(), own, rtol=1e-4, atol=1e-4 * (1 + float(own.abs().max()))):
-                return
-            cut = {k: v[:, :n] for k, v in on.items()}
-            trimmed = self.model(inputs_embeds=self.model.get_input_embeddings()(ids[None, :n].to(device)), **cut)
-            if n < len(ids) and torch.allclose(
-                trimmed.logits.float(), own, rtol=1e-4, atol=1e-4 * (1 + float(own.abs().max()))
-            ):
-                it.input_ids = ids[:n]
-                it.offsets, it.special, it.token_strings = it.offsets[:n], it.special[:n], it.token_strings[:n]
-                if it.token_types is not None:
-                    it.token_types = it.token_types[:n]
-                return
-        raise InterpTextError(
-            f"text {it.index} holds the pad token ({self.tokenizer.convert_ids_to_tokens(pad)!r}, id {pad}), and "
-            f"{type(self.model).__name__} reads token ids differently from embeddings around it (it picks the "
-            "position it reads by looking for pad tokens); drop that token from the text."
-        )
+                return "keep"
+            return "trim" if n < ids.shape[1] and reads_as_ids(n) else "refuse"
 
     def _group_outputs(self, items: list[Item]) -> None:
         """Each output's elements at the explainer's granularity, once, before any forward: an output

@@ -41,6 +41,24 @@ def test_a_trailing_pad_token_is_read_as_the_model_reads_its_ids(method, text, p
     assert e.elements == ["The", "food", "was", "cold"]
 
 
+def test_texts_whose_pad_tokens_trail_share_one_check(pad_pooled):
+    model, tok = pad_pooled
+    texts = ["The food was cold<|endoftext|>", "The staff<|endoftext|>", "cold food<|endoftext|><|endoftext|>"]
+    on_ids = []
+    handle = model.register_forward_pre_hook(
+        lambda m, a, k: on_ids.append(1) if k.get("input_ids") is not None else None, with_kwargs=True
+    )
+    try:
+        got = Saliency(model, tok).explain(texts, targets="all")
+    finally:
+        handle.remove()
+    assert len(on_ids) == 1  # the first text's check decides for the others
+    for text, e in zip(texts, got):
+        with torch.no_grad():
+            own = model(**tok(text, return_tensors="pt")).logits[0]
+        assert [t.score for t in e.targets] == pytest.approx(own.tolist(), abs=1e-5)
+
+
 def test_a_pad_token_inside_the_text_keeps_its_element(pad_pooled):
     model, tok = pad_pooled
     text = "The food<|endoftext|> was cold"
