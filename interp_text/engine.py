@@ -7,6 +7,7 @@ statistic, reduces the hidden dimension and hands token scores to the granularit
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -331,8 +332,14 @@ class Engine:
                     "so nothing is generated; drop them."
                 )
             rows = inp.embedding_rows(model)
+            # A seq2seq model whose generation forces its first token (mBART's, NLLB's language code):
+            # a forced output starts with it too, as generate() would have written it.
+            first = getattr(getattr(model, "generation_config", None), "forced_bos_token_id", None)
+            first = first if s.task == SEQ2SEQ and isinstance(first, int) else None
             for it, ids in zip(items, inp.target_token_ids(tok, per_text)):
                 if ids is not None:
+                    if first is not None and ids and ids[0] != first:
+                        ids = [first, *ids]
                     inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
             self._generate(to_generate, device, generate_kwargs, max_len)
         if not self.needs_embeds:
@@ -426,21 +433,38 @@ class Engine:
         model, tok = self.model, self.tokenizer
         stop, rows = inp.eos_ids(model, tok), inp.embedding_rows(model)
         pad = tok.pad_token_id if tok.pad_token_id is not None else (min(stop) if stop else None)
-        options = {"pad_token_id": pad}
+        options = dict(kwargs)
         given = kwargs.get("generation_config")
         if given is None:  # greedy, 20 new tokens; a generation_config= the user passes says for itself
-            options["do_sample"] = False
-            if "max_length" not in kwargs:
-                options["max_new_tokens"] = 20
-        options.update(kwargs)
-        if options.get("num_return_sequences", 1) != 1:
+            options = {"do_sample": False, **({} if "max_length" in kwargs else {"max_new_tokens": 20}), **options}
+            options.setdefault("pad_token_id", pad)
+        elif getattr(given, "pad_token_id", None) is None:  # on a copy: a pad_token_id= beside it is deprecated
+            options["generation_config"] = given = copy.deepcopy(given)
+            given.pad_token_id = pad
+        # What generate() will do: these options, then the generation config given, then the model's.
+        configs = [options, *(c for c in (given, getattr(model, "generation_config", None)) if c is not None)]
+
+        def setting(name: str, default: Any = None) -> Any:
+            for c in configs:
+                value = c.get(name) if isinstance(c, dict) else getattr(c, name, None)
+                if value is not None:
+                    return value
+            return default
+
+        if setting("num_return_sequences", 1) != 1:
             raise InterpTextError(
-                "num_return_sequences must be 1: each prompt is explained with one output. To explain several, "
-                "generate them first and pass each as targets=."
+                f"num_return_sequences must be 1 (the options or a generation config set {setting('num_return_sequences')}"
+                "): each prompt is explained with one output. To explain several, generate them first and pass each "
+                "as targets=."
             )
         for name in ("return_dict_in_generate", "output_scores", "output_logits"):
             if options.get(name):
                 raise InterpTextError(f"{name}=True: the explanation reads the generated ids only; drop it.")
+        if isinstance(options.get("decoder_start_token_id"), (list, tuple)):
+            raise InterpTextError(
+                "decoder_start_token_id must be one id here: prompts are regrouped by length, so a list of one per "
+                "prompt cannot follow them; explain the prompts that need another start in separate calls."
+            )
         new_tokens = options.get("max_new_tokens")
         if new_tokens is not None and (isinstance(new_tokens, bool) or not isinstance(new_tokens, int)):
             raise InterpTextError(f"max_new_tokens={new_tokens!r} must be an int.")
@@ -461,28 +485,37 @@ class Engine:
                     f"the {max_len} tokens the model accepts at most; lower max_new_tokens or shorten the prompt."
                 )
         # Prompts of one length generate together (no padding), batch_size at a time (bounded memory).
-        # Sampling draws for a whole batch at each step, so its outputs would depend on how prompts
-        # are batched: a sampled length group stays one call, seeded, and gives the same outputs
-        # whatever batch_size and whatever the other prompts.
-        sampling = bool(options.get("do_sample", getattr(given, "do_sample", False)))
+        # Sampling draws for a whole batch at each step, so a sampled prompt generates alone, seeded:
+        # its output is the same whatever batch_size and whatever the other prompts.
+        sampling = bool(setting("do_sample", False))
         device = torch.device(device)
         try:
             # do_sample=True draws from the global generator: seeded here, and left as it was after.
             with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                for group in _batches(by_len, max(map(len, by_len.values())) if sampling else self.s.batch_size):
+                for group in _batches(by_len, 1 if sampling else self.s.batch_size):
                     ids = torch.stack([it.input_ids[: it.n_prompt] for it in group]).to(device)  # (k, prompt)
                     torch.manual_seed(self.s.seed)
+                    fit = {"max_new_tokens": room[group[0].n_prompt]} if group[0].n_prompt in room else {}
                     try:
-                        fit = {"max_new_tokens": room[group[0].n_prompt]} if group[0].n_prompt in room else {}
                         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **{**options, **fit})
                     except torch.cuda.OutOfMemoryError:
                         if not sampling:
                             raise  # Engine.halving starts over at half the batch size
-                        raise InterpTextError(
-                            f"sampling {len(group)} prompts of {len(ids[0])} tokens ran out of GPU memory: sampled "
-                            "prompts of one length generate in one call (so that batch_size does not change what "
-                            "they draw); pass fewer prompts per call, or forced targets."
+                        raise InterpTextError(  # one prompt already: halving cannot help
+                            f"sampling a prompt of {ids.shape[1]} tokens ran out of GPU memory; lower max_new_tokens, "
+                            "or pass the output as a forced target."
                         ) from None
+                    except IndexError as err:  # a position past the model's table
+                        raise InterpTextError(
+                            f"generation failed ({err}): the output likely ran past the {max_len} positions the "
+                            "model takes; lower max_new_tokens (or max_length) in the options or generation config."
+                        ) from err
+                    out = getattr(out, "sequences", out)  # return_dict_in_generate set in a generation config
+                    if out.shape[0] != len(group):
+                        raise InterpTextError(
+                            f"generate() returned {out.shape[0]} outputs for {len(group)} prompts; each prompt is "
+                            "explained with one output (num_return_sequences=1, no beam outputs returned)."
+                        )
                     for it, row in zip(group, out.tolist()):
                         new = row[it.n_prompt :] if self.s.task == CAUSAL_LM else row[1:]
                         if self.s.task == SEQ2SEQ:  # the start it was given (decoder_start_token_id=...)

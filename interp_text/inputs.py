@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import InterpTextError
+from .errors import InterpTextError, user_stacklevel
 from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item, accepts, unwrapped
 
 
@@ -110,7 +111,22 @@ def apply_chat_template(tokenizer, messages: list[dict]) -> str:
             "a chat-message prompt needs a tokenizer with a chat template (tokenizer.chat_template is None); "
             "pass the prompt as a plain string instead."
         )
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if messages and messages[-1].get("role") == "assistant":
+        # A conversation that ends with the assistant's words is a start to continue (a prefill), as
+        # transformers' text-generation pipeline reads it, not a finished turn to answer.
+        text = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=False, continue_final_message=True
+        )
+    else:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    for k, message in enumerate(messages):
+        parts = message.get("content")
+        if isinstance(parts, list) and str(parts) in text:
+            raise InterpTextError(
+                f"the chat template does not read the content of message {k} as a list of parts (it wrote the list "
+                "itself into the prompt); pass that content as a string."
+            )
+    return text
 
 
 def max_input_length(model, tokenizer) -> int | None:
@@ -339,7 +355,7 @@ def target_token_ids(tokenizer, targets: list) -> list[list[int] | None]:
 
 def decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]], list[bool]]:
     """Decode output ids to text, with each token's character span in that text."""
-    special_ids = set(tokenizer.all_special_ids)
+    special_ids = special_token_ids(tokenizer)
     spans, text = [], ""
     for k in range(len(ids)):
         # Decoding prefixes keeps merges (spaces, multi-byte characters) as the tokenizer does them.
@@ -364,6 +380,15 @@ def eos_ids(model, tokenizer) -> set[int]:
             ids.add(v)
         elif isinstance(v, (list, tuple)):
             ids.update(int(x) for x in v)
+    return ids
+
+
+def special_token_ids(tokenizer) -> set[int]:
+    """The ids of every special token: the named ones (bos, eos, ...) and the added tokens flagged
+    special, which a tokenizer may not name (Llama 3's <|start_header_id|>, <|eot_id|>)."""
+    ids = set(tokenizer.all_special_ids)
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids.update(int(i) for i, token in added.items() if getattr(token, "special", False))
     return ids
 
 
@@ -401,6 +426,7 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
             tokens[i] = encoded
             if with_types and any(type_ids):
                 types[i] = tuple(type_ids)
+    special_ids = None  # read once, for the first chat text
     for i, raw in enumerate(texts):
         if i in tokens:
             text, (ids, offsets, special, strings) = raw, tokens[i]
@@ -408,10 +434,18 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
             text = raw if isinstance(raw, Templated) else Templated(apply_chat_template(tokenizer, raw))
             ids, offsets, special, strings = tokenize(tokenizer, text, add_special_tokens=False)
             # The template's special tokens are in the text, where the tokenizer does not flag them.
-            special_ids = set(tokenizer.all_special_ids)
+            special_ids = special_token_ids(tokenizer) if special_ids is None else special_ids
             special = [flag or t in special_ids for flag, t in zip(special, ids)]
         if not ids:
             raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
+        bos = getattr(tokenizer, "bos_token_id", None)
+        if i in tokens and len(ids) > 1 and bos is not None and ids[0] == ids[1] == bos and special[0]:
+            warnings.warn(
+                f"text {i} starts with {tokenizer.bos_token!r}, and the tokenizer adds another: the model reads it "
+                "twice. A text a chat template wrote: pass the messages instead ([{'role': 'user', 'content': ...}]), "
+                "or drop the first token from the text.",
+                stacklevel=user_stacklevel(),
+            )
         check_ids(rows, tokenizer, ids, f"text {i}")
         item = Item(i, text, torch.tensor(ids), offsets, special, strings, token_types=types.get(i))
         if task == CLASSIFICATION:

@@ -211,7 +211,7 @@ def test_tokenizer_without_pad_token_still_generates(llama, bos_tok):
         (lambda m, t: Saliency(m, t).explain([PROMPT, PROMPT], targets=[" a"]), "got 1 targets for 2 prompts"),
         (
             lambda m, t: Saliency(m, t).explain([PROMPT, "The food"], num_beams=3, num_return_sequences=3),
-            "num_return_sequences must be 1: each prompt is explained with one output",
+            "num_return_sequences must be 1 .the options or a generation config set 3.: each prompt is explained",
         ),
         (
             lambda m, t: Occlusion(m, t).explain(PROMPT, targets=" Paris", max_new_token=3),
@@ -543,9 +543,10 @@ def test_rows_of_one_length_with_different_prompt_lengths(gpt2, bpe):
 
 
 def test_sampled_outputs_do_not_depend_on_batch_size(gpt2, bpe):
-    """Sampling draws for a whole batch at each step: a sampled length group is one call, seeded once,
-    so batch_size (or an out-of-memory retry) changes nothing and no batch repeats another's draws."""
-    prompts = ["The capital of"] * 4
+    """Sampling draws for a whole batch at each step: each sampled prompt generates alone, seeded, so
+    batch_size, the other prompts and their order change nothing."""
+    prompts = ["The food was", "The staff were", "The capital is", "The food was"]
+    assert len({len(bpe(p)["input_ids"]) for p in prompts}) == 1  # one length group
     outputs = {
         size: [
             e.output_ids
@@ -554,7 +555,11 @@ def test_sampled_outputs_do_not_depend_on_batch_size(gpt2, bpe):
         for size in (2, 64)
     }
     assert outputs[2] == outputs[64]
-    assert outputs[2][2:] != outputs[2][:2]
+    alone = [Saliency(gpt2, bpe, seed=3).explain(p, max_new_tokens=4, do_sample=True).output_ids for p in prompts]
+    assert outputs[2] == alone
+    reversed_order = Saliency(gpt2, bpe, seed=3).explain(prompts[::-1], max_new_tokens=4, do_sample=True)
+    assert [e.output_ids for e in reversed_order] == alone[::-1]
+    assert outputs[2][0] == outputs[2][3]  # the same prompt, the same seed: the same sample
 
 
 def test_a_sampled_output_does_not_depend_on_the_other_prompts(gpt2, bpe):
@@ -573,7 +578,7 @@ def test_a_generation_config_the_user_passes_is_followed(gpt2, bpe):
 
 
 def test_sampling_that_runs_out_of_gpu_memory_names_the_fix(gpt2, bpe, monkeypatch):
-    """A sampled length group is one call, so halving batch_size cannot help: an error says what can."""
+    """A sampled prompt generates alone, so halving batch_size cannot help: an error says what can."""
     calls = []
 
     def generate(*args, input_ids, **kwargs):
@@ -581,6 +586,6 @@ def test_sampling_that_runs_out_of_gpu_memory_names_the_fix(gpt2, bpe, monkeypat
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(gpt2, "generate", generate)
-    with pytest.raises(InterpTextError, match=r"sampling 3 prompts of \d+ tokens ran out of GPU memory.*fewer prompts"):
+    with pytest.raises(InterpTextError, match=r"sampling a prompt of \d+ tokens ran out of GPU memory; lower max_new"):
         Saliency(gpt2, bpe, batch_size=2).explain(["The capital of"] * 3, max_new_tokens=2, do_sample=True)
-    assert calls == [3]  # tried once, not halved again and again
+    assert calls == [1]  # tried once, not halved again and again

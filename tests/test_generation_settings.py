@@ -1,0 +1,149 @@
+"""Generation as generate() does it: settings from generation configs, chat templates' own special
+tokens and prefills, forced first tokens; and settings no explanation can follow, refused."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from conftest import bpe_tokenizer
+from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
+from tokenizers import models as tok_models
+from transformers import GenerationConfig, PreTrainedTokenizerFast
+
+from interp_text import InterpTextError, Occlusion, Saliency
+
+PROMPT = "The capital of France is"
+LLAMA3_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+
+def trained_bpe(special: list[str], **named) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(tok_models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["The capital of France is Paris user assistant system"] * 5
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer)
+    return tok, named
+
+
+@pytest.fixture(scope="module")
+def llama3():
+    """A Llama-3-like tokenizer: its header tokens are special added tokens it does not name."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok, _ = trained_bpe(LLAMA3_SPECIAL)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=LLAMA3_SPECIAL[0], eos_token=LLAMA3_SPECIAL[4])
+    tok.chat_template = (
+        "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+        "{{ m['content'] }}<|eot_id|>{% endfor %}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+    )
+    return LlamaForCausalLM(config).eval(), tok
+
+
+def test_unnamed_special_tokens_of_a_chat_template_are_no_words(llama3):
+    model, tok = llama3
+    assert tok.all_special_tokens == [LLAMA3_SPECIAL[0], LLAMA3_SPECIAL[4]]  # the headers are not named
+    messages = [{"role": "user", "content": "The capital of France is"}]
+    e = Occlusion(model, tok).explain(messages, targets=" Paris")
+    assert e.elements == ["user", "The", "capital", "of", "France", "is", "assistant"]
+    ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    ids = list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
+    out = tok(" Paris", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids + out])).logits[0]
+    assert e.targets[0].score == pytest.approx(float(logits[len(ids) - 1, out[0]]), abs=1e-5)
+
+
+def test_a_conversation_ending_with_the_assistant_is_continued(llama3):
+    model, tok = llama3
+    messages = [{"role": "user", "content": "The capital?"}, {"role": "assistant", "content": "The capital is"}]
+    e = Saliency(model, tok).explain(messages, targets=" Paris")
+    assert e.text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\nThe capital is")
+
+
+def test_content_the_template_does_not_read_as_parts_is_refused(llama3):
+    model, tok = llama3
+    parts = [{"role": "user", "content": [{"type": "text", "text": "The capital of France is"}]}]
+    with pytest.raises(InterpTextError, match="does not read the content of message 0 as a list of parts"):
+        Saliency(model, tok).explain(parts, targets=" Paris")
+
+
+def test_a_text_that_repeats_the_bos_the_tokenizer_adds_is_warned_about(llama3):
+    model, _ = llama3
+    tok = bpe_tokenizer(bos=True)
+    with pytest.warns(UserWarning, match=r"text 0 starts with '<s>', and the tokenizer adds another"):
+        Saliency(model, tok).explain("<s>The capital of France is", targets=" Paris")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Saliency(model, tok).explain(PROMPT, targets=" Paris")
+
+
+@pytest.mark.parametrize("where", ["model", "given"])
+def test_num_return_sequences_of_a_generation_config_is_refused(where, gpt2, bpe, monkeypatch):
+    config = GenerationConfig(max_new_tokens=3, num_return_sequences=2, num_beams=2)
+    if where == "model":
+        monkeypatch.setattr(gpt2, "generation_config", config)
+        call = lambda: Saliency(gpt2, bpe).explain([PROMPT, "The capital of Spain"])  # noqa: E731
+    else:
+        call = lambda: Saliency(gpt2, bpe).explain([PROMPT, "The capital of Spain"], generation_config=config)  # noqa: E731
+    with pytest.raises(
+        InterpTextError, match=r"num_return_sequences must be 1 \(the options or a generation config set 2"
+    ):
+        call()
+
+
+def test_a_generation_config_asking_for_a_dict_still_explains_its_ids(gpt2, bpe):
+    config = GenerationConfig(max_new_tokens=3, return_dict_in_generate=True, do_sample=False)
+    assert Saliency(gpt2, bpe).explain(PROMPT, generation_config=config).output_ids == (
+        Saliency(gpt2, bpe).explain(PROMPT, max_new_tokens=3).output_ids
+    )
+
+
+def test_running_past_the_positions_names_the_fix(bpe):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe), n_embd=32, n_layer=1, n_head=2, n_positions=12)).eval()
+    config = GenerationConfig(max_new_tokens=30, min_new_tokens=30)
+    with pytest.raises(InterpTextError, match=r"ran past the 12 positions the model takes; lower max_new_tokens"):
+        Saliency(model, bpe).explain(PROMPT, generation_config=config)
+
+
+def test_a_list_of_decoder_starts_is_refused(t5, bpe):
+    with pytest.raises(InterpTextError, match="decoder_start_token_id must be one id here"):
+        Saliency(t5, bpe).explain([PROMPT, "The food"], decoder_start_token_id=[0, 5])
+
+
+def test_a_forced_seq2seq_output_starts_with_the_token_generation_forces():
+    """mBART / NLLB: generate() writes the language code first; a forced output is read after it too."""
+    from transformers import MBartConfig, MBartForConditionalGeneration
+
+    special = ["<s>", "<pad>", "</s>", "<unk>", "en_XX", "fr_XX"]
+    tok, _ = trained_bpe(special)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        additional_special_tokens=["en_XX", "fr_XX"],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = MBartConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        pad_token_id=1, eos_token_id=2, bos_token_id=0, decoder_start_token_id=2,
+    )  # fmt: skip
+    model = MBartForConditionalGeneration(config).eval()
+    model.generation_config.forced_bos_token_id = 5
+    model.generation_config.suppress_tokens = [0, 1, 3, 4]
+    generated = Saliency(model, tok).explain(PROMPT, max_new_tokens=4, no_repeat_ngram_size=1)
+    assert generated.output_ids[0] == 5
+    forced = Saliency(model, tok).explain(PROMPT, targets=generated.output_ids[1:])
+    assert forced.output_ids == generated.output_ids
+    assert [t.score for t in forced.targets] == pytest.approx([t.score for t in generated.targets], abs=1e-6)
+    assert math.isfinite(forced.targets[0].score)
