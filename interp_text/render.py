@@ -316,7 +316,8 @@ def _top_line(expl: Explanation, i: int, k: int = 5) -> str:
     """The ``k`` columns of largest |score| of row ``i``, with their scores: readable without hovering."""
     row, columns = expl.scores[i], expl.columns
     order = [j for j in np.argsort(-np.nan_to_num(np.abs(row), nan=-1.0), kind="stable") if not math.isnan(row[j])]
-    picks = [f"{_visible(columns[j])} {_fmt_short(float(row[j]))}" for j in order[:k]]
+    # each name isolated (FSI ... PDI): a right-to-left word must not pull its score to its other side
+    picks = [f"\u2068{_shown(columns[j])}\u2069 {_fmt_short(float(row[j]))}" for j in order[:k]]
     return ("largest |score|: " + " \u00b7 ".join(picks)) if picks else ""
 
 
@@ -349,32 +350,40 @@ _CSS = """
 #@{font-family:ui-sans-serif,system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
 font-size:14px;line-height:1.5;color:#1f2328;background:#fff;border:1px solid #d0d7de;border-radius:8px;
 padding:12px 14px;margin:6px 0;box-sizing:border-box;max-width:100%;text-align:left;color-scheme:light}
-#@ .itx-head{display:flex;flex-wrap:wrap;align-items:baseline;gap:4px 12px;margin:0 0 8px}
-#@ .itx-title{font-size:15px}
-#@ .itx-label{white-space:pre-wrap;font-weight:600;background:#f6f8fa;border:1px solid #d0d7de;border-radius:4px;
-padding:0 5px}
+#@ .itx-head{display:flex;align-items:baseline;gap:12px;margin:0 0 8px;white-space:nowrap;min-width:0}
+#@ .itx-head+.itx-hint{margin:-6px 0 8px}
+#@ .itx-title{display:flex;align-items:center;gap:5px;flex:0 1 auto;min-width:0;max-width:70%;font-size:15px}
+#@ .itx-label{display:block;min-width:0;min-height:1.5em;overflow:hidden;text-overflow:ellipsis;white-space:pre;
+font-weight:600;background:#f6f8fa;border:1px solid #d0d7de;border-radius:4px;padding:0 5px}
+#@ .itx-info{flex:1 1 0;min-width:0;overflow:hidden;text-overflow:ellipsis}
 #@ .itx-info,#@ .itx-hint{color:#57606a;font-size:13px}
-#@ .itx-top{color:#57606a;font-size:13px;margin:6px 0 0;overflow-wrap:anywhere}
+#@ .itx-top{color:#57606a;font-size:13px;margin:6px 0 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 #@ .itx-hint{font-style:italic}
 #@ .itx-controls{display:flex;flex-wrap:wrap;gap:4px;margin:0 0 8px}
-#@ .itx-btn{font:inherit;font-size:13px;line-height:1.6;color:#1f2328;background:#f6f8fa;border:1px solid #d0d7de;
-border-radius:6px;padding:1px 9px;cursor:pointer;white-space:pre;margin:0}
+#@ .itx-btn{display:inline-flex;align-items:baseline;gap:4px;max-width:100%;font:inherit;font-size:13px;
+line-height:1.6;color:#1f2328;background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:1px 9px;
+cursor:pointer;white-space:pre;margin:0}
+#@ .itx-btn-label{min-width:0;max-width:16em;overflow:hidden;text-overflow:ellipsis}
 #@ .itx-btn small{color:#57606a;font-size:11px}
 #@ .itx-btn[aria-pressed="true"]{background:#1f2328;border-color:#1f2328;color:#fff}
 #@ .itx-btn[aria-pressed="true"] small{color:#d0d7de}
+#@ .itx-controls label{min-width:0;max-width:100%}
 #@ .itx-select{font:inherit;font-size:13px;padding:2px 4px;color:#1f2328;background:#fff;border:1px solid #d0d7de;
-border-radius:6px}
+border-radius:6px;max-width:20em}
 #@ .itx-text{white-space:pre-wrap;overflow-wrap:anywhere;font-size:15px;line-height:1.95;padding:8px 10px;
-border:1px solid #eaeef2;border-radius:6px;background:#fff;color:#1f2328;margin:0}
+border:1px solid #eaeef2;border-radius:6px;background:#fff;color:#1f2328;margin:0;text-align:start}
 #@ .itx-el{border-radius:3px;padding:2px 0;-webkit-box-decoration-break:clone;box-decoration-break:clone}
 #@ .itx-nan{background-color:#eef0f3;background-image:repeating-linear-gradient(135deg,#f3f4f6 0 3px,#dde1e6 3px 6px);
-color:#6e7781}
+color:#57606a}
 #@ .itx-empty::before{content:attr(data-label);font-size:11px;border:1px dashed #8c959f;border-radius:3px;
 padding:0 3px;margin:0 1px}
+#@ .itx-ws::before{content:attr(data-ws);padding:0 2px}
+#@ .itx-out{padding:2px 3px}
+#@ .itx-out.itx-short{padding:2px 6px}
 #@ .itx-out[data-row]{cursor:pointer}
-#@ .itx-out[data-row]:hover{box-shadow:inset 0 0 0 1px #57606a}
-#@ .itx-out.itx-sel,#@ .itx-out.itx-sel:hover{box-shadow:inset 0 0 0 2px #1f2328;background-image:none;
-background-color:#fff;color:#1f2328}
+#@ .itx-out[data-row]:hover{box-shadow:0 0 0 1px #57606a}
+#@ .itx-out.itx-sel,#@ .itx-out.itx-sel:hover{outline:2px solid #1f2328;outline-offset:1px;box-shadow:none;
+background-image:none;background-color:#fff;color:#1f2328}
 #@ .itx-panels{display:flex;flex-wrap:wrap;gap:12px}
 #@ .itx-panel{flex:1 1 300px;min-width:0}
 #@ .itx-panel-title{font-size:11px;font-weight:600;color:#57606a;text-transform:uppercase;letter-spacing:.05em;
@@ -386,7 +395,7 @@ color:#57606a}
 #@ .itx-ticks{display:flex;justify-content:space-between;font-variant-numeric:tabular-nums;color:#1f2328}
 #@ .itx-swatch{display:inline-block;width:16px;height:11px;vertical-align:middle;border:1px solid #d0d7de;
 border-radius:2px;margin-right:4px}
-#@ .itx-meta{margin-top:6px;font-size:11px;color:#8c959f}
+#@ .itx-meta{margin-top:6px;font-size:11px;color:#57606a;overflow-wrap:anywhere}
 #@ details.itx-heat-box{margin-top:12px}
 #@ details.itx-heat-box summary{cursor:pointer;font-size:12px;color:#57606a;margin-bottom:4px}
 #@ .itx-heat-wrap{overflow:auto;max-height:420px;border:1px solid #eaeef2;border-radius:6px;background:#fff}
@@ -395,9 +404,11 @@ table-layout:auto;background:#fff}
 #@ table.itx-heat tr,#@ table.itx-heat tbody tr{background:#fff}
 #@ table.itx-heat td{width:16px;min-width:16px;height:16px;padding:0;border:none;text-align:center}
 #@ table.itx-heat th{padding:0 6px 0 3px;border:none;font-weight:normal;color:#1f2328;background:#fff;
-white-space:pre;text-align:right;max-width:none}
+white-space:pre;text-align:right}
 #@ table.itx-heat thead th{position:sticky;top:0;z-index:1;vertical-align:bottom;text-align:center;padding:2px 0}
+#@ table.itx-heat thead th.itx-corner{left:0;z-index:3}
 #@ table.itx-heat tbody th{position:sticky;left:0;cursor:pointer}
+#@ table.itx-heat tbody th span{display:block;max-width:12em;overflow:hidden;text-overflow:ellipsis}
 #@ table.itx-heat .itx-colh span{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;
 max-height:96px;overflow:hidden;white-space:pre;text-overflow:ellipsis}
 #@ table.itx-heat .itx-first-out{border-left:2px solid #57606a}
@@ -408,6 +419,7 @@ _JS = """
 (function () {
   "use strict";
   var D = __DATA__;
+  var INF = 1.7976931348623157e308;  // _JSON_INF
   var roots = document.querySelectorAll('[id="__UID__"]');
   if (!roots.length && document.currentScript) { roots = [document.currentScript.parentNode]; }
   for (var k = 0; k < roots.length; k++) { init(roots[k]); }
@@ -437,7 +449,7 @@ _JS = """
       return s;
     }
     function colour(v, s) {
-      var t = Math.abs(v) >= 1.7976931348623157e308 ? 1 : (s > 0 ? Math.min(Math.abs(v) / s, 1) : 0);
+      var t = Math.abs(v) >= INF ? 1 : (s > 0 ? Math.min(Math.abs(v) / s, 1) : 0);
       var end = v >= 0 ? D.pos : D.neg, out = [];
       for (var i = 0; i < 3; i++) { out.push(Math.floor(255 + t * (end[i] - 255) + 0.5)); }
       return out;
@@ -447,12 +459,20 @@ _JS = """
       return (l + 0.05) / (luminance(D.dark) + 0.05) >= 1.05 / (l + 0.05) ? D.dark : D.light;
     }
     function css(c) { return "rgb(" + c[0] + ", " + c[1] + ", " + c[2] + ")"; }
-    function fmt(v) { var a = Number(v.toPrecision(6)); return (a >= 0 ? "+" : "") + String(a); }
+    function fmt(v) {
+      if (Math.abs(v) >= INF) { return v > 0 ? "+inf" : "-inf"; }  // JSON's stand-in for an infinite score
+      var a = Number(v.toPrecision(6));
+      return (a >= 0 ? "+" : "") + String(a);
+    }
+    function shown(s) {  // as _shown does
+      var v = s.replace(/\\r/g, "").replace(/\\n/g, "\\u21b5").replace(/\\t/g, "\\u2192");
+      return s && !s.trim() ? v.replace(/\\s/g, "") || "\\u2423" : v;
+    }
 
     function paint(row) {
       var values = D.scores[row], s = D.scales[row];
       cells.forEach(function (el) {
-        var j = Number(el.getAttribute("data-col")), v = values[j], name = D.columns[j];
+        var j = Number(el.getAttribute("data-col")), v = values[j], name = shown(D.columns[j]);
         if (v === null) {
           el.classList.add("itx-nan");
           el.style.backgroundColor = "";
@@ -470,9 +490,11 @@ _JS = """
       heatRows.forEach(function (el) {
         el.classList.toggle("itx-sel-row", Number(el.getAttribute("data-row")) === row);
       });
-      if (labelNode) { labelNode.textContent = D.rows[row].label; }
-      if (infoNode) { infoNode.textContent = D.rows[row].info; }
-      if (topNode) { topNode.textContent = D.rows[row].top; }
+      // One line each, cut with an ellipsis (the whole text in the title): a line that wrapped
+      // would move everything below it while the pointer is on an output.
+      if (labelNode) { labelNode.textContent = shown(D.rows[row].label); labelNode.title = D.rows[row].label; }
+      if (infoNode) { infoNode.textContent = infoNode.title = D.rows[row].info; }
+      if (topNode) { topNode.textContent = topNode.title = D.rows[row].top; }
       if (lo) { lo.textContent = "-" + D.rows[row].scale; }
       if (hi) { hi.textContent = "+" + D.rows[row].scale; }
       root.setAttribute("data-row", String(row));
@@ -523,26 +545,46 @@ def _element_span(
     extra_class: str = "",
     extra_attrs: str = "",
 ) -> str:
-    """One element as a ``<span>``: tinted by ``value`` (None: not a score column)."""
+    """One element as a ``<span>``: tinted by ``value`` (None: not a score column).
+
+    An element with nothing to draw (an empty span, or only whitespace: 0 px wide at a line end)
+    gets a symbol as CSS generated content, so it can be seen and hovered while the text, and the
+    line breaks it holds, stay as they are.
+    """
     classes = ["itx-el"] + ([extra_class] if extra_class else [])
     attrs = [] if col is None else [f'data-col="{col}"']
     style = ""
+    name = _shown(label)
     if not piece:
         classes.append("itx-empty")
         attrs.append(f'data-label="{_esc(_visible(label))}"')
+    elif piece.isspace():
+        classes.append("itx-ws")
+        attrs.append(f'data-ws="{_esc(_whitespace_mark(piece))}"')
     if value is None:
-        title = label
+        title = name
     elif math.isnan(value):
         classes.append("itx-nan")
-        title = f"{label}: not attributable"
+        title = f"{name}: not attributable"
     else:
         bg = score_rgb(value, scale)
         style = f' style="background-color:{_css(bg)};color:{_css(text_rgb(bg))}"'
-        title = f"{label}: {_fmt_exact(value)}"
+        title = f"{name}: {_fmt_exact(value)}"
     attrs.append(f'title="{_esc(title)}"')
     if extra_attrs:
         attrs.append(extra_attrs)
     return f'<span class="{" ".join(classes)}" {" ".join(attrs)}{style}>{_esc(piece)}</span>'
+
+
+def _whitespace_mark(piece: str) -> str:
+    """What a whitespace-only piece shows: a symbol per line break or tab, else one for spaces."""
+    return "".join(c for c in _visible(piece) if not c.isspace()) or "\u2423"
+
+
+def _shown(label: str) -> str:
+    """A label on one line of the page: line breaks and tabs as symbols, and a label of whitespace
+    only as its symbols (it would read as nothing). The page's JavaScript does the same (``shown``)."""
+    return _whitespace_mark(label) if label.isspace() else _visible(label)
 
 
 def _text_block(
@@ -567,7 +609,7 @@ def _text_block(
         col = None if values is None else col_offset + j
         extra_class, extra_attrs = "", f'data-{side}="{j}"'
         if rows_of is not None:
-            extra_class = "itx-out"
+            extra_class = "itx-out" + (" itx-short" if len(piece.strip()) == 1 else "")  # a wider target for "."
             if j in rows_of:
                 extra_attrs += f' data-row="{rows_of[j]}" tabindex="0" role="button"'
                 if rows_of[j] == selected:
@@ -575,7 +617,7 @@ def _text_block(
         parts.append(
             _element_span(col, piece, labels[j], value, scale, extra_class=extra_class, extra_attrs=extra_attrs)
         )
-    return f'<div class="itx-text" data-side="{side}" style="white-space:pre-wrap">{"".join(parts)}</div>'
+    return f'<div class="itx-text" data-side="{side}" dir="auto" style="white-space:pre-wrap">{"".join(parts)}</div>'
 
 
 def unsigned(expl: Explanation) -> bool:
@@ -637,15 +679,15 @@ def _heatmap(expl: Explanation, scales: list[float], selected: int, n_prompt: in
             f"The matrix has {rows * cols} cells, more than {MAX_HEATMAP_CELLS}: left out to keep the page small."
             "</div></details>"
         )
-    head = ["<th></th>"]
+    head = ['<th class="itx-corner"></th>']
     for j, name in enumerate(columns):
         first_out = (
             ' class="itx-colh itx-first-out"' if j == n_prompt and expl.task == "causal_lm" else ' class="itx-colh"'
         )
-        head.append(f'<th{first_out} title="{_esc(name)}"><span>{_esc(_visible(name))}</span></th>')
+        head.append(f'<th{first_out} title="{_esc(name)}"><span dir="auto">{_esc(_shown(name))}</span></th>')
     body = []
     for i, t in enumerate(expl.targets):
-        cells = [f'<th title="{_esc(t.label)}" tabindex="0">{_esc(_visible(t.label))}</th>']
+        cells = [f'<th title="{_esc(t.label)}" tabindex="0"><span dir="auto">{_esc(_shown(t.label))}</span></th>']
         for j, name in enumerate(columns):
             value = float(expl.scores[i, j])
             border = ' class="itx-first-out"' if j == n_prompt and expl.task == "causal_lm" else ""
@@ -695,17 +737,12 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
     uid = "itx-" + uuid.uuid4().hex[:12]
     generation = expl.task != "classification"
     values = expl.scores[row]
-    t = expl.targets[row]
 
     if generation:
-        title = (
-            f'<div class="itx-title">Output element <b class="itx-label">{_esc(t.label)}</b></div>'
-            f'<div class="itx-info">{_esc(_row_info(expl, row))}</div>'
-            + (
-                '<div class="itx-hint">hover or click (tap) an output element to see what drove it</div>'
-                if len(expl.targets) > 1
-                else ""
-            )
+        head = _head("Output element", expl, row) + (
+            '<div class="itx-hint">hover or click (tap) an output element to see what drove it</div>'
+            if len(expl.targets) > 1
+            else ""
         )
         controls = ""
         out_text, out_labels, out_spans = _output_side(expl)
@@ -730,17 +767,14 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
             f'<div class="itx-panel"><div class="itx-panel-title">Output</div>{output}</div>'
             "</div>"
         )
-        body += f'<div class="itx-top">{_esc(_top_line(expl, row))}</div>'
+        body += _top_div(expl, row)
         body += _legend(scales[row], shared is not None, True, unsigned(expl))
         body += _heatmap(expl, scales, row, n_prompt, shared is not None)
     else:
-        title = (
-            f'<div class="itx-title">Explained class <b class="itx-label">{_esc(t.label)}</b></div>'
-            f'<div class="itx-info">{_esc(_row_info(expl, row))}</div>'
-        )
+        head = _head("Explained class", expl, row)
         controls = _class_switch(expl, row) if len(expl.targets) > 1 else ""
         body = _text_block(expl.text, expl.spans, expl.elements, values, scales[row], side="prompt")
-        body += f'<div class="itx-top">{_esc(_top_line(expl, row))}</div>'
+        body += _top_div(expl, row)
         body += _legend(scales[row], shared is not None, False, unsigned(expl))
 
     meta = " \u00b7 ".join(
@@ -769,12 +803,27 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
     return (
         f'<div class="itx-root" id="{uid}" data-task="{_esc(expl.task)}" data-row="{row}">'
         f"<style>{_CSS.replace('#@', '#' + uid)}</style>"
-        f'<div class="itx-head">{title}</div>{controls}{body}'
+        f"{head}{controls}{body}"
         f'<div class="itx-meta">{_esc(meta)}</div>'
         # the data lives in the script itself: hosts that re-create scripts may drop other ones
         f"<script>{_JS.replace('__UID__', uid).replace('__DATA__', _script_json(data))}</script>"
         "</div>"
     )
+
+
+def _head(kind: str, expl: Explanation, row: int) -> str:
+    """The row's name and its info line, one line whatever their length (see ``paint`` in ``_JS``)."""
+    label, info = expl.targets[row].label, _row_info(expl, row)
+    return (
+        f'<div class="itx-head"><div class="itx-title">{kind} '
+        f'<b class="itx-label" dir="auto" title="{_esc(label)}">{_esc(_shown(label))}</b></div>'
+        f'<div class="itx-info" title="{_esc(info)}">{_esc(info)}</div></div>'
+    )
+
+
+def _top_div(expl: Explanation, row: int) -> str:
+    top = _top_line(expl, row)
+    return f'<div class="itx-top" title="{_esc(top)}">{_esc(top)}</div>'
 
 
 def _class_switch(expl: Explanation, selected: int) -> str:
@@ -787,14 +836,15 @@ def _class_switch(expl: Explanation, selected: int) -> str:
             pressed = "true" if i == selected else "false"
             buttons.append(
                 f'<button type="button" class="itx-btn" data-row="{i}" aria-pressed="{pressed}" '
-                f'title="{_esc(t.label)}">{_esc(_visible(t.label))}{prob}</button>'
+                f'title="{_esc(t.label)}"><span class="itx-btn-label" dir="auto">{_esc(_shown(t.label))}</span>'
+                f"{prob}</button>"
             )
         return f'<div class="itx-controls" role="group" aria-label="explained class">{"".join(buttons)}</div>'
     options = []
     for i, t in enumerate(targets):
         prob = "" if math.isnan(t.probability) else f" (p = {_fmt_prob(t.probability)})"
         sel = " selected" if i == selected else ""
-        options.append(f'<option value="{i}"{sel}>{_esc(_visible(t.label) + prob)}</option>')
+        options.append(f'<option value="{i}"{sel}>{_esc(_shown(t.label) + prob)}</option>')
     return (
         '<div class="itx-controls"><label>explained class '
         f'<select class="itx-select">{"".join(options)}</select></label></div>'
@@ -811,7 +861,7 @@ def _as_list(explanations: Any) -> list[Explanation]:
 
 _LIST_CSS = """
 #@{font-family:ui-sans-serif,system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1f2328;
-color-scheme:light}
+background:#f6f8fa;border-radius:8px;padding:2px 8px 2px 0;color-scheme:light}
 #@ .itx-list-row{display:flex;gap:10px;align-items:flex-start}
 #@ .itx-list-idx{flex:0 0 auto;min-width:28px;margin-top:14px;text-align:right;font-size:12px;font-weight:600;
 color:#57606a;font-variant-numeric:tabular-nums}

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from hand_made import words
 
-from interp_text.explanation import Explanation
-from interp_text.render import explanation_html, save_html, score_rgb, text_rgb
+from interp_text.explanation import Explanation, Target
+from interp_text.render import POSITIVE_RGB, explanation_html, explanations_html, save_html, score_rgb, text_rgb
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 # CI sets INTERP_TEXT_REQUIRE_BROWSER=1: there a missing browser is a failure, never a skip.
@@ -107,6 +107,11 @@ def colours(page, selector: str, prop: str = "backgroundColor") -> list[str]:
 
 
 PROMPT = ".itx-text[data-side=prompt] .itx-el[data-col]"
+
+
+def top_line(*picks: tuple[str, str]) -> str:
+    """The "largest |score|" line: each name between Unicode isolates (FSI ... PDI)."""
+    return "largest |score|: " + " \u00b7 ".join(f"\u2068{name}\u2069 {score}" for name, score in picks)
 
 
 # ----------------------------------------------------------------- tests
@@ -215,13 +220,13 @@ def test_class_switch_changes_colours(page, tmp_path):
     open_page(page, save_html(expl, tmp_path / "switch.html", scale=1.0))
     assert page.get_attribute(".itx-btn[data-row='2']", "aria-pressed") == "true"
     assert colours(page, PROMPT) == expected(expl.scores[2], 1.0)
-    assert (
-        page.text_content(".itx-top") == "largest |score|: not +0.80 \u00b7 at +0.30 \u00b7 all +0.20 \u00b7 bad -0.10"
+    assert page.text_content(".itx-top") == top_line(
+        ("not", "+0.80"), ("at", "+0.30"), ("all", "+0.20"), ("bad", "-0.10")
     )
     page.click(".itx-btn[data-row='0']")
     assert colours(page, PROMPT) == expected(expl.scores[0], 1.0)
-    assert (
-        page.text_content(".itx-top") == "largest |score|: not -0.80 \u00b7 at -0.30 \u00b7 bad +0.10 \u00b7 all +0.00"
+    assert page.text_content(".itx-top") == top_line(
+        ("not", "-0.80"), ("at", "-0.30"), ("bad", "+0.10"), ("all", "+0.00")
     )
     assert page.text_content(".itx-label") == "negative"
     assert page.get_attribute(".itx-btn[data-row='0']", "aria-pressed") == "true"
@@ -279,3 +284,178 @@ def test_fragment_works_when_a_notebook_inserts_it(page, host):
     page.click("#one .itx-btn[data-row='0']")
     assert colours(page, f"#two {PROMPT}") == expected(expl.scores[1])
     assert colours(page, f"#one {PROMPT}") == expected(expl.scores[0])
+
+
+# ----------------------------------------------------------------- layout and readability
+def boxes(page, selector: str) -> list[tuple[int, int, int, int]]:
+    """Where the elements are on the page (not in the viewport, which scrolls to what the pointer moves to)."""
+    found = page.eval_on_selector_all(
+        selector,
+        "els => els.map(e => { const r = e.getBoundingClientRect(); "
+        "return [r.x + scrollX, r.y + scrollY, r.width, r.height]; })",
+    )
+    return [tuple(round(v) for v in b) for b in found]
+
+
+def point_at(page, selector: str) -> None:
+    """Move the mouse to the middle of an element, as a person does (no waiting for it to keep still)."""
+    element = page.query_selector(selector)
+    element.scroll_into_view_if_needed()
+    box = element.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+@pytest.mark.parametrize("width", [360, 560, 700])
+def test_hovering_never_moves_the_layout(page, tmp_path, width):
+    """Rows whose label, info and top line differ in length: a line that wrapped on one row and not on
+    another moved the output under the pointer, which then hovered another output."""
+    rng = np.random.default_rng(0)
+    prompt, output = "The capital of France is", " Paris, which is also known internationally as the City of Light."
+    n, m = len(words(prompt)[0]), len(words(output)[0])
+    expl = hand_made.causal(prompt, output, rng.normal(size=(m, n + m)), probability=0.97)
+    # labels that are not the words: empty, an emoji (a taller fallback font), a long one, a line break
+    for row, label in zip((3, 5, 7, 9), ("", "\U0001f600", "internationally " * 6, "\n")):
+        expl.targets[row].label = label
+    page.set_viewport_size({"width": width, "height": 700})
+    open_page(page, save_html(expl, tmp_path / "gen.html"))
+    watched = ".itx-head, .itx-panels, .itx-out[data-row], .itx-top, .itx-legend, .itx-heat-wrap, .itx-meta"
+    still = boxes(page, watched)
+    for what, selector in (("output", ".itx-out[data-row='{}']"), ("heat-map row", ".itx-heat tr[data-row='{}'] th")):
+        for r in range(m):
+            point_at(page, selector.format(r))
+            assert page.get_attribute(".itx-root", "data-row") == str(r), f"the pointer on {what} {r} shows another"
+            assert boxes(page, watched) == still, f"hovering {what} {r} moved the page"
+    # whatever is cut to one line says it all in its tooltip
+    assert page.get_attribute(".itx-label", "title") == expl.targets[m - 1].label
+    assert page.get_attribute(".itx-top", "title") == page.text_content(".itx-top")
+
+
+def test_long_labels_stay_inside_the_card(page, tmp_path):
+    long_labels = ("x" * 150, "https://example.com/a/very/long/label/without/any/spaces/" + "z" * 80)
+    cls = classification("short text here", [[0.1, 0.2, 0.3], [0.3, -0.2, 0.1]], labels=long_labels, predicted=1)
+    many = classification(
+        "short text", np.arange(24.0), labels=tuple("c" * 100 + str(i) for i in range(12)), predicted=1
+    )
+    url = " Paris. https://example.org/" + "q" * 120 + " end"
+    m = len(words(url)[0])
+    gen = hand_made.causal("The capital is", url, np.ones((m, 3 + m)))
+    open_page(page, save_html([cls, many, gen], tmp_path / "long.html"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1100
+    for root in page.query_selector_all(".itx-root"):
+        assert root.evaluate("e => e.scrollWidth <= e.clientWidth")
+    assert page.get_attribute(".itx-btn[data-row='0']", "title") == long_labels[0]
+    assert page.get_attribute(".itx-label", "title") == long_labels[1]
+    heat = page.query_selector(".itx-heat tbody tr[data-row='1'] th")
+    assert heat.get_attribute("title") == gen.targets[1].label and heat.bounding_box()["width"] < 200
+    shot(page, "long-labels")
+
+
+def test_whitespace_only_elements_can_be_seen_and_hovered(page, tmp_path):
+    text = "Question: capital?\nAnswer:  Paris"
+    spans = [(0, 9), (10, 18), (18, 19), (19, 26), (26, 28), (28, 33)]  # "\n" and "  " are elements, as tokens can be
+    elements = [text[s:e] for s, e in spans]
+    scores = np.array([[0.1, 0.2, 1.0, -0.3, 0.5, 0.0], [0.0] * 6])  # (2 rows, 6 elements)
+    expl = Explanation(text, elements, spans, scores, [Target("pos", 0), Target("neg", 1)], method="saliency")
+    open_page(page, save_html(expl, tmp_path / "ws.html"))
+    newline = page.query_selector(f"{PROMPT}[data-col='2']")
+    box = newline.bounding_box()
+    assert box["width"] >= 6 and box["height"] >= 10
+    assert newline.evaluate("e => getComputedStyle(e).backgroundColor") == css(POSITIVE_RGB)
+    # the line break is still one: "Answer:" starts a new line
+    answer = page.query_selector(f"{PROMPT}[data-col='3']").bounding_box()
+    assert answer["y"] > box["y"] + box["height"] / 2
+    assert page.eval_on_selector(".itx-text[data-side=prompt]", "e => e.textContent") == text
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # what the pointer finds there
+    assert page.evaluate(f"document.elementFromPoint({x}, {y}).title") == "\u21b5: +1"
+    static = page.eval_on_selector_all(PROMPT, "els => els.map(e => e.title)")
+    assert static[4] == "\u2423: +0.5"
+    page.click(".itx-btn[data-row='1']")
+    page.click(".itx-btn[data-row='0']")
+    assert page.eval_on_selector_all(PROMPT, "els => els.map(e => e.title)") == static  # the script names them alike
+
+
+def test_right_to_left_text_keeps_its_punctuation_at_the_end(page, tmp_path):
+    hebrew = "\u05d4\u05e1\u05e8\u05d8 \u05d4\u05d9\u05d4 \u05e0\u05d4\u05d3\u05e8."
+    expl = classification(hebrew, [[0.5, -1.0, 0.2], [0.1, 0.2, 0.3]], labels=("neg", "pos"), predicted=0)
+    open_page(page, save_html(expl, tmp_path / "rtl.html"))
+    block = ".itx-text[data-side=prompt]"
+    assert page.eval_on_selector(block, "e => getComputedStyle(e).direction") == "rtl"
+    # the full stop ends the sentence: in a right-to-left line that is its left end, left of every word
+    stop, first = page.eval_on_selector(
+        block,
+        """e => { const last = e.querySelector("[data-col='2']").firstChild, r = document.createRange();
+        r.setStart(last, last.data.length - 1); r.setEnd(last, last.data.length);
+        return [r.getBoundingClientRect().left, e.querySelector("[data-col='0']").getBoundingClientRect().left]; }""",
+    )
+    assert stop < first
+
+
+def test_heatmap_corner_stays_over_scrolled_headers(page, tmp_path):
+    prompt = " ".join(f"w{i}" for i in range(40))
+    output = " " + " ".join(f"o{i}" for i in range(40))
+    expl = hand_made.causal(prompt, output, np.ones((40, 80)))
+    open_page(page, save_html(expl, tmp_path / "heat.html"))
+    wrap = page.query_selector(".itx-heat-wrap")
+    corner = page.query_selector(".itx-heat thead th:first-child").bounding_box()
+    wrap.evaluate("e => { e.scrollLeft = 300; e.scrollTop = 200; }")
+    moved = page.query_selector(".itx-heat thead th:first-child").bounding_box()
+    assert abs(moved["x"] - corner["x"]) <= 1 and abs(moved["y"] - corner["y"]) <= 1  # the table's 1 px spacing
+    x, y = corner["x"] + corner["width"] / 2, corner["y"] + corner["height"] / 2
+    corner_th = ".itx-heat thead th:first-child"
+    assert page.evaluate(f"document.elementFromPoint({x}, {y}) === document.querySelector('{corner_th}')")
+    assert page.eval_on_selector(corner_th, "e => getComputedStyle(e).backgroundColor") == WHITE
+
+
+def test_outputs_are_wide_enough_to_click_and_selection_covers_no_glyph(page, tmp_path):
+    expl = hand_made.causal("Say it", " a . b", np.ones((3, 5)))
+    open_page(page, save_html(expl, tmp_path / "dot.html"))
+    outputs = ".itx-out[data-row]"
+    assert page.query_selector(f"{outputs}[data-row='1']").bounding_box()["width"] >= 14  # the "."
+    placed = boxes(page, outputs)
+    for row in (1, 2, 0):
+        page.click(f"{outputs}[data-row='{row}']")
+        page.mouse.move(1, 1)
+        assert boxes(page, outputs) == placed
+        ring = page.eval_on_selector(
+            f"{outputs}[data-row='{row}']",
+            "e => [getComputedStyle(e).outlineStyle, parseFloat(getComputedStyle(e).outlineOffset), "
+            "getComputedStyle(e).boxShadow]",
+        )
+        assert ring == ["solid", 1.0, "none"]  # drawn outside the element, not over its letters
+
+
+def test_infinite_scores_read_inf_after_switching_rows(page, tmp_path):
+    scores = [[float("-inf"), float("inf"), 1.0], [0.5, 0.5, 0.5]]
+    expl = classification("a b c", scores, labels=("neg", "pos"), predicted=0)
+    open_page(page, save_html(expl, tmp_path / "inf.html"))
+    titles = "els => els.map(e => e.title)"
+    static = page.eval_on_selector_all(PROMPT, titles)
+    assert static == ["a: -inf", "b: +inf", "c: +1"]
+    page.click(".itx-btn[data-row='1']")
+    page.click(".itx-btn[data-row='0']")
+    assert page.eval_on_selector_all(PROMPT, titles) == static
+
+
+def test_list_in_a_dark_notebook_keeps_its_own_light_background(page):
+    a = classification("good film", [[0.5, 0.2], [-0.5, -0.2]], labels=("pos", "neg"), predicted=0)
+    page.set_content(f'<!doctype html><body style="background:#111;color:#eee">{explanations_html([a, a])}</body>')
+    bg, fg = page.eval_on_selector(
+        ".itx-list",
+        "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e.querySelector('.itx-list-idx')).color]",
+    )
+    assert bg != "rgba(0, 0, 0, 0)"
+    assert contrast(rgb(fg), rgb(bg)) >= 4.5
+
+
+def rgb(value: str) -> tuple[int, int, int]:
+    return tuple(int(v) for v in value[value.index("(") + 1 : value.index(")")].split(",")[:3])
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    def lum(c):
+        c = [x / 255 for x in c]
+        c = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)

@@ -791,3 +791,81 @@ def test_shared_scale_spans_every_row_and_text():
     assert ExplanationList([a, b]).to_terminal(color=True, scale="shared").count("|score| 4;") == 2
     with pytest.raises(InterpTextError, match='or "shared"'):
         explanation_html(a, scale="own")
+
+
+# ----------------------------------------------------------------- readability
+def test_whitespace_only_elements_show_a_symbol_and_keep_the_text():
+    text = "Hello\n\nWorld\t  end"
+    spans = [(0, 5), (5, 7), (7, 12), (12, 15), (15, 18)]  # "\n\n" and "\t  " are elements
+    elements = [text[s:e] for s, e in spans]
+    expl = Explanation(text, elements, spans, np.array([[0.1, 0.9, 0.2, -0.5, 0.3]]), [Target("pos", 0)], "saliency")
+    root = dom(explanation_html(expl))
+    assert root.find("div", "itx-text", data_side="prompt").text() == text  # the symbols are CSS content
+    marked = [c for c in prompt_cells(root) if "itx-ws" in c.classes]
+    assert [c.attrs["data-ws"] for c in marked] == ["\u21b5\u21b5", "\u2192"]
+    assert [c.attrs["title"] for c in marked] == ["\u21b5\u21b5: +0.9", "\u2192: -0.5"]
+    assert style_rgb(marked[0]) == POSITIVE_RGB  # tinted like any element
+    spaces = Explanation("a   b", ["a", "   ", "b"], [(0, 1), (1, 4), (4, 5)], [[0.1, 0.2, 0.3]], [Target("p", 0)], "x")
+    assert dom(explanation_html(spaces)).find("span", "itx-ws").attrs["data-ws"] == "\u2423"
+    assert re.search(r"\.itx-ws::before\{content:attr\(data-ws\)", explanation_html(spaces))
+
+
+def _hex_rgb(value: str) -> tuple[int, int, int]:
+    value = value.lstrip("#")
+    value = "".join(c * 2 for c in value) if len(value) == 3 else value
+    return tuple(int(value[i : i + 2], 16) for i in (0, 2, 4))
+
+
+def _contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    def lum(c):
+        c = [x / 255 for x in c]
+        c = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _rule(style: Node, selector: str) -> str:
+    """The declarations of the rule of ``style`` whose selector list is ``selector`` (``#@``: the scope id)."""
+    css = re.sub(r"#itx-(list-)?[0-9a-f]{12}", "#@", style.text().replace("\n", ""))
+    m = re.search(r"(?:^|\})" + re.escape(selector) + r"\{([^}]*)\}", css)
+    assert m, selector
+    return m.group(1)
+
+
+def _colour(declarations: str, prop: str = "color") -> tuple[int, int, int]:
+    return _hex_rgb(re.search(rf"(?:^|;){prop}:(#[0-9a-f]{{3,6}})", declarations).group(1))
+
+
+def test_small_text_colours_reach_wcag_contrast_on_every_background():
+    root = dom(explanations_html([classification("a b", [[float("nan"), 1.0], [0.5, 0.5]])]))
+    card, page = root.find("div", "itx-root").find("style"), root.find("div", "itx-list").find("style")
+    # not attributable: its text on each stripe of the hatching and on the grey under it
+    nan = _rule(card, "#@ .itx-nan")
+    stripes = re.findall(r"#[0-9a-f]{6}", "".join(re.findall(r"background[^:]*:[^;]*", nan)))
+    assert len(stripes) == 3
+    assert min(_contrast(_colour(nan), _hex_rgb(s)) for s in stripes) >= 4.5
+    # the method line, on the white card
+    assert _contrast(_colour(_rule(card, "#@ .itx-meta")), _colour(_rule(card, "#@"), "background")) >= 4.5
+    # a list's row numbers, on the list's own background: never the host page's, which may be dark
+    assert "background:" in _rule(page, "#@"), "the list has no background of its own"
+    assert _contrast(_colour(_rule(page, "#@ .itx-list-idx")), _colour(_rule(page, "#@"), "background")) >= 4.5
+
+
+def test_user_text_is_isolated_for_right_to_left_scripts():
+    hebrew = "\u05d4\u05e1\u05e8\u05d8 \u05e0\u05d4\u05d3\u05e8."
+    expl = classification(hebrew, [[0.5, -1.0], [0.1, 0.2]], labels=("\u05e9\u05dc\u05d9\u05dc\u05d9", "pos"))
+    root = dom(explanation_html(expl, target=0))
+    assert root.find("div", "itx-text").attrs["dir"] == "auto"
+    assert root.find("b", "itx-label").attrs["dir"] == "auto"
+    assert [b.find("span").attrs["dir"] for b in root.find_all("button", "itx-btn")] == ["auto", "auto"]
+    # each name between isolates, so that its score stays on its right
+    top = (
+        "largest |score|: \u2068\u05e0\u05d4\u05d3\u05e8.\u2069 -1.00 \u00b7 \u2068\u05d4\u05e1\u05e8\u05d8\u2069 +0.50"
+    )
+    assert root.find("div", "itx-top").text() == top and data_of(root)["rows"][0]["top"] == top
+    gen = dom(explanation_html(causal()))
+    assert [b.attrs["dir"] for b in gen.find_all("div", "itx-text")] == ["auto", "auto"]
+    heat = gen.find("table", "itx-heat")
+    assert all(th.find("span").attrs["dir"] == "auto" for th in heat.find_all("th")[1:])
