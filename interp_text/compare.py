@@ -79,7 +79,9 @@ def compare(
     Returns:
         One dict per method: ``method``, ``deletion`` (mean area, lower is better), ``insertion``
         (mean area, higher is better), ``rationale_ap`` (mean average precision, or None without
-        rationales), ``seconds`` (wall time of ``explain``) and ``n_texts``.
+        rationales), ``seconds`` (wall time of ``explain``, after one untimed forward so that the first
+        method does not pay the first call's set-up) and ``n_texts``. Two explainers of one class are
+        told apart as "Occlusion (1)", "Occlusion (2)".
 
     Example:
         >>> print(format_table(compare(model, tokenizer, texts, ["occlusion", "vargrad"])))  # doctest: +SKIP
@@ -113,25 +115,41 @@ def compare(
     metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
     deletion = Deletion(model, tokenizer, **metric_options)
     insertion = Insertion(model, tokenizer, **metric_options)
-    rows = []
+    named = {cls.__name__.lower() for cls in classes if cls is not None}
+    unused = sorted(set(per_method) - named)
+    if unused:
+        raise InterpTextError(
+            f"method_options for {unused}, which `methods` does not name (an explainer passed already built "
+            "takes its options in its own constructor); name the method, or drop its options."
+        )
+    # Every explainer is built (its options checked) before the first one runs.
+    explainers = []
     for method, cls in zip(methods, classes):
         if cls is not None:
             kwargs = {"batch_size": batch_size, "device": device, "task": task, **options}
             if issubclass(cls, PerturbationMethod):
                 kwargs["replacement"] = replacement
             kwargs.update(per_method.get(cls.__name__.lower(), {}))
-            explainer = cls(model, tokenizer, **kwargs)
+            explainers.append(cls(model, tokenizer, **kwargs))
         else:
-            explainer = method
+            explainers.append(method)
+    names = [type(e).__name__ for e in explainers]
+    names = [n if names.count(n) == 1 else f"{n} ({names[: k + 1].count(n)})" for k, n in enumerate(names)]
+    _warm_up(model, tokenizer, texts[0])
+    rows = []
+    for name, explainer in zip(names, explainers):
         start = time.perf_counter()
-        explanations = explainer.explain(texts, targets)
+        try:
+            explanations = explainer.explain(texts, targets)
+        except InterpTextError as err:
+            raise InterpTextError(f"{name}, in the comparison: {err}") from err
         seconds = time.perf_counter() - start
         ap = None
         if rationales is not None:
             ap = float(np.mean([rationale_average_precision(e, r) for e, r in zip(explanations, rationales)]))
         rows.append(
             {
-                "method": type(explainer).__name__,
+                "method": name,
                 "deletion": float(np.nanmean(deletion.evaluate(explanations))),
                 "insertion": float(np.nanmean(insertion.evaluate(explanations))),
                 "rationale_ap": ap,
@@ -140,6 +158,22 @@ def compare(
             }
         )
     return rows
+
+
+def _warm_up(model, tokenizer, text: Any) -> None:
+    """One untimed forward, so the first method's seconds do not hold the first call's set-up."""
+    if not isinstance(text, (str, dict)):
+        return  # chat messages: the explainers read them through the template
+    pair = (text["text"], text["text_pair"]) if isinstance(text, dict) else (text,)
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            inputs = {k: v.to(device) for k, v in tokenizer(*pair, return_tensors="pt").items()}
+            if getattr(model.config, "is_encoder_decoder", False):
+                inputs["decoder_input_ids"] = inputs["input_ids"][:, :1]
+            model(**inputs)
+    except Exception:  # noqa: BLE001 - a warm-up that fails only leaves the first timing as it was
+        return
 
 
 def generated_outputs(model, tokenizer, texts: list, device, task, seed: int, generate_kwargs: dict) -> list[list[int]]:

@@ -122,11 +122,18 @@ class _Curve:
         if not expls:
             raise InterpTextError("got no explanations to evaluate; pass an Explanation or a non-empty list.")
         s = self.settings
+        id2label = dict(self.model.config.id2label or {}) if s.task == CLASSIFICATION else {}
         for i, e in enumerate(expls):
             if not isinstance(e, Explanation):
                 raise InterpTextError(f"item {i} is a {type(e).__name__}, not an Explanation.")
             if e.task != s.task:
                 raise InterpTextError(f"explanation {i} is of a {e.task} model but this model is {s.task}.")
+            for t in e.targets if id2label else []:
+                if t.index in id2label and str(id2label[t.index]) != t.label:
+                    raise InterpTextError(
+                        f"explanation {i} explains class {t.index} as {t.label!r}, which this model calls "
+                        f"{id2label[t.index]!r}: it was made with another model; evaluate with the one explained."
+                    )
         if s.task == CLASSIFICATION:
             targets = [[t.index for t in e.targets] for e in expls]
         else:
@@ -150,9 +157,14 @@ class _Curve:
                 players = element_players(it, Granularity(e.granularity))
                 engine.players[it.index] = players
                 if players.elements != e.elements:
+                    at = next(
+                        (k for k, (a, b) in enumerate(zip(e.elements, players.elements)) if a != b),
+                        min(len(e.elements), len(players.elements)),
+                    )
                     raise InterpTextError(
-                        f"explanation {it.index} has elements {e.elements[:5]}... but this tokenizer gives "
-                        f"{players.elements[:5]}...; evaluate with the model and tokenizer that were explained."
+                        f"explanation {it.index} has elements {e.elements[at : at + 5]} from element {at} on, but this "
+                        f"tokenizer gives {players.elements[at : at + 5]}; evaluate with the model and tokenizer that "
+                        "were explained."
                     )
                 masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · points, n)
             # A forward depends on the mask only: the curves of a text's targets share their first and
@@ -170,8 +182,24 @@ class _Curve:
             blocks = lp.reshape(len(e.targets), len(self.points(n)), -1)  # (targets, points, token targets)
             # An output element's probability is the product of its tokens'.
             rows = [blocks[r, :, cols].sum(-1) for r, cols in enumerate(rows_of[it.index])]
-            out.append(torch.stack(rows).exp().numpy())  # (targets, points)
+            curve = torch.stack(rows).exp().numpy()  # (targets, points)
+            self._check_same_model(it.index, e, curve[:, -1 if self.insertion else 0])
+            out.append(curve)
         return out, sizes, single
+
+    @staticmethod
+    def _check_same_model(index: int, e: Explanation, whole: np.ndarray) -> None:
+        """The curve's point with nothing masked is the explained input: its probabilities are the
+        explanation's own, unless another model made it (its words and labels may agree)."""
+        explained = np.array([t.probability for t in e.targets], dtype=np.float64)
+        known = ~np.isnan(explained)
+        if not np.allclose(whole[known], explained[known], rtol=1e-2, atol=1e-3):
+            k = int(np.argmax(~np.isclose(whole, explained, rtol=1e-2, atol=1e-3) & known))
+            raise InterpTextError(
+                f"explanation {index} gives target {e.targets[k].label!r} the probability "
+                f"{explained[k]:.4g}, but this model gives its input {whole[k]:.4g}: it was made with another model "
+                "(or settings); evaluate with the model that was explained."
+            )
 
     def evaluate(self, explanations: Explanation | list[Explanation]) -> float | list[float]:
         """The area under each explanation's curve, averaged over its targets (rows).

@@ -683,9 +683,10 @@ class KernelShap(PerturbationMethod):
     values. Otherwise ``n_samples`` coalitions are drawn with the seeded generator, their size with
     probability ∝ π(s)·C(n, s) and their members uniformly, in complementary pairs (S and its
     complement; ``n_samples`` is rounded up to even), and weighted equally (importance sampling of
-    the kernel). One more forward scores v(∅). Fewer coalitions than elements cannot determine the
-    values: a given ``n_samples`` below a text's element count is refused, and the default grows
-    to twice the count for texts of more than 100 elements.
+    the kernel). One more forward scores v(∅). A pair gives one equation, so fewer than n − 1
+    pairs cannot determine the values: a given ``n_samples`` below 2(n − 1) is refused, the default
+    grows to 2n for texts of more than 100 elements, and when repeated draws leave the pairs short
+    of n − 1 independent equations, more pairs are drawn until they are not.
 
     Args (besides the shared ones):
         n_samples: coalitions to score (default 200, or 2n for a text of n > 100 elements).
@@ -712,13 +713,14 @@ class KernelShap(PerturbationMethod):
         return n <= 1 or 2**n - 2 <= self.samples(n)
 
     def check_players(self, n, index):
-        # The regression has n − 1 unknowns: fewer coalitions leave it underdetermined, and its
+        # The regression has n − 1 unknowns, and a complementary pair of coalitions gives one equation
+        # (its two rows are negatives of each other): fewer pairs leave it underdetermined, and its
         # minimum-norm solution would look like an answer.
-        if not self.exhaustive(n) and self.samples(n) < n:
+        if not self.exhaustive(n) and self.samples(n) < 2 * (n - 1):
             raise InterpTextError(
-                f"text {index} has {n} elements, and n_samples={self.n_samples} coalitions cannot determine "
-                f"{n} Shapley values; pass n_samples >= {n} (several times more gives steadier values) or a "
-                "coarser granularity."
+                f"text {index} has {n} elements, and n_samples={self.n_samples} coalitions (in complementary pairs, "
+                f"one equation each) cannot determine {n} Shapley values; pass n_samples >= {2 * (n - 1)} (several "
+                "times more gives steadier values) or a coarser granularity."
             )
 
     def masks(self, n, gen):
@@ -731,10 +733,19 @@ class KernelShap(PerturbationMethod):
         else:
             sizes = torch.arange(1, n, dtype=torch.float64)
             p = (n - 1) / (sizes * (n - sizes))  # π(s)·C(n, s): the kernel mass of all coalitions of size s
-            half = (self.samples(n) + 1) // 2
-            size = torch.multinomial(p, half, replacement=True, generator=gen) + 1  # (half,)
-            ranks = torch.rand(half, n, generator=gen).argsort(1)  # a random order of the elements per row
-            z = ranks < size[:, None]  # (half, n): keep `size` random elements
+
+            def draw(count: int) -> torch.Tensor:  # (count, n): `size` random elements kept per row
+                size = torch.multinomial(p, count, replacement=True, generator=gen) + 1
+                ranks = torch.rand(count, n, generator=gen).argsort(1)  # a random order of the elements per row
+                return ranks < size[:, None]
+
+            z = draw((self.samples(n) + 1) // 2)
+            # Repeated draws (small and large coalitions are the likeliest) can leave fewer independent
+            # pairs than unknowns: more pairs are drawn until the n − 1 values are determined.
+            for _ in range(50):
+                if torch.linalg.matrix_rank(z[:, :-1].double() - z[:, -1:].double()) >= n - 1:  # estimate's design
+                    break
+                z = torch.cat([z, draw(n)])
             z = torch.cat([z, ~z])  # complementary pairs halve the variance
         return torch.cat([empty, z])
 
@@ -768,12 +779,14 @@ class Lime(PerturbationMethod):
 
     Draws ``n_samples`` − 1 random masks z (the number of masked elements uniform in 1..n, which
     ones uniform) plus the unperturbed input z = 1, scores them, weighs each by its closeness to
-    the original, w(z) = exp(−d(z)² / width²), and fits
+    the original, w(z) = √exp(−d(z)² / width²) (LIME's text kernel), and fits
 
         min_{β, β₀} Σ_z w(z) (f(x_z) − β₀ − β·z)² + α ‖β‖²   (intercept β₀ not penalised).
 
     The scores are β. d is the cosine distance between z and the all-ones mask,
-    d = 1 − √(|z| / n), or the Hamming distance, d = (n − |z|) / n.
+    d = 1 − √(|z| / n), or the Hamming distance, d = (n − |z|) / n. A text of one element has two
+    inputs only, kept and masked, far apart: its weight would let α shrink β to about 0, so its score
+    is the line through both, f(x) − f(masked).
 
     Args (besides the shared ones):
         n_samples: masked inputs, the unperturbed one included (default 200, at least 2).
@@ -811,9 +824,13 @@ class Lime(PerturbationMethod):
     def estimate(self, masks, scores, clean):
         n = masks.shape[1]
         z = masks.double()  # (samples, n)
+        if n == 1:  # every sample is x or x masked: the slope between the two
+            masked = ~masks[:, 0]
+            if masked.any():
+                return (clean - scores[masked][0])[:, None], None
         kept = z.sum(1) / n  # (samples,)
         d = 1 - kept.sqrt() if self.distance == "cosine" else 1 - kept
-        w = torch.exp(-(d**2) / self.kernel_width**2)[:, None]  # (samples, 1)
+        w = torch.exp(-(d**2) / self.kernel_width**2).sqrt()[:, None]  # (samples, 1), as LIME weighs text samples
         # Centring on the weighted means fits the intercept without penalising it.
         zc = z - (w * z).sum(0) / w.sum()  # (samples, n)
         yc = scores - (w * scores).sum(0) / w.sum()  # (samples, targets)

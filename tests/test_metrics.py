@@ -86,6 +86,35 @@ def test_metric_errors(bert, gpt2, bpe, wp_tokenizer):
         Deletion(gpt2, bpe, replacement="mask")
 
 
+@pytest.mark.parametrize("metric", [Deletion, Insertion])
+def test_an_explanation_of_another_model_is_refused(metric, bert, wp_tokenizer):
+    """Words come from a regex, so another model's explanation has the same elements: its labels or
+    its probability on the unmasked input give it away."""
+    other = tiny_bert(wp_tokenizer, initializer_range=0.4)  # same vocabulary and classes, other weights
+    text = "the food was not good but the staff were lovely"
+    expl = Occlusion(other, wp_tokenizer).explain(text, targets=1)
+    with pytest.raises(InterpTextError, match=r"explanation 0 explains class 1 as 'LABEL_1', which this model calls "):
+        metric(bert, wp_tokenizer).evaluate(expl)
+    relabelled = dataclasses.replace(expl, targets=[dataclasses.replace(expl.targets[0], label="neutral")])
+    with pytest.raises(InterpTextError, match=r"gives target 'neutral' the probability .*: it was made with another"):
+        metric(bert, wp_tokenizer).evaluate(relabelled)
+    own = Occlusion(bert, wp_tokenizer).explain(text, targets=1)
+    assert 0 <= metric(bert, wp_tokenizer).evaluate(own) <= 1
+
+
+def test_elements_of_another_tokenizer_are_shown_where_they_differ(bert, wp_tokenizer):
+    from interp_text import load_default
+
+    model, tok = load_default("sentiment")
+    expl = Occlusion(model, tok, granularity="token").explain("the food was not good but the staff")
+    with pytest.raises(
+        InterpTextError,
+        match=r"has elements \['b', 'u', 't', 'the', 'staff'\] from element 5 on, but this tokenizer gives "
+        r"\['but', 'the', 'staff'\]",
+    ):
+        Deletion(bert, wp_tokenizer).evaluate(expl)
+
+
 @pytest.mark.parametrize(
     "config",
     [
@@ -243,6 +272,28 @@ def test_compare_checks_names_and_spans_before_explaining(bert, wp_tokenizer, mo
     with pytest.raises(InterpTextError) as err:
         compare(bert, wp_tokenizer, texts, methods=["occlusion"], rationales=[[(13, 21)], [(7, 7)]])
     assert str(err.value).startswith("rationales[1][0] = (7, 7) is empty;")
+    # Options for a method passed built, or not passed at all, would be ignored: refused instead.
+    built = KernelShap(bert, wp_tokenizer)
+    with pytest.raises(InterpTextError, match=r"method_options for \['kernelshap'\], which `methods` does not name"):
+        compare(bert, wp_tokenizer, texts, methods=[built], method_options={"kernelshap": {"n_samples": 9}})
+    # Every explainer is built before any runs: a bad option of the last fails before the first explains.
+    with pytest.raises(InterpTextError, match=r"n_samples=0 must be an integer >= 1"):
+        compare(
+            bert,
+            wp_tokenizer,
+            texts,
+            methods=["occlusion", "kernelshap"],
+            method_options={"kernelshap": {"n_samples": 0}},
+        )
+
+
+def test_compare_names_the_method_that_fails_and_tells_instances_apart(bert, wp_tokenizer):
+    texts = ["the food was not good but the staff were lovely and kind"]  # 12 words
+    with pytest.raises(InterpTextError, match=r"^KernelShap, in the comparison: text 0 has 12 elements"):
+        compare(bert, wp_tokenizer, texts, methods=["occlusion", KernelShap(bert, wp_tokenizer, n_samples=4)])
+    rows = compare(bert, wp_tokenizer, texts, methods=[Occlusion(bert, wp_tokenizer), Occlusion(bert, wp_tokenizer)])
+    assert [r["method"] for r in rows] == ["Occlusion (1)", "Occlusion (2)"]
+    assert rows[0]["deletion"] == rows[1]["deletion"]
 
 
 def test_compare_default_on_the_bundled_model():

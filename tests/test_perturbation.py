@@ -96,6 +96,18 @@ def test_occlusion_and_kernelshap_recover_additive_contributions(text, replaceme
     np.testing.assert_allclose(shap.scores[0], truth, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernelshap_at_its_fewest_samples_is_still_determined(seed, additive, wp_tokenizer):
+    """Coalitions come in complementary pairs, one equation each: at n_samples = 2(n − 1) a repeated
+    draw would leave the fit short of an equation (a minimum-norm answer with a zero gap); more pairs
+    are drawn, and an additive model's contributions come out exact."""
+    words = "the food was cold but staff were lovely not good bad great pasta movie".split()
+    text = " ".join(words[(seed + 3 * k) % len(words)] for k in range(30))  # 30 words, 29 unknowns
+    truth = contributions(additive, wp_tokenizer, text, 4)
+    shap = KernelShap(additive, wp_tokenizer, n_samples=58, seed=seed).explain(text, targets=1)
+    np.testing.assert_allclose(shap.scores[0], truth, rtol=1e-5, atol=1e-5)
+
+
 def test_kernelshap_exact_shapley_values_of_an_interaction(wp_tokenizer):
     # f = (w·e_k)² depends on one token: its element gets f(x) − f(∅), every other element 0.
     class Square(AdditiveForSequenceClassification):
@@ -216,7 +228,7 @@ TARGETS = [0, "all", 2, 1]
 
 
 @pytest.mark.parametrize(
-    "cls,opts", [(Occlusion, {}), (KernelShap, {"n_samples": 16}), (Lime, {"n_samples": 16}), (Sobol, {"n_samples": 4})]
+    "cls,opts", [(Occlusion, {}), (KernelShap, {"n_samples": 20}), (Lime, {"n_samples": 16}), (Sobol, {"n_samples": 4})]
 )
 def test_batched_equals_alone_and_seeded(cls, opts, sharp_bert, wp_tokenizer):
     # batch_size=7 packs rows of "Not good." and "Not bad." (same length) into shared forwards.
@@ -453,3 +465,37 @@ def test_a_text_with_many_masked_inputs_gets_one_warning_at_the_users_call(bert,
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Occlusion(bert, wp_tokenizer).explain(texts)  # 10 rows: nothing to say
+
+
+def test_lime_weighs_samples_with_limes_text_kernel(additive, wp_tokenizer):
+    """w(z) = √exp(−d²/width²): refit by hand on the explainer's own masks and scores."""
+    import interp_text.perturbation as P
+
+    lime = Lime(additive, wp_tokenizer, n_samples=40, seed=1)
+    seen = {}
+    estimate = P.Lime.estimate
+
+    def spy(self, masks, scores, clean):
+        seen.update(masks=masks, scores=scores)
+        return estimate(self, masks, scores, clean)
+
+    P.Lime.estimate = spy
+    try:
+        got = lime.explain(LONG, targets=1).scores[0]
+    finally:
+        P.Lime.estimate = estimate
+    z, y = seen["masks"].double(), seen["scores"][:, 0]
+    d = 1 - (z.sum(1) / z.shape[1]).sqrt()
+    w = torch.sqrt(torch.exp(-(d**2) / 0.25**2))
+    x = torch.cat([torch.ones(len(z), 1, dtype=torch.float64), z], 1)
+    penalty = torch.eye(x.shape[1], dtype=torch.float64)
+    penalty[0, 0] = 0  # the intercept is not penalised
+    beta = torch.linalg.solve(x.T @ (w[:, None] * x) + penalty, x.T @ (w * y))
+    np.testing.assert_allclose(got, beta[1:].numpy(), rtol=1e-6, atol=1e-8)
+
+
+def test_lime_of_a_single_element_is_the_difference_it_makes(sharp_bert, wp_tokenizer):
+    text = "The food was not good at all."
+    lime = Lime(sharp_bert, wp_tokenizer, granularity="sentence").explain(text, targets=0)
+    occ = Occlusion(sharp_bert, wp_tokenizer, granularity="sentence").explain(text, targets=0)
+    np.testing.assert_allclose(lime.scores, occ.scores, rtol=1e-6)

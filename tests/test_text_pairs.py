@@ -129,9 +129,10 @@ def test_metrics_read_a_saved_pair_as_a_pair(model, tok, tmp_path):
     loaded = Explanation.load(e.save(tmp_path / "pair.json"))
     assert loaded == e
     assert deletion.evaluate(loaded) == before
-    # Read as one text, the same string is another input with other scores.
+    # Read as one text, the same string is another input: its probability is not the explained one.
     flat = Explanation.from_dict({**e.to_dict(), "options": {}})
-    assert deletion.evaluate(flat) != pytest.approx(before, abs=1e-9)
+    with pytest.raises(InterpTextError, match=r"gives target 'LABEL_1' the probability .* but this model gives its"):
+        deletion.evaluate(flat)
 
 
 @pytest.mark.parametrize(
