@@ -331,6 +331,8 @@ def target_difference(result: dict, target: Any, explainer) -> str | None:
     if forced is None:
         return None
     (ids,) = inp.target_token_ids(tok, [forced])
+    if isinstance(forced, str):  # as explain() forces a text: after a forced first token
+        ids = inp.forced_first_token(model, explainer.settings.task, ids)
     if result.get("output_ids") != ids:
         return f"the output {short(result.get('output_text'))} there, this run forces {short(tok.decode(ids))}"
     return None
@@ -349,9 +351,14 @@ def check_resumable(done: dict, rows: list[tuple[int, dict]], explainer, target:
         result, where = done[key], f"id {key!r} ({path}:{n})"
         asked, written = asked_input(record, explainer.tokenizer), written_input(result)
         if asked is not None and asked != written:
+            a, w = asked, written
+            if isinstance(a, str) and isinstance(w, str):  # quote where they part, not two equal beginnings
+                at = next((k for k, (x, y) in enumerate(zip(a, w)) if x != y), min(len(a), len(w)))
+                cut = max(0, at - 30)
+                a, w = (("..." if cut else "") + t[cut:] for t in (a, w))
             raise InterpTextError(
-                f"{out} does not hold the results of {path}: for {where} it explains the text {short(written)}, "
-                f"but the input is {short(asked)}. Results are matched to inputs by id (a line's number when it "
+                f"{out} does not hold the results of {path}: for {where} it explains the text {short(w)}, "
+                f"but the input is {short(a)}. Results are matched to inputs by id (a line's number when it "
                 f'has no "id"), so adding or removing lines shifts them; {fix} (give each line an "id" to keep '
                 "its result when lines move)."
             )

@@ -92,6 +92,8 @@ def compare(
         raise InterpTextError("compare() needs texts: compare(model, tokenizer, texts) or compare('name', texts).")
     model, tokenizer = resolve(model, tokenizer, task, device)
     texts = [texts] if isinstance(texts, (str, dict)) else list(texts)
+    if not texts:
+        raise InterpTextError("compare() got an empty list of texts; pass at least one.")
     if rationales is not None and len(rationales) != len(texts):
         raise InterpTextError(
             f"got {len(rationales)} rationales for {len(texts)} texts; pass one list of spans per text."
@@ -108,6 +110,11 @@ def compare(
     generator = detect_task(model, task) != CLASSIFICATION
     if generate_kwargs and (targets is not None or not generator):
         raise InterpTextError("generate_kwargs are for generating outputs: with targets= or a classifier, drop them.")
+    if "decoder_start_token_id" in (generate_kwargs or {}):
+        raise InterpTextError(
+            "compare() explains the generated outputs as forced targets, read from the model's own decoder start: "
+            "a decoder_start_token_id in generate_kwargs would not reach them; set it in model.generation_config."
+        )
     if targets is None and generator:
         targets = generated_outputs(
             model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}

@@ -383,6 +383,15 @@ def eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def forced_first_token(model, task: str, ids: list[int]) -> list[int]:
+    """A seq2seq output given as text, as generate() writes it: after the first token the generation
+    config forces (``forced_bos_token_id``: mBART's, NLLB's language code), when there is one."""
+    first = getattr(getattr(model, "generation_config", None), "forced_bos_token_id", None)
+    if task == SEQ2SEQ and isinstance(first, int) and ids and ids[0] != first:
+        return [first, *ids]
+    return ids
+
+
 def special_token_ids(tokenizer) -> set[int]:
     """The ids of every special token: the named ones (bos, eos, ...) and the added tokens flagged
     special, which a tokenizer may not name (Llama 3's <|start_header_id|>, <|eot_id|>)."""

@@ -61,7 +61,7 @@ def _model_class(name: str, config, task: str | None):
 
 
 # A Hugging Face Hub repository id: "name" or "owner/name", of letters, digits, "-", "_" and ".".
-_HUB_ID = re.compile(r"(?:[\w\-.]+/)?[\w\-.]+")
+_HUB_ID = re.compile(r"(?:\w[\w\-.]*/)?\w[\w\-.]*")  # no leading "." or "-": "./x" is a path
 
 
 def _failed(name: str, err: Exception) -> InterpTextError:

@@ -1016,7 +1016,8 @@ class ExplanationList(list):
         """The explanations of a JSON-lines file (``save``'s, or the command line's ``--output``,
         whose "id"s are dropped)."""
         out = cls()
-        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        # Lines end at "\n" only: a text may hold U+2028 and the like, which JSON leaves unescaped.
+        for n, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), 1):
             if not line.strip():
                 continue
             try:
@@ -1160,7 +1161,7 @@ def _term_legend(scale: float | None, color: bool, magnitudes: bool = False) -> 
 def _term_header(expl: Explanation, i: int, color: bool, kind: str, glyphs: Glyphs) -> str:
     t = expl.targets[i]
     label = f"{_BOLD}{t.label!r}{_RESET}" if color else repr(t.label)
-    info = _row_info(expl, i, glyphs.sep)
+    info = _term_safe(_visible(_row_info(expl, i, glyphs.sep), glyphs), glyphs)  # it may name a label: "\n", ESC
     return f"{glyphs.pointer} {kind} {label}" + (f"  {info}" if info else "")
 
 

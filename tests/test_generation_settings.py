@@ -143,7 +143,16 @@ def test_a_forced_seq2seq_output_starts_with_the_token_generation_forces():
     model.generation_config.suppress_tokens = [0, 1, 3, 4]
     generated = Saliency(model, tok).explain(PROMPT, max_new_tokens=4, no_repeat_ngram_size=1)
     assert generated.output_ids[0] == 5
-    forced = Saliency(model, tok).explain(PROMPT, targets=generated.output_ids[1:])
-    assert forced.output_ids == generated.output_ids
-    assert [t.score for t in forced.targets] == pytest.approx([t.score for t in generated.targets], abs=1e-6)
+    as_given = Saliency(model, tok).explain(PROMPT, targets=generated.output_ids)  # the metrics' way: ids as given
+    assert as_given.output_ids == generated.output_ids
+    assert [t.score for t in as_given.targets] == pytest.approx([t.score for t in generated.targets], abs=1e-6)
+    # A text is forced as generate() writes it: after the language code.
+    forced = Saliency(model, tok).explain(PROMPT, targets=" Paris")
+    paris = tok(" Paris", add_special_tokens=False)["input_ids"]
+    assert forced.output_ids == [5, *paris]
+    by_ids = Saliency(model, tok).explain(PROMPT, targets=[5, *paris])
+    assert [t.score for t in forced.targets] == pytest.approx([t.score for t in by_ids.targets], abs=1e-6)
     assert math.isfinite(forced.targets[0].score)
+    other = Saliency(model, tok).explain(PROMPT, max_new_tokens=3, forced_bos_token_id=100)
+    assert other.output_ids[0] == 100
+    assert Saliency(model, tok).explain(PROMPT, targets=other.output_ids).output_ids == other.output_ids

@@ -112,6 +112,9 @@ def test_what_cannot_be_loaded_is_named(bert, tmp_path):
         InterpTextError, match=r"cannot load 'no/such/folder': there is no such folder \(from .*\), and it is not a"
     ):
         Occlusion("no/such/folder")  # not a Hub name either: refused without asking the Hub
+    for path in ("./no-such-model", ".hidden/model"):  # a Hub name starts with a letter or digit
+        with pytest.raises(InterpTextError, match="there is no such folder"):
+            Occlusion(path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InterpTextError, match=r"cannot load '.*empty': it is not a bundled model \(sentiment, facts\)"):
         Occlusion(str(tmp_path / "empty"))

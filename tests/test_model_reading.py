@@ -317,3 +317,56 @@ def test_a_row_out_of_range_points_to_labels(bert, wp_tokenizer):
     e = Saliency(bert, wp_tokenizer).explain("the food", targets="positive")
     with pytest.raises(InterpTextError, match=r"rows are the explained targets in order \(\['positive'\]\), not class"):
         e.row(2)
+
+
+def test_a_half_precision_pad_pooled_classifier_still_drops_trailing_pads():
+    """Rounding in bfloat16 (about 1e-3 between the trimmed and the full forward) is no other reading."""
+    import random
+
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tok = bpe_tokenizer(with_pad=True)
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tok), n_embd=256, n_layer=4, n_head=4, num_labels=3, pad_token_id=0, eos_token_id=0
+    )
+    model = GPT2ForSequenceClassification(config).eval().to(torch.bfloat16)
+    words = "the food was cold but staff were lovely not good bad great pasta".split()
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(words) for _ in range(12)) + "<|endoftext|>" * 3 for _ in range(12)]
+    for text in texts:  # each alone: each gets its own check
+        e = Occlusion(model, tok).explain(text, targets="all")
+        with torch.no_grad():
+            own = model(**tok(text, return_tensors="pt")).logits[0].float()
+        assert [t.score for t in e.targets] == pytest.approx(own.tolist(), abs=0.05)
+
+
+def test_a_model_with_an_lm_head_under_another_name_is_not_refused(bpe):
+    from transformers import OpenAIGPTConfig, OpenAIGPTDoubleHeadsModel
+
+    model = OpenAIGPTDoubleHeadsModel(OpenAIGPTConfig(vocab_size=len(bpe), n_embd=32, n_layer=1, n_head=2)).eval()
+    e = Saliency(model, bpe, task="causal_lm").explain("The capital of France is", targets=" Paris")
+    assert e.output_text == " Paris"
+
+
+def test_a_prompt_that_fills_the_model_has_no_room_for_an_output(gpt2, bpe):
+    prompt = "food" + " food" * 63
+    assert len(bpe(prompt)["input_ids"]) == 128
+    with pytest.raises(
+        InterpTextError, match=r"text 0 has 128 tokens, as many as the model accepts at most: there is no"
+    ):
+        Saliency(gpt2, bpe).explain(prompt)
+
+
+def test_list_files_keep_texts_with_unicode_line_separators(tmp_path, bert, wp_tokenizer):
+    from interp_text import ExplanationList
+
+    es = Saliency(bert, wp_tokenizer).explain(["the food\u2028was cold", "good\u2029staff\x85here"])
+    assert ExplanationList.load(es.save(tmp_path / "l.jsonl")) == es
+
+
+def test_compare_of_no_texts_is_refused(bert, wp_tokenizer):
+    from interp_text import compare
+
+    with pytest.raises(InterpTextError, match=r"compare\(\) got an empty list of texts"):
+        compare(bert, wp_tokenizer, [])

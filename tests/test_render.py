@@ -869,3 +869,14 @@ def test_user_text_is_isolated_for_right_to_left_scripts():
     assert [b.attrs["dir"] for b in gen.find_all("div", "itx-text")] == ["auto", "auto"]
     heat = gen.find("table", "itx-heat")
     assert all(th.find("span").attrs["dir"] == "auto" for th in heat.find_all("th")[1:])
+
+
+def test_a_predicted_label_with_control_characters_stays_on_the_header_line():
+    explained = [Target("positive", 1, probability=0.25)]
+    expl = Explanation(
+        "a b", ["a", "b"], [(0, 1), (2, 3)], [[1.0, -0.5]], explained, method="saliency", predicted=0,
+        predicted_label="neg\nati\x1bve",
+    )  # fmt: skip
+    lines = explanation_terminal(expl, color=False).splitlines()
+    assert lines[1].endswith("predicted: neg\u21b5ati\u241bve")
+    assert "\x1b" not in "".join(lines)
