@@ -14,6 +14,7 @@ import hand_made
 import numpy as np
 import pytest
 from hand_made import words
+from test_render import _contrast
 
 from interp_text.explanation import Explanation, Target
 from interp_text.render import POSITIVE_RGB, explanation_html, explanations_html, save_html, score_rgb, text_rgb
@@ -444,18 +445,8 @@ def test_list_in_a_dark_notebook_keeps_its_own_light_background(page):
         "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e.querySelector('.itx-list-idx')).color]",
     )
     assert bg != "rgba(0, 0, 0, 0)"
-    assert contrast(rgb(fg), rgb(bg)) >= 4.5
+    assert _contrast(rgb(fg), rgb(bg)) >= 4.5
 
 
 def rgb(value: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in value[value.index("(") + 1 : value.index(")")].split(",")[:3])
-
-
-def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
-    def lum(c):
-        c = [x / 255 for x in c]
-        c = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
-        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
-
-    hi, lo = sorted((lum(a), lum(b)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
