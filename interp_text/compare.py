@@ -16,13 +16,14 @@ import torch
 
 from .engine import Engine, forward_only
 from .errors import InterpTextError
+from .inputs import max_input_length
 from .loading import resolve
 from .methods import GRADIENT_METHODS
 from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .perturbation import PERTURBATION_METHODS, PerturbationMethod
-from .tasks import CLASSIFICATION, detect_task
+from .tasks import CLASSIFICATION, SEQ2SEQ, detect_task
 
 ALL_METHODS = {**GRADIENT_METHODS, **PERTURBATION_METHODS}
 DEFAULT_METHODS = ("occlusion", "lime", "kernelshap", "sobol")
@@ -104,32 +105,26 @@ def compare(
     if rationales is not None:
         rationales = [checked_spans(r, f"rationales[{i}]") for i, r in enumerate(rationales)]
     per_method = {k.lower().replace("_", "").replace("-", ""): dict(v) for k, v in (method_options or {}).items()}
-    unknown = sorted(set(per_method) - set(ALL_METHODS))
+    named = {cls.__name__.lower() for cls in classes if cls is not None}
+    unknown = sorted(set(per_method) - set(ALL_METHODS) - named)
     if unknown:
         raise InterpTextError(f"method_options names unknown methods {unknown}; use names from {sorted(ALL_METHODS)}.")
-    generator = detect_task(model, task) != CLASSIFICATION
-    if generate_kwargs and (targets is not None or not generator):
-        raise InterpTextError("generate_kwargs are for generating outputs: with targets= or a classifier, drop them.")
-    if "decoder_start_token_id" in (generate_kwargs or {}):
-        raise InterpTextError(
-            "compare() explains the generated outputs as forced targets, read from the model's own decoder start: "
-            "a decoder_start_token_id in generate_kwargs would not reach them; set it in model.generation_config."
-        )
-    if targets is None and generator:
-        targets = generated_outputs(
-            model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}
-        )
-    metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
-    deletion = Deletion(model, tokenizer, **metric_options)
-    insertion = Insertion(model, tokenizer, **metric_options)
-    named = {cls.__name__.lower() for cls in classes if cls is not None}
     unused = sorted(set(per_method) - named)
     if unused:
         raise InterpTextError(
             f"method_options for {unused}, which `methods` does not name (an explainer passed already built "
             "takes its options in its own constructor); name the method, or drop its options."
         )
-    # Every explainer is built (its options checked) before the first one runs.
+    kind = detect_task(model, task)
+    generator = kind != CLASSIFICATION
+    if generate_kwargs and (targets is not None or not generator):
+        raise InterpTextError("generate_kwargs are for generating outputs: with targets= or a classifier, drop them.")
+    if kind == SEQ2SEQ and "decoder_start_token_id" in (generate_kwargs or {}):
+        raise InterpTextError(
+            "compare() explains the generated outputs as forced targets, read from the model's own decoder start: "
+            "a decoder_start_token_id in generate_kwargs would not reach them; set it in model.generation_config."
+        )
+    # Every explainer is built (its options checked) before anything runs, generation included.
     explainers = []
     for method, cls in zip(methods, classes):
         if cls is not None:
@@ -140,6 +135,13 @@ def compare(
             explainers.append(cls(model, tokenizer, **kwargs))
         else:
             explainers.append(method)
+    if targets is None and generator:
+        targets = generated_outputs(
+            model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}
+        )
+    metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
+    deletion = Deletion(model, tokenizer, **metric_options)
+    insertion = Insertion(model, tokenizer, **metric_options)
     names = [type(e).__name__ for e in explainers]
     names = [n if names.count(n) == 1 else f"{n} ({names[: k + 1].count(n)})" for k, n in enumerate(names)]
     _warm_up(model, tokenizer, texts[0])
@@ -174,8 +176,10 @@ def _warm_up(model, tokenizer, text: Any) -> None:
     pair = (text["text"], text["text_pair"]) if isinstance(text, dict) else (text,)
     try:
         device = next(model.parameters()).device
+        limit = max_input_length(model, tokenizer)
         with torch.no_grad():
-            inputs = {k: v.to(device) for k, v in tokenizer(*pair, return_tensors="pt").items()}
+            inputs = tokenizer(*pair, return_tensors="pt", truncation=limit is not None, max_length=limit)
+            inputs = {k: v.to(device) for k, v in inputs.items()}
             if getattr(model.config, "is_encoder_decoder", False):
                 inputs["decoder_input_ids"] = inputs["input_ids"][:, :1]
             model(**inputs)

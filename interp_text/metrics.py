@@ -193,8 +193,11 @@ class _Curve:
         explanation's own, unless another model made it (its words and labels may agree)."""
         explained = np.array([t.probability for t in e.targets], dtype=np.float64)
         known = ~np.isnan(explained)
-        if not np.allclose(whole[known], explained[known], rtol=1e-2, atol=1e-3):
-            k = int(np.argmax(~np.isclose(whole, explained, rtol=1e-2, atol=1e-3) & known))
+        # Loose enough for the same weights in another precision or batch (a bf16 log-probability is
+        # rounded: p = 1 recorded for 0.97), tight enough for another model's numbers.
+        close = np.isclose(whole, explained, rtol=0.05, atol=0.05)
+        if not close[known].all():
+            k = int(np.argmax(~close & known))
             raise InterpTextError(
                 f"explanation {index} gives target {e.targets[k].label!r} the probability "
                 f"{explained[k]:.4g}, but this model gives its input {whole[k]:.4g}: it was made with another model "

@@ -686,7 +686,7 @@ class KernelShap(PerturbationMethod):
     the kernel). One more forward scores v(∅). A pair gives one equation, so fewer than n − 1
     pairs cannot determine the values: a given ``n_samples`` below 2(n − 1) is refused, the default
     grows to 2n for texts of more than 100 elements, and when repeated draws leave the pairs short
-    of n − 1 independent equations, more pairs are drawn until they are not.
+    of n − 1 independent equations, as many more pairs are drawn as are missing (and two).
 
     Args (besides the shared ones):
         n_samples: coalitions to score (default 200, or 2n for a text of n > 100 elements).
@@ -716,7 +716,7 @@ class KernelShap(PerturbationMethod):
         # The regression has n − 1 unknowns, and a complementary pair of coalitions gives one equation
         # (its two rows are negatives of each other): fewer pairs leave it underdetermined, and its
         # minimum-norm solution would look like an answer.
-        if not self.exhaustive(n) and self.samples(n) < 2 * (n - 1):
+        if not self.exhaustive(n) and (self.samples(n) + 1) // 2 < n - 1:  # pairs: n_samples rounded up to even
             raise InterpTextError(
                 f"text {index} has {n} elements, and n_samples={self.n_samples} coalitions (in complementary pairs, "
                 f"one equation each) cannot determine {n} Shapley values; pass n_samples >= {2 * (n - 1)} (several "
@@ -741,11 +741,13 @@ class KernelShap(PerturbationMethod):
 
             z = draw((self.samples(n) + 1) // 2)
             # Repeated draws (small and large coalitions are the likeliest) can leave fewer independent
-            # pairs than unknowns: more pairs are drawn until the n − 1 values are determined.
-            for _ in range(50):
-                if torch.linalg.matrix_rank(z[:, :-1].double() - z[:, -1:].double()) >= n - 1:  # estimate's design
+            # pairs than unknowns: as many pairs as are missing (and a few) are drawn until the n − 1
+            # values are determined.
+            for _ in range(100):
+                short = n - 1 - int(torch.linalg.matrix_rank(z[:, :-1].double() - z[:, -1:].double()))
+                if short <= 0:
                     break
-                z = torch.cat([z, draw(n)])
+                z = torch.cat([z, draw(short + 2)])
             z = torch.cat([z, ~z])  # complementary pairs halve the variance
         return torch.cat([empty, z])
 

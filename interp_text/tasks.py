@@ -429,8 +429,9 @@ def target_logits(
             kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
         logits = model(inputs_embeds=embeds, **kwargs).logits
         logits = logits[:, logits.shape[1] - (seq - first) :]  # (rows, seq - first, vocab)
-        if all(it.n_prompt == first + 1 for it in items):  # one prompt length: the scored positions lead
-            logits = logits[:, : table.valid.shape[1]]  # (rows, width, vocab), a view
+        width = table.valid.shape[1]  # a length group's widest output: maybe more than these rows have
+        if all(it.n_prompt == first + 1 for it in items) and logits.shape[1] >= width:
+            logits = logits[:, :width]  # (rows, width, vocab), a view: one prompt length, scored positions lead
         else:  # each row's own positions: a gather copies (rows, width, vocab)
             pos = _target_positions(table, -first)  # (rows, width)
             logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))

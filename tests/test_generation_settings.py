@@ -4,6 +4,7 @@ tokens and prefills, forced first tokens; and settings no explanation can follow
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from conftest import bpe_tokenizer
@@ -156,3 +157,20 @@ def test_a_forced_seq2seq_output_starts_with_the_token_generation_forces():
     other = Saliency(model, tok).explain(PROMPT, max_new_tokens=3, forced_bos_token_id=100)
     assert other.output_ids[0] == 100
     assert Saliency(model, tok).explain(PROMPT, targets=other.output_ids).output_ids == other.output_ids
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 64])
+def test_prompts_of_one_total_length_with_outputs_of_other_lengths(batch_size):
+    """17 + 1 and 11 + 7 tokens: one length group whose rows score different numbers of targets."""
+    from interp_text import Deletion, KernelShap, load_default
+
+    model, tok = load_default("facts")
+    prompts = ["Water is made of hydrogen and", "The largest planet is"]
+    together = KernelShap(model, tok, batch_size=batch_size).explain(prompts, max_new_tokens=8)
+    assert [len(tok(p)["input_ids"]) + len(e.output_ids) for p, e in zip(prompts, together)] == [18, 18]
+    assert len({len(e.output_ids) for e in together}) == 2
+    for prompt, e in zip(prompts, together):
+        alone = KernelShap(model, tok).explain(prompt, max_new_tokens=8)
+        assert e.output_ids == alone.output_ids
+        np.testing.assert_allclose(e.scores, alone.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert all(0 <= d <= 1 for d in Deletion(model, tok, batch_size=batch_size).evaluate(together))

@@ -373,3 +373,24 @@ def test_steps_read_the_curve_at_fewer_points(bert, wp_tokenizer):
     )
     with pytest.raises(InterpTextError, match="steps=0"):
         Deletion(bert, wp_tokenizer, steps=0)
+
+
+def test_an_explanation_made_in_bfloat16_is_scored_by_the_same_weights_in_float32():
+    import copy
+
+    from interp_text import Saliency, load_default
+
+    model, tok = load_default("facts")
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    expl = Saliency(half, tok).explain("The capital of France is", max_new_tokens=2)
+    assert 0 <= Deletion(model, tok).evaluate(expl) <= 1
+
+
+def test_compare_checks_every_option_before_generating(gpt2, bpe, monkeypatch):
+    calls = []
+    monkeypatch.setattr(gpt2, "generate", lambda *a, **k: calls.append(1))
+    with pytest.raises(InterpTextError, match=r"method_options for \['lime'\], which `methods` does not name"):
+        compare(gpt2, bpe, ["The capital of"], methods=["occlusion"], method_options={"lime": {"n_samples": 9}})
+    with pytest.raises(InterpTextError, match=r"n_samples=0 must be an integer >= 1"):
+        compare(gpt2, bpe, ["The capital of"], methods=["kernelshap"], method_options={"kernelshap": {"n_samples": 0}})
+    assert calls == []

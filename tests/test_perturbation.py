@@ -499,3 +499,16 @@ def test_lime_of_a_single_element_is_the_difference_it_makes(sharp_bert, wp_toke
     lime = Lime(sharp_bert, wp_tokenizer, granularity="sentence").explain(text, targets=0)
     occ = Occlusion(sharp_bert, wp_tokenizer, granularity="sentence").explain(text, targets=0)
     np.testing.assert_allclose(lime.scores, occ.scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [150, 300])
+def test_kernelshap_adds_only_the_pairs_it_is_short_of(n, additive, wp_tokenizer):
+    """The default draws 2n coalitions (n pairs) for n > 100 elements; repeats leave a few equations
+    short, and the top-up adds about that many pairs, not n more."""
+    shap = KernelShap(additive, wp_tokenizer)
+    for seed in range(3):
+        masks = shap.masks(n, torch.Generator().manual_seed(seed))  # v(∅), then the pairs
+        pairs = (masks.shape[0] - 1) // 2
+        design = masks[1 : 1 + pairs, :-1].double() - masks[1 : 1 + pairs, -1:].double()
+        assert torch.linalg.matrix_rank(design) == n - 1
+        assert n <= pairs <= n + 30
