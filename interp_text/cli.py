@@ -142,16 +142,28 @@ def cmd_explain(args) -> int:
     target = parse_target(args.target, explainer.settings.task)
     text = args.text if args.text_pair is None else {"text": args.text, "text_pair": args.text_pair}
     expl = explainer.explain(text, targets=target, **generate_kwargs(args, explainer))
-    print(expl.to_terminal(color=False if args.no_color else None))
+    # Files first: a console that cannot print the text must not cost them.
+    written = []
     if args.html:
-        print(f"page written to {expl.save_html(args.html)}")
+        written.append(f"page written to {expl.save_html(args.html)}")
     if args.json:
-        print(f"JSON written to {expl.save(args.json)}")
+        written.append(f"JSON written to {expl.save(args.json)}")
+    shown = expl.to_terminal(color=False if args.no_color else None)
+    try:
+        print(shown)
+    except UnicodeEncodeError as err:
+        raise InterpTextError(
+            f"this console's encoding ({err.encoding}) cannot show {shown[err.start : err.end]!r} of the text; set "
+            "PYTHONIOENCODING=utf-8 (or a UTF-8 console)" + (", the files were written" if written else "") + "."
+        ) from None
+    for line in written:
+        print(line)
     return 0
 
 
 def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
-    """``(line number, record)`` for each text of the file; a record without an "id" gets its line index."""
+    """``(line number, record)`` for each text of the file; a record without an "id" gets its line's
+    index, counted from 0 (line 1: id 0)."""
     rows, line_of = [], {}
     with path.open(encoding="utf-8") as f:  # lines end at "\n" only: a U+2028 may sit inside a JSON string
         for n, line in enumerate(f):

@@ -234,8 +234,13 @@ def compare_default(n_texts: int = 20, methods: list[Any] | None = None, seed: i
 
 def format_table(rows: list[dict]) -> str:
     """The rows of ``compare`` as an aligned text table."""
+    from .render import UNICODE_GLYPHS, _glyphs
+
     with_ap = any(r.get("rationale_ap") is not None for r in rows)
-    header = ["method", "deletion ↓", "insertion ↑"] + (["rationale AP ↑"] if with_ap else []) + ["seconds"]
+    # Arrows where standard output can write them (as the terminal rendering's decorations).
+    lower, higher = ("↓", "↑") if _glyphs() is UNICODE_GLYPHS else ("(lower better)", "(higher better)")
+    header = ["method", f"deletion {lower}", f"insertion {higher}"]
+    header += ([f"rationale AP {higher}"] if with_ap else []) + ["seconds"]
 
     def num(x: Any, digits: int) -> str:
         return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"

@@ -312,7 +312,7 @@ def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
 
 def _not_all(target: Any, index: int | None) -> None:
     """``"all"`` (every class, to a classifier) would be forced as the output text "all"."""
-    if isinstance(target, str) and target.strip().lower() == "all" and not target.startswith(" "):
+    if isinstance(target, str) and target.strip() == "all" and not target.startswith(" "):  # as classifiers read it
         where = "" if index is None else f" (prompt {index})"
         raise InterpTextError(
             f"targets={target!r}{where}: 'all' means every class of a classifier, but this model generates; leave "
@@ -508,7 +508,8 @@ def check_length(item: Item, task: str, max_length: int | None) -> None:
     n = item.input_ids.shape[0]
     if n > max_length:
         what = " (prompt + output)" if task == CAUSAL_LM and item.output_ids else ""
-        fix = "shorten the prompt or the output (max_new_tokens)" if task == CAUSAL_LM else "shorten the text"
+        fix = "shorten the prompt or the output (max_new_tokens)" if what else "shorten the text"
+        fix = "shorten the prompt" if task != CLASSIFICATION and not what else fix
         raise InterpTextError(
             f"text {item.index} has {n} tokens{what} but the model accepts at most {max_length}; {fix}."
         )

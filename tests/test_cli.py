@@ -510,3 +510,32 @@ def test_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"interp-text {__version__}\n"
+
+
+def test_a_console_that_cannot_show_the_text_keeps_the_files_and_names_the_fix(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "e.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "interp_text", "explain", "Nice 😀 food", "--method", "occlusion", "--json", str(out)],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "cp1252"},
+        cwd=tmp_path,
+    )
+    assert run.returncode != 0
+    assert b"cannot show '\\U0001f600' of the text; set PYTHONIOENCODING=utf-8" in run.stderr
+    assert b"the files were written" in run.stderr
+    assert json.loads(out.read_text(encoding="utf-8"))["text"] == "Nice 😀 food"
+
+
+def test_the_compare_table_is_ascii_where_stdout_is(monkeypatch):
+    import io
+
+    from interp_text.compare import format_table
+
+    rows = [{"method": "Occlusion", "deletion": 0.5, "insertion": 0.7, "rationale_ap": 0.9, "seconds": 1.0}]
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    table = format_table(rows)
+    table.encode("ascii")
+    assert "deletion (lower better)" in table and "rationale AP (higher better)" in table

@@ -273,7 +273,7 @@ def test_a_transformers_model_without_an_explainable_head_is_refused(cls_name, k
         Saliency(model, wp_tokenizer, task=task)
 
 
-@pytest.mark.parametrize("targets", ["all", "ALL", ["all"]])
+@pytest.mark.parametrize("targets", ["all", " all ".strip(), ["all"]])
 def test_all_targets_of_a_generator_is_refused(targets, gpt2, bpe):
     with pytest.raises(InterpTextError, match=r"'all' means every class of a classifier, but this model generates"):
         Saliency(gpt2, bpe).explain(
@@ -370,3 +370,11 @@ def test_compare_of_no_texts_is_refused(bert, wp_tokenizer):
 
     with pytest.raises(InterpTextError, match=r"compare\(\) got an empty list of texts"):
         compare(bert, wp_tokenizer, [])
+
+
+def test_only_the_lower_case_all_is_refused_and_a_long_prompt_is_told_to_shorten(gpt2, bpe):
+    assert Saliency(gpt2, bpe).explain("The capital of France is", targets="All").output_text == "All"
+    with pytest.raises(
+        InterpTextError, match=r"has 240 tokens but the model accepts at most 128; shorten the prompt\.$"
+    ):
+        Saliency(gpt2, bpe).explain(" ".join(["food"] * 120))
