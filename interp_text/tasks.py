@@ -367,10 +367,11 @@ def class_log_norm(model, logits: torch.Tensor, chosen: torch.Tensor) -> torch.T
     A softmax classifier: log Σ exp over every class, ``(rows, 1)``. A multi-label classifier
     (``config.problem_type == "multi_label_classification"``, one sigmoid per class):
     log(1 + e^logit) of each chosen logit, so SOFTMAX means its sigmoid. Shape of ``chosen``.
+    At least float32, so that a half-precision model's probabilities are not rounded a second time.
     """
     if multi_label(model):
-        return torch.nn.functional.softplus(at_least_float32(chosen)).to(chosen.dtype)
-    return torch.logsumexp(at_least_float32(logits), -1, keepdim=True).to(chosen.dtype)
+        return torch.nn.functional.softplus(at_least_float32(chosen))
+    return torch.logsumexp(at_least_float32(logits), -1, keepdim=True)
 
 
 def classification_columns(
@@ -437,7 +438,7 @@ def target_logits(
             logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))
     chosen = logits.gather(2, target_ids[..., None])[..., 0]  # (rows, width)
     # The normaliser only at the scored positions, never over the whole sequence.
-    log_norm = torch.logsumexp(at_least_float32(logits), dim=-1).to(chosen.dtype) if normaliser else None
+    log_norm = torch.logsumexp(at_least_float32(logits), dim=-1) if normaliser else None
     return chosen, log_norm, valid
 
 
@@ -467,7 +468,7 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
         chosen = chosen + lm_head.bias[target_ids]
     log_norm = None
     if normaliser:
-        log_norm = [torch.logsumexp(at_least_float32(lm_head(h[:, j])), -1).to(chosen.dtype) for j in range(width)]
+        log_norm = [torch.logsumexp(at_least_float32(lm_head(h[:, j])), -1) for j in range(width)]
         if stacked:
             log_norm = torch.stack(log_norm, 1)  # (rows, width)
     return chosen, log_norm, valid

@@ -378,3 +378,19 @@ def test_only_the_lower_case_all_is_refused_and_a_long_prompt_is_told_to_shorten
         InterpTextError, match=r"has 240 tokens but the model accepts at most 128; shorten the prompt\.$"
     ):
         Saliency(gpt2, bpe).explain(" ".join(["food"] * 120))
+
+
+@pytest.mark.parametrize("method", [Saliency, Occlusion])
+def test_a_half_precision_model_s_probability_is_its_logits_softmax(method):
+    """The normaliser is kept in float32: only the model's own rounding of its logits remains."""
+    import copy
+
+    from interp_text import load_default
+
+    model, tok = load_default("facts")
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    e = method(half, tok).explain("The capital of France is", targets=" Paris")
+    ids = tok("The capital of France is Paris", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = half(ids).logits[0].float()
+    assert e.targets[0].probability == pytest.approx(float(logits[-2].softmax(-1)[ids[0, -1]]), rel=1e-4)
