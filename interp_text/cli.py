@@ -165,7 +165,7 @@ def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
     """``(line number, record)`` for each text of the file; a record without an "id" gets its line's
     index, counted from 0 (line 1: id 0)."""
     rows, line_of = [], {}
-    with path.open(encoding="utf-8") as f:  # lines end at "\n" only: a U+2028 may sit inside a JSON string
+    with path.open(encoding="utf-8-sig") as f:  # "\n"-ended lines only (a U+2028 may sit in a string); a BOM is skipped
         for n, line in enumerate(f):
             if not line.strip():
                 continue

@@ -291,7 +291,7 @@ class Explanation:
 
     @classmethod
     def load(cls, path: str | Path) -> Explanation:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:

@@ -1017,7 +1017,7 @@ class ExplanationList(list):
         whose "id"s are dropped)."""
         out = cls()
         # Lines end at "\n" only: a text may hold U+2028 and the like, which JSON leaves unescaped.
-        for n, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), 1):
+        for n, line in enumerate(Path(path).read_text(encoding="utf-8-sig").split("\n"), 1):
             if not line.strip():
                 continue
             try:

@@ -539,3 +539,11 @@ def test_the_compare_table_is_ascii_where_stdout_is(monkeypatch):
     table = format_table(rows)
     table.encode("ascii")
     assert "deletion (lower better)" in table and "rationale AP (higher better)" in table
+
+
+def test_an_input_file_with_a_utf8_bom_is_read(tmp_path):
+    from interp_text.cli import read_jsonl_inputs
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "good food"}\n{"text": "cold"}\n')
+    assert [r["text"] for _, r in read_jsonl_inputs(path)] == ["good food", "cold"]

@@ -394,3 +394,16 @@ def test_a_half_precision_model_s_probability_is_its_logits_softmax(method):
     with torch.no_grad():
         logits = half(ids).logits[0].float()
     assert e.targets[0].probability == pytest.approx(float(logits[-2].softmax(-1)[ids[0, -1]]), rel=1e-4)
+
+
+def test_files_saved_with_a_utf8_bom_read_back(tmp_path, bert, wp_tokenizer):
+    """Windows editors (Notepad) write a byte-order mark first; it is no part of the JSON."""
+    from interp_text import Explanation, ExplanationList
+
+    es = Saliency(bert, wp_tokenizer).explain(["the food", "not good"])
+    path = es.save(tmp_path / "l.jsonl")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert ExplanationList.load(path) == es
+    one = es[0].save(tmp_path / "e.json")
+    one.write_bytes(b"\xef\xbb\xbf" + one.read_bytes())
+    assert Explanation.load(one) == es[0]
