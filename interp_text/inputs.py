@@ -79,14 +79,11 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
             continue
         if isinstance(t, dict):
             texts[i] = _text_pair(t, i)
-            continue
-        if not isinstance(t, str):
+        elif not isinstance(t, str):
             raise InterpTextError(f"text {i} is a {type(t).__name__}, not a string; pass str (or a list of str).")
-        if not t.strip():
+        elif not t.strip():
             raise InterpTextError(f"text {i} is empty; pass a text with at least one non-space character.")
-    for i, t in enumerate(texts):
-        if isinstance(t, str):
-            _check_unicode(t, i)
+        _check_unicode(texts[i], i)  # a text, or a pair's two texts joined
     return texts, single
 
 
@@ -508,8 +505,10 @@ def check_length(item: Item, task: str, max_length: int | None) -> None:
     n = item.input_ids.shape[0]
     if n > max_length:
         what = " (prompt + output)" if task == CAUSAL_LM and item.output_ids else ""
-        fix = "shorten the prompt or the output (max_new_tokens)" if what else "shorten the text"
-        fix = "shorten the prompt" if task != CLASSIFICATION and not what else fix
+        if what:
+            fix = "shorten the prompt or the output (max_new_tokens)"
+        else:
+            fix = "shorten the text" if task == CLASSIFICATION else "shorten the prompt"
         raise InterpTextError(
             f"text {item.index} has {n} tokens{what} but the model accepts at most {max_length}; {fix}."
         )
