@@ -8,7 +8,8 @@ generation. f(x) = f(x_1) is the unperturbed score, f(x_0) the score with every 
 
 Masking happens on the input embeddings, so the user's tokenizer and model are never changed
 (no added tokens, no resized embedding matrix). Every masked input of every text goes through
-one batched, gradient-free forward per ``batch_size`` rows of one length.
+one batched, gradient-free forward per ``batch_size`` rows of one length; an input two texts
+share (a template whose differing words are masked) runs once.
 
 For generation only the prompt is perturbed: output tokens are scored teacher-forced, and for
 causal LMs the output columns of ``Explanation.scores`` are NaN (a perturbation method explains
@@ -170,13 +171,13 @@ def prefix_batches(units: list, cuts: list[int], batch_size: int, seq: int) -> l
     return out
 
 
-def first_masked(token_player: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``(rows,)`` each row's first masked token position (the sequence length if none is)."""
-    has = token_player >= 0  # (seq,)
-    masked = torch.zeros(keep.shape[0], token_player.shape[0], dtype=torch.bool)  # (rows, seq)
-    masked[:, has] = ~keep[:, token_player[has]]
-    pos = torch.arange(token_player.shape[0]).expand_as(masked)
-    return torch.where(masked, pos, token_player.shape[0]).min(1).values
+def first_masked(keep: torch.Tensor) -> torch.Tensor:
+    """``(rows,)`` each row's first masked token position (the sequence length if none is).
+
+    ``keep``: ``(rows, seq)`` kept tokens (``Players.token_keep``).
+    """
+    pos = torch.arange(keep.shape[1]).expand_as(keep)
+    return torch.where(keep, keep.shape[1], pos).min(1).values
 
 
 def unique_rows(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,16 +191,44 @@ def unique_rows(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ((codes[:, None] >> bits) & 1).bool(), inverse
 
 
+def distinct_inputs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first, inverse)``: the first occurrence of each distinct row of ``rows`` ``(G, width)`` int64 in
+    order of appearance, and per row the index of its distinct row in ``first``."""
+    # A 1-D unique of one hash per row is ten times faster than a unique over rows; a collision
+    # (rows that differ under one hash) is caught and redone exactly.
+    weights = torch.randint(-(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(0))
+    _, inverse = torch.unique((rows * weights).sum(1), return_inverse=True)
+    g = torch.arange(rows.shape[0])
+    first = torch.full((int(inverse.max()) + 1,), rows.shape[0]).scatter_reduce(0, inverse, g, "amin")
+    if not torch.equal(rows[first[inverse]], rows):
+        _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), rows.shape[0]).scatter_reduce(0, inverse, g, "amin")
+    by_appearance = first.argsort()  # distinct rows numbered in order of appearance
+    rank = torch.empty_like(by_appearance)
+    rank[by_appearance] = torch.arange(by_appearance.shape[0])
+    return first[by_appearance], rank[inverse]
+
+
 @dataclass
 class GroupRows:
-    """How the rows of one length group run: text by text, or sorted by shared prefix (``order``)."""
+    """How the rows of one length group run.
+
+    Rows are first made distinct: two texts' masked inputs that are the same token ids (a shared
+    template with its differing words masked, both fully masked) run once. The distinct rows run
+    in their order of appearance, or sorted by shared causal prefix (``order``).
+    """
 
     items: list[Item]
     counts: list[int]  # rows per text
-    order: torch.Tensor | None  # (G,) the row order the forwards use, None: text by text
+    inverse: torch.Tensor | None  # (G,) the distinct row of each row, None: every row is distinct
+    order: torch.Tensor | None  # (distinct,) the row order the forwards use, None: as they are
     batches: list[tuple[int, int]]  # [start, end) of each forward, in that order
     cuts: list[int]  # causal prefix each row may skip, in that order (empty: none)
     row_items: list[Item] | None  # generation: the item of each row, in that order
+
+    @property
+    def n_run(self) -> int:
+        return self.batches[-1][1] if self.batches else 0
 
 
 class PerturbationEngine(Engine):
@@ -348,14 +377,15 @@ class PerturbationEngine(Engine):
         f_out, p_out, start = {}, {}, 0
         n_classes = int(self.model.config.num_labels) if s.task == CLASSIFICATION else None
         for plan in plans:
-            group, counts, order = plan.items, plan.counts, plan.order
-            end = start + sum(counts)
+            end = start + plan.n_run
             f_g, p_g = f[start:end], log_p[start:end]
-            if order is not None:  # back to each text's own row order
-                back = torch.empty_like(order)
-                back[order] = torch.arange(order.shape[0])
+            if plan.order is not None:  # back to the distinct rows' own order
+                back = torch.empty_like(plan.order)
+                back[plan.order] = torch.arange(plan.order.shape[0])
                 f_g, p_g = f_g[back], p_g[back]
-            for it, f_i, p_i in zip(group, f_g.split(counts), p_g.split(counts)):
+            if plan.inverse is not None:  # every text's rows, duplicates included
+                f_g, p_g = f_g[plan.inverse], p_g[plan.inverse]
+            for it, f_i, p_i in zip(plan.items, f_g.split(plan.counts), p_g.split(plan.counts)):
                 w = n_classes or it.n_targets
                 f_out[it.index], p_out[it.index] = f_i[:, :w], p_i[:, :w]
             start = end
@@ -364,25 +394,34 @@ class PerturbationEngine(Engine):
     def _group_rows(self, group: list[Item], masks: dict[int, torch.Tensor]) -> tuple[GroupRows, list[torch.Tensor]]:
         """How a length group's rows run, and the int64 tensors they need on the device.
 
-        The tensors: token ids ``(G, seq)`` with the replacement at masked positions, and for
-        generation each row's target table ``(G, ...)``.
+        The tensors: token ids ``(rows, seq)`` with the replacement at masked positions, and for
+        generation each row's target table ``(rows, ...)``; one row per distinct input.
         """
         s, rid = self.s, self.replacement_id
         counts = [masks[it.index].shape[0] for it in group]
         keep = torch.cat([self.players[it.index].token_keep(masks[it.index]) for it in group])  # (G, seq)
         ids = torch.cat([it.input_ids.expand(c, -1) for it, c in zip(group, counts)])  # (G, seq)
-        order, batches, cuts = self._batches(group, masks, keep.shape[0])
+        ids = torch.where(keep, ids, -1 if rid is None else rid)  # -1: a zero embedding
+        text_of_row = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts))  # (G,)
+        table = text_table(self.model, s.task, group)[text_of_row] if s.task != CLASSIFICATION else None
+        inverse = None
+        # One text's rows are distinct already (its masks are); texts can share rows.
+        if len(group) > 1:
+            first, inverse = distinct_inputs(ids if table is None else torch.cat([ids, table], 1))
+            if first.shape[0] == ids.shape[0]:
+                inverse = None
+            else:
+                self.bar.step(ids.shape[0] - first.shape[0])
+                keep, ids, text_of_row = keep[first], ids[first], text_of_row[first]
+                table = None if table is None else table[first]
+        row_items = [group[k] for k in text_of_row.tolist()]
+        order, batches, cuts = self._batches(keep, row_items)
         if order is not None:
-            keep, ids = keep[order], ids[order]
-        tensors = [torch.where(keep, ids, -1 if rid is None else rid)]  # -1: a zero embedding
-        row_items = None
-        if s.task != CLASSIFICATION:
-            text_of_row = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts))  # (G,)
-            if order is not None:
-                text_of_row = text_of_row[order]
-            tensors.append(text_table(self.model, s.task, group)[text_of_row])  # (G, table columns)
-            row_items = [group[k] for k in text_of_row.tolist()]
-        return GroupRows(group, counts, order, batches, cuts, row_items), tensors
+            ids, row_items = ids[order], [row_items[k] for k in order.tolist()]
+            table = None if table is None else table[order]
+        if table is None:
+            return GroupRows(group, counts, inverse, order, batches, cuts, None), [ids]
+        return GroupRows(group, counts, inverse, order, batches, cuts, row_items), [ids, table]
 
     def _run(self, plans: list[GroupRows], host: list[torch.Tensor], device, outs: list) -> None:
         """The forwards of ``plans``, appended to ``outs`` (on the device).
@@ -416,24 +455,22 @@ class PerturbationEngine(Engine):
                     self.bar.step(b - a)
 
     def _batches(
-        self, group: list[Item], masks: dict[int, torch.Tensor], total: int
+        self, keep: torch.Tensor, row_items: list[Item]
     ) -> tuple[torch.Tensor | None, list[tuple[int, int]], list[int]]:
-        """``(order, batches, cuts)`` of a length group's rows (text by text, each text's rows in order).
+        """``(order, batches, cuts)`` of a length group's rows (``keep`` ``(rows, seq)`` their kept tokens).
 
         Plain: no reordering, and ``batch_size`` rows per forward. Causal LMs whose rows share a
         long unmasked prefix with the clean input: rows sorted by that prefix (``order``), batched
         by ``prefix_batches``, and ``cuts`` the prefix each row (in the new order) may skip.
         """
         s = self.s
-        seq = group[0].input_ids.shape[0]
+        total, seq = keep.shape
         plain = [(a, min(a + s.batch_size, total)) for a in range(0, total, s.batch_size)]
-        if self._prefix_state() is False or not prefix_pays(max(it.n_prompt for it in group) - 1, seq):
+        if self._prefix_state() is False or not prefix_pays(max(it.n_prompt for it in row_items) - 1, seq):
             return None, plain, []
-        cuts = []
-        for it in group:
-            # The scored positions start at n_prompt - 1: a prefix never goes past them.
-            first = first_masked(self.players[it.index].token_player, masks[it.index]).clamp(max=it.n_prompt - 1)
-            cuts.extend(c if prefix_pays(c, seq) else 0 for c in first.tolist())
+        # The scored positions start at n_prompt - 1: a prefix never goes past them.
+        last = torch.tensor([it.n_prompt - 1 for it in row_items])
+        cuts = [c if prefix_pays(c, seq) else 0 for c in torch.minimum(first_masked(keep), last).tolist()]
         order = sorted(range(total), key=lambda k: -cuts[k])  # rows masked late share a long prefix
         sorted_cuts = [cuts[k] for k in order]
         batches, a = [], 0

@@ -589,3 +589,39 @@ def test_sampling_that_runs_out_of_gpu_memory_names_the_fix(gpt2, bpe, monkeypat
     with pytest.raises(InterpTextError, match=r"sampling a prompt of \d+ tokens ran out of GPU memory; lower max_new"):
         Saliency(gpt2, bpe, batch_size=2).explain(["The capital of"] * 3, max_new_tokens=2, do_sample=True)
     assert calls == [1]  # tried once, not halved again and again
+
+
+@pytest.mark.parametrize("prefix", [True, False])
+def test_prompts_that_share_a_masked_input_and_target_run_it_once(prefix, gpt2, bpe, monkeypatch):
+    """Masking the one word two prompts differ in gives one input; with another target it is two."""
+    import interp_text.perturbation as P
+    from interp_text.perturbation import Occlusion
+
+    if not prefix:
+        monkeypatch.setattr(P, "PREFIX_MIN", 10**9)
+    prompts = [LONG_PROMPT, LONG_PROMPT.replace("lovely", "good", 1)]
+    assert len(bpe(prompts[0])["input_ids"]) == len(bpe(prompts[1])["input_ids"])  # one length group
+    explainer = Occlusion(gpt2, bpe, batch_size=16)
+    explainer.explain(prompts[0], targets=" and the staff")  # the prefix check, once
+
+    def rows(targets):
+        """The explanations and the rows scored (not counting the prefix passes, which score nothing)."""
+        counted = []
+
+        def hook(module, args, kwargs):
+            if not (kwargs.get("use_cache") and kwargs.get("past_key_values") is None):
+                counted.append(kwargs["inputs_embeds"].shape[0])
+
+        handle = gpt2.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            return explainer.explain(prompts, targets=targets), sum(counted)
+        finally:
+            handle.remove()
+
+    same, shared_rows = rows([" and the staff"] * 2)
+    _, apart_rows = rows([" and the staff", " and the food"])  # one length group, another target
+    assert getattr(explainer, "prefix_checked", None) == ({id(gpt2): True} if prefix else None)
+    assert shared_rows == apart_rows - 1 == 2 * 46 - 1  # each prompt: the clean row and 45 masked words
+    for expl, prompt in zip(same, prompts):
+        alone = Occlusion(gpt2, bpe, batch_size=16).explain(prompt, targets=" and the staff")
+        np.testing.assert_allclose(expl.scores, alone.scores, rtol=1e-4, atol=1e-5, equal_nan=True)

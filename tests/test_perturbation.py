@@ -14,7 +14,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from interp_text import Granularity, InterpTextError
-from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol, unique_rows
+from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol, distinct_inputs, unique_rows
 
 ALL = Granularity.ALL_TOKENS
 SHORT = "unloved pastas were cold"  # 4 words, 2 of them several tokens
@@ -512,3 +512,37 @@ def test_kernelshap_adds_only_the_pairs_it_is_short_of(n, additive, wp_tokenizer
         design = masks[1 : 1 + pairs, :-1].double() - masks[1 : 1 + pairs, -1:].double()
         assert torch.linalg.matrix_rank(design) == n - 1
         assert n <= pairs <= n + 30
+
+
+@pytest.mark.parametrize("cls,opts", [(Occlusion, {}), (Lime, {"n_samples": 30}), (Sobol, {"n_samples": 4})])
+def test_texts_that_share_a_masked_input_run_it_once(cls, opts, sharp_bert, wp_tokenizer):
+    """Two texts that differ in their last word only: any mask hiding that word is one input for both."""
+    texts = ["the food was cold", "the food was good"]
+    ids = [wp_tokenizer(t)["input_ids"] for t in texts]
+    assert len(ids[0]) == len(ids[1]) == 6 and ids[0][:4] == ids[1][:4]  # one token per word, one length
+    explainer = cls(sharp_bert, wp_tokenizer, seed=2, **opts)
+    with RowCounter(sharp_bert) as together:
+        both = explainer.explain(texts, targets="all")
+    alone, counts = [], []
+    for t in texts:
+        with RowCounter(sharp_bert) as counter:
+            alone.append(explainer.explain(t, targets="all"))
+        counts.append(counter.rows)
+    masks = explainer.masks(4, torch.Generator().manual_seed(2))
+    shared = {tuple(z.tolist()) for z in masks if not z[3]}  # last word masked: the same ids in both texts
+    assert len(shared) > 0
+    assert together.rows == counts[0] + counts[1] - len(shared)
+    for expl, ref in zip(both, alone):
+        np.testing.assert_allclose(expl.scores, ref.scores, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(both[0].scores, both[1].scores)
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_distinct_inputs_in_order_of_appearance(collide, monkeypatch):
+    rows = torch.randint(0, 5, (200, 3), generator=torch.Generator().manual_seed(1))  # 125 possible rows
+    if collide:  # every row hashes alike: the exact unique must take over
+        monkeypatch.setattr(torch, "randint", lambda *a, **k: torch.zeros(a[-1], dtype=torch.long))
+    first, inverse = distinct_inputs(rows)
+    seen = list(dict.fromkeys(tuple(r) for r in rows.tolist()))
+    assert [tuple(r) for r in rows[first].tolist()] == seen  # each distinct row at its first occurrence
+    assert torch.equal(rows[first][inverse], rows)
