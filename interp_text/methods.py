@@ -174,7 +174,7 @@ def default_noise_std(model) -> float:
     """
     emb = model.get_input_embeddings()
     with torch.no_grad():
-        spread = float(emb.weight.float().std())
+        spread = _std(emb.weight)
         # The spread of what the embedding module gives, which is what the noise is added to: some
         # scale their rows (BART or Marian with scale_embedding, Gemma 3: weight × √d).
         ids = torch.linspace(0, emb.weight.shape[0] - 1, min(emb.weight.shape[0], 1024)).long()
@@ -183,6 +183,22 @@ def default_noise_std(model) -> float:
         if raw > 0:
             spread *= float(emb(ids).float().norm()) / raw
     return 0.5 * spread
+
+
+# Rows of the embedding matrix read at a time: a 256k-row bfloat16 vocabulary copied whole to
+# float would take gigabytes of device memory for one number.
+STD_CHUNK_ELEMENTS = 1 << 24
+
+
+def _std(weight: torch.Tensor) -> float:
+    """The standard deviation of every entry (unbiased, as ``Tensor.std``), in float64, a chunk of rows at a time."""
+    rows = max(1, STD_CHUNK_ELEMENTS // max(1, weight[0].numel()))
+    chunks = weight.split(rows)
+    total = sum(c.double().sum() for c in chunks)
+    n = weight.numel()
+    mean = total / n
+    squares = sum((c.double() - mean).square().sum() for c in chunks)
+    return float((squares / max(1, n - 1)).sqrt())
 
 
 def _noise(e: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:

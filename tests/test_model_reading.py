@@ -407,3 +407,15 @@ def test_files_saved_with_a_utf8_bom_read_back(tmp_path, bert, wp_tokenizer):
     one = es[0].save(tmp_path / "e.json")
     one.write_bytes(b"\xef\xbb\xbf" + one.read_bytes())
     assert Explanation.load(one) == es[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_default_noise_reads_the_embedding_matrix_a_chunk_at_a_time(dtype, monkeypatch):
+    """The spread of a bf16 matrix read in chunks of rows is the float64 spread of the whole."""
+    import interp_text.methods as M
+
+    weight = (torch.randn(1000, 48, generator=torch.Generator().manual_seed(0)) * 0.3 + 0.05).to(dtype)
+    whole = float(weight.double().std())
+    monkeypatch.setattr(M, "STD_CHUNK_ELEMENTS", 48 * 7)  # 7 rows at a time: 143 chunks, the last one short
+    assert M._std(weight) == pytest.approx(whole, rel=1e-12)
+    assert M._std(weight[:1]) == pytest.approx(float(weight[:1].double().std()), rel=1e-12)
