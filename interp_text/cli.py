@@ -267,7 +267,7 @@ def done_results(path: Path) -> dict:
 # What decides a result's numbers besides its text and target: a resumed run must ask for the same.
 SETTINGS = ("method", "task", "granularity", "aggregation", "inference_mode", "token_reduction")
 # Options an explanation records about its own text, not about the run (see engine.text_kind).
-PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id")
+PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id", "generation")
 
 
 def short(value: Any) -> str:
@@ -350,11 +350,32 @@ def target_difference(result: dict, target: Any, explainer) -> str | None:
     return None
 
 
-def check_resumable(done: dict, rows: list[tuple[int, dict]], explainer, target: Any, path: Path, out: Path) -> None:
+def generation_difference(result: dict, forced: Any, kwargs: dict) -> str | None:
+    """How the generation options of ``result``'s output differ from this run's (``kwargs``), or None.
+    A forced output (``forced``, the line's target) was not generated: nothing to compare."""
+    from .engine import json_options
+
+    if result.get("task") == "classification" or forced is not None:
+        return None
+    theirs, ours = (result.get("options") or {}).get("generation") or {}, json_options(kwargs)
+    for name in sorted(set(theirs) | set(ours)):
+        if theirs.get(name) != ours.get(name):
+            flag = "--" + name.replace("_", "-")
+            return f"{flag} {short(theirs.get(name, 'not given'))}, this run {short(ours.get(name, 'not given'))}"
+    return None
+
+
+def check_resumable(
+    done: dict, rows: list[tuple[int, dict]], explainer, target: Any, kwargs: dict, path: Path, out: Path
+) -> None:
     """Refuse to append to ``out`` unless every result in it is what this run would write for the
-    input with the same id: same text, same target, same settings. Ids alone would pair a result
-    with another text once lines are added above it, and mix settings in one file."""
+    input with the same id: same text, same target, same settings, same model, same generation
+    options. Ids alone would pair a result with another text once lines are added above it, and mix
+    settings in one file."""
+    from .engine import model_name
+
     ours = run_settings(explainer)
+    model = model_name(explainer.model)
     fix = f"use another --output, or delete {out} to start over"
     for n, record in rows:
         key = record["id"]
@@ -374,11 +395,17 @@ def check_resumable(done: dict, rows: list[tuple[int, dict]], explainer, target:
                 f'has no "id"), so adding or removing lines shifts them; {fix} (give each line an "id" to keep '
                 "its result when lines move)."
             )
-        why = settings_difference(result, ours)
+        why = settings_difference(result, ours) or generation_difference(result, record.get("target", target), kwargs)
         if why is not None:
             raise InterpTextError(
                 f"{out} holds results made with other settings: {where} was explained with {why}. "
                 f"Rerun with the same settings to resume, or {fix}."
+            )
+        # Results written before the model was recorded have no "model": nothing to compare.
+        if "model" in result and result["model"] != model:
+            raise InterpTextError(
+                f"{out} holds results of another model: {where} was explained with the model {short(result['model'])}, "
+                f"this run loads {short(model)}. Rerun with --model {result['model']} to resume, or {fix}."
             )
         try:
             why = target_difference(result, record.get("target", target), explainer)
@@ -396,6 +423,8 @@ def explain_records(explainer, records: list[tuple[int, dict]], target: Any, kwa
     # A record with a "text_pair" is a pair a classifier reads together (premise and hypothesis).
     texts = [{"text": r["text"], "text_pair": r["text_pair"]} if "text_pair" in r else r["text"] for _, r in records]
     targets = [r.get("target", target) for _, r in records]
+    if all(t is not None for t in targets):  # nothing to generate in this call: no generation options
+        kwargs = {}
     try:
         return list(explainer.explain(texts, targets=targets, **kwargs))
     except InterpTextError as err:
@@ -419,7 +448,12 @@ def explain_file(args) -> int:
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
     kwargs = generate_kwargs(args, explainer)
-    check_resumable(done, rows, explainer, target, path, out)
+    if kwargs and all(r.get("target", target) is not None for _, r in rows):
+        raise InterpTextError(
+            f"--max-new-tokens is for generated outputs, but every line of {path} forces its output (a target), "
+            "so nothing is generated; drop --max-new-tokens."
+        )
+    check_resumable(done, rows, explainer, target, kwargs, path, out)
     todo = [(n, r) for n, r in rows if r["id"] not in done]
     if not todo:
         print(f"nothing to do: all {len(rows)} texts are already in {out}", file=sys.stderr)

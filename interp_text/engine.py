@@ -8,12 +8,14 @@ statistic, reduces the hidden dimension and hands token scores to the granularit
 from __future__ import annotations
 
 import copy
+import json
 import math
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -338,6 +340,10 @@ class Engine:
                         ids = inp.forced_first_token(model, s.task, ids)
                     inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
             self._generate(to_generate, device, generate_kwargs, max_len)
+            if generate_kwargs:
+                recorded = json_options(generate_kwargs)
+                for it in to_generate:
+                    it.generation = recorded
         if not self.needs_embeds:
             return items
         emb = model.get_input_embeddings()
@@ -810,13 +816,47 @@ class Engine:
                 **text_kind(it.text),
                 # The decoder start generation was given (decoder_start_token_id=): the metrics read it back.
                 **({"decoder_start_token_id": it.decoder_start} if it.decoder_start is not None else {}),
+                **({"generation": it.generation} if it.generation else {}),
             },
             output_text=out_text,
             output_elements=out_elements,
             output_spans=out_spans,
             output_ids=None if s.task == CLASSIFICATION else list(it.output_ids),
             predicted_label=None if it.predicted is None else self._label(it.predicted),
+            model=model_name(self.model),
         )
+
+
+def model_name(model) -> str | None:
+    """What ``model`` was loaded from: a bundled model's name, a folder's absolute path, a Hub id; None
+    for a model built in memory."""
+    from .bundled import NAMES, default_path
+
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    if not name:
+        return None
+    path = Path(name)
+    if path.is_dir():
+        path = path.resolve()
+        bundled = {default_path(n).resolve(): n for n in NAMES}
+        return bundled.get(path, str(path))
+    return name
+
+
+def json_options(options: dict) -> dict:
+    """``options`` as JSON keeps them: a value JSON cannot hold as it is (a GenerationConfig, a
+    tensor) becomes its settings that differ from the defaults, else its repr."""
+    out = {}
+    for key, value in options.items():
+        try:
+            out[key] = json.loads(json.dumps(value))
+        except (TypeError, ValueError):
+            if hasattr(value, "to_diff_dict"):
+                settings = {k: v for k, v in value.to_diff_dict().items() if k != "transformers_version"}
+                out[key] = json.loads(json.dumps(settings, default=repr))
+            else:
+                out[key] = repr(value)[:200]
+    return out
 
 
 def text_kind(text: str) -> dict:

@@ -93,6 +93,7 @@ class Explanation:
     options: dict[str, Any] = field(default_factory=dict)
     output_ids: list[int] | None = None  # generation: every output token id, in order
     predicted_label: str | None = None  # classification: the predicted class's name, explained or not
+    model: str | None = None  # what the model was loaded from (its name_or_path; a bundled model's name)
 
     def __eq__(self, other: object) -> bool:
         # the generated __eq__ compares the score arrays with ==, which has no single truth value
@@ -242,6 +243,7 @@ class Explanation:
             "options": self.options,
             "output_ids": None if self.output_ids is None else [int(i) for i in self.output_ids],
             "predicted_label": self.predicted_label,
+            "model": self.model,
         }
 
     @classmethod

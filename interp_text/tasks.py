@@ -178,6 +178,7 @@ class Item:
     output_groups: tuple | None = None  # group_tokens of the output: (elements, spans, token -> element)
     token_types: tuple[int, ...] | None = None  # a text pair's token type ids, when the model reads them
     decoder_start: int | None = None  # seq2seq: the decoder start token generation began with
+    generation: dict | None = None  # the explain() options its output was generated with (JSON)
     embeds: torch.Tensor | None = None  # (seq, hidden)
     # Filled by the clean pass (unperturbed input):
     predicted: int | None = None

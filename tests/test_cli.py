@@ -475,6 +475,46 @@ def test_file_mode_refuses_a_forced_output_it_did_not_explain(tmp_path, capsys):
     assert "nothing to do: all 1 texts are already in" in capsys.readouterr().err
 
 
+def test_file_mode_refuses_to_resume_with_another_model_or_output_length(tmp_path, capsys):
+    records = [{"text": "The capital of France is"}, {"text": "The capital of Spain is", "target": " Madrid"}]
+    argv, inp, out = file_run(tmp_path, records, "--task", "generation", "--method", "saliency")
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")]
+    assert main([*argv, "--max-new-tokens", "2", "--texts-per-call", "1"]) == 0
+    written = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["model"] for r in written] == ["facts", "facts"]
+    assert [r["options"].get("generation") for r in written] == [{"max_new_tokens": 2}, None]  # the forced one: none
+    assert len(written[0]["output_ids"]) == 2
+    out.write_text(out.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # as if cut after one
+    capsys.readouterr()
+    assert main([*argv, "--max-new-tokens", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"id 0 ({inp}:1) was explained with --max-new-tokens 2, this run 3." in err
+    assert main(argv) == 2
+    assert "was explained with --max-new-tokens 2, this run 'not given'." in capsys.readouterr().err
+    import shutil
+
+    copy = shutil.copytree(ROOT / "interp_text" / "bundled" / "facts", tmp_path / "facts_copy")
+    assert main([*argv, "--max-new-tokens", "2", "--model", str(copy)]) == 2
+    assert (
+        f"holds results of another model: id 0 ({inp}:1) was explained with the model 'facts', this run loads "
+        f"{str(copy.resolve())!r}. Rerun with --model facts to resume" in capsys.readouterr().err
+    )
+    assert main([*argv, "--max-new-tokens", "2"]) == 0  # as first asked: the second line runs
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_file_mode_with_every_output_forced_refuses_max_new_tokens(tmp_path, capsys):
+    records = [{"text": "The capital of Spain is", "target": " Madrid"}]
+    argv, inp, out = file_run(tmp_path, records, "--task", "generation", "--method", "saliency")
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")] + ["--max-new-tokens", "2"]
+    assert main(argv) == 2
+    assert (
+        f"--max-new-tokens is for generated outputs, but every line of {inp} forces its output (a target), so "
+        "nothing is generated; drop --max-new-tokens." in capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- progress and version
 def test_progress_in_a_log_is_plain_lines(tmp_path, capsys):
     argv, inp, out = file_run(tmp_path, [{"text": f"The food was good {i}."} for i in range(4)])

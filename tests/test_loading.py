@@ -102,6 +102,8 @@ def test_a_folder_without_its_tokenizer_is_refused(tmp_path, bert, wp_tokenizer)
     ):
         Saliency(tmp_path)
     got = Saliency(tmp_path, wp_tokenizer).explain(TEXT)  # given one, the folder's model is used with it
+    assert got.model == str(tmp_path.resolve())
+    got.model = None  # the same weights, built in memory: no name
     assert got == Saliency(bert, wp_tokenizer).explain(TEXT)
 
 
@@ -171,3 +173,12 @@ def test_the_cli_gives_task_to_a_checkpoint_saved_without_a_head(tmp_path, wp_to
     ]
     assert main(argv) == 0
     assert "cold[" in capsys.readouterr().out
+
+
+def test_an_explanation_names_the_model_it_was_made_with(saved, bert, wp_tokenizer, monkeypatch):
+    assert Saliency(bert, wp_tokenizer).explain(TEXT).model is None  # built in memory: no name
+    monkeypatch.chdir(saved.parent)
+    relative = Occlusion(saved.name).explain(TEXT)  # a folder, named relative to here
+    assert relative.model == str(saved.resolve())
+    assert type(relative).from_dict(relative.to_dict()).model == str(saved.resolve())
+    assert Occlusion(*load_default("sentiment")).explain(TEXT).model == "sentiment"
