@@ -386,6 +386,7 @@ padding:0 3px;margin:0 1px}
 background-image:none;background-color:#fff;color:#1f2328}
 #@ .itx-panels{display:flex;flex-wrap:wrap;gap:12px}
 #@ .itx-panel{flex:1 1 300px;min-width:0}
+#@ .itx-panel.itx-out-panel{position:sticky;top:0;align-self:flex-start;background:#fff}
 #@ .itx-panel-title{font-size:11px;font-weight:600;color:#57606a;text-transform:uppercase;letter-spacing:.05em;
 margin:0 0 3px}
 #@ .itx-legend{display:flex;flex-wrap:wrap;align-items:center;gap:6px 18px;margin-top:10px;font-size:12px;
@@ -764,7 +765,8 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
             '<div class="itx-panels">'
             f'<div class="itx-panel"><div class="itx-panel-title">{"Input" if expl.task == "seq2seq" else "Prompt"}</div>'
             f"{prompt}</div>"
-            f'<div class="itx-panel"><div class="itx-panel-title">Output</div>{output}</div>'
+            # Beside a long prompt, the outputs stay in view while it scrolls: they are what one clicks.
+            f'<div class="itx-panel itx-out-panel"><div class="itx-panel-title">Output</div>{output}</div>'
             "</div>"
         )
         body += _top_div(expl, row)

@@ -450,3 +450,21 @@ def test_list_in_a_dark_notebook_keeps_its_own_light_background(page):
 
 def rgb(value: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in value[value.index("(") + 1 : value.index(")")].split(",")[:3])
+
+
+def test_outputs_stay_in_view_beside_a_long_prompt(page, tmp_path):
+    prompt = " ".join(f"word{i}" for i in range(1500))  # many screens of prompt beside a short output
+    expl = hand_made.causal(prompt, " yes it is", np.ones((3, 1503)))
+    open_page(page, save_html(expl, tmp_path / "long.html"))
+    out = ".itx-out-panel .itx-out[data-row]"
+    first = page.query_selector(out).bounding_box()
+    page.evaluate("window.scrollTo(0, 3000)")
+    moved = page.query_selector(out).bounding_box()
+    assert 0 <= moved["y"] < 100 and moved["x"] == first["x"]  # pinned at the top of the window, same column
+    page.click(f"{out} >> nth=1")  # still clickable there: the prompt takes the second output's scores
+    assert page.eval_on_selector(".itx-out.itx-sel", "e => e.dataset.row") == "1"
+    page.set_viewport_size({"width": 500, "height": 800})  # too narrow for two columns: the output below the prompt
+    page.evaluate("window.scrollTo(0, 0)")
+    below = page.query_selector(out).bounding_box()
+    prompt_box = page.query_selector(".itx-text[data-side=prompt]").bounding_box()
+    assert below["y"] >= prompt_box["y"] + prompt_box["height"]
