@@ -246,10 +246,14 @@ class Engine:
         self.id2label: dict | None = None
         self.regression: bool | None = None  # a regression model: no probability (read once)
         self._trailing_pads: str | None = None  # _check_pad_tokens' verdict on texts whose pad tokens trail
+        self._own_pad = getattr(getattr(model, "config", None), "pad_token_id", None)  # see guarded
 
     def guarded(self):
         """The model guard of one call (``model_guard.explaining``)."""
         pad = None
+        # The model's own pad id, read before the guard lends it one: it says which position the ids
+        # forward reads (None: the last), which _check_pad_tokens compares embeddings against.
+        self._own_pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
         if self.s.task == CLASSIFICATION:  # any id: rows are never padded (see explaining)
             tok = self.tokenizer
             ids = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
@@ -365,7 +369,7 @@ class Engine:
         from the input; anything else that still differs is refused. Texts without the pad token
         cost nothing; texts whose pad tokens all trail follow the first such text's check.
         """
-        pad = getattr(self.model.config, "pad_token_id", None)
+        pad = self._own_pad  # None: the model reads the last position, from ids as from embeddings
         if not isinstance(pad, int) or pad not in it.input_ids.tolist() or reads_ids_only(self.model):
             return
         ids = it.input_ids
@@ -379,6 +383,7 @@ class Engine:
             if trailing_only:
                 self._trailing_pads = verdict
         if verdict == "trim":
+            it.hidden_spans = [(a, b) for a, b in it.offsets[n:] if b > a]  # their text is no word
             it.input_ids = ids[:n]
             it.offsets, it.special, it.token_strings = it.offsets[:n], it.special[:n], it.token_strings[:n]
             if it.token_types is not None:
@@ -736,7 +741,9 @@ class Engine:
         gap = None
         if s.uses_baseline:
             gap = it.stat_total.cpu() - (it.target_scores - it.baseline_scores)
-        elements, spans, mapping = group_tokens(it.text, it.offsets, it.special, s.granularity, it.token_strings)
+        elements, spans, mapping = group_tokens(
+            it.text, it.offsets, it.special, s.granularity, it.token_strings, it.hidden_spans
+        )
         if s.task == CLASSIFICATION:
             scores = pool(token_scores, mapping, len(elements), s.aggregation)
             return self._explanation(it, elements, spans, scores, self._class_targets(it), gap, None, None, None)

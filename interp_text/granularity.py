@@ -8,6 +8,7 @@ tokens written in the text, as a chat template writes them).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
 import regex
 import torch
@@ -66,6 +67,7 @@ def group_tokens(
     special: list[bool],
     granularity: Granularity,
     token_strings: list[str] | None = None,
+    hidden: Sequence[tuple[int, int]] = (),
 ) -> tuple[list[str], list[tuple[int, int]], list[int]]:
     """Map each token to an element.
 
@@ -75,6 +77,8 @@ def group_tokens(
         special: True for special tokens ([CLS], <bos>, ...), which have no text.
         granularity: what an element is.
         token_strings: token strings, used to name special tokens under ALL_TOKENS.
+        hidden: spans of text that belong to no token any more (special tokens dropped from the
+            input), which no word may take in at WORD and SENTENCE.
 
     Returns:
         ``(elements, spans, token_to_element)``, ``token_to_element[i] == -1`` for a token that
@@ -127,7 +131,7 @@ def group_tokens(
         return [text[s:e] for s, e in spans], spans, mapping
 
     scan = text
-    written = [(s, e) for (s, e), flag in zip(offsets, special) if flag and e > s]
+    written = [(s, e) for (s, e), flag in zip(offsets, special) if flag and e > s] + list(hidden)
     if written:  # special tokens written in the text (a chat template's, an output's <eos>) are no words
         chars = list(text)
         for s, e in written:

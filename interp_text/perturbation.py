@@ -128,7 +128,9 @@ class Players:
 
 def element_players(it: Item, granularity: Granularity) -> Players:
     """Which tokens move together when an element is masked: every token of a word, of a sentence."""
-    elements, spans, mapping = group_tokens(it.text, it.offsets, it.special, granularity, it.token_strings)
+    elements, spans, mapping = group_tokens(
+        it.text, it.offsets, it.special, granularity, it.token_strings, it.hidden_spans
+    )
     playing = [m if m >= 0 and not special else -1 for m, special in zip(mapping, it.special)]
     columns = sorted(set(playing) - {-1})
     player_of = {c: j for j, c in enumerate(columns)}

@@ -177,6 +177,7 @@ class Item:
     output_special: list[bool] = field(default_factory=list)
     output_groups: tuple | None = None  # group_tokens of the output: (elements, spans, token -> element)
     token_types: tuple[int, ...] | None = None  # a text pair's token type ids, when the model reads them
+    hidden_spans: list[tuple[int, int]] = field(default_factory=list)  # text of tokens dropped from the input
     decoder_start: int | None = None  # seq2seq: the decoder start token generation began with
     generation: dict | None = None  # the explain() options its output was generated with (JSON)
     embeds: torch.Tensor | None = None  # (seq, hidden)

@@ -1,6 +1,7 @@
 """The explained f(x) is what the model reads: pad-pooled classifiers, decoder starts, scaled
 embeddings, byte-fallback outputs, position offsets; and inputs no model can read are refused."""
 
+import copy
 import math
 
 import pytest
@@ -39,6 +40,32 @@ def test_a_trailing_pad_token_is_read_as_the_model_reads_its_ids(method, text, p
     e = method(model, tok).explain(text, targets="all")
     assert [t.score for t in e.targets] == pytest.approx(own.tolist(), abs=1e-5)
     assert e.elements == ["The", "food", "was", "cold"]
+
+
+def test_a_dropped_pad_token_lends_no_characters_to_the_last_word(pad_pooled):
+    model, tok = pad_pooled
+    e = Occlusion(model, tok).explain("Not good at all!<|endoftext|>", targets="all")
+    assert e.elements == ["Not", "good", "at", "all", "!"]  # not "!<|": punctuation would run into its text
+    with torch.no_grad():
+        own = model(**tok("Not good at all!<|endoftext|>", return_tensors="pt")).logits[0]
+    assert [t.score for t in e.targets] == pytest.approx(own.tolist(), abs=1e-5)
+
+
+@pytest.mark.parametrize("method", [Occlusion, Saliency])
+def test_without_a_pad_id_a_trailing_end_of_text_token_is_read(method, pad_pooled):
+    """With config.pad_token_id None (GPT-2 as loaded) the model reads the last token, the end-of-text
+    one included: nothing is dropped, though the call lends the model a pad id while it runs."""
+    model, tok = pad_pooled
+    model = copy.deepcopy(model)
+    model.config.pad_token_id = None
+    text = "Not good at all!<|endoftext|>"
+    with torch.no_grad():
+        own = model(**tok(text, return_tensors="pt")).logits[0]
+        without = model(**tok("Not good at all!", return_tensors="pt")).logits[0]
+    assert not torch.allclose(own, without, atol=1e-3)  # the last token counts
+    e = method(model, tok).explain(text, targets="all")
+    assert [t.score for t in e.targets] == pytest.approx(own.tolist(), abs=1e-5)
+    assert model.config.pad_token_id is None
 
 
 def test_texts_whose_pad_tokens_trail_share_one_check(pad_pooled):
