@@ -226,6 +226,10 @@ def classification_logits(
     kwargs = {}
     if token_types is not None:
         kwargs["token_type_ids"] = send(torch.tensor(token_types), embeds.device)[None].expand(embeds.shape[0], -1)
+    if accepts(unwrapped(model), "global_attention_mask"):
+        # Longformer's classifiers build this from their ids (global attention on the first token);
+        # given embeddings they have none to build it from.
+        kwargs["global_attention_mask"] = global_first_token(embeds)
     if model not in _READS_IDS:
         try:
             # Rows are never padded, so no attention mask: an all-ones mask means the same and costs time.
@@ -242,6 +246,14 @@ def classification_logits(
             "token (the default; not replacement='zeros')."
         )
     return model(input_ids=ids(), **kwargs).logits
+
+
+def global_first_token(embeds: torch.Tensor) -> torch.Tensor:
+    """``(rows, seq)`` long: global attention on the first token only, as Longformer's classifier
+    sets it from its ids when it is given none."""
+    mask = torch.zeros(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+    mask[:, 0] = 1
+    return mask
 
 
 def target_scores(

@@ -36,6 +36,12 @@ CLASSIFIERS = {
     ),
     "mpnet": (T.MPNetConfig, T.MPNetForSequenceClassification, dict(SMALL, max_position_embeddings=130)),
     "qwen2-classifier": (T.Qwen2Config, T.Qwen2ForSequenceClassification, dict(SMALL, num_key_value_heads=1)),
+    # Builds its global attention mask from its ids: given embeddings, it is given the mask.
+    "longformer": (
+        T.LongformerConfig,
+        T.LongformerForSequenceClassification,
+        dict(SMALL, attention_window=4, max_position_embeddings=130),
+    ),
 }
 GQA = dict(SMALL, num_key_value_heads=1, head_dim=16)
 GENERATORS = {
@@ -141,6 +147,12 @@ def test_classifier_scores_are_the_models_own(name, wp_tokenizer):
     with torch.no_grad():
         want = model(**wp_tokenizer(text, return_tensors="pt")).logits[0]
     np.testing.assert_allclose([t.score for t in got.targets], want.numpy(), rtol=1e-5, atol=1e-6)
+    # The gradient path reads the same f: Saliency at token granularity, the L2 norm of ∂f/∂e by hand.
+    sal = Saliency(model, wp_tokenizer, granularity="all_tokens").explain(text, targets=1)
+    e = model.get_input_embeddings()(wp_tokenizer(text, return_tensors="pt")["input_ids"]).detach().requires_grad_()
+    kwargs = {"global_attention_mask": torch.eye(1, e.shape[1], dtype=torch.long)} if name == "longformer" else {}
+    (grad,) = torch.autograd.grad(model(inputs_embeds=e, **kwargs).logits[0, 1], e)
+    np.testing.assert_allclose(sal.scores[0], grad[0].norm(dim=-1).numpy(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", {**GENERATORS, **MORE_GENERATORS})
