@@ -245,7 +245,18 @@ def classification_logits(
             "perturbed: explain it with a perturbation method (Occlusion, Lime, KernelShap, Sobol) and a replacement "
             "token (the default; not replacement='zeros')."
         )
-    return model(input_ids=ids(), **kwargs).logits
+    rows = ids()
+    try:
+        return model(input_ids=rows, **kwargs).logits
+    except ValueError as err:
+        if "eos" not in str(err).lower():
+            raise
+        eos = getattr(model.config, "eos_token_id", None)
+        raise InterpTextError(
+            f"{type(model).__name__} reads its output at the end-of-sentence tokens (id {eos}) of its ids, and needs "
+            "as many in every row; a text holds that token typed in it, and masking it changes the count: remove it "
+            f"from the text ({err})"
+        ) from None
 
 
 def global_first_token(embeds: torch.Tensor) -> torch.Tensor:

@@ -255,6 +255,17 @@ def test_a_classifier_that_reads_its_ids_is_explained_by_perturbation(bart_class
         Occlusion(model, tok, replacement="zeros").explain(TEXTS[0])
 
 
+def test_an_end_of_sentence_token_typed_in_the_text_of_an_id_reading_classifier_is_named(bart_classifier, wp_tokenizer):
+    """BART's classifier needs as many </s> in every row; masking one typed in the text removes one."""
+    assert bart_classifier.config.eos_token_id == wp_tokenizer.sep_token_id
+    with pytest.raises(
+        InterpTextError,
+        match=r"BartForSequenceClassification reads its output at the end-of-sentence tokens \(id 3\) of its ids, "
+        r"and needs as many in every row; a text holds that token typed in it, .*remove it from the text",
+    ):
+        Occlusion(bart_classifier, wp_tokenizer).explain({"text": "the food [SEP] cold", "text_pair": "good"})
+
+
 def test_another_not_implemented_error_is_the_models_own(wp_tokenizer):
     """Only a refusal of input embeddings switches a classifier to token ids; any other
     NotImplementedError (an op a device lacks) reaches the user as it is."""
