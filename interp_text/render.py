@@ -787,6 +787,7 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
             f"explained f: {expl.inference_mode}",
         ]
         + ([f"token reduction: {expl.token_reduction}"] if expl.token_reduction not in ("none", "") else [])
+        + ([f"model: {expl.model}"] if expl.model else [])
     )
     data = {
         "row": row,
@@ -1204,7 +1205,10 @@ def explanation_terminal(
     rows = [_default_row(expl, target)] if target is not None else list(range(len(expl.targets)))
     meta = glyphs.sep.join(
         [expl.method, expl.task, f"{expl.granularity} ({expl.aggregation})", f"f = {expl.inference_mode}"]
+        # A folder's absolute path would fill the line: its last part names it.
+        + ([Path(expl.model).name if Path(expl.model).is_absolute() else expl.model] if expl.model else [])
     )
+    meta = _term_safe(_visible(meta, glyphs), glyphs)  # a model's name is the user's text
     lines = [f"{_DIM}{meta}{_RESET}" if use_color else meta]
 
     if expl.task == "classification":

@@ -880,3 +880,16 @@ def test_a_predicted_label_with_control_characters_stays_on_the_header_line():
     lines = explanation_terminal(expl, color=False).splitlines()
     assert lines[1].endswith("predicted: neg\u21b5ati\u241bve")
     assert "\x1b" not in "".join(lines)
+
+
+def test_the_model_is_named_in_the_terminal_and_on_the_page(monkeypatch):
+    monkeypatch.setattr("sys.stdout", encoded_stdout("utf-8"))
+    expl = classification("good", [[0.5], [0.0]], predicted=1)
+    assert "model" not in explanation_html(expl) and explanation_terminal(expl, color=False).splitlines()[0] == (
+        "saliency \u00b7 classification \u00b7 word (mean) \u00b7 f = logits"
+    )
+    expl.model = "/home/me/runs/sst2-\x1bbert"  # a folder: its last part, escapes shown, not run
+    assert explanation_terminal(expl, color=False).splitlines()[0].endswith("f = logits \u00b7 sst2-\u241bbert")
+    expl.model = "org/model-<b>"
+    assert "model: org/model-&lt;b&gt;" in explanation_html(expl)
+    assert explanation_terminal(expl, color=False).splitlines()[0].endswith("\u00b7 org/model-<b>")
