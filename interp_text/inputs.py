@@ -395,6 +395,12 @@ def special_token_ids(tokenizer) -> set[int]:
     ids = set(tokenizer.all_special_ids)
     added = getattr(tokenizer, "added_tokens_decoder", None) or {}
     ids.update(int(i) for i, token in added.items() if getattr(token, "special", False))
+    # The unknown token stands for text (a character the vocabulary lacks), as the tokenizer's own
+    # special-tokens mask says: an element, unless it is also a control token (GPT-2's <|endoftext|>).
+    unk = getattr(tokenizer, "unk_token_id", None)
+    named = (getattr(tokenizer, f"{n}_token_id", None) for n in ("bos", "eos", "pad", "cls", "sep", "mask"))
+    if isinstance(unk, int) and unk not in set(named):
+        ids.discard(unk)
     return ids
 
 

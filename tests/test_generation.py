@@ -625,3 +625,17 @@ def test_prompts_that_share_a_masked_input_and_target_run_it_once(prefix, gpt2, 
     for expl, prompt in zip(same, prompts):
         alone = Occlusion(gpt2, bpe, batch_size=16).explain(prompt, targets=" and the staff")
         np.testing.assert_allclose(expl.scores, alone.scores, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def test_an_unknown_token_in_the_output_is_an_element_with_its_row(wp_tokenizer):
+    """[UNK] stands for text the vocabulary lacks: explained like any output token, not dropped as a control token."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(wp_tokenizer), n_embd=32, n_layer=1, n_head=2)).eval()
+    target = "cold \u2603 food"  # the snowman is no word of this vocabulary
+    ids = wp_tokenizer(target, add_special_tokens=False)["input_ids"]
+    assert wp_tokenizer.unk_token_id in ids
+    e = Saliency(model, wp_tokenizer).explain("the food was", targets=target)
+    assert e.output_elements == ["cold", "[UNK]", "food"]
+    assert [i for t in e.targets for i in t.token_ids] == ids  # every output token in one row
