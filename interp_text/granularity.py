@@ -25,6 +25,7 @@ _WORD = regex.compile(r"\w+(?:(?:['’\-]|(?<=\d)[.,:](?=\d))\w+)*|(?:[^\w\s]|[\
 # the end of the text, at 。！？, or at a line break. So "$3.50" and "e.g." inside a sentence do not
 # end it; neither does a title such as "Dr." (ABBREVIATIONS) before a name.
 _SENTENCE_END = regex.compile(r"[.!?]+['\"’”)\]]*(?=\s|$)|[。！？]+['\"’”」』)\]]*|\n")
+_WORD_CHAR = regex.compile(r"\w")
 ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st mt vs e.g i.e cf fig approx dept gen col lt sgt rev".split())
 
 
@@ -151,6 +152,14 @@ def group_tokens(
         if j >= len(spans) or spans[j][0] >= e:
             mapping.append(-1)
             continue
+        if j + 1 < len(spans) and spans[j + 1][0] < e and not _WORD_CHAR.search(text, s, spans[j + 1][0]):
+            # Punctuation that leads the next span's letters in one token (Llama 3's and Qwen's "。今",
+            # ".value") goes with them: it ends the span before rather than merging the two.
+            if s > spans[j][0] or j not in mapping:
+                spans[j] = (spans[j][0], max(spans[j][0], s))  # emptied: no token covers it, it is dropped
+                j += 1
+                spans[j] = (s, spans[j][1])
+                starts[j] = s
         mapping.append(j)
         reach[j] = max(reach[j], bisect.bisect_left(starts, e) - 1)
     # A token that runs over several spans ("[MASK]" typed in a text is one token, three regex

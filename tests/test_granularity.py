@@ -232,3 +232,30 @@ def test_added_special_tokens_sit_where_they_are_read(wp_tokenizer):
     elements, spans, _ = group_tokens(text, offsets, special, Granularity.ALL_TOKENS, strings)
     assert elements[0] == "[CLS]" and elements[-1] == "[SEP]"
     assert spans[0] == (0, 0) and spans[-1] == (len(text), len(text))  # [SEP] after the words, not at 0
+
+
+def test_punctuation_that_leads_a_token_into_the_next_span_goes_with_it():
+    """Llama 3 and Qwen pre-tokenize "。今" and ".value": one token across a sentence or word boundary.
+    The punctuation goes with the letters after it, so the sentences stay apart (before: one sentence)."""
+    text = "我爱北京天安门。今天天气很好！你好吗？"
+    offsets = [
+        (0, 7),
+        (7, 9),
+        (9, 14),
+        (14, 16),
+        (16, 18),
+        (18, 19),
+    ]  # 我爱北京天安门 | 。今 | 天天气很好 | ！你 | 好吗 | ？
+    special = [False] * len(offsets)
+    elements, spans, mapping = group_tokens(text, offsets, special, Granularity.SENTENCE)
+    assert elements == ["我爱北京天安门", "。今天天气很好", "！你好吗？"]
+    assert mapping == [0, 1, 1, 2, 2, 2]
+    assert [text[a:b] for a, b in spans] == elements
+    elements, _, mapping = group_tokens(text, offsets, special, Granularity.WORD)
+    assert elements == ["我爱北京天安门", "。今天天气很好", "！你好吗", "？"] and mapping == [0, 1, 1, 2, 2, 3]
+    code = "x = self.value"
+    elements, _, mapping = group_tokens(code, [(0, 1), (1, 3), (3, 8), (8, 14)], [False] * 4, Granularity.WORD)
+    assert elements == ["x", "=", "self", ".value"] and mapping == [0, 1, 2, 3]
+    # A token whose part before the next span holds letters still joins the spans it covers.
+    elements, _, _ = group_tokens("ab.cd ef", [(0, 5), (5, 8)], [False] * 2, Granularity.WORD)
+    assert elements == ["ab.cd", "ef"]
