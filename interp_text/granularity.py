@@ -19,13 +19,21 @@ from .options import Granularity, GranularityAggregationStrategy
 # which, unlike `re`'s, keeps "नमस्ते" and a decomposed "é" whole) joined by apostrophes or hyphens
 # ("don't", "state-of-the-art"), digits joined by a point, comma or colon ("3.50", "1,000",
 # "10:30"); or a run of other non-space characters (punctuation; emoji with their variation
-# selectors and zero-width joiners).
-_WORD = regex.compile(r"\w+(?:(?:['’\-]|(?<=\d)[.,:](?=\d))\w+)*|(?:[^\w\s]|[\p{M}\u200d])+")
+# selectors and zero-width joiners). Invisible format characters (soft hyphen, zero-width space,
+# word joiner, byte-order mark) stay inside the word they touch, and the hyphens U+2010 and U+2011
+# join words as "-" does.
+_WORD = regex.compile(
+    r"[\w\p{Cf}]+(?:(?:['’\-\u2010\u2011]|(?<=\d)[.,:](?=\d))[\w\p{Cf}]+)*|(?:[^\w\s]|[\p{M}\u200d])+"
+)
 # A sentence ends at a run of . ! ? (closing quotes and brackets included) followed by a space or
-# the end of the text, at 。！？, or at a line break. So "$3.50" and "e.g." inside a sentence do not
-# end it; neither does a title such as "Dr." (ABBREVIATIONS) before a name.
-_SENTENCE_END = regex.compile(r"[.!?]+['\"’”)\]]*(?=\s|$)|[。！？]+['\"’”」』)\]]*|\n")
+# the end of the text, at 。！？ (and the Devanagari, Arabic and Urdu stops), or at a line or
+# paragraph break. So "$3.50" and "e.g." inside a sentence do not end it; neither does a title
+# such as "Dr." (ABBREVIATIONS) before a name, a list number ("1." starting a line), or a dotted
+# abbreviation ("p.m.", "U.S.") before a word in lower case.
+_CLOSE = r"""['"’”“»›)\]」』]*"""
+_SENTENCE_END = regex.compile(rf"[.!?]+{_CLOSE}(?=\s|$)|[。！？।॥؟۔]+{_CLOSE}|\r\n?|\n|\u2028|\u2029")
 _WORD_CHAR = regex.compile(r"\w")
+_OPENING = "(\"'“‘«„‹["
 ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st mt vs e.g i.e cf fig approx dept gen col lt sgt rev".split())
 
 
@@ -37,14 +45,28 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans, start = [], 0
     for m in _SENTENCE_END.finditer(text):
         end = m.end()
-        if m.group() == ".":  # one period: an abbreviation ("Dr.", "e.g.") does not end the sentence
-            word = text[max(0, end - 12) : end - 1].split()[-1:]  # the word before the period
-            if word and word[0].lower().lstrip("(\"'") in ABBREVIATIONS:
-                continue
+        if m.group() == "." and not _ends_sentence(text, m.start(), end):
+            continue
         _append_trimmed(spans, text, start, end)
         start = end
     _append_trimmed(spans, text, start, len(text))
     return spans
+
+
+def _ends_sentence(text: str, stop: int, end: int) -> bool:
+    """Whether the one period at ``text[stop]`` ends its sentence (``end``: just after it)."""
+    line_start = text.rfind("\n", 0, stop) + 1
+    words = text[max(line_start, stop - 24) : stop].split()
+    word = words[-1].lower().lstrip(_OPENING) if words else ""
+    if word.isdigit() and not text[line_start:stop].strip()[: -len(word)].strip():
+        return False  # "1." starting a line numbers a list item
+    if word in ABBREVIATIONS:
+        # A title before a name ("Dr. Smith"); after a number it is a unit ("30 ms."), which can end one.
+        return len(words) > 1 and words[-2].replace(",", "").replace(".", "").isdigit()
+    after = text[end:].lstrip()
+    if "." in word and after[:1].islower():
+        return False  # "p.m. on Friday", "U.S. officials", "e.g. this"
+    return True
 
 
 def _append_trimmed(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:

@@ -259,3 +259,36 @@ def test_punctuation_that_leads_a_token_into_the_next_span_goes_with_it():
     # A token whose part before the next span holds letters still joins the spans it covers.
     elements, _, _ = group_tokens("ab.cd ef", [(0, 5), (5, 8)], [False] * 2, Granularity.WORD)
     assert elements == ["ab.cd", "ef"]
+
+
+@pytest.mark.parametrize(
+    "text,sentences",
+    [
+        ("Steps:\n1. Preheat the oven.\n2. Bake it.", ["Steps:", "1. Preheat the oven.", "2. Bake it."]),
+        ("He said “Dr. Who?” and left.", ["He said “Dr. Who?”", "and left."]),
+        ("It took 30 ms. Then it crashed.", ["It took 30 ms.", "Then it crashed."]),
+        ("Ms. Smith took 30 ms.", ["Ms. Smith took 30 ms."]),
+        ("We met at 5 p.m. on Friday. It rained.", ["We met at 5 p.m. on Friday.", "It rained."]),
+        ("We met at 5 p.m. Then it rained.", ["We met at 5 p.m.", "Then it rained."]),
+        ("I have 3. Then I left.", ["I have 3.", "Then I left."]),
+        ("नमस्ते दुनिया। यह ठीक है।", ["नमस्ते दुनिया।", "यह ठीक है।"]),
+        ("هل أنت بخير؟ نعم.", ["هل أنت بخير؟", "نعم."]),
+        ("Il a dit «Oui.» Puis il est parti.", ["Il a dit «Oui.»", "Puis il est parti."]),
+        ("One\rTwo\u2029Three\r\nFour", ["One", "Two", "Three", "Four"]),
+    ],
+)
+def test_sentence_ends(text, sentences):
+    assert [text[a:b] for a, b in sentence_spans(text)] == sentences
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("co\u00adoperation works", ["co\u00adoperation", "works"]),  # a soft hyphen
+        ("\ufeffHello there", ["\ufeffHello", "there"]),  # a byte-order mark opening a file
+        ("good\u2060! fine\u200bday", ["good\u2060", "!", "fine\u200bday"]),  # word joiner, zero-width space
+        ("state\u2011of\u2011the\u2011art", ["state\u2011of\u2011the\u2011art"]),  # non-breaking hyphens
+    ],
+)
+def test_invisible_format_characters_stay_in_their_word(text, words):
+    assert [text[a:b] for a, b in word_spans(text)] == words
