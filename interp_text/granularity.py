@@ -33,6 +33,8 @@ _WORD = regex.compile(
 _CLOSE = r"""['"’”“»›)\]」』]*"""
 _SENTENCE_END = regex.compile(rf"[.!?]+{_CLOSE}(?=\s|$)|[。！？।॥؟۔]+{_CLOSE}|\r\n?|\n|\u2028|\u2029")
 _WORD_CHAR = regex.compile(r"\w")
+# How byte-level BPE and SentencePiece write whitespace in token strings.
+_SPACE_MARKS = str.maketrans({"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"})
 _OPENING = "(\"'“‘«„‹["
 ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st mt vs e.g i.e cf fig approx dept gen col lt sgt rev".split())
 
@@ -123,6 +125,8 @@ def group_tokens(
             name = text[s:e]
             if special[i] or not name:
                 name = token_strings[i] if token_strings is not None else text[s:e]
+                if not special[i] and name.translate(_SPACE_MARKS).isspace():  # a lone "Ġ" or "▁" with no text
+                    name = name.translate(_SPACE_MARKS)
             elements.append(name)
         return elements, spans, list(range(n))
 

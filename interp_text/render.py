@@ -272,6 +272,16 @@ def _segments(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int | N
     return out
 
 
+# What an element shows when the element before it already drew its characters: the byte pieces
+# of one character at ALL_TOKENS (three tokens for one emoji), each its own column.
+CONTINUED = "+"
+
+
+def _continued(span: tuple[int, int], piece: str) -> bool:
+    """Whether an element drew nothing although it has text: an earlier element drew its characters."""
+    return not piece and span[1] > span[0]
+
+
 def _locate(text: str, elements: Sequence[str]) -> list[tuple[int, int]] | None:
     """Spans of ``elements`` found left to right in ``text``, or None if one is missing."""
     spans, cursor = [], 0
@@ -545,12 +555,13 @@ def _element_span(
     *,
     extra_class: str = "",
     extra_attrs: str = "",
+    shown_as: str | None = None,
 ) -> str:
     """One element as a ``<span>``: tinted by ``value`` (None: not a score column).
 
     An element with nothing to draw (an empty span, or only whitespace: 0 px wide at a line end)
-    gets a symbol as CSS generated content, so it can be seen and hovered while the text, and the
-    line breaks it holds, stay as they are.
+    gets a symbol as CSS generated content (``shown_as``, else its label), so it can be seen and
+    hovered while the text, and the line breaks it holds, stay as they are.
     """
     classes = ["itx-el"] + ([extra_class] if extra_class else [])
     attrs = [] if col is None else [f'data-col="{col}"']
@@ -558,7 +569,7 @@ def _element_span(
     name = _shown(label)
     if not piece:
         classes.append("itx-empty")
-        attrs.append(f'data-label="{_esc(_visible(label))}"')
+        attrs.append(f'data-label="{_esc(_shown(label if shown_as is None else shown_as))}"')
     elif piece.isspace():
         classes.append("itx-ws")
         attrs.append(f'data-ws="{_esc(_whitespace_mark(piece))}"')
@@ -616,7 +627,16 @@ def _text_block(
                 if rows_of[j] == selected:
                     extra_class += " itx-sel"
         parts.append(
-            _element_span(col, piece, labels[j], value, scale, extra_class=extra_class, extra_attrs=extra_attrs)
+            _element_span(
+                col,
+                piece,
+                labels[j],
+                value,
+                scale,
+                extra_class=extra_class,
+                extra_attrs=extra_attrs,
+                shown_as=CONTINUED if _continued(spans[j], piece) else None,
+            )
         )
     return f'<div class="itx-text" data-side="{side}" dir="auto" style="white-space:pre-wrap">{"".join(parts)}</div>'
 
@@ -1146,7 +1166,8 @@ def _term_text(
             )
         else:
             value = float(values[col_offset + j])
-            parts.append(_term_element(piece, labels[j], value, scale, color, glyphs, mark=j == mark))
+            label = CONTINUED if _continued(spans[j], piece) else labels[j]
+            parts.append(_term_element(piece, label, value, scale, color, glyphs, mark=j == mark))
     return "".join(parts)
 
 

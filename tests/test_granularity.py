@@ -292,3 +292,11 @@ def test_sentence_ends(text, sentences):
 )
 def test_invisible_format_characters_stay_in_their_word(text, words):
     assert [text[a:b] for a, b in word_spans(text)] == words
+
+
+def test_all_tokens_names_a_space_token_without_text_by_its_space():
+    """A lone "Ġ" whose offsets a trimming tokenizer left empty is a space, not the letter Ġ."""
+    elements, spans, _ = group_tokens(
+        "a  b", [(0, 1), (2, 2), (3, 4)], [False] * 3, Granularity.ALL_TOKENS, ["a", "Ġ", "Ġb"]
+    )
+    assert elements == ["a", " ", "b"] and spans[1] == (2, 2)

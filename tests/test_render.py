@@ -211,6 +211,22 @@ def test_uncovered_overlapping_and_empty_spans():
     assert special.text() == "" and special.attrs["data-label"] == "[CLS]" and "itx-empty" in special.classes
 
 
+def test_byte_pieces_of_one_character_draw_it_once(monkeypatch):
+    """ALL_TOKENS: three byte-level tokens of one emoji share its span; the first draws it, the others a "+"."""
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    text = "I \U0001f600 ok"
+    spans, elements = [(0, 1), (2, 3), (2, 3), (2, 3), (4, 6)], ["I", "\U0001f600", "\U0001f600", "\U0001f600", "ok"]
+    expl = Explanation(text, elements, spans, np.array([[0.1, 0.2, 0.3, 0.4, 0.5]]), [Target("pos", 0)], "saliency")
+    root = dom(explanation_html(expl))
+    assert root.find("div", "itx-text", data_side="prompt").text() == text
+    pieces = [root.find("span", "itx-el", data_col=str(j)) for j in range(5)]
+    assert [p.text() for p in pieces] == ["I", "\U0001f600", "", "", "ok"]
+    assert [p.attrs.get("data-label") for p in pieces[2:4]] == ["+", "+"]
+    assert pieces[2].attrs["title"].startswith("\U0001f600: ")  # the hover still names the character
+    terminal = explanation_terminal(expl, color=False).splitlines()[2]
+    assert terminal == "I[+0.10] \U0001f600[+0.20]+[+0.30]+[+0.40] ok[+0.50]"
+
+
 def test_generation_output_text_verbatim_and_clickable():
     expl = causal(output=" Paris.\n  It is big")
     root = dom(explanation_html(expl))
