@@ -546,3 +546,18 @@ def test_distinct_inputs_in_order_of_appearance(collide, monkeypatch):
     seen = list(dict.fromkeys(tuple(r) for r in rows.tolist()))
     assert [tuple(r) for r in rows[first].tolist()] == seen  # each distinct row at its first occurrence
     assert torch.equal(rows[first][inverse], rows)
+
+
+@pytest.mark.parametrize("n,samples", [(40, 200), (300, 50)])  # more samples than elements, and fewer
+def test_lime_ridge_solve_equals_the_normal_equations(n, samples, additive, wp_tokenizer):
+    explainer = Lime(additive, wp_tokenizer, n_samples=samples, alpha=0.5)
+    masks = explainer.masks(n, torch.Generator().manual_seed(0))
+    scores = torch.randn(masks.shape[0], 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    got, _ = explainer.estimate(masks, scores, scores[0])
+    # By hand: weighted centring, then (Zᵀ W Z + α I) β = Zᵀ W y.
+    z = masks.double()
+    d = 1 - (z.sum(1) / n).sqrt()
+    w = torch.exp(-(d**2) / 0.25**2).sqrt()[:, None]
+    zc, yc = z - (w * z).sum(0) / w.sum(), scores - (w * scores).sum(0) / w.sum()
+    want = torch.linalg.solve(zc.T @ (w * zc) + 0.5 * torch.eye(n, dtype=torch.float64), zc.T @ (w * yc))
+    torch.testing.assert_close(got, want.T, rtol=1e-9, atol=1e-12)
