@@ -211,6 +211,29 @@ def distinct_inputs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return first[by_appearance], rank[inverse]
 
 
+def _units(group: list[Item], masks: dict[int, torch.Tensor]) -> list[list[tuple[Item, torch.Tensor]]]:
+    """A length group's texts with their masks, cut so that no part holds more than SEND_ELEMENTS token
+    ids (its rows times the length): the ids of a part are built at once, so many texts of one
+    length (a document in fixed-size chunks), or one long text with many masks, are built and run
+    part by part instead of all in memory. A text's rows may be cut over two parts, in order."""
+    per_part = max(1, SEND_ELEMENTS // max(1, group[0].input_ids.shape[0]))  # rows
+    parts: list[list[tuple[Item, torch.Tensor]]] = [[]]
+    room = per_part
+    for it in group:
+        m, a = masks[it.index], 0
+        while a < m.shape[0] or (a == 0 and m.shape[0] == 0):
+            if room == 0:
+                parts.append([])
+                room = per_part
+            b = min(m.shape[0], a + room)
+            parts[-1].append((it, m[a:b]))
+            room -= b - a
+            if b == a:
+                break
+            a = b
+    return parts
+
+
 @dataclass
 class GroupRows:
     """How the rows of one length group run.
@@ -351,8 +374,8 @@ class PerturbationEngine(Engine):
         plans, outs = [], []  # per length group: its GroupRows; per forward: (logits, normalisers or None)
         wave, host = [], []  # groups not run yet, and the int64 tensors they need on the device
         try:
-            for group in _group(items, s.task).values():
-                plan, tensors = self._group_rows(group, masks)
+            for units in (u for group in _group(items, s.task).values() for u in _units(group, masks)):
+                plan, tensors = self._group_rows(units)
                 plans.append(plan)
                 wave.append(plan)
                 host.extend(tensors)
@@ -376,7 +399,7 @@ class PerturbationEngine(Engine):
                 log_norm = torch.cat([torch.nn.functional.pad(n, (0, widest - n.shape[1])) for _, n in outs])
             f = apply_mode(chosen, log_norm, s.inference_mode).double().cpu()  # (all rows, width)
             log_p = (chosen - log_norm).double().cpu()
-        f_out, p_out, start = {}, {}, 0
+        f_parts, p_parts, start = {}, {}, 0  # text index -> its rows' scores, plan by plan
         n_classes = int(self.model.config.num_labels) if s.task == CLASSIFICATION else None
         for plan in plans:
             end = start + plan.n_run
@@ -389,19 +412,25 @@ class PerturbationEngine(Engine):
                 f_g, p_g = f_g[plan.inverse], p_g[plan.inverse]
             for it, f_i, p_i in zip(plan.items, f_g.split(plan.counts), p_g.split(plan.counts)):
                 w = n_classes or it.n_targets
-                f_out[it.index], p_out[it.index] = f_i[:, :w], p_i[:, :w]
+                f_parts.setdefault(it.index, []).append(f_i[:, :w])
+                p_parts.setdefault(it.index, []).append(p_i[:, :w])
             start = end
+        # A text whose rows were cut over several plans (see _units) has several parts, in order.
+        f_out = {i: parts[0] if len(parts) == 1 else torch.cat(parts) for i, parts in f_parts.items()}
+        p_out = {i: parts[0] if len(parts) == 1 else torch.cat(parts) for i, parts in p_parts.items()}
         return f_out, p_out
 
-    def _group_rows(self, group: list[Item], masks: dict[int, torch.Tensor]) -> tuple[GroupRows, list[torch.Tensor]]:
-        """How a length group's rows run, and the int64 tensors they need on the device.
+    def _group_rows(self, units: list[tuple[Item, torch.Tensor]]) -> tuple[GroupRows, list[torch.Tensor]]:
+        """How the rows of ``units`` (texts of one length, each with masks ``(rows, n)``) run, and the
+        int64 tensors they need on the device.
 
         The tensors: token ids ``(rows, seq)`` with the replacement at masked positions, and for
         generation each row's target table ``(rows, ...)``; one row per distinct input.
         """
         s, rid = self.s, self.replacement_id
-        counts = [masks[it.index].shape[0] for it in group]
-        keep = torch.cat([self.players[it.index].token_keep(masks[it.index]) for it in group])  # (G, seq)
+        group = [it for it, _ in units]
+        counts = [m.shape[0] for _, m in units]
+        keep = torch.cat([self.players[it.index].token_keep(m) for it, m in units])  # (G, seq)
         ids = torch.cat([it.input_ids.expand(c, -1) for it, c in zip(group, counts)])  # (G, seq)
         ids = torch.where(keep, ids, -1 if rid is None else rid)  # -1: a zero embedding
         text_of_row = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts))  # (G,)

@@ -432,16 +432,28 @@ def test_a_special_token_the_model_has_no_embedding_for(gpt2, bpe):
         Occlusion(gpt2, tok, replacement="mask")
 
 
-def test_length_groups_sent_one_by_one_give_the_same_scores(sharp_bert, wp_tokenizer, monkeypatch):
-    """Over SEND_ELEMENTS token ids, groups go to the device in several copies: same numbers."""
+@pytest.mark.parametrize("limit", [1, 40])
+def test_rows_built_part_by_part_give_the_same_scores(limit, sharp_bert, wp_tokenizer, monkeypatch):
+    """Over SEND_ELEMENTS token ids, a length group is built and sent in parts, a text's rows cut over
+    several (limit 1: one row each; 40: three rows of the 12-token text, eight of the 5-token ones): same numbers."""
     import interp_text.perturbation as P
 
     explainer = Lime(sharp_bert, wp_tokenizer, n_samples=16, batch_size=5, seed=1)
     together = explainer.explain(TEXTS, targets=TARGETS)
-    monkeypatch.setattr(P, "SEND_ELEMENTS", 1)  # every length group its own copy
-    one_by_one = explainer.explain(TEXTS, targets=TARGETS)
-    for a, b in zip(together, one_by_one):
-        np.testing.assert_array_equal(a.scores, b.scores)
+    monkeypatch.setattr(P, "SEND_ELEMENTS", limit)
+    with RowCounter(sharp_bert) as counter:
+        largest = []
+        handle = sharp_bert.register_forward_pre_hook(
+            lambda m, a, k: largest.append(k["inputs_embeds"].shape[0] * k["inputs_embeds"].shape[1]), with_kwargs=True
+        )
+        try:
+            in_parts = explainer.explain(TEXTS, targets=TARGETS)
+        finally:
+            handle.remove()
+    assert max(largest) <= max(limit, 14)  # no forward holds more than one part (or one row)
+    assert counter.rows > 0
+    for a, b in zip(together, in_parts):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
 
 
 def test_perturbation_keeps_no_text_embeddings(additive, wp_tokenizer):
