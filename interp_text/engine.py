@@ -247,6 +247,7 @@ class Engine:
         self.regression: bool | None = None  # a regression model: no probability (read once)
         self._trailing_pads: str | None = None  # _check_pad_tokens' verdict on texts whose pad tokens trail
         self._own_pad = getattr(getattr(model, "config", None), "pad_token_id", None)  # see guarded
+        self._model_name: str | None = None  # see guarded
 
     def guarded(self):
         """The model guard of one call (``model_guard.explaining``)."""
@@ -254,6 +255,7 @@ class Engine:
         # The model's own pad id, read before the guard lends it one: it says which position the ids
         # forward reads (None: the last), which _check_pad_tokens compares embeddings against.
         self._own_pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
+        self._model_name = model_name(self.model)  # once per call: it reads the file system
         if self.s.task == CLASSIFICATION:  # any id: rows are never padded (see explaining)
             tok = self.tokenizer
             ids = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
@@ -830,7 +832,7 @@ class Engine:
             output_spans=out_spans,
             output_ids=None if s.task == CLASSIFICATION else list(it.output_ids),
             predicted_label=None if it.predicted is None else self._label(it.predicted),
-            model=model_name(self.model),
+            model=self._model_name,
         )
 
 
