@@ -170,6 +170,12 @@ class _Curve:
             # A forward depends on the mask only: the curves of a text's targets share their first and
             # last points, and any step where their rankings agree; each distinct mask runs once.
             distinct = {i: unique_rows(m) for i, m in masks.items()}
+            # A generation explanation's curves are one per output element: rows add up on a long prompt.
+            engine._warn_if_large(
+                items,
+                {i: u for i, (u, _) in distinct.items()},
+                "fewer curve points (steps=20) or a coarser granularity",
+            )
             _, log_p = engine.halving(
                 lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device)
             )

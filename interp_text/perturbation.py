@@ -57,8 +57,10 @@ REPLACEMENTS = ("mask", "pad", "unk", "zeros")
 
 # --------------------------------------------------------------------------- masking
 # A text that needs more masked inputs than this gets a warning (none of the defaults does below
-# ~120 elements; Sobol's N (n + 2) passes it at that many words).
+# ~120 elements; Sobol's N (n + 2) passes it at that many words), as does one whose masked inputs
+# hold more token positions than LARGE_POSITIONS (Occlusion of a 1500-token text).
 LARGE_ROWS = 4096
+LARGE_POSITIONS = 4096 * 512
 
 
 def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
@@ -345,16 +347,22 @@ class PerturbationEngine(Engine):
             for (it, _), p, g in zip(group, phi.split(widths), gaps):
                 self.results[it.index] = (p, g)
 
-    def _warn_if_large(self, items: list[Item], rows: dict[int, torch.Tensor]) -> None:
+    def _warn_if_large(self, items: list[Item], rows: dict[int, torch.Tensor], fix: str | None = None) -> None:
         """One warning when a text needs more than LARGE_ROWS masked inputs (Sobol's N (n + 2), KernelShap's
-        2n on a long text): the call runs that many rows through the model, with no other sign of it."""
-        it = max(items, key=lambda it: rows[it.index].shape[0])
-        count, n = rows[it.index].shape[0], self.players[it.index].n
-        if count > LARGE_ROWS:
+        2n on a long text) or LARGE_POSITIONS token positions (Occlusion of a long text): the call runs
+        that many rows through the model, with no other sign of it. ``fix``: what cuts them."""
+        it = max(items, key=lambda it: rows[it.index].shape[0] * it.input_ids.shape[0])
+        count, n, seq = rows[it.index].shape[0], self.players[it.index].n, it.input_ids.shape[0]
+        if count > LARGE_ROWS or count * seq > LARGE_POSITIONS:
+            if fix is None:
+                samples = "n_samples" in getattr(self.method, "_option_names", lambda: ())()
+                fix = "a coarser granularity (granularity='sentence')" + (
+                    " or fewer samples (n_samples=)" if samples else ""
+                )
             warnings.warn(
                 f"{self.s.name} scores {count} masked inputs of text {it.index} ({n} {self.s.granularity.value} "
-                f"elements), each a row through the model; a coarser granularity (granularity='sentence') or "
-                "fewer samples (n_samples=) cut that.",
+                f"elements, {seq} tokens: {count * seq} token positions), each a row through the model; {fix} "
+                "cut that.",
                 stacklevel=user_stacklevel(),
             )
 

@@ -471,7 +471,9 @@ def test_a_text_with_many_masked_inputs_gets_one_warning_at_the_users_call(bert,
 
     monkeypatch.setattr(perturbation, "LARGE_ROWS", 50)
     texts = ["the food was cold", "the food was cold but the staff were lovely"]  # 4 and 9 words
-    with pytest.warns(UserWarning, match=r"Sobol scores \d+ masked inputs of text 1 \(9 word elements\)") as record:
+    with pytest.warns(
+        UserWarning, match=r"Sobol scores \d+ masked inputs of text 1 \(9 word elements, 11 tokens"
+    ) as record:
         Sobol(bert, wp_tokenizer, n_samples=16).explain(texts)  # text 1: 99 distinct rows, text 0: 16
     assert len(record) == 1 and record[0].filename == __file__
     with warnings.catch_warnings():
@@ -573,3 +575,25 @@ def test_lime_ridge_solve_equals_the_normal_equations(n, samples, additive, wp_t
     zc, yc = z - (w * z).sum(0) / w.sum(), scores - (w * scores).sum(0) / w.sum()
     want = torch.linalg.solve(zc.T @ (w * zc) + 0.5 * torch.eye(n, dtype=torch.float64), zc.T @ (w * yc))
     torch.testing.assert_close(got, want.T, rtol=1e-9, atol=1e-12)
+
+
+def test_a_long_text_warns_by_token_positions_and_metrics_warn_too(bert, wp_tokenizer, monkeypatch):
+    import interp_text.perturbation as perturbation
+    from interp_text import Deletion
+
+    monkeypatch.setattr(perturbation, "LARGE_POSITIONS", 100)
+    text = "the food was cold but the staff were lovely"  # 9 words, 11 tokens: Occlusion's 10 rows, 110 positions
+    with pytest.warns(UserWarning) as record:
+        expl = Occlusion(bert, wp_tokenizer).explain(text)
+    assert [str(r.message) for r in record] == [
+        "Occlusion scores 10 masked inputs of text 0 (9 word elements, 11 tokens: 110 token positions), each a row "
+        "through the model; a coarser granularity (granularity='sentence') cut that."
+    ]
+    with pytest.warns(
+        UserWarning, match=r"^Deletion scores 10 masked inputs of text 0 .*; fewer curve points \(steps=20\)"
+    ):
+        Deletion(bert, wp_tokenizer).evaluate(expl)
+    monkeypatch.setattr(perturbation, "LARGE_POSITIONS", 110)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Occlusion(bert, wp_tokenizer).explain(text)  # at the limit: nothing to say
