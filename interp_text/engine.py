@@ -184,17 +184,21 @@ def checked_baseline(baseline: Any, model, tokenizer) -> Any:
 
 
 def baseline_embeds(baseline: Any, model, item: Item) -> torch.Tensor:
-    """The IG / GradientShap baseline of one item, ``(seq, hidden)``; ``baseline`` as ``checked_baseline`` gives it."""
+    """The IG / GradientShap baseline of one item, ``(seq, hidden)``; ``baseline`` as ``checked_baseline`` gives it.
+
+    Read only (batches stack it, samples interpolate from it): one row repeated is an expanded
+    view, so a call over many long texts holds no second copy of their embeddings.
+    """
     e = item.embeds
     if baseline is None:
-        return torch.zeros_like(e)
+        return e.new_zeros(()).expand_as(e)
     if isinstance(baseline, int):
         with torch.no_grad():
             row = model.get_input_embeddings()(torch.tensor([baseline], device=e.device))[0]
-        return row.expand_as(e).clone()
+        return row.expand_as(e)
     b = baseline.to(device=e.device, dtype=e.dtype)
     if b.shape == e.shape[-1:]:
-        return b.expand_as(e).clone()
+        return b.expand_as(e)
     if b.shape == e.shape:
         return b.clone()
     raise InterpTextError(

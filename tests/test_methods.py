@@ -306,3 +306,17 @@ def test_a_cpu_backward_holds_a_bounded_number_of_tokens(bert, wp_tokenizer, mon
         handle.remove()
     assert rows == [2, 2, 2, 1]  # the unperturbed row and 6 samples, two at a time
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("baseline", [None, "pad", 7])
+def test_a_baseline_of_one_repeated_row_holds_no_copy_of_the_text(baseline, bert, wp_tokenizer):
+    """IntegratedGradients over many long texts: the baseline is a view of one row, not (seq, hidden) each."""
+    from interp_text.engine import Engine
+
+    ex = IntegratedGradients(bert, wp_tokenizer, baseline=baseline)
+    engine = Engine(bert, wp_tokenizer, ex.settings)
+    with engine.guarded():
+        (it,) = engine._prepare(["the food was cold but the staff were lovely"], None, False, torch.device("cpu"), {})
+    hidden = it.embeds.shape[1]
+    assert it.baseline.shape == it.embeds.shape
+    assert it.baseline.untyped_storage().nbytes() <= hidden * it.baseline.element_size()
