@@ -197,13 +197,17 @@ def baseline_embeds(baseline: Any, model, item: Item) -> torch.Tensor:
             row = model.get_input_embeddings()(torch.tensor([baseline], device=e.device))[0]
         return row.expand_as(e)
     b = baseline.to(device=e.device, dtype=e.dtype)
-    if b.shape == e.shape[-1:]:
-        return b.expand_as(e)
-    if b.shape == e.shape:
-        return b.clone()
+    check_baseline_shape(b, item.index, tuple(e.shape))
+    return b.expand_as(e) if b.shape == e.shape[-1:] else b.clone()
+
+
+def check_baseline_shape(baseline: torch.Tensor, index: int, shape: tuple[int, int]) -> None:
+    """A baseline tensor fits text ``index`` of ``(seq, hidden)`` ``shape``: (hidden,) or (seq, hidden)."""
+    if tuple(baseline.shape) in (shape[-1:], shape):
+        return
     raise InterpTextError(
-        f"baseline tensor has shape {tuple(b.shape)} but text {item.index} is {tuple(e.shape)} (seq, hidden); "
-        f"pass (hidden,) = {tuple(e.shape[-1:])} to use it for every text."
+        f"baseline tensor has shape {tuple(baseline.shape)} but text {index} is {shape} (seq, hidden); "
+        f"pass (hidden,) = {shape[-1:]} to use it for every text."
     )
 
 
@@ -252,6 +256,7 @@ class Engine:
         self._trailing_pads: str | None = None  # _check_pad_tokens' verdict on texts whose pad tokens trail
         self._own_pad = getattr(getattr(model, "config", None), "pad_token_id", None)  # see guarded
         self._model_name: str | None = None  # see guarded
+        self._device: Any = None  # the call's device, set by _prepare
 
     def guarded(self):
         """The model guard of one call (``model_guard.explaining``)."""
@@ -354,18 +359,29 @@ class Engine:
                 recorded = json_options(generate_kwargs)
                 for it in to_generate:
                     it.generation = recorded
-        if not self.needs_embeds:
-            return items
-        emb = model.get_input_embeddings()
-        with torch.no_grad():
-            # One lookup for every text, each item a view of its own rows.
-            all_ids = torch.cat([it.input_ids for it in items]).to(device)
-            embeds = emb(all_ids).detach().split([it.input_ids.shape[0] for it in items])
-            for it, e in zip(items, embeds):
-                it.embeds = e  # (seq, hidden)
-                if s.uses_baseline:
-                    it.baseline = baseline_embeds(s.baseline, model, it)  # (seq, hidden)
+        self._device = device
+        if self.needs_embeds and s.uses_baseline and isinstance(s.baseline, torch.Tensor):
+            hidden = model.get_input_embeddings().weight.shape[1]
+            for it in items:  # refused before any forward, though baselines are made batch by batch
+                check_baseline_shape(s.baseline, it.index, (it.input_ids.shape[0], hidden))
         return items
+
+    def _embed(self, items: list[Item]) -> None:
+        """Input embeddings (and baselines) of those of ``items`` that lack them, in one lookup.
+
+        Made batch by batch and dropped once a text is done, so a call over many long texts holds
+        the embeddings of the texts in flight only, not of every text.
+        """
+        todo = list({id(it): it for it in items if it.embeds is None}.values())
+        if not todo:
+            return
+        with torch.no_grad():
+            all_ids = torch.cat([it.input_ids for it in todo]).to(self._device)
+            embeds = self.model.get_input_embeddings()(all_ids).detach().split([len(it.input_ids) for it in todo])
+            for it, e in zip(todo, embeds):
+                it.embeds = e  # (seq, hidden)
+                if self.s.uses_baseline:
+                    it.baseline = baseline_embeds(self.s.baseline, self.model, it)  # (seq, hidden)
 
     def _check_pad_tokens(self, it: Item, device) -> None:
         """A classifier that finds the position it reads from the pad tokens in its ids (GPT-2's,
@@ -558,6 +574,7 @@ class Engine:
             return
         with torch.no_grad():
             for batch in _batches(_group(items, s.task), s.batch_size):
+                self._embed(batch)
                 x = torch.stack([it.embeds for it in batch])  # (rows, seq, hidden)
                 chosen, log_norm, _ = target_logits(self.model, s.task, x, batch)
                 if s.task == CAUSAL_LM and self.head is None:
@@ -572,6 +589,8 @@ class Engine:
                     fb, _ = target_scores(self.model, s.task, b, batch, s.inference_mode, self.head or None)
                     for r, it in enumerate(batch):
                         it.baseline_scores = fb[r, : it.n_targets].double().cpu()
+                for it in batch:  # made again when its samples run: only a batch is held at a time
+                    it.embeds = it.baseline = None
 
     def _checked_head(self, x, batch, chosen, log_norm):
         """The per-position LM head split, if it gives this model's own logits; else False.
@@ -622,6 +641,7 @@ class Engine:
                         left[it.index] -= 1
                         if not left[it.index]:
                             self._reduce_statistic(it, stats.pop(it.index))
+                            it.embeds = it.baseline = None  # the text is done
         finally:
             bar.close()
 
@@ -639,6 +659,7 @@ class Engine:
 
     def _backward_rows(self, rows, generators, stats, device) -> None:
         s = self.s
+        self._embed([it for it, _ in rows])
         xs, ms = [], []
         for it, p in rows:
             if p == CLEAN:

@@ -317,6 +317,8 @@ def test_a_baseline_of_one_repeated_row_holds_no_copy_of_the_text(baseline, bert
     engine = Engine(bert, wp_tokenizer, ex.settings)
     with engine.guarded():
         (it,) = engine._prepare(["the food was cold but the staff were lovely"], None, False, torch.device("cpu"), {})
+        assert it.embeds is None  # made batch by batch, when its rows run
+        engine._embed([it])
     hidden = it.embeds.shape[1]
     assert it.baseline.shape == it.embeds.shape
     assert it.baseline.untyped_storage().nbytes() <= hidden * it.baseline.element_size()
