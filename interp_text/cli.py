@@ -355,7 +355,8 @@ def generation_difference(result: dict, forced: Any, kwargs: dict) -> str | None
     A forced output (``forced``, the line's target) was not generated: nothing to compare."""
     from .engine import json_options
 
-    if result.get("task") == "classification" or forced is not None:
+    # Results written before the generation options were recorded (no "model" either): nothing to compare.
+    if result.get("task") == "classification" or forced is not None or "model" not in result:
         return None
     theirs, ours = (result.get("options") or {}).get("generation") or {}, json_options(kwargs)
     for name in sorted(set(theirs) | set(ours)):
@@ -448,7 +449,7 @@ def explain_file(args) -> int:
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
     kwargs = generate_kwargs(args, explainer)
-    if kwargs and all(r.get("target", target) is not None for _, r in rows):
+    if kwargs and rows and all(r.get("target", target) is not None for _, r in rows):
         raise InterpTextError(
             f"--max-new-tokens is for generated outputs, but every line of {path} forces its output (a target), "
             "so nothing is generated; drop --max-new-tokens."

@@ -32,11 +32,13 @@ from .tasks import (
     CLASSIFICATION,
     SEQ2SEQ,
     Item,
+    accepts,
     apply_mode,
     class_log_norm,
     classification_columns,
     classification_logits,
     detect_task,
+    global_first_token,
     reads_ids_only,
     regression,
     score_columns,
@@ -44,6 +46,7 @@ from .tasks import (
     split_head,
     target_logits,
     target_scores,
+    unwrapped,
 )
 
 # Targets per vmapped backward on a CUDA device when the user sets none. Measured on an H100
@@ -431,7 +434,10 @@ class Engine:
 
             def reads_as_ids(length: int) -> bool:
                 cut = {k: v[:, :length] for k, v in types.items()}
-                read = self.model(inputs_embeds=emb(ids[:, :length]), **cut).logits.float()
+                x = emb(ids[:, :length])
+                if accepts(unwrapped(self.model), "global_attention_mask"):  # as classification_logits gives it
+                    cut["global_attention_mask"] = global_first_token(x)
+                read = self.model(inputs_embeds=x, **cut).logits.float()
                 return torch.allclose(read, own, rtol=tol, atol=tol * (1 + float(own.abs().max())))
 
             try:

@@ -19,11 +19,13 @@ from .options import Granularity, GranularityAggregationStrategy
 # which, unlike `re`'s, keeps "नमस्ते" and a decomposed "é" whole) joined by apostrophes or hyphens
 # ("don't", "state-of-the-art"), digits joined by a point, comma or colon ("3.50", "1,000",
 # "10:30"); or a run of other non-space characters (punctuation; emoji with their variation
-# selectors and zero-width joiners). Invisible format characters (soft hyphen, zero-width space,
-# word joiner, byte-order mark) stay inside the word they touch, and the hyphens U+2010 and U+2011
-# join words as "-" does.
+# selectors and zero-width joiners). Invisible format characters (soft hyphen, word joiner,
+# byte-order mark) stay inside the word they touch; a zero-width space separates words (Thai and
+# Khmer write their word breaks with it), as a space does. The hyphens U+2010 and U+2011 join
+# words as "-" does.
 _WORD = regex.compile(
-    r"[\w\p{Cf}]+(?:(?:['’\-\u2010\u2011]|(?<=\d)[.,:](?=\d))[\w\p{Cf}]+)*|(?:[^\w\s]|[\p{M}\u200d])+"
+    r"(?:\w|(?!\u200b)\p{Cf})+(?:(?:['’\-\u2010\u2011]|(?<=\d)[.,:](?=\d))(?:\w|(?!\u200b)\p{Cf})+)*"
+    r"|(?:[^\w\s\u200b]|[\p{M}\u200d])+"
 )
 # A sentence ends at a run of . ! ? (closing quotes and brackets included) followed by a space or
 # the end of the text, at 。！？ (and the Devanagari, Arabic and Urdu stops), or at a line or
@@ -63,8 +65,8 @@ def _ends_sentence(text: str, stop: int, end: int) -> bool:
     if word.isdigit() and not text[line_start:stop].strip()[: -len(word)].strip():
         return False  # "1." starting a line numbers a list item
     if word in ABBREVIATIONS:
-        # A title before a name ("Dr. Smith"); after a number it is a unit ("30 ms."), which can end one.
-        return len(words) > 1 and words[-2].replace(",", "").replace(".", "").isdigit()
+        # A title before a name ("Ms. Smith"), "vs." or "St." after a number too; but "30 ms." is a unit, which can end one.
+        return word == "ms" and len(words) > 1 and words[-2].replace(",", "").replace(".", "").isdigit()
     after = text[end:].lstrip()
     if "." in word and after[:1].islower():
         return False  # "p.m. on Friday", "U.S. officials", "e.g. this"

@@ -164,7 +164,8 @@ class _Curve:
                     raise InterpTextError(
                         f"explanation {it.index} has elements {e.elements[at : at + 5]} from element {at} on, but this "
                         f"tokenizer gives {players.elements[at : at + 5]}; evaluate with the model and tokenizer that "
-                        "were explained."
+                        "were explained (an explanation saved by another version of interp_text may group its words "
+                        "otherwise: explain the text again)."
                     )
                 masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · points, n)
             # A forward depends on the mask only: the curves of a text's targets share their first and

@@ -351,7 +351,9 @@ class PerturbationEngine(Engine):
         """One warning when a text needs more than LARGE_ROWS masked inputs (Sobol's N (n + 2), KernelShap's
         2n on a long text) or LARGE_POSITIONS token positions (Occlusion of a long text): the call runs
         that many rows through the model, with no other sign of it. ``fix``: what cuts them."""
-        it = max(items, key=lambda it: rows[it.index].shape[0] * it.input_ids.shape[0])
+        most_rows = max(items, key=lambda it: rows[it.index].shape[0])
+        most_positions = max(items, key=lambda it: rows[it.index].shape[0] * it.input_ids.shape[0])
+        it = most_rows if rows[most_rows.index].shape[0] > LARGE_ROWS else most_positions
         count, n, seq = rows[it.index].shape[0], self.players[it.index].n, it.input_ids.shape[0]
         if count > LARGE_ROWS or count * seq > LARGE_POSITIONS:
             if fix is None:

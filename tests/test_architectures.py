@@ -294,3 +294,18 @@ def test_a_masked_lm_is_never_taken_for_a_generator(wp_tokenizer):
     model = OldStyleBertForMaskedLM(T.BertConfig(vocab_size=len(wp_tokenizer), **SMALL)).eval()
     with pytest.raises(InterpTextError, match="cannot tell what OldStyleBertForMaskedLM predicts"):
         Saliency(model, wp_tokenizer)
+
+
+def test_longformer_with_its_pad_token_in_the_text(wp_tokenizer):
+    """The pad check's forwards give Longformer its global attention mask too."""
+    torch.manual_seed(0)
+    config, model_class, kw = CLASSIFIERS["longformer"]
+    model = model_class(config(vocab_size=len(wp_tokenizer), num_labels=3, pad_token_id=0, **kw)).eval()
+    text = "the food [PAD] was cold"
+    with torch.no_grad():
+        want = model(**wp_tokenizer(text, return_tensors="pt")).logits[0]
+    for cls in (Occlusion, Saliency):
+        got = cls(model, wp_tokenizer).explain(text, targets="all")
+        # On ids the pad token takes no position of its own (RoBERTa's tables); the pad check keeps
+        # readings within its tolerance, 1e-4 here.
+        np.testing.assert_allclose([t.score for t in got.targets], want.numpy(), rtol=0, atol=1e-4)

@@ -503,6 +503,26 @@ def test_file_mode_refuses_to_resume_with_another_model_or_output_length(tmp_pat
     assert len(out.read_text(encoding="utf-8").splitlines()) == 2
 
 
+def test_file_mode_resumes_results_written_before_the_model_was_recorded(tmp_path, capsys):
+    records = [{"text": "The capital of France is"}, {"text": "The capital of Spain is"}]
+    argv, inp, out = file_run(tmp_path, records, "--task", "generation", "--method", "saliency")
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")] + ["--max-new-tokens", "2"]
+    assert main(argv) == 0
+    first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    del first["model"], first["options"]["generation"]  # as an earlier version wrote it
+    out.write_text(json.dumps(first) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(argv) == 0  # nothing recorded to compare: resumed
+    assert "1 explanations written" in capsys.readouterr().err
+
+
+def test_file_mode_with_an_empty_input_and_max_new_tokens_has_nothing_to_do(tmp_path, capsys):
+    argv, inp, out = file_run(tmp_path, [], "--task", "generation", "--method", "saliency")
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")] + ["--max-new-tokens", "2"]
+    assert main(argv) == 0
+    assert "nothing to do: all 0 texts are already in" in capsys.readouterr().err
+
+
 def test_file_mode_with_every_output_forced_refuses_max_new_tokens(tmp_path, capsys):
     records = [{"text": "The capital of Spain is", "target": " Madrid"}]
     argv, inp, out = file_run(tmp_path, records, "--task", "generation", "--method", "saliency")

@@ -267,6 +267,8 @@ def test_punctuation_that_leads_a_token_into_the_next_span_goes_with_it():
         ("Steps:\n1. Preheat the oven.\n2. Bake it.", ["Steps:", "1. Preheat the oven.", "2. Bake it."]),
         ("He said “Dr. Who?” and left.", ["He said “Dr. Who?”", "and left."]),
         ("It took 30 ms. Then it crashed.", ["It took 30 ms.", "Then it crashed."]),
+        ("The score was 3 vs. 2 at halftime.", ["The score was 3 vs. 2 at halftime."]),
+        ("He lives at 42 St. James Street.", ["He lives at 42 St. James Street."]),
         ("Ms. Smith took 30 ms.", ["Ms. Smith took 30 ms."]),
         ("We met at 5 p.m. on Friday. It rained.", ["We met at 5 p.m. on Friday.", "It rained."]),
         ("We met at 5 p.m. Then it rained.", ["We met at 5 p.m.", "Then it rained."]),
@@ -286,7 +288,8 @@ def test_sentence_ends(text, sentences):
     [
         ("co\u00adoperation works", ["co\u00adoperation", "works"]),  # a soft hyphen
         ("\ufeffHello there", ["\ufeffHello", "there"]),  # a byte-order mark opening a file
-        ("good\u2060! fine\u200bday", ["good\u2060", "!", "fine\u200bday"]),  # word joiner, zero-width space
+        ("good\u2060! fine\u200bday", ["good\u2060", "!", "fine", "day"]),  # word joiner; a zero-width space splits
+        ("\u0e09\u0e31\u0e19\u200b\u0e23\u0e31\u0e01", ["\u0e09\u0e31\u0e19", "\u0e23\u0e31\u0e01"]),  # Thai word break
         ("state\u2011of\u2011the\u2011art", ["state\u2011of\u2011the\u2011art"]),  # non-breaking hyphens
     ],
 )

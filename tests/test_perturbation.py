@@ -597,3 +597,15 @@ def test_a_long_text_warns_by_token_positions_and_metrics_warn_too(bert, wp_toke
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Occlusion(bert, wp_tokenizer).explain(text)  # at the limit: nothing to say
+
+
+def test_the_large_call_warning_tests_each_limit_on_its_own_text(bert, wp_tokenizer, monkeypatch):
+    """Text 0 passes the row limit with fewer token positions than text 1, which passes neither limit."""
+    import interp_text.perturbation as perturbation
+
+    many_rows = "a b c d e f g h i j k l m n"  # 14 one-token words: Occlusion's 15 rows of 16 tokens
+    long_words = "unloved pastas were cold " * 3  # 12 words, 38 tokens: 13 rows, more positions
+    assert 13 * len(wp_tokenizer(long_words)["input_ids"]) > 15 * 16
+    monkeypatch.setattr(perturbation, "LARGE_ROWS", 14)
+    with pytest.warns(UserWarning, match=r"^Occlusion scores 15 masked inputs of text 0 \(14 word elements, 16 tokens"):
+        Occlusion(bert, wp_tokenizer).explain([many_rows, long_words])
