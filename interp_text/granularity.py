@@ -73,6 +73,11 @@ def _ends_sentence(text: str, stop: int, end: int) -> bool:
     return True
 
 
+def _is_space_token(token_strings: list[str] | None, i: int) -> bool:
+    """Whether token ``i`` is whitespace as the tokenizer writes it ("Ġ", "▁", "Ċ")."""
+    return token_strings is not None and token_strings[i].translate(_SPACE_MARKS).isspace()
+
+
 def _append_trimmed(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
     start, end = _trim(text, start, end)
     if start < end:
@@ -122,12 +127,17 @@ def group_tokens(
                 s, e = (s, e) if e > s else (read, read)
             elif e > s and text[s:e].strip():
                 s, e = _trim(text, s, e)
+            elif e == s and not _is_space_token(token_strings, i):
+                # A byte piece that ends inside a character (a decoded output's "€" in three tokens)
+                # has no text of its own: it shares the span of the token that completes the
+                # character, as the prompt's byte pieces do.
+                s, e = next(((a, b) for a, b in offsets[i + 1 :] if b > a and a == s), (s, e))
             spans.append((s, e))
             read = max(read, e)
             name = text[s:e]
             if special[i] or not name:
                 name = token_strings[i] if token_strings is not None else text[s:e]
-                if not special[i] and name.translate(_SPACE_MARKS).isspace():  # a lone "Ġ" or "▁" with no text
+                if not special[i] and _is_space_token(token_strings, i):  # a lone "Ġ" or "▁" with no text
                     name = name.translate(_SPACE_MARKS)
             elements.append(name)
         return elements, spans, list(range(n))

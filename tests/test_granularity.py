@@ -303,3 +303,13 @@ def test_all_tokens_names_a_space_token_without_text_by_its_space():
         "a  b", [(0, 1), (2, 2), (3, 4)], [False] * 3, Granularity.ALL_TOKENS, ["a", "Ġ", "Ġb"]
     )
     assert elements == ["a", " ", "b"] and spans[1] == (2, 2)
+
+
+def test_all_tokens_gives_an_outputs_byte_pieces_the_characters_span():
+    """A decoded output's pieces that end inside "€" have no text of their own: they share its span, as
+    the prompt's byte pieces do, so the page draws "€" once and "+" for the others (not "â", "Ĥ")."""
+    elements, spans, _ = group_tokens(
+        " €3", [(0, 1), (1, 1), (1, 1), (1, 2), (2, 3)], [False] * 5, Granularity.ALL_TOKENS, ["Ġ", "â", "Ĥ", "¬", "3"]
+    )
+    assert elements == [" ", "€", "€", "€", "3"]
+    assert spans == [(0, 1), (1, 2), (1, 2), (1, 2), (2, 3)]
