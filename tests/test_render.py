@@ -855,8 +855,12 @@ def _colour(declarations: str, prop: str = "color") -> tuple[int, int, int]:
 
 
 def test_small_text_colours_reach_wcag_contrast_on_every_background():
-    root = dom(explanations_html([classification("a b", [[float("nan"), 1.0], [0.5, 0.5]])]))
-    card, page = root.find("div", "itx-root").find("style"), root.find("div", "itx-list").find("style")
+    expl = classification("a b", [[float("nan"), 1.0], [0.5, 0.5]])
+    root = dom(explanations_html([expl]))
+    card, page = dom(explanation_html(expl)).find("style"), root.find("div", "itx-list").find("style")
+    # A list's cards share its one stylesheet, scoped to its cards: the same rules.
+    assert root.find("div", "itx-root").find_all("style") == []
+    assert _rule(page, "#@ .itx-root .itx-nan") == _rule(card, "#@ .itx-nan")
     # not attributable: its text on each stripe of the hatching and on the grey under it
     nan = _rule(card, "#@ .itx-nan")
     stripes = re.findall(r"#[0-9a-f]{6}", "".join(re.findall(r"background[^:]*:[^;]*", nan)))
