@@ -32,13 +32,11 @@ from .tasks import (
     CLASSIFICATION,
     SEQ2SEQ,
     Item,
-    accepts,
     apply_mode,
     class_log_norm,
     classification_columns,
     classification_logits,
     detect_task,
-    global_first_token,
     reads_ids_only,
     regression,
     score_columns,
@@ -46,7 +44,6 @@ from .tasks import (
     split_head,
     target_logits,
     target_scores,
-    unwrapped,
 )
 
 # Targets per vmapped backward on a CUDA device when the user sets none. Measured on an H100
@@ -433,17 +430,14 @@ class Engine:
             own = own.float()
 
             def reads_as_ids(length: int) -> bool:
-                cut = {k: v[:, :length] for k, v in types.items()}
+                # Read as every explanation reads the model (token types, Longformer's global mask; a
+                # classifier that takes ids only is given them, and reads them as they are read here).
+                cut_types = None if it.token_types is None else it.token_types[:length]
                 x = emb(ids[:, :length])
-                if accepts(unwrapped(self.model), "global_attention_mask"):  # as classification_logits gives it
-                    cut["global_attention_mask"] = global_first_token(x)
-                read = self.model(inputs_embeds=x, **cut).logits.float()
+                read = classification_logits(self.model, x, cut_types, lambda: ids[:, :length]).float()
                 return torch.allclose(read, own, rtol=tol, atol=tol * (1 + float(own.abs().max())))
 
-            try:
-                if reads_as_ids(ids.shape[1]):
-                    return "keep"
-            except NotImplementedError:  # a classifier that reads ids only (classification_logits says so)
+            if reads_as_ids(ids.shape[1]):
                 return "keep"
             return "trim" if n < ids.shape[1] and reads_as_ids(n) else "refuse"
 

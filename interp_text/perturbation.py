@@ -201,12 +201,16 @@ def distinct_inputs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # A 1-D unique of one hash per row is ten times faster than a unique over rows; a collision
     # (rows that differ under one hash) is caught and redone exactly.
     weights = torch.randint(-(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(0))
-    _, inverse = torch.unique((rows * weights).sum(1), return_inverse=True)
     g = torch.arange(rows.shape[0])
-    first = torch.full((int(inverse.max()) + 1,), rows.shape[0]).scatter_reduce(0, inverse, g, "amin")
+
+    def first_of(inverse: torch.Tensor) -> torch.Tensor:  # each distinct row's first row
+        return torch.full((int(inverse.max()) + 1,), rows.shape[0]).scatter_reduce(0, inverse, g, "amin")
+
+    _, inverse = torch.unique((rows * weights).sum(1), return_inverse=True)
+    first = first_of(inverse)
     if not torch.equal(rows[first[inverse]], rows):
         _, inverse = torch.unique(rows, dim=0, return_inverse=True)
-        first = torch.full((int(inverse.max()) + 1,), rows.shape[0]).scatter_reduce(0, inverse, g, "amin")
+        first = first_of(inverse)
     by_appearance = first.argsort()  # distinct rows numbered in order of appearance
     rank = torch.empty_like(by_appearance)
     rank[by_appearance] = torch.arange(by_appearance.shape[0])
@@ -223,15 +227,13 @@ def _units(group: list[Item], masks: dict[int, torch.Tensor]) -> list[list[tuple
     room = per_part
     for it in group:
         m, a = masks[it.index], 0
-        while a < m.shape[0] or (a == 0 and m.shape[0] == 0):
+        while a < m.shape[0]:  # every text has a row at least: its unperturbed input
             if room == 0:
                 parts.append([])
                 room = per_part
             b = min(m.shape[0], a + room)
             parts[-1].append((it, m[a:b]))
             room -= b - a
-            if b == a:
-                break
             a = b
     return parts
 
@@ -455,13 +457,13 @@ class PerturbationEngine(Engine):
                 self.bar.step(ids.shape[0] - first.shape[0])
                 keep, ids, text_of_row = keep[first], ids[first], text_of_row[first]
                 table = None if table is None else table[first]
-        row_items = [group[k] for k in text_of_row.tolist()]
-        order, batches, cuts = self._batches(keep, row_items)
+        order, batches, cuts = self._batches(keep, group, text_of_row)
         if order is not None:
-            ids, row_items = ids[order], [row_items[k] for k in order.tolist()]
+            ids, text_of_row = ids[order], text_of_row[order]
             table = None if table is None else table[order]
         if table is None:
             return GroupRows(group, counts, inverse, order, batches, cuts, None), [ids]
+        row_items = [group[k] for k in text_of_row.tolist()]
         return GroupRows(group, counts, inverse, order, batches, cuts, row_items), [ids, table]
 
     def _run(self, plans: list[GroupRows], host: list[torch.Tensor], device, outs: list) -> None:
@@ -496,9 +498,10 @@ class PerturbationEngine(Engine):
                     self.bar.step(b - a)
 
     def _batches(
-        self, keep: torch.Tensor, row_items: list[Item]
+        self, keep: torch.Tensor, group: list[Item], text_of_row: torch.Tensor
     ) -> tuple[torch.Tensor | None, list[tuple[int, int]], list[int]]:
-        """``(order, batches, cuts)`` of a length group's rows (``keep`` ``(rows, seq)`` their kept tokens).
+        """``(order, batches, cuts)`` of a length group's rows (``keep`` ``(rows, seq)`` their kept tokens,
+        ``text_of_row`` the index in ``group`` of each row's text).
 
         Plain: no reordering, and ``batch_size`` rows per forward. Causal LMs whose rows share a
         long unmasked prefix with the clean input: rows sorted by that prefix (``order``), batched
@@ -507,10 +510,10 @@ class PerturbationEngine(Engine):
         s = self.s
         total, seq = keep.shape
         plain = [(a, min(a + s.batch_size, total)) for a in range(0, total, s.batch_size)]
-        if self._prefix_state() is False or not prefix_pays(max(it.n_prompt for it in row_items) - 1, seq):
+        if self._prefix_state() is False or not prefix_pays(max(it.n_prompt for it in group) - 1, seq):
             return None, plain, []
         # The scored positions start at n_prompt - 1: a prefix never goes past them.
-        last = torch.tensor([it.n_prompt - 1 for it in row_items])
+        last = torch.tensor([it.n_prompt - 1 for it in group])[text_of_row]
         cuts = [c if prefix_pays(c, seq) else 0 for c in torch.minimum(first_masked(keep), last).tolist()]
         order = sorted(range(total), key=lambda k: -cuts[k])  # rows masked late share a long prefix
         sorted_cuts = [cuts[k] for k in order]
