@@ -429,13 +429,19 @@ max-height:96px;overflow:hidden;white-space:pre;text-overflow:ellipsis}
 _JS = """
 (function () {
   "use strict";
-  var D = __DATA__;
+  var CARDS = __CARDS__;  // [[card id, its data], ...]: one card, or every card of a list
   var INF = 1.7976931348623157e308;  // _JSON_INF
-  var roots = document.querySelectorAll('[id="__UID__"]');
-  if (!roots.length && document.currentScript) { roots = [document.currentScript.parentNode]; }
-  for (var k = 0; k < roots.length; k++) { init(roots[k]); }
+  var here = document.currentScript ? document.currentScript.parentNode : null;
+  CARDS.forEach(function (card) {
+    var sel = '[id="' + card[0] + '"]';
+    var roots = document.querySelectorAll(sel);
+    if (!roots.length && here) {  // a host that renders outside the document (a shadow root)
+      roots = here.id === card[0] ? [here] : here.querySelectorAll(sel);
+    }
+    for (var k = 0; k < roots.length; k++) { init(roots[k], card[1]); }
+  });
 
-  function init(root) {
+  function init(root, D) {
     if (!root || root.getAttribute("data-itx-ready")) { return; }
     root.setAttribute("data-itx-ready", "1");
     var pinned = D.row;
@@ -751,11 +757,13 @@ def explanation_html(expl: Explanation, *, scale: float | None = None, target: i
     Example:
         >>> html_text = explanation_html(expl, scale=1.0)  # doctest: +SKIP
     """
-    return _card_html(expl, scale, target, styled=True)
+    return _card_html(expl, scale, target)
 
 
-def _card_html(expl: Explanation, scale: float | None, target: int | str | None, styled: bool) -> str:
-    """One explanation's card; ``styled`` False: without its stylesheet (a list gives one to all)."""
+def _card_html(expl: Explanation, scale: float | None, target: int | str | None, cards: list | None = None) -> str:
+    """One explanation's card, with its stylesheet and script; or, in a list (``cards``), without
+    them: the list gives one stylesheet to all its cards, and one script that takes every card's
+    ``(id, data)``, which this appends to ``cards``."""
     expl = _check_explanation(expl)
     shared = _check_scale(shared_scale(scale, [expl]))
     row = _default_row(expl, target)
@@ -828,15 +836,21 @@ def _card_html(expl: Explanation, scale: float | None, target: int | str | None,
         "dark": DARK_TEXT_RGB,
         "light": LIGHT_TEXT_RGB,
     }
+    alone = cards is None
+    if not alone:
+        cards.append((uid, data))
     return (
         f'<div class="itx-root" id="{uid}" data-task="{_esc(expl.task)}" data-row="{row}">'
-        + (f"<style>{_CSS.replace('#@', '#' + uid)}</style>" if styled else "")
+        + (f"<style>{_CSS.replace('#@', '#' + uid)}</style>" if alone else "")
         + f"{head}{controls}{body}"
-        f'<div class="itx-meta">{_esc(meta)}</div>'
-        # the data lives in the script itself: hosts that re-create scripts may drop other ones
-        f"<script>{_JS.replace('__UID__', uid).replace('__DATA__', _script_json(data))}</script>"
-        "</div>"
+        f'<div class="itx-meta">{_esc(meta)}</div>' + (_script([(uid, data)]) if alone else "") + "</div>"
     )
+
+
+def _script(cards: list[tuple[str, dict]]) -> str:
+    """The ``<script>`` that paints ``cards`` and makes them interactive. The data lives in the
+    script itself: hosts that re-create scripts may drop other ones."""
+    return f"<script>{_JS.replace('__CARDS__', _script_json([list(c) for c in cards]))}</script>"
 
 
 def _head(kind: str, expl: Explanation, row: int) -> str:
@@ -919,17 +933,19 @@ def explanations_html(
     items = _as_list(explanations)
     scale = shared_scale(scale, items)
     uid = "itx-list-" + uuid.uuid4().hex[:12]
+    cards: list[tuple[str, dict]] = []
     rows = [
         f'<div class="itx-list-row"><div class="itx-list-idx">{n}</div>'
-        f'<div class="itx-list-body">{_card_html(e, scale, target, styled=False)}</div></div>'
+        f'<div class="itx-list-body">{_card_html(e, scale, target, cards)}</div></div>'
         for n, e in enumerate(items, start=1)
     ]
     if not rows:
         rows = ['<div class="itx-list-empty">no explanations</div>']
-    # One stylesheet for every card (12 KB each otherwise: 23 MB of repeats in a list of 2000).
-    cards = _CSS.replace("#@", f"#{uid} .itx-root")
-    style = f"<style>{cards}{_LIST_CSS.replace('#@', '#' + uid)}</style>"
-    return f'<div class="itx-list" id="{uid}">{style}{"".join(rows)}</div>'
+    # One stylesheet and one script for every card (12 KB and 7 KB each otherwise: 38 MB of
+    # repeats in a list of 2000). The script comes after the cards it paints.
+    style = _CSS.replace("#@", f"#{uid} .itx-root")
+    style = f"<style>{style}{_LIST_CSS.replace('#@', '#' + uid)}</style>"
+    return f'<div class="itx-list" id="{uid}">{style}{"".join(rows)}{_script(cards) if cards else ""}</div>'
 
 
 def save_html(explanations: Explanation | Sequence[Explanation], path: str | Path, **options: Any) -> Path:

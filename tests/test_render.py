@@ -134,11 +134,17 @@ def style_rgb(node: Node, prop: str = "background-color") -> tuple[int, int, int
     return tuple(int(v) for v in m.groups()) if m else None
 
 
-def data_of(root: Node) -> dict:
-    """The JSON the page's script works from."""
-    code = [s.text() for s in root.find_all("script") if "var D = " in s.text()]
+def cards_of(root: Node) -> list:
+    """``[[card id, data], ...]``: the JSON the page's one script works from."""
+    code = [s.text() for s in root.find_all("script") if "var CARDS = " in s.text()]
     assert len(code) == 1
-    return json.loads(re.search(r"var D = (.*);$", code[0], re.MULTILINE).group(1))
+    return json.loads(re.search(r"var CARDS = (.*);  //", code[0]).group(1))
+
+
+def data_of(root: Node) -> dict:
+    """The JSON of a page's one card."""
+    (card,) = cards_of(root)
+    return card[1]
 
 
 def prompt_cells(root: Node) -> list[Node]:
@@ -169,7 +175,7 @@ def test_embedded_json_cannot_close_its_script_tag():
     root = dom(explanation_html(expl))
     code = root.find("script").text()
     assert "</script" not in code.lower() and "<!--" not in code  # nothing can end the element early
-    raw = re.search(r"var D = (.*);$", code, re.MULTILINE).group(1)
+    raw = re.search(r"var CARDS = (.*);  //", code).group(1)
     assert "<" not in raw and ">" not in raw and "&" not in raw
     parsed = data_of(root)
     assert parsed["rows"][0]["label"] == "x</script>"
@@ -246,7 +252,7 @@ def test_unique_ids_and_scoped_script():
     id_a = dom(a).find("div", "itx-root").attrs["id"]
     id_b = dom(b).find("div", "itx-root").attrs["id"]
     assert id_a != id_b
-    assert f'[id="{id_a}"]' in a and f"#{id_a} " in a
+    assert cards_of(dom(a))[0][0] == id_a and f"#{id_a} " in a
     assert "require(" not in a and "http://" not in a and "https://" not in a
 
 
@@ -472,7 +478,13 @@ def test_list_page_one_row_per_text(tmp_path):
     assert [r.find("div", "itx-root").attrs["data-task"] for r in rows] == ["classification", "causal_lm", "seq2seq"]
     page = save_html(items, tmp_path / "list.html").read_text(encoding="utf-8")
     assert page.count('class="itx-list-row"') == 3
-    assert "no explanations" in explanations_html([])
+    assert "no explanations" in explanations_html([]) and "<script" not in explanations_html([])
+    # One script for the list, after its cards, with each card's id and data; none in the cards.
+    ids = [r.find("div", "itx-root").attrs["id"] for r in rows]
+    assert [c[0] for c in cards_of(root)] == ids
+    assert [c[1]["scores"] for c in cards_of(root)] == [data_of(dom(explanation_html(e)))["scores"] for e in items]
+    assert all(r.find_all("script") == [] for r in rows)
+    assert root.find("div", "itx-list").children[-1].tag == "script"
 
 
 def test_explanation_list_displays_as_one_page(tmp_path):
