@@ -439,6 +439,7 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
             if with_types and any(type_ids):
                 types[i] = tuple(type_ids)
     special_ids = None  # read once, for the first chat text
+    bos = getattr(tokenizer, "bos_token_id", None)
     for i, raw in enumerate(texts):
         if i in tokens:
             text, (ids, offsets, special, strings) = raw, tokens[i]
@@ -450,7 +451,6 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
             special = [flag or t in special_ids for flag, t in zip(special, ids)]
         if not ids:
             raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
-        bos = getattr(tokenizer, "bos_token_id", None)
         if i in tokens and len(ids) > 1 and bos is not None and ids[0] == ids[1] == bos and special[0]:
             warnings.warn(
                 f"text {i} starts with {tokenizer.bos_token!r}, and the tokenizer adds another: the model reads it "
