@@ -1,8 +1,8 @@
 """Tokens to elements (tokens, words, sentences) by character offsets, and vectorised pooling.
 
 Every element keeps its ``(start, end)`` span in the original text, so ``text[start:end]`` is the
-element and the text between spans is whitespace (or characters no token covers, or special
-tokens written in the text, as a chat template writes them).
+element and the text between spans is whitespace, zero-width spaces included (or characters no
+token covers, or special tokens written in the text, as a chat template writes them).
 """
 
 from __future__ import annotations
@@ -132,6 +132,12 @@ def group_tokens(
                 # has no text of its own: it shares the span of the token that completes the
                 # character, as the prompt's byte pieces do.
                 s, e = next(((a, b) for a, b in offsets[i + 1 :] if b > a and a == s), (s, e))
+            elif e == s:
+                # A lone "Ġ" whose offsets a trimming tokenizer emptied: the space it stands for is
+                # the text just before, which no token read ("a  b": the second space).
+                space = token_strings[i].translate(_SPACE_MARKS)
+                if s - len(space) >= max(read, offsets[i - 1][1] if i else 0) and text[s - len(space) : s] == space:
+                    s -= len(space)
             spans.append((s, e))
             read = max(read, e)
             name = text[s:e]

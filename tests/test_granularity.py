@@ -298,11 +298,25 @@ def test_invisible_format_characters_stay_in_their_word(text, words):
 
 
 def test_all_tokens_names_a_space_token_without_text_by_its_space():
-    """A lone "Ġ" whose offsets a trimming tokenizer left empty is a space, not the letter Ġ."""
+    """A lone "Ġ" whose offsets a trimming tokenizer left empty is a space, not the letter Ġ, and its
+    span is that space: text[start:end] == element."""
     elements, spans, _ = group_tokens(
         "a  b", [(0, 1), (2, 2), (3, 4)], [False] * 3, Granularity.ALL_TOKENS, ["a", "Ġ", "Ġb"]
     )
-    assert elements == ["a", " ", "b"] and spans[1] == (2, 2)
+    assert elements == ["a", " ", "b"] and spans == [(0, 1), (1, 2), (3, 4)]
+    # A space another token already read is not taken twice: the span stays empty.
+    elements, spans, _ = group_tokens(
+        "a b", [(0, 2), (2, 2), (2, 3)], [False] * 3, Granularity.ALL_TOKENS, ["a", "Ġ", "b"]
+    )
+    assert elements == ["a", " ", "b"] and spans == [(0, 1), (2, 2), (2, 3)]
+
+
+@pytest.mark.parametrize("text", ["Café 👍🏽 is", "The  capital of France is", "a  b\n\n  c"])
+def test_all_tokens_spans_are_their_elements_with_a_trimming_bpe(text, trimming_bpe):
+    _, offsets, special, strings = tokenize(trimming_bpe, text)
+    assert any(s == e and strings[i] == "Ġ" for i, (s, e) in enumerate(offsets))  # a lone space, emptied
+    elements, spans, _ = group_tokens(text, offsets, special, Granularity.ALL_TOKENS, strings)
+    assert [text[a:b] for a, b in spans] == elements
 
 
 def test_all_tokens_gives_an_outputs_byte_pieces_the_characters_span():
