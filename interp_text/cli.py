@@ -106,6 +106,11 @@ def generate_kwargs(args, explainer) -> dict:
         return {}
     if explainer.settings.task == "classification":
         raise InterpTextError("--max-new-tokens is for generation; this model is a classifier.")
+    if args.target is not None:
+        raise InterpTextError(
+            "--max-new-tokens is for a generated output, and --target forces the output, so nothing is generated: "
+            "drop one of them."
+        )
     return {"max_new_tokens": args.max_new_tokens}
 
 
@@ -533,14 +538,17 @@ def cmd_demo(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare_default, format_table
+    from .compare import ALL_METHODS, compare_default, format_table, method_key
 
     methods = None  # every method
     if args.methods is not None:
         methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-        if not methods:
+        unknown = [name for name in methods if method_key(name) not in ALL_METHODS]
+        if not methods or unknown:
+            said = f"names the unknown method {unknown[0]!r}" if unknown else "names no method"
             raise InterpTextError(
-                f"--methods {args.methods!r} names no method; pass comma-separated names such as 'occlusion,lime'."
+                f"--methods {args.methods!r} {said}; pass comma-separated names from {sorted(ALL_METHODS)}, "
+                "such as 'occlusion,lime'."
             )
     rows = compare_default(n_texts=args.n_texts, methods=methods)
     print(format_table(rows))

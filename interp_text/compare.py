@@ -29,14 +29,17 @@ ALL_METHODS = {**GRADIENT_METHODS, **PERTURBATION_METHODS}
 DEFAULT_METHODS = ("occlusion", "lime", "kernelshap", "sobol")
 
 
+def method_key(name: str) -> str:
+    """A method's name as ALL_METHODS keys it: case, ``_`` and ``-`` ignored."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
 def method_class(method: str | type) -> type:
     """A method's class from its name (case, ``_`` and ``-`` ignored) or the class itself."""
     if isinstance(method, type):
         return method
-    if isinstance(method, str):
-        key = method.lower().replace("_", "").replace("-", "")
-        if key in ALL_METHODS:
-            return ALL_METHODS[key]
+    if isinstance(method, str) and method_key(method) in ALL_METHODS:
+        return ALL_METHODS[method_key(method)]
     raise InterpTextError(f"method {method!r} is not known; use a class or one of {sorted(ALL_METHODS)}.")
 
 
@@ -62,8 +65,8 @@ def compare(
         model, tokenizer: the model to explain and its tokenizer; or, as for every explainer, a
             model name or folder, or a pipeline, and no tokenizer (``compare("sentiment", texts)``).
         texts: a text (or text pair) or a list of them (prompts, for generation).
-        methods: names (``"occlusion"``, ``"vargrad"``, ...), classes, or explainers already built
-            (used as they are).
+        methods: a list of names (``"occlusion"``, ``"vargrad"``, ...), classes, or explainers
+            already built (used as they are); or one of them.
         targets: as for ``explain`` (the same for every method).
         rationales: per text, the ``(start, end)`` spans of its gold rationale; scored on each
             explanation's first target.
@@ -100,11 +103,19 @@ def compare(
             f"got {len(rationales)} rationales for {len(texts)} texts; pass one list of spans per text."
         )
     # Names and spans are checked before the first method runs, not after it.
-    methods = list(methods)
+    methods = [methods] if isinstance(methods, (str, type)) or hasattr(methods, "explain") else list(methods)
     classes = [method_class(m) if isinstance(m, (str, type)) else None for m in methods]
     if rationales is not None:
         rationales = [checked_spans(r, f"rationales[{i}]") for i, r in enumerate(rationales)]
-    per_method = {k.lower().replace("_", "").replace("-", ""): dict(v) for k, v in (method_options or {}).items()}
+        for i, (text, spans) in enumerate(zip(texts, rationales)):
+            size = len(text) if isinstance(text, str) else None  # a pair's or chat's text is built later
+            outside = [span for span in spans if size is not None and span[1] > size]
+            if outside:
+                raise InterpTextError(
+                    f"rationales[{i}] has {outside[0]}, which ends past the end of text {i} ({size} characters: "
+                    f"{_short(text)}); pass (start, end) character spans into that text."
+                )
+    per_method = {method_key(k): dict(v) for k, v in (method_options or {}).items()}
     named = {cls.__name__.lower() for cls in classes if cls is not None}
     unknown = sorted(set(per_method) - set(ALL_METHODS) - named)
     if unknown:
@@ -155,7 +166,13 @@ def compare(
         seconds = time.perf_counter() - start
         ap = None
         if rationales is not None:
-            ap = float(np.mean([rationale_average_precision(e, r) for e, r in zip(explanations, rationales)]))
+            aps = []
+            for i, (e, r) in enumerate(zip(explanations, rationales)):
+                try:
+                    aps.append(rationale_average_precision(e, r))
+                except InterpTextError as err:
+                    raise InterpTextError(f"rationales[{i}], for text {i} ({_short(e.text)}): {err}") from err
+            ap = float(np.mean(aps))
         rows.append(
             {
                 "method": name,
@@ -167,6 +184,10 @@ def compare(
             }
         )
     return rows
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _warm_up(model, tokenizer, text: Any) -> None:

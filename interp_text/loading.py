@@ -68,9 +68,17 @@ def _failed(name: str, err: Exception) -> InterpTextError:
     from .bundled import NAMES
 
     reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    # Asked of the Hub (no such folder here): with no network its client retries for half a minute first.
+    asked = not Path(name).exists() and os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
     return InterpTextError(
         f"cannot load {name!r}: it is not a bundled model ({', '.join(NAMES)}) or a folder saved with "
         f"save_pretrained, and the Hugging Face Hub did not give it ({reason})"
+        + ("; with no network, set HF_HUB_OFFLINE=1 to read only the local cache, at once" if asked else "")
     )
 
 

@@ -7,6 +7,8 @@ embedding). The rationale score needs no model: it compares the ranking with gol
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -15,7 +17,7 @@ from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens
 from .loading import resolve
-from .methods import check_model
+from .methods import check_model, check_options
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes, positive_int
 from .perturbation import PerturbationEngine, element_players, resolve_replacement, unique_rows
@@ -78,7 +80,20 @@ class _Curve:
         task: str | None = None,
         replacement: str | int | None = None,
         steps: int | None = None,
+        **options: Any,
     ):
+        if options:
+            # The explainers' options that are no metric's: an explanation brings its own elements.
+            granular = {"granularity", "aggregation", "granularity_aggregation_strategy"} & set(options)
+            check_options(
+                type(self).__name__,
+                options,
+                ("batch_size", "device", "replacement", "steps", "task"),
+                ". Each explanation is scored by the elements it was explained at: explain at the granularity "
+                "you want scored"
+                if granular
+                else "",
+            )
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         self.steps = None if steps is None else positive_int(steps, "steps")

@@ -785,6 +785,7 @@ class KernelShap(PerturbationMethod):
     def _set_options(self, n_samples: int | None = None, n_perturbations: int | None = None):
         self.n_samples = _n_samples(n_samples, n_perturbations, 1, 200)
         self.chosen = n_samples is not None or n_perturbations is not None
+        self._given_as = "n_perturbations" if n_samples is None and n_perturbations is not None else "n_samples"
 
     def samples(self, n: int) -> int:
         """Coalitions for a text of ``n`` elements: ``n_samples`` as given, else at least 2n."""
@@ -799,8 +800,8 @@ class KernelShap(PerturbationMethod):
         # minimum-norm solution would look like an answer.
         if not self.exhaustive(n) and (self.samples(n) + 1) // 2 < n - 1:  # pairs: n_samples rounded up to even
             raise InterpTextError(
-                f"text {index} has {n} elements, and n_samples={self.n_samples} coalitions (in complementary pairs, "
-                f"one equation each) cannot determine {n} Shapley values; pass n_samples >= {2 * (n - 1)} (several "
+                f"text {index} has {n} elements, and {self._given_as}={self.n_samples} coalitions (in complementary "
+                f"pairs, one equation each) cannot determine {n} Shapley values; pass {self._given_as} >= {2 * (n - 1)} (several "
                 "times more gives steadier values) or a coarser granularity."
             )
 

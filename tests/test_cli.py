@@ -313,6 +313,24 @@ def test_counts_must_be_positive(argv, message, capsys):
             ["explain", "ok", "--model", "sentiment", "--max-new-tokens", "3"],
             "--max-new-tokens is for generation; this model is a classifier.",
         ),
+        (
+            ["explain", "The capital is", "--model", "facts", "--target", " Paris", "--max-new-tokens", "3"],
+            "--max-new-tokens is for a generated output, and --target forces the output, so nothing is generated: "
+            "drop one of them.",
+        ),
+        (
+            [
+                "explain",
+                "The food was good and the staff were kind.",
+                "--method",
+                "kernelshap",
+                "--n-perturbations",
+                "3",
+            ],
+            "text 0 has 10 elements, and n_perturbations=3 coalitions (in complementary pairs, one equation each) "
+            "cannot determine 10 Shapley values; pass n_perturbations >= 18 (several times more gives steadier "
+            "values) or a coarser granularity.",
+        ),
     ],
 )
 def test_error_messages(argv, message, capsys, monkeypatch):
@@ -359,18 +377,19 @@ def test_compare_methods_ignore_spaces_and_empty_items(value, methods, monkeypat
 @pytest.mark.parametrize(
     "value,message",
     [
-        (",,", "--methods ',,' names no method; pass comma-separated names such as 'occlusion,lime'."),
-        (" , ", "--methods ' , ' names no method; pass comma-separated names such as 'occlusion,lime'."),
-        ("", "--methods '' names no method; pass comma-separated names such as 'occlusion,lime'."),
+        (",,", "--methods ',,' names no method; pass comma-separated names from {}, such as 'occlusion,lime'."),
+        (" , ", "--methods ' , ' names no method; pass comma-separated names from {}, such as 'occlusion,lime'."),
+        ("", "--methods '' names no method; pass comma-separated names from {}, such as 'occlusion,lime'."),
         (
             "occlusion, magic",
-            f"method 'magic' is not known; use a class or one of {sorted(all_methods())}.",
+            "--methods 'occlusion, magic' names the unknown method 'magic'; pass comma-separated names from {}, "
+            "such as 'occlusion,lime'.",
         ),
     ],
 )
 def test_compare_methods_errors(value, message, capsys):
     assert main(["compare", "--methods", value, "--n-texts", "1"]) == 2
-    assert capsys.readouterr().err == f"interp-text: error: {message}\n"
+    assert capsys.readouterr().err == f"interp-text: error: {message.format(sorted(all_methods()))}\n"
 
 
 # --------------------------------------------------------------------------- file mode: resuming safely

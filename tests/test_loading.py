@@ -7,7 +7,7 @@ from conftest import tiny_bert_checkpoint
 from transformers import pipeline
 
 from interp_text import Deletion, InterpTextError, Occlusion, Saliency, compare, load_default
-from interp_text.loading import load
+from interp_text.loading import _failed, load
 
 TEXT = "the food was cold but the staff were lovely"
 
@@ -107,7 +107,7 @@ def test_a_folder_without_its_tokenizer_is_refused(tmp_path, bert, wp_tokenizer)
     assert got == Saliency(bert, wp_tokenizer).explain(TEXT)
 
 
-def test_what_cannot_be_loaded_is_named(bert, tmp_path):
+def test_what_cannot_be_loaded_is_named(bert, tmp_path, monkeypatch):
     with pytest.raises(InterpTextError, match=r"no tokenizer for BertForSequenceClassification: pass it"):
         Saliency(bert)
     with pytest.raises(
@@ -118,8 +118,17 @@ def test_what_cannot_be_loaded_is_named(bert, tmp_path):
         with pytest.raises(InterpTextError, match="there is no such folder"):
             Occlusion(path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InterpTextError, match=r"cannot load '.*empty': it is not a bundled model \(sentiment, facts\)"):
+    with pytest.raises(
+        InterpTextError, match=r"cannot load '.*empty': it is not a bundled model \(sentiment, facts\)"
+    ) as err:
         Occlusion(str(tmp_path / "empty"))
+    assert "HF_HUB_OFFLINE" not in str(err.value)  # a folder: the Hub was not asked
+    # A name the Hub was asked for: with no network its client waits, unless told it is offline.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hint = "; with no network, set HF_HUB_OFFLINE=1 to read only the local cache, at once"
+    assert str(_failed("owner/model", OSError("no connection"))).endswith(f"(no connection){hint}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert str(_failed("owner/model", OSError("no connection"))).endswith("(no connection)")
 
 
 def test_a_vision_language_model_loads_by_folder_as_it_was_saved(tmp_path, bpe):

@@ -84,6 +84,16 @@ def test_metric_errors(bert, gpt2, bpe, wp_tokenizer):
         Insertion(bert, wp_tokenizer).evaluate([])
     with pytest.raises(InterpTextError, match="replacement='mask': the tokenizer has no mask token"):
         Deletion(gpt2, bpe, replacement="mask")
+    own = "its own options are ['batch_size', 'device', 'replacement', 'steps', 'task']"
+    with pytest.raises(InterpTextError) as err:
+        Insertion(bert, wp_tokenizer, n_samples=3)
+    assert str(err.value) == f"Insertion got unknown option(s) ['n_samples']; {own}."
+    with pytest.raises(InterpTextError) as err:  # an explainer's option: the explanation brings its own
+        Deletion(bert, wp_tokenizer, granularity="sentence")
+    assert str(err.value) == (
+        f"Deletion got unknown option(s) ['granularity']; {own}. Each explanation is scored by the elements it "
+        "was explained at: explain at the granularity you want scored."
+    )
 
 
 @pytest.mark.parametrize("metric", [Deletion, Insertion])
@@ -241,6 +251,13 @@ def test_compare_and_table(bert, wp_tokenizer):
         seed=1,
     )
     assert [r["method"] for r in rows] == ["Occlusion", "Saliency", "KernelShap"]
+    one = compare(bert, wp_tokenizer, texts, methods="occlusion", rationales=rationales)  # one name, not a list
+    assert [r["method"] for r in one] == ["Occlusion"] and one[0]["deletion"] == pytest.approx(rows[0]["deletion"])
+    with pytest.raises(InterpTextError) as err:  # a span of a space only: no element overlaps it, found late
+        compare(bert, wp_tokenizer, texts, methods="occlusion", rationales=[[(13, 21)], [(7, 8)]])
+    assert str(err.value).startswith(
+        "rationales[1], for text 1 ('I loved the pasta.'): no element of the text overlaps the rationale spans [(7, 8)]"
+    )
     for r in rows:
         assert 0 <= r["deletion"] <= 1 and 0 <= r["insertion"] <= 1 and 0 < r["rationale_ap"] <= 1
         assert r["seconds"] > 0 and r["n_texts"] == 2
@@ -272,6 +289,12 @@ def test_compare_checks_names_and_spans_before_explaining(bert, wp_tokenizer, mo
     with pytest.raises(InterpTextError) as err:
         compare(bert, wp_tokenizer, texts, methods=["occlusion"], rationales=[[(13, 21)], [(7, 7)]])
     assert str(err.value).startswith("rationales[1][0] = (7, 7) is empty;")
+    with pytest.raises(InterpTextError) as err:  # past the end of its text (18 characters)
+        compare(bert, wp_tokenizer, texts, methods=["occlusion"], rationales=[[(13, 21)], [(12, 19)]])
+    assert str(err.value) == (
+        "rationales[1] has (12, 19), which ends past the end of text 1 (18 characters: 'I loved the pasta.'); "
+        "pass (start, end) character spans into that text."
+    )
     # Options for a method passed built, or not passed at all, would be ignored: refused instead.
     built = KernelShap(bert, wp_tokenizer)
     with pytest.raises(InterpTextError, match=r"method_options for \['kernelshap'\], which `methods` does not name"):
