@@ -353,17 +353,30 @@ def target_token_ids(tokenizer, targets: list) -> list[list[int] | None]:
 def decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]], list[bool]]:
     """Decode output ids to text, with each token's character span in that text."""
     special_ids = special_token_ids(tokenizer)
+
+    def decode_one(k: int) -> str:
+        return tokenizer.decode(ids[k : k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
     spans, text = [], ""
+    pending: list[int] = []  # tokens whose bytes end in a character not complete yet
     for k in range(len(ids)):
         # Decoding prefixes keeps merges (spaces, multi-byte characters) as the tokenizer does them.
         nxt = tokenizer.decode(ids[: k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
         if not nxt.startswith(text.rstrip("\ufffd")):
-            nxt = text + tokenizer.decode(ids[k : k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        start = len(text.rstrip("\ufffd"))
+            nxt = text + decode_one(k)
         # A token that ends inside a multi-byte character decodes to "\ufffd" (byte-level BPE: one
         # for the run; byte fallback: one per byte): it covers no character of the final text yet,
-        # and joins the token that completes the character. The last token covers what is left.
+        # and joins the token that completes the character.
+        start = len(text.rstrip("\ufffd"))
+        if pending and nxt.startswith(text) and not decode_one(k).startswith("\ufffd"):
+            # This token does not go on with it (a special token; a new character): the bytes stay
+            # a "\ufffd" of the text, which is theirs.
+            for j in pending:
+                spans[j] = (spans[j][0], len(text))
+            start, pending = len(text), []
+        # The last token covers what is left.
         end = len(nxt) if k == len(ids) - 1 else len(nxt.rstrip("\ufffd"))
+        pending = pending + [k] if end < len(nxt) else []
         spans.append((start, end))
         text = nxt
     return text, spans, [i in special_ids for i in ids]

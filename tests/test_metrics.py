@@ -112,6 +112,22 @@ def test_an_explanation_of_another_model_is_refused(metric, bert, wp_tokenizer):
     assert 0 <= metric(bert, wp_tokenizer).evaluate(own) <= 1
 
 
+@pytest.mark.parametrize("metric", [Deletion, Insertion])
+def test_another_generators_explanation_is_refused_at_small_probabilities(metric, gpt2, bpe):
+    """A forced answer's probability is often far below 0.05, where any absolute tolerance lets
+    another model's explanation pass: the probabilities are compared by their ratio there."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(5)
+    other = GPT2LMHeadModel(dataclasses.replace(gpt2.config, initializer_range=0.1)).eval()
+    expl = Occlusion(other, bpe).explain("the food was", targets=" cold")
+    p_own = Occlusion(gpt2, bpe).explain("the food was", targets=" cold").targets[0].probability
+    assert max(expl.targets[0].probability, p_own) < 0.05 and abs(np.log(expl.targets[0].probability / p_own)) > 0.3
+    with pytest.raises(InterpTextError, match=r"gives target 'cold' the probability .*: it was made with another"):
+        metric(gpt2, bpe).evaluate(expl)
+    assert 0 <= metric(other, bpe).evaluate(expl) <= 1
+
+
 def test_elements_of_another_tokenizer_are_shown_where_they_differ(bert, wp_tokenizer):
     from interp_text import load_default
 

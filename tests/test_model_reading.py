@@ -207,6 +207,24 @@ def test_byte_fallback_outputs_map_each_character_to_its_bytes(target, pieces, w
     assert Saliency(lm, tok).explain("Hi", targets=target).output_elements == words
 
 
+@pytest.mark.parametrize("style", ["byte_fallback", "byte_level"])
+def test_bytes_of_a_character_never_completed_are_their_own_text(style):
+    """An output that stops inside a character (then a special token, or another character): its
+    bytes are the "\ufffd" of the decoded text, not part of the next token's span."""
+    from conftest import bpe_tokenizer
+
+    tok = llama2_style_tokenizer() if style == "byte_fallback" else bpe_tokenizer()
+    emoji = tok("😀", add_special_tokens=False)["input_ids"]
+    cut = next(k for k in range(1, len(emoji)) if tok.decode(emoji[:k]).endswith("\ufffd"))
+    partial, eos, ok = emoji[:cut], tok.eos_token_id, tok(" ok", add_special_tokens=False)["input_ids"]
+    for ids, after in ((partial + [eos], [tok.eos_token]), (partial + ok + [eos], [" ok", tok.eos_token])):
+        text, spans, special = decoded_offsets(tok, ids)
+        covered = {text[s:e] for s, e in spans[:cut]} - {""}  # (Llama's first "▁" decodes to nothing)
+        assert len(covered) == 1 and set(covered.pop()) == {"\ufffd"}  # the bytes share their "\ufffd"
+        rest = [text[s:e] for s, e in spans[cut:]]
+        assert "".join(rest) == "".join(after) and rest[-1] == tok.eos_token and special[-1]
+
+
 def test_a_position_table_that_skips_its_pad_positions_limits_the_length():
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
