@@ -190,10 +190,10 @@ def _encode(tokenizer, texts: list[str], add_special_tokens: bool, pairs: list[T
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         inputs = texts if pairs is None else [(p.first, p.second) for p in pairs]
-        return [
-            (e.ids, e.offsets, e.special_tokens_mask, e.tokens, e.sequence_ids, e.type_ids)
-            for e in _backend_encode(backend, tokenizer, inputs, add_special_tokens)
-        ]
+        encodings = _backend_encode(backend, tokenizer, inputs, add_special_tokens)
+        if pairs is None:  # each attribute read builds a list: only the ones a text needs
+            return [(e.ids, e.offsets, e.special_tokens_mask, e.tokens, None, None) for e in encodings]
+        return [(e.ids, e.offsets, e.special_tokens_mask, e.tokens, e.sequence_ids, e.type_ids) for e in encodings]
     firsts, seconds = (texts, None) if pairs is None else ([p.first for p in pairs], [p.second for p in pairs])
     enc = tokenizer(
         firsts,
