@@ -479,8 +479,11 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
 
     Computing the vocabulary logits of all scored positions as one tensor makes every target's
     backward cross the LM head at every position (a dense (positions × vocab) × (vocab × hidden)
-    product per target). Here target t's logit is h_t · W[y_t] (+ b), and its normaliser is
-    computed from h_t alone, so its backward only crosses the head at its own position.
+    product per target). Here target t's logit and normaliser are computed from h_t alone, so its
+    backward only crosses the head at its own position. Without a normaliser the logit is
+    h_t · W[y_t] (+ b); with one, both are read from h_t's vocabulary logits, so that the gradient
+    of their difference meets at the logits (one-hot − p) rather than in hidden space, where the
+    two nearly cancel for a confident token and float32 keeps a tenth of the digits.
     """
     base, lm_head = head
     valid, target_ids = table.valid, table.target_ids
@@ -488,15 +491,17 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
     h = base(inputs_embeds=embeds, use_cache=False).last_hidden_state  # (rows, seq, hidden)
     pos = _target_positions(table)  # (rows, width)
     h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
-    chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
-    if lm_head.bias is not None:
-        chosen = chosen + lm_head.bias[target_ids]
-    log_norm = None
-    if normaliser:
-        log_norm = [torch.logsumexp(at_least_float32(lm_head(h[:, j])), -1) for j in range(width)]
-        if stacked:
-            log_norm = torch.stack(log_norm, 1)  # (rows, width)
-    return chosen, log_norm, valid
+    if not normaliser:
+        chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
+        if lm_head.bias is not None:
+            chosen = chosen + lm_head.bias[target_ids]
+        return chosen, None, valid
+    chosen, log_norm = [], []
+    for j in range(width):
+        logits = at_least_float32(lm_head(h[:, j]))  # (rows, vocab)
+        chosen.append(logits.gather(1, target_ids[:, j, None])[:, 0])
+        log_norm.append(torch.logsumexp(logits, -1))
+    return torch.stack(chosen, 1), torch.stack(log_norm, 1) if stacked else log_norm, valid
 
 
 def decoder_inputs(model, item: Item) -> torch.Tensor:

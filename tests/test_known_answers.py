@@ -61,3 +61,30 @@ def test_facts_rationales_ranked_above_chance(cls, kw, facts):
             e.scores = rng.random(e.scores.shape)
             chance.append(rationale_average_precision(e, x["rationale"]))
     assert ap >= 0.65 and ap > np.mean(chance) + 0.1
+
+
+@pytest.mark.parametrize("mode", ["log_softmax", "softmax"])
+def test_a_confident_tokens_gradient_keeps_float32_precision(mode, facts):
+    """The output " Paris." follows "The capital of France is" with p = 0.9992: the gradient of its log-probability
+    is the small difference of the target's and the normaliser's. Taken at the logits (one-hot − p)
+    it is as precise as plain float32 autograd; the two taken apart in hidden space lost a digit."""
+    import copy
+
+    import torch
+
+    model, tok = facts
+    prompt = "The capital of France is"
+    expl = Saliency(model, tok, granularity="all_tokens", inference_mode=mode, token_reduction="l2").explain(
+        prompt, max_new_tokens=2
+    )
+    assert expl.targets[-1].probability > 0.999
+    ids, out = tok(prompt)["input_ids"], expl.output_ids
+    wide = copy.deepcopy(model).double()  # the reference, in float64
+    x = wide.get_input_embeddings()(torch.tensor(ids + out)).detach().requires_grad_(True)
+    lp = wide(inputs_embeds=x[None]).logits[0, len(ids) - 1 : len(ids) - 1 + len(out)].log_softmax(-1)
+    for j, y in enumerate(out):
+        f = lp[j, y] if mode == "log_softmax" else lp[j, y].exp()
+        (g,) = torch.autograd.grad(f, x, retain_graph=True)
+        ref = g.norm(dim=-1).numpy()[: len(ids) + j]
+        got = expl.scores[j, : len(ids) + j]
+        assert np.max(np.abs(got - ref)) / np.max(np.abs(ref)) < 1.5e-3  # 6e-3 apart, 4e-4 together
