@@ -84,13 +84,18 @@ def _append_trimmed(spans: list[tuple[int, int]], text: str, start: int, end: in
         spans.append((start, end))
 
 
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    """Drop the whitespace a token's offsets may include (byte-level BPE keeps the leading space)."""
-    while start < end and text[start].isspace():
+def _trim(text: str, start: int, end: int, gap: str = "") -> tuple[int, int]:
+    """Drop the whitespace a token's offsets may include (byte-level BPE keeps the leading space),
+    and the characters of ``gap``."""
+    while start < end and (text[start].isspace() or text[start] in gap):
         start += 1
-    while end > start and text[end - 1].isspace():
+    while end > start and (text[end - 1].isspace() or text[end - 1] in gap):
         end -= 1
     return start, end
+
+
+# Between words, a zero-width space is a space (see _WORD): a token of it joins a word as a space does.
+_GAP = "\u200b"
 
 
 def group_tokens(
@@ -134,10 +139,13 @@ def group_tokens(
                 s, e = next(((a, b) for a, b in offsets[i + 1 :] if b > a and a == s), (s, e))
             elif e == s:
                 # A lone "Ġ" whose offsets a trimming tokenizer emptied: the space it stands for is
-                # the text just before, which no token read ("a  b": the second space).
+                # the text just before ("a  b": the second space), or at the start just after, that
+                # no other token reads.
                 space = token_strings[i].translate(_SPACE_MARKS)
                 if s - len(space) >= max(read, offsets[i - 1][1] if i else 0) and text[s - len(space) : s] == space:
                     s -= len(space)
+                elif text[s : s + len(space)] == space and all(a >= s + len(space) for a, _ in offsets[i + 1 : i + 2]):
+                    e += len(space)
             spans.append((s, e))
             read = max(read, e)
             name = text[s:e]
@@ -153,8 +161,8 @@ def group_tokens(
         if special[i]
         # Most tokens have no surrounding whitespace: skip the trimming call for them.
         else (s, e)
-        if s < e and not text[s].isspace() and not text[e - 1].isspace()
-        else _trim(text, s, e)
+        if s < e and not text[s].isspace() and not text[e - 1].isspace() and text[s] != _GAP and text[e - 1] != _GAP
+        else _trim(text, s, e, _GAP)
         for i, (s, e) in enumerate(offsets)
     ]
     if granularity == Granularity.TOKEN:

@@ -311,7 +311,7 @@ def test_all_tokens_names_a_space_token_without_text_by_its_space():
     assert elements == ["a", " ", "b"] and spans == [(0, 1), (2, 2), (2, 3)]
 
 
-@pytest.mark.parametrize("text", ["Café 👍🏽 is", "The  capital of France is", "a  b\n\n  c"])
+@pytest.mark.parametrize("text", ["Café 👍🏽 is", "The  capital of France is", "a  b\n\n  c", "   good food"])
 def test_all_tokens_spans_are_their_elements_with_a_trimming_bpe(text, trimming_bpe):
     _, offsets, special, strings = tokenize(trimming_bpe, text)
     assert any(s == e and strings[i] == "Ġ" for i, (s, e) in enumerate(offsets))  # a lone space, emptied
@@ -327,3 +327,19 @@ def test_all_tokens_gives_an_outputs_byte_pieces_the_characters_span():
     )
     assert elements == [" ", "€", "€", "€", "3"]
     assert spans == [(0, 1), (1, 2), (1, 2), (1, 2), (2, 3)]
+
+
+@pytest.mark.parametrize("gran", [Granularity.WORD, Granularity.SENTENCE])
+def test_a_zero_width_space_token_joins_the_next_word_as_a_space_does(gran, trimming_bpe):
+    """U+200B separates words but is not whitespace to Python: a token of it belongs to the element
+    after it, as a space token does, never to none (its attribution, or an output's probability,
+    would be lost)."""
+    text = "The capital\u200bof France is"
+    ids, offsets, special, strings = tokenize(trimming_bpe, text)
+    elements, spans, mapping = group_tokens(text, offsets, special, gran, strings)
+    gap = [i for i, (s, e) in enumerate(offsets) if "\u200b" in text[s:e]]
+    assert gap and -1 not in mapping
+    of = next(i for i, (s, e) in enumerate(offsets) if s <= text.index("of") < e)
+    assert {mapping[i] for i in gap} == {mapping[of]}
+    if gran == Granularity.WORD:
+        assert elements == ["The", "capital", "of", "France", "is"]
