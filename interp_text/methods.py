@@ -98,7 +98,7 @@ class GradientMethod:
         self.model, self.tokenizer = model, tokenizer
         check_options(type(self).__name__, method_options, self._option_names())
         self._set_options(**method_options)
-        reduction = token_reduction or self.default_reduction
+        reduction = self.default_reduction if token_reduction is None else token_reduction
         if isinstance(reduction, str):
             reduction = reduction.strip().lower()  # as the enum options: any case
         if reduction not in TOKEN_REDUCTIONS:

@@ -7,6 +7,7 @@ embedding). The rationale score needs no model: it compares the ranking with gol
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -133,7 +134,15 @@ class _Curve:
 
     def _curves(self, explanations) -> tuple[list[np.ndarray], list[int], bool]:
         """``curves``, each explanation's number of elements n, and whether one explanation was given."""
-        expls, single = ([explanations], True) if isinstance(explanations, Explanation) else (list(explanations), False)
+        if isinstance(explanations, Explanation):
+            expls, single = [explanations], True
+        elif isinstance(explanations, Iterable) and not isinstance(explanations, (str, bytes)):
+            expls, single = list(explanations), False
+        else:
+            raise InterpTextError(
+                f"expected an Explanation or a list of them, got {type(explanations).__name__}; pass what explain() "
+                "returned."
+            )
         if not expls:
             raise InterpTextError("got no explanations to evaluate; pass an Explanation or a non-empty list.")
         s = self.settings

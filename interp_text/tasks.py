@@ -498,9 +498,9 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
         return chosen, None, valid
     chosen, log_norm = [], []
     for j in range(width):
-        logits = at_least_float32(lm_head(h[:, j]))  # (rows, vocab)
+        logits = lm_head(h[:, j])  # (rows, vocab), as the whole-logits path: chosen in the model's dtype
         chosen.append(logits.gather(1, target_ids[:, j, None])[:, 0])
-        log_norm.append(torch.logsumexp(logits, -1))
+        log_norm.append(torch.logsumexp(at_least_float32(logits), -1))
     return torch.stack(chosen, 1), torch.stack(log_norm, 1) if stacked else log_norm, valid
 
 

@@ -63,6 +63,10 @@ def test_targets_forms(bert, wp_tokenizer):
     assert [t.label for t in m.explain(TEXTS[0], targets="neutral").targets] == ["neutral"]
     several = m.explain(TEXTS[:2], targets=[[0, 1], 2])
     assert [len(e.targets) for e in several] == [2, 1]
+    # One text's entry, nested as a list of texts' would be, is that text's targets.
+    assert [t.index for t in m.explain(TEXTS[0], targets=[[2, 0]]).targets] == [2, 0]
+    assert [t.index for t in m.explain(TEXTS[0], targets=["all"]).targets] == [0, 1, 2]
+    assert [t.index for t in m.explain([TEXTS[0]], targets=[[2, 0]])[0].targets] == [2, 0]
     both = m.explain(TEXTS[0], targets="all")
     one = m.explain(TEXTS[0], targets=1)
     np.testing.assert_allclose(both.row("neutral"), one.scores[0], rtol=1e-5)
@@ -169,6 +173,8 @@ def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
         (lambda m, t: VarGrad(m, t, granularity="paragraph"), "granularity='paragraph' is not valid"),
         (lambda m, t: VarGrad(m, t, batch_size=0), "batch_size=0 must be an integer >= 1"),
         (lambda m, t: VarGrad(m, t, token_reduction="max"), "token_reduction='max' is not valid"),
+        (lambda m, t: VarGrad(m, t, token_reduction=""), "token_reduction='' is not valid"),  # not the default
+        (lambda m, t: VarGrad(m, t, token_reduction=False), "token_reduction=False is not valid"),
         (lambda m, t: VarGrad(m, t, inference_mode="probs"), "inference_mode='probs' is not valid"),
         (
             lambda m, t: VarGrad(m, t).explain("good " * 80),

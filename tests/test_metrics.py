@@ -82,6 +82,13 @@ def test_metric_errors(bert, gpt2, bpe, wp_tokenizer):
         Deletion(gpt2, bpe).evaluate(expl)
     with pytest.raises(InterpTextError, match="got no explanations"):
         Insertion(bert, wp_tokenizer).evaluate([])
+    for wrong, name in ((None, "NoneType"), ("Not good.", "str"), (3, "int")):
+        with pytest.raises(InterpTextError) as err:
+            Deletion(bert, wp_tokenizer).evaluate(wrong)
+        assert str(err.value) == (
+            f"expected an Explanation or a list of them, got {name}; pass what explain() returned."
+        )
+    assert Deletion(bert, wp_tokenizer).evaluate(iter([expl])) == Deletion(bert, wp_tokenizer).evaluate([expl])
     with pytest.raises(InterpTextError, match="replacement='mask': the tokenizer has no mask token"):
         Deletion(gpt2, bpe, replacement="mask")
     own = "its own options are ['batch_size', 'device', 'replacement', 'steps', 'task']"
