@@ -16,7 +16,7 @@ import torch
 
 from .engine import Engine, forward_only
 from .errors import InterpTextError
-from .inputs import max_input_length
+from .inputs import TextPair, max_input_length, tokenize, tokenize_pairs
 from .loading import resolve
 from .methods import GRADIENT_METHODS
 from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
@@ -194,15 +194,18 @@ def _warm_up(model, tokenizer, text: Any) -> None:
     """One untimed forward, so the first method's seconds do not hold the first call's set-up."""
     if not isinstance(text, (str, dict)):
         return  # chat messages: the explainers read them through the template
-    pair = (text["text"], text["text_pair"]) if isinstance(text, dict) else (text,)
     try:
         device = next(model.parameters()).device
         limit = max_input_length(model, tokenizer)
+        # The library's own tokenizing: calling the tokenizer would switch its truncation and padding for good.
+        if isinstance(text, dict):
+            ids = tokenize_pairs(tokenizer, [TextPair(text["text"], text["text_pair"])])[0][0]
+        else:
+            ids = tokenize(tokenizer, text)[0]
+        inputs = {"input_ids": torch.tensor([ids[:limit]], device=device)}
+        if getattr(model.config, "is_encoder_decoder", False):
+            inputs["decoder_input_ids"] = inputs["input_ids"][:, :1]
         with torch.no_grad():
-            inputs = tokenizer(*pair, return_tensors="pt", truncation=limit is not None, max_length=limit)
-            inputs = {k: v.to(device) for k, v in inputs.items()}
-            if getattr(model.config, "is_encoder_decoder", False):
-                inputs["decoder_input_ids"] = inputs["input_ids"][:, :1]
             model(**inputs)
     except Exception:  # noqa: BLE001 - a warm-up that fails only leaves the first timing as it was
         return

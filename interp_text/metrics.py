@@ -17,6 +17,7 @@ from .engine import as_read, forward_only
 from .errors import InterpTextError
 from .explanation import Explanation
 from .granularity import group_tokens
+from .inputs import tokenize
 from .loading import resolve
 from .methods import check_model, check_options
 from .model_guard import model_device
@@ -165,7 +166,7 @@ class _Curve:
             targets = [
                 e.output_ids
                 if e.output_ids is not None
-                else self.tokenizer(e.output_text, add_special_tokens=False)["input_ids"]
+                else tokenize(self.tokenizer, e.output_text, add_special_tokens=False)[0]
                 for e in expls
             ]
         engine = PerturbationEngine(self.model, self.tokenizer, s, self.replacement_id)

@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_bert
 from test_perturbation import AdditiveConfig, AdditiveForSequenceClassification, contributions
 
-from interp_text import Explanation, InterpTextError, Target
+from interp_text import Explanation, InterpTextError, Saliency, Target
 from interp_text.compare import ALL_METHODS, PERTURBATION_METHODS, compare, compare_default, format_table
 from interp_text.metrics import Deletion, Insertion, area_under_curve, rationale_average_precision
 from interp_text.perturbation import KernelShap, Occlusion
@@ -440,3 +440,22 @@ def test_compare_checks_every_option_before_generating(gpt2, bpe, monkeypatch):
     with pytest.raises(InterpTextError, match=r"n_samples=0 must be an integer >= 1"):
         compare(gpt2, bpe, ["The capital of"], methods=["kernelshap"], method_options={"kernelshap": {"n_samples": 0}})
     assert calls == []
+
+
+def test_compare_and_metrics_leave_the_tokenizer_as_it_was(gpt2, bpe, bert, wp_tokenizer):
+    """Calling a tokenizer switches its backend's truncation and padding off (or to its own) for good:
+    neither the comparison's warm-up nor a metric reading an old explanation's output may do it."""
+    import copy
+
+    for model, tokenizer, text in ((bert, wp_tokenizer, "The food was not good."), (gpt2, bpe, "The capital of")):
+        tok = copy.deepcopy(tokenizer)
+        tok.backend_tokenizer.enable_truncation(max_length=50)
+        tok.backend_tokenizer.enable_padding(length=20, pad_id=0, pad_token=tok.convert_ids_to_tokens(0))
+        settings = (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding)
+        targets = None if model is bert else [" the food"]
+        compare(model, tok, [text], methods=["saliency"], targets=targets)
+        assert (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding) == settings
+        expl = Saliency(model, tok).explain(text, targets=None if model is bert else " the food")
+        old = Explanation.from_dict({**expl.to_dict(), "output_ids": None})  # saved before output ids were kept
+        Deletion(model, tok).evaluate(old)
+        assert (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding) == settings
