@@ -405,6 +405,7 @@ def classification_columns(
     """``score_columns`` of a classifier from logits already computed: ``(rows, classes)``."""
     t = target_table(model, CLASSIFICATION, items, logits.device)
     valid, target_ids = t.valid, t.target_ids
+    logits = at_least_float32(logits)  # see target_logits
     chosen = logits.gather(1, target_ids)  # (rows, width)
     log_norm = None
     if mode != InferenceModes.LOGITS:
@@ -436,7 +437,7 @@ def target_logits(
     table = table if table is not None else target_table(model, task, items, dev)
     valid, target_ids = table.valid, table.target_ids
     if task == CLASSIFICATION:
-        logits = classification_logits(model, embeds, items[0].token_types)
+        logits = at_least_float32(classification_logits(model, embeds, items[0].token_types))
         chosen = logits.gather(1, target_ids)  # (rows, width)
         log_norm = class_log_norm(model, logits, chosen) if normaliser else None
         return chosen, log_norm, valid
@@ -461,9 +462,12 @@ def target_logits(
         else:  # each row's own positions: a gather copies (rows, width, vocab)
             pos = _target_positions(table, -first)  # (rows, width)
             logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))
+    # A half-precision model's logits in float32 before the target is read: the gradient of log p,
+    # one-hot − p, is a difference of numbers near 1 for a confident target, which float16 rounds.
+    logits = at_least_float32(logits)
     chosen = logits.gather(2, target_ids[..., None])[..., 0]  # (rows, width)
     # The normaliser only at the scored positions, never over the whole sequence.
-    log_norm = torch.logsumexp(at_least_float32(logits), dim=-1) if normaliser else None
+    log_norm = torch.logsumexp(logits, dim=-1) if normaliser else None
     return chosen, log_norm, valid
 
 
@@ -495,12 +499,12 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
         chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
         if lm_head.bias is not None:
             chosen = chosen + lm_head.bias[target_ids]
-        return chosen, None, valid
+        return at_least_float32(chosen), None, valid
     chosen, log_norm = [], []
     for j in range(width):
-        logits = lm_head(h[:, j])  # (rows, vocab), as the whole-logits path: chosen in the model's dtype
+        logits = at_least_float32(lm_head(h[:, j]))  # (rows, vocab), float32 as in the whole-logits path
         chosen.append(logits.gather(1, target_ids[:, j, None])[:, 0])
-        log_norm.append(torch.logsumexp(at_least_float32(logits), -1))
+        log_norm.append(torch.logsumexp(logits, -1))
     return torch.stack(chosen, 1), torch.stack(log_norm, 1) if stacked else log_norm, valid
 
 

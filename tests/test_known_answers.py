@@ -88,3 +88,29 @@ def test_a_confident_tokens_gradient_keeps_float32_precision(mode, facts):
         ref = g.norm(dim=-1).numpy()[: len(ids) + j]
         got = expl.scores[j, : len(ids) + j]
         assert np.max(np.abs(got - ref)) / np.max(np.abs(ref)) < 1.5e-3  # 6e-3 apart, 4e-4 together
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("mode", ["softmax", "log_softmax"])
+def test_a_half_precision_model_reads_its_target_in_float32(dtype, mode, sentiment, facts):
+    """The gradient of a confident target's probability is a difference of numbers near 1 (one-hot − p):
+    read from half-precision logits it was 50% to 160% off the same weights' exact gradient; from
+    logits cast to float32 first, within a few percent (all that half-precision activations allow)."""
+    import copy
+
+    import torch
+
+    for (model, tok), text, target in (
+        (sentiment, "The food was not good.", 0),
+        (facts, "The capital of France is", " Paris."),
+    ):
+        half = copy.deepcopy(model).to(getattr(torch, dtype))
+        wide = copy.deepcopy(half).double()  # the same rounded weights, exactly
+        a, b = (
+            Saliency(m, tok, inference_mode=mode, granularity="all_tokens").explain(text, targets=target)
+            for m in (half, wide)
+        )
+        assert min(t.probability for t in b.targets) > 0.97
+        for row_a, row_b in zip(a.scores, b.scores):
+            err = np.nanmax(np.abs(row_a - row_b)) / np.nanmax(np.abs(row_b))
+            assert err < 0.1, err
