@@ -70,7 +70,7 @@ class _DropMessage(logging.Filter):
 def explaining(
     model: torch.nn.Module, device: torch.device | None = None, pad_id: int | None = None
 ) -> Iterator[torch.nn.Module]:
-    """Eval mode, no parameter gradients, optionally on ``device``; all restored on exit.
+    """Eval mode, no parameter gradients, named outputs, optionally on ``device``; all restored on exit.
 
     Parameter ``requires_grad`` is switched off so autograd records only the path to the input
     embeddings (less memory, no parameter gradients), and dropout is off so scores are
@@ -93,6 +93,9 @@ def explaining(
     moved = device is not None and device != original_device
     config = getattr(model, "config", None)
     set_pad = pad_id is not None and config is not None and getattr(config, "pad_token_id", 0) is None
+    # A config with return_dict=False makes forwards return tuples, whose parts the library (and some
+    # models' own heads) read by name: named outputs for the call.
+    tuples = {id(c): c for m, _ in modes if getattr(c := getattr(m, "config", None), "return_dict", True) is False}
     quiet = _DropMessage("will not detect padding tokens in `inputs_embeds`")
     # The warning comes from the classifier's own module, which a wrapper (a PEFT model) may hold.
     names = {getattr(type(m).forward, "__module__", None) for m, _ in modes if hasattr(m, "config")}
@@ -105,6 +108,8 @@ def explaining(
                 p.requires_grad_(False)
         if set_pad:
             config.pad_token_id = pad_id
+        for c in tuples.values():
+            c.return_dict = True
         for log in logs:
             log.addFilter(quiet)
         if moved:
@@ -117,6 +122,8 @@ def explaining(
             log.removeFilter(quiet)
         if set_pad:
             config.pad_token_id = None
+        for c in tuples.values():
+            c.return_dict = False
         for p, flag in flags:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)

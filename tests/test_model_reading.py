@@ -464,3 +464,20 @@ def test_default_noise_reads_the_embedding_matrix_a_chunk_at_a_time(dtype, monke
     monkeypatch.setattr(M, "STD_CHUNK_ELEMENTS", 48 * 7)  # 7 rows at a time: 143 chunks, the last one short
     assert M._std(weight) == pytest.approx(whole, rel=1e-12)
     assert M._std(weight[:1]) == pytest.approx(float(weight[:1].double().std()), rel=1e-12)
+
+
+def test_a_config_with_return_dict_false_gives_the_same_scores(bert, wp_tokenizer, gpt2, bpe):
+    """Such a model's forwards return tuples (a GPT-2's own head then fails on its base's): the call
+    reads named outputs, and the config is given back as it was."""
+    from interp_text import Deletion
+
+    for model, tok, args in ((bert, wp_tokenizer, ("the food was not good",)), (gpt2, bpe, ("the food", " was"))):
+        tuples = copy.deepcopy(model)
+        tuples.config.return_dict = False
+        for method in (Saliency, Occlusion):
+            want, got = (method(m, tok).explain(*args) for m in (model, tuples))
+            torch.testing.assert_close(
+                torch.tensor(got.scores), torch.tensor(want.scores), rtol=1e-6, atol=1e-9, equal_nan=True
+            )
+        assert Deletion(tuples, tok).evaluate(got) == pytest.approx(Deletion(model, tok).evaluate(got))
+        assert tuples.config.return_dict is False
