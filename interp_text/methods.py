@@ -95,7 +95,10 @@ class GradientMethod:
     ):
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
-        self.model, self.tokenizer = model, tokenizer
+        # A torch.compile'd model's graph may free what its backward needs after one backward, and a
+        # gradient method takes one per target: the module it compiled runs instead (same weights).
+        inner = getattr(model, "_orig_mod", None)
+        self.model, self.tokenizer = (inner if isinstance(inner, torch.nn.Module) else model), tokenizer
         check_options(type(self).__name__, method_options, self._option_names())
         self._set_options(**method_options)
         reduction = self.default_reduction if token_reduction is None else token_reduction

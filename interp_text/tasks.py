@@ -114,13 +114,25 @@ def task_of_class(cls: type, config: Any, can_generate: Any = None) -> str | Non
 
 
 def check_accepts_embeddings(model: torch.nn.Module) -> None:
+    embeddings = getattr(model, "get_input_embeddings", None)
+    if not callable(embeddings):
+        inner = getattr(model, "module", None)  # DataParallel, DistributedDataParallel
+        fix = (
+            f"pass the model it wraps (model.module, a {type(inner).__name__})"
+            if isinstance(inner, torch.nn.Module)
+            else "pass the Hugging Face model itself (a PreTrainedModel), or give the wrapper its config and "
+            "get_input_embeddings()"
+        )
+        raise InterpTextError(
+            f"{type(model).__name__} is not a Hugging Face model (it has no get_input_embeddings()): {fix}."
+        )
     params = inspect.signature(model.forward).parameters
     if "inputs_embeds" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         raise InterpTextError(
             f"{type(model).__name__}.forward does not take `inputs_embeds`; gradient methods perturb "
             "input embeddings, so the model's forward must accept them."
         )
-    if model.get_input_embeddings() is None:
+    if embeddings() is None:
         raise InterpTextError(f"{type(model).__name__} has no input embeddings (get_input_embeddings() is None).")
 
 

@@ -175,6 +175,16 @@ def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
         (lambda m, t: VarGrad(m, t, token_reduction="max"), "token_reduction='max' is not valid"),
         (lambda m, t: VarGrad(m, t, token_reduction=""), "token_reduction='' is not valid"),  # not the default
         (lambda m, t: VarGrad(m, t, token_reduction=False), "token_reduction=False is not valid"),
+        (
+            lambda m, t: Occlusion(torch.nn.DataParallel(m), t),
+            r"DataParallel is not a Hugging Face model \(it has no get_input_embeddings\(\)\): pass the model it "
+            r"wraps \(model.module, a BertForSequenceClassification\)\.",
+        ),
+        (
+            lambda m, t: VarGrad(torch.nn.Sequential(m), t),
+            r"Sequential is not a Hugging Face model \(it has no get_input_embeddings\(\)\): pass the Hugging Face "
+            r"model itself",
+        ),
         (lambda m, t: VarGrad(m, t, inference_mode="probs"), "inference_mode='probs' is not valid"),
         (
             lambda m, t: VarGrad(m, t).explain("good " * 80),

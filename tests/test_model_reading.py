@@ -481,3 +481,17 @@ def test_a_config_with_return_dict_false_gives_the_same_scores(bert, wp_tokenize
             )
         assert Deletion(tuples, tok).evaluate(got) == pytest.approx(Deletion(model, tok).evaluate(got))
         assert tuples.config.return_dict is False
+
+
+def test_a_compiled_model_gives_gradients_for_every_target():
+    """A torch.compile'd graph frees what its backward needs after one backward (donated buffers),
+    and a gradient method takes one per target: the module it compiled runs instead."""
+    from interp_text import IntegratedGradients, load_default
+
+    model, tok = load_default("sentiment")
+    compiled = torch.compile(model, backend="aot_eager")
+    Saliency(compiled, tok).explain("The food was not good.", targets="all")  # one row: IG's 50 recompile it
+    want = IntegratedGradients(model, tok).explain("The food was not good.", targets="all")
+    got = IntegratedGradients(compiled, tok).explain("The food was not good.", targets="all")
+    assert len(got.targets) == 2
+    torch.testing.assert_close(torch.tensor(got.scores), torch.tensor(want.scores), rtol=0, atol=0)
