@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import re
@@ -146,7 +147,10 @@ def cmd_explain(args) -> int:
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
     text = args.text if args.text_pair is None else {"text": args.text, "text_pair": args.text_pair}
-    expl = explainer.explain(text, targets=target, **generate_kwargs(args, explainer))
+    try:
+        expl = explainer.explain(text, targets=target, **generate_kwargs(args, explainer))
+    except InterpTextError as err:  # the command line's one text is "text 0" of its call
+        raise InterpTextError(re.sub(r"\b(text|prompt) 0\b", r"the \1", str(err))) from None
     # Files first: a console that cannot print the text must not cost them.
     written = []
     if args.html:
@@ -166,39 +170,57 @@ def cmd_explain(args) -> int:
     return 0
 
 
+# The keys of an input record; any other is the user's own (a label, a source), carried along unread.
+RECORD_KEYS = frozenset({"text", "text_pair", "target", "id"})
+
+
 def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
     """``(line number, record)`` for each text of the file; a record without an "id" gets its line's
     index, counted from 0 (line 1: id 0)."""
     rows, line_of = [], {}
-    with path.open(encoding="utf-8-sig") as f:  # "\n"-ended lines only (a U+2028 may sit in a string); a BOM is skipped
-        for n, line in enumerate(f):
-            if not line.strip():
-                continue
-            where = f"{path}:{n + 1}"
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InterpTextError(
-                    f"{where} is not valid JSON ({err.msg}); write one JSON object per line."
-                ) from None
-            if isinstance(value, str):
-                value = {"text": value}
-            if not isinstance(value, dict) or "text" not in value:
-                raise InterpTextError(
-                    f'{where} has no "text"; write lines like {{"text": "...", "target": 1}} (with "text_pair": "..." '
-                    "for a classifier that reads two texts)."
-                )
-            key = value.setdefault("id", n)
-            if isinstance(key, (list, dict)):
-                raise InterpTextError(f'{where} has an "id" that is a {type(key).__name__}; use a string or a number.')
-            if key in line_of:
-                raise InterpTextError(
-                    f"{where} repeats the id {key!r} of line {line_of[key]}; give each text its own id "
-                    "(a rerun skips the ids already in --output)."
-                )
-            line_of[key] = n + 1
-            rows.append((n + 1, value))
+    for n, raw in enumerate(path.read_bytes().split(b"\n")):  # "\n"-ended lines only (a U+2028 may sit in a string)
+        where = f"{path}:{n + 1}"
+        try:
+            line = raw.decode("utf-8-sig" if n == 0 else "utf-8")  # a BOM is skipped
+        except UnicodeDecodeError as err:
+            raise InterpTextError(
+                f"{where} is not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); save the file as UTF-8."
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InterpTextError(f"{where} is not valid JSON ({err.msg}); write one JSON object per line.") from None
+        if isinstance(value, str):
+            value = {"text": value}
+        if not isinstance(value, dict) or "text" not in value:
+            raise InterpTextError(
+                f'{where} has no "text"; write lines like {{"text": "...", "target": 1}} (with "text_pair": "..." '
+                "for a classifier that reads two texts)."
+            )
+        unknown = sorted(set(value) - RECORD_KEYS)
+        near = [(k, difflib.get_close_matches(k, RECORD_KEYS, 1, 0.75)) for k in unknown]
+        near = [(k, m[0]) for k, m in near if m]
+        if near:  # other keys are the user's own (a label, a source): carried along unread
+            raise InterpTextError(f'{where} has the key "{near[0][0]}"; did you mean "{near[0][1]}"?')
+        key = value.setdefault("id", n)
+        if isinstance(key, (list, dict)):
+            raise InterpTextError(f'{where} has an "id" that is a {type(key).__name__}; use a string or a number.')
+        if id_key(key) in line_of:
+            raise InterpTextError(
+                f"{where} repeats the id {key!r} of line {line_of[id_key(key)]}; give each text its own id "
+                "(a rerun skips the ids already in --output)."
+            )
+        line_of[id_key(key)] = n + 1
+        rows.append((n + 1, value))
     return rows
+
+
+def id_key(value: Any) -> str:
+    """An id as JSON writes it: 1, 1.0, true and "1" are four ids (as dict keys, Python takes the first
+    three for one)."""
+    return json.dumps(value)
 
 
 RESULT_START = b'{"id": '  # how every line explain_file writes begins: json.dumps keeps "id" first
@@ -262,7 +284,13 @@ def done_results(path: Path) -> dict:
                 f"{path}:{n} is not a result written by interp-text ({why}); the file is left as it is: "
                 f"choose another --output, or delete {path} to start over."
             )
-        done[record["id"]] = {k: v for k, v in record.items() if k not in ("elements", "spans", "scores")}
+        key = id_key(record["id"])
+        if key in done:  # two runs wrote the same id: not a file this command keeps
+            raise InterpTextError(
+                f"{path}:{n} repeats the id {record['id']!r} of line {done[key]['line']}; the file is left as it is: "
+                f"choose another --output, or delete {path} to start over."
+            )
+        done[key] = {k: v for k, v in record.items() if k not in ("elements", "spans", "scores")} | {"line": n}
         if last:  # cut off just before its newline: add it, or the next result would join this line
             with path.open("ab") as f:
                 f.write(b"\n")
@@ -272,7 +300,7 @@ def done_results(path: Path) -> dict:
 # What decides a result's numbers besides its text and target: a resumed run must ask for the same.
 SETTINGS = ("method", "task", "granularity", "aggregation", "inference_mode", "token_reduction")
 # Options an explanation records about its own text, not about the run (see engine.text_kind).
-PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id", "generation")
+PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id", "generation", "forced")
 
 
 def short(value: Any) -> str:
@@ -346,6 +374,8 @@ def target_difference(result: dict, target: Any, explainer) -> str | None:
         return None
     (forced,) = inp.generation_targets(target, 1, True)
     if forced is None:
+        if (result.get("options") or {}).get("forced"):
+            return f"the forced output {short(result.get('output_text'))} there (a target), this run generates one"
         return None
     (ids,) = inp.target_token_ids(tok, [forced])
     if isinstance(forced, str):  # as explain() forces a text: after a forced first token
@@ -383,11 +413,31 @@ def check_resumable(
     ours = run_settings(explainer)
     model = model_name(explainer.model)
     fix = f"use another --output, or delete {out} to start over"
+    line_of = {key: n for n, record in rows for key in [id_key(record["id"])]}
+    # Every result, its id in the input or not: one file holds one run's settings and model.
+    for key, result in done.items():
+        where = (
+            f"id {result['id']!r} ({path}:{line_of[key]})"
+            if key in line_of
+            else f"id {result['id']!r} ({out}:{result['line']})"
+        )
+        why = settings_difference(result, ours)
+        if why is not None:
+            raise InterpTextError(
+                f"{out} holds results made with other settings: {where} was explained with {why}. "
+                f"Rerun with the same settings to resume, or {fix}."
+            )
+        # Results written before the model was recorded have no "model": nothing to compare.
+        if "model" in result and result["model"] != model:
+            raise InterpTextError(
+                f"{out} holds results of another model: {where} was explained with the model {short(result['model'])}, "
+                f"this run loads {short(model)}. Rerun with --model {result['model']} to resume, or {fix}."
+            )
     for n, record in rows:
-        key = record["id"]
+        key = id_key(record["id"])
         if key not in done:
             continue
-        result, where = done[key], f"id {key!r} ({path}:{n})"
+        result, where = done[key], f"id {record['id']!r} ({path}:{n})"
         asked, written = asked_input(record, explainer.tokenizer), written_input(result)
         if asked is not None and asked != written:
             a, w = asked, written
@@ -401,17 +451,11 @@ def check_resumable(
                 f'has no "id"), so adding or removing lines shifts them; {fix} (give each line an "id" to keep '
                 "its result when lines move)."
             )
-        why = settings_difference(result, ours) or generation_difference(result, record.get("target", target), kwargs)
+        why = generation_difference(result, record.get("target", target), kwargs)
         if why is not None:
             raise InterpTextError(
                 f"{out} holds results made with other settings: {where} was explained with {why}. "
                 f"Rerun with the same settings to resume, or {fix}."
-            )
-        # Results written before the model was recorded have no "model": nothing to compare.
-        if "model" in result and result["model"] != model:
-            raise InterpTextError(
-                f"{out} holds results of another model: {where} was explained with the model {short(result['model'])}, "
-                f"this run loads {short(model)}. Rerun with --model {result['model']} to resume, or {fix}."
             )
         try:
             why = target_difference(result, record.get("target", target), explainer)
@@ -460,7 +504,10 @@ def explain_file(args) -> int:
             "so nothing is generated; drop --max-new-tokens."
         )
     check_resumable(done, rows, explainer, target, kwargs, path, out)
-    todo = [(n, r) for n, r in rows if r["id"] not in done]
+    todo = [(n, r) for n, r in rows if id_key(r["id"]) not in done]
+    if not rows:
+        print(f"nothing to do: {path} holds no text", file=sys.stderr)
+        return 0
     if not todo:
         print(f"nothing to do: all {len(rows)} texts are already in {out}", file=sys.stderr)
         return 0

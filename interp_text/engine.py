@@ -354,6 +354,7 @@ class Engine:
                     if isinstance(target, str):  # text: as generate() would write it; token ids: as given
                         ids = inp.forced_first_token(model, s.task, ids)
                     inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
+                    it.forced = True
             self._generate(to_generate, device, generate_kwargs, max_len)
             if generate_kwargs:
                 recorded = json_options(generate_kwargs)
@@ -851,6 +852,8 @@ class Engine:
                 # The decoder start generation was given (decoder_start_token_id=): the metrics read it back.
                 **({"decoder_start_token_id": it.decoder_start} if it.decoder_start is not None else {}),
                 **({"generation": it.generation} if it.generation else {}),
+                # A forced output (a target): a resumed CLI run that would generate it is refused.
+                **({"forced": True} if it.forced else {}),
             },
             output_text=out_text,
             output_elements=out_elements,

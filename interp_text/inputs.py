@@ -79,6 +79,11 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
             continue
         if isinstance(t, dict):
             texts[i] = _text_pair(t, i)
+        elif isinstance(t, (list, tuple)):  # not chat messages (see _is_chat)
+            raise InterpTextError(
+                f"text {i} is a {type(t).__name__} but not chat messages; a text is a string, a text pair "
+                "{'text': ..., 'text_pair': ...}, or chat messages [{'role': ..., 'content': ...}, ...]."
+            )
         elif not isinstance(t, str):
             raise InterpTextError(f"text {i} is a {type(t).__name__}, not a string; pass str (or a list of str).")
         elif not t.strip():

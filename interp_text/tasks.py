@@ -192,6 +192,7 @@ class Item:
     hidden_spans: list[tuple[int, int]] = field(default_factory=list)  # text of tokens dropped from the input
     decoder_start: int | None = None  # seq2seq: the decoder start token generation began with
     generation: dict | None = None  # the explain() options its output was generated with (JSON)
+    forced: bool = False  # its output was given (a target), not generated
     embeds: torch.Tensor | None = None  # (seq, hidden)
     # Filled by the clean pass (unperturbed input):
     predicted: int | None = None

@@ -164,6 +164,11 @@ def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
         (lambda m, t: VarGrad(m, t).explain(["ok", "   "]), "text 1 is empty"),
         (lambda m, t: VarGrad(m, t).explain(42), "takes a string"),
         (lambda m, t: VarGrad(m, t).explain(["ok", 3]), "text 1 is a int"),
+        (
+            lambda m, t: VarGrad(m, t).explain(["ok", ["hi"]]),
+            r"text 1 is a list but not chat messages; a text is a string, a text pair \{'text': ..., 'text_pair': "
+            r"...\}, or chat messages \[\{'role': ..., 'content': ...\}, ...\]\.",
+        ),
         (lambda m, t: VarGrad(m, t).explain([]), "empty list"),
         (lambda m, t: VarGrad(m, t).explain("ok", targets=3), r"target 3 is out of range: the model has 3 classes"),
         (lambda m, t: VarGrad(m, t).explain("ok", targets="happy"), "not a class name"),

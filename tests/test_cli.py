@@ -60,7 +60,7 @@ def test_explain_generation_with_bundled_lm(capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["explain", ""], "text 0 is empty"),
+        (["explain", ""], "the text is empty"),
         (["explain", "ok", "--method", "magic"], "--method 'magic' is not known"),
         (["explain", "ok", "--model", "no/such/folder"], "cannot load 'no/such/folder': there is no such folder"),
         (["explain", "ok", "--target", "7"], "target 7 is out of range"),
@@ -327,7 +327,7 @@ def test_counts_must_be_positive(argv, message, capsys):
                 "--n-perturbations",
                 "3",
             ],
-            "text 0 has 10 elements, and n_perturbations=3 coalitions (in complementary pairs, one equation each) "
+            "the text has 10 elements, and n_perturbations=3 coalitions (in complementary pairs, one equation each) "
             "cannot determine 10 Shapley values; pass n_perturbations >= 18 (several times more gives steadier "
             "values) or a coarser granularity.",
         ),
@@ -539,7 +539,7 @@ def test_file_mode_with_an_empty_input_and_max_new_tokens_has_nothing_to_do(tmp_
     argv, inp, out = file_run(tmp_path, [], "--task", "generation", "--method", "saliency")
     argv = [a for a in argv if a not in ("--n-perturbations", "2")] + ["--max-new-tokens", "2"]
     assert main(argv) == 0
-    assert "nothing to do: all 0 texts are already in" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"nothing to do: {inp} holds no text\n"
 
 
 def test_file_mode_with_every_output_forced_refuses_max_new_tokens(tmp_path, capsys):
@@ -626,3 +626,70 @@ def test_an_input_file_with_a_utf8_bom_is_read(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"text": "good food"}\n{"text": "cold"}\n')
     assert [r["text"] for _, r in read_jsonl_inputs(path)] == ["good food", "cold"]
+
+
+def test_file_mode_refuses_a_file_of_other_settings_whatever_the_ids(tmp_path, capsys):
+    """Results whose ids are not in this input are still this file's: another method there is refused,
+    not mixed in."""
+    argv, inp, out = file_run(tmp_path, [{"id": "a", "text": "The food was good."}])
+    assert main(argv) == 0
+    inp.write_text(json.dumps({"id": "b", "text": "I hated the soup."}) + "\n")
+    capsys.readouterr()
+    assert main([*argv, "--granularity", "token"]) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {out} holds results made with other settings: id 'a' ({out}:1) was explained with "
+        "granularity 'word', this run 'token'. Rerun with the same settings to resume, or use another --output, "
+        f"or delete {out} to start over.\n"
+    )
+    assert len(out.read_text().splitlines()) == 1
+
+
+def test_file_mode_refuses_to_generate_what_was_forced(tmp_path, capsys):
+    record = {"id": "jp", "text": "The official language of Japan is", "target": " French."}
+    argv, inp, out = file_run(tmp_path, [record], "--task", "generation", "--method", "saliency")
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")]
+    assert main(argv) == 0
+    inp.write_text(json.dumps({"id": "jp", "text": record["text"]}) + "\n")  # the target dropped
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(
+        f"interp-text: error: {out} holds results for other targets: id 'jp' ({inp}:1) explains the forced output "
+        "' French.' there (a target), this run generates one."
+    )
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b'{"text": "caf\xe9"}\n', "{inp}:1 is not UTF-8 (byte 0xe9 at column 14); save the file as UTF-8."),
+        (
+            b'{"text": "Rome is in", "targets": " Italy"}\n',
+            '{inp}:1 has the key "targets"; did you mean "target"?',
+        ),
+        (
+            b'{"id": 1, "text": "a"}\n{"id": true, "text": "b"}\n{"id": 1.0, "text": "c"}\n{"id": "1", "text": "d"}\n'
+            b'{"id": 1, "text": "e"}\n',
+            "{inp}:5 repeats the id 1 of line 1; give each text its own id (a rerun skips the ids already in --output).",
+        ),
+    ],
+)
+def test_file_mode_input_errors_name_the_line(content, message, tmp_path, capsys):
+    argv, inp, out = file_run(tmp_path, [])
+    inp.write_bytes(content)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"interp-text: error: {message.format(inp=inp)}\n"
+
+
+def test_file_mode_keeps_the_users_own_keys_unread(tmp_path):
+    argv, inp, out = file_run(tmp_path, [{"text": "The food was good.", "label": "pos", "source": "web"}])
+    assert main(argv) == 0
+    assert json.loads(out.read_text())["text"] == "The food was good."
+
+
+def test_file_mode_refuses_an_output_with_a_repeated_id(tmp_path, capsys):
+    argv, inp, out = file_run(tmp_path, [{"id": "a", "text": "The food was good."}])
+    assert main(argv) == 0
+    out.write_text(out.read_text() * 2)
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"interp-text: error: {out}:2 repeats the id 'a' of line 1;")
