@@ -323,14 +323,14 @@ def score_columns(
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """``target_scores`` as one ``(rows,)`` tensor per target, each from its own graph branch.
 
-    With the per-position LM head, target t's normaliser is a separate node: a backward from
-    target t then never runs the other positions' LM-head backward (a stacked tensor would send
-    zero gradients through every branch, and autograd would compute them all).
+    With the per-position LM head, target t's logit and normaliser are separate nodes: a backward
+    from target t then never runs the other positions' LM-head backward (a stacked tensor would
+    send zero gradients through every branch, and autograd would compute them all).
     """
     normaliser = mode != InferenceModes.LOGITS
     chosen, log_norm, valid = target_logits(model, task, embeds, items, normaliser, head, stacked=False)
     if isinstance(log_norm, list):
-        return [apply_mode(chosen[:, j], log_norm[j], mode) for j in range(chosen.shape[1])], valid
+        return [apply_mode(c, n, mode) for c, n in zip(chosen, log_norm)], valid
     f = apply_mode(chosen, log_norm, mode)
     return [f[:, j] for j in range(f.shape[1])], valid
 
@@ -441,8 +441,8 @@ def target_logits(
 ) -> tuple[torch.Tensor, torch.Tensor | list | None, torch.Tensor]:
     """The target logits ``(rows, width)``, their log-softmax normalisers (if asked) and validity.
 
-    With ``head`` and ``stacked=False`` the normalisers are a list of ``(rows,)`` tensors, one
-    per target, for ``score_columns``. Causal LMs only: ``past`` is the model's cache of the
+    With ``head``, a normaliser and ``stacked=False`` the target logits and normalisers are lists of
+    ``(rows,)`` tensors, one per target, for ``score_columns``. Causal LMs only: ``past`` is the model's cache of the
     first ``offset`` positions, and ``embeds`` the positions after them. ``table``: the rows'
     ``Table`` if already on the device (else built from ``items``).
     """
@@ -518,7 +518,9 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
         logits = at_least_float32(lm_head(h[:, j]))  # (rows, vocab), float32 as in the whole-logits path
         chosen.append(logits.gather(1, target_ids[:, j, None])[:, 0])
         log_norm.append(torch.logsumexp(logits, -1))
-    return torch.stack(chosen, 1), torch.stack(log_norm, 1) if stacked else log_norm, valid
+    if not stacked:  # one branch per target: see score_columns
+        return chosen, log_norm, valid
+    return torch.stack(chosen, 1), torch.stack(log_norm, 1), valid
 
 
 def decoder_inputs(model, item: Item) -> torch.Tensor:

@@ -639,3 +639,23 @@ def test_an_unknown_token_in_the_output_is_an_element_with_its_row(wp_tokenizer)
     e = Saliency(model, wp_tokenizer).explain("the food was", targets=target)
     assert e.output_elements == ["cold", "[UNK]", "food"]
     assert [i for t in e.targets for i in t.token_ids] == ids  # every output token in one row
+
+
+@pytest.mark.parametrize("mode", ["log_softmax", "softmax"])
+def test_each_targets_backward_crosses_the_lm_head_at_its_own_position_only(mode, gpt2, bpe):
+    """With a normaliser, target t's logit and normaliser come from its own position's vocabulary
+    logits. Stacked with the other positions', a backward from t would send zeros through every
+    position's LM head (the time of one backward per target per position)."""
+    grads = []
+
+    def keep(module, args, out):
+        if out.requires_grad:
+            out.register_hook(lambda g: grads.append(bool(g.abs().sum() > 0)))
+
+    handle = gpt2.lm_head.register_forward_hook(keep)
+    try:
+        expl = Saliency(gpt2, bpe, inference_mode=mode, granularity="all_tokens").explain(PROMPT, targets=[5, 6, 7, 8])
+    finally:
+        handle.remove()
+    assert len(expl.targets) == 4
+    assert grads == [True] * 4  # one backward through the head per target, each at its own position
