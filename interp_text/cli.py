@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import difflib
 import json
 import os
@@ -107,11 +108,6 @@ def generate_kwargs(args, explainer) -> dict:
         return {}
     if explainer.settings.task == "classification":
         raise InterpTextError("--max-new-tokens is for generation; this model is a classifier.")
-    if args.target is not None:
-        raise InterpTextError(
-            "--max-new-tokens is for a generated output, and --target forces the output, so nothing is generated: "
-            "drop one of them."
-        )
     return {"max_new_tokens": args.max_new_tokens}
 
 
@@ -147,6 +143,11 @@ def cmd_explain(args) -> int:
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
     text = args.text if args.text_pair is None else {"text": args.text, "text_pair": args.text_pair}
+    if args.target is not None and args.max_new_tokens is not None and explainer.settings.task != "classification":
+        raise InterpTextError(
+            "--max-new-tokens is for a generated output, and --target forces the output, so nothing is generated: "
+            "drop one of them."
+        )
     try:
         expl = explainer.explain(text, targets=target, **generate_kwargs(args, explainer))
     except InterpTextError as err:  # the command line's one text is "text 0" of its call
@@ -180,11 +181,13 @@ def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
     rows, line_of = [], {}
     for n, raw in enumerate(path.read_bytes().split(b"\n")):  # "\n"-ended lines only (a U+2028 may sit in a string)
         where = f"{path}:{n + 1}"
+        bom = len(codecs.BOM_UTF8) if n == 0 and raw.startswith(codecs.BOM_UTF8) else 0  # a BOM is skipped
         try:
-            line = raw.decode("utf-8-sig" if n == 0 else "utf-8")  # a BOM is skipped
+            line = raw[bom:].decode("utf-8")
         except UnicodeDecodeError as err:
+            at = bom + err.start
             raise InterpTextError(
-                f"{where} is not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); save the file as UTF-8."
+                f"{where} is not UTF-8 (byte {raw[at]:#04x} at column {at + 1}); save the file as UTF-8."
             ) from None
         if not line.strip():
             continue
@@ -200,7 +203,8 @@ def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
                 "for a classifier that reads two texts)."
             )
         unknown = sorted(set(value) - RECORD_KEYS)
-        near = [(k, difflib.get_close_matches(k, RECORD_KEYS, 1, 0.75)) for k in unknown]
+        # Near-misses of the keys that change what is explained ("targets"); "idx", "uid" are common ids.
+        near = [(k, difflib.get_close_matches(k, ("text", "text_pair", "target"), 1, 0.8)) for k in unknown]
         near = [(k, m[0]) for k, m in near if m]
         if near:  # other keys are the user's own (a label, a source): carried along unread
             raise InterpTextError(f'{where} has the key "{near[0][0]}"; did you mean "{near[0][1]}"?')
@@ -451,20 +455,20 @@ def check_resumable(
                 f'has no "id"), so adding or removing lines shifts them; {fix} (give each line an "id" to keep '
                 "its result when lines move)."
             )
+        try:  # the target first: a forced output that this run would generate has no generation options
+            why = target_difference(result, record.get("target", target), explainer)
+        except InterpTextError as err:
+            raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {err}") from None
+        if why is not None:
+            raise InterpTextError(
+                f"{out} holds results for other targets: {where} explains {why}. "
+                f"Rerun with the same --target (and input targets) to resume, or {fix}."
+            )
         why = generation_difference(result, record.get("target", target), kwargs)
         if why is not None:
             raise InterpTextError(
                 f"{out} holds results made with other settings: {where} was explained with {why}. "
                 f"Rerun with the same settings to resume, or {fix}."
-            )
-        try:
-            why = target_difference(result, record.get("target", target), explainer)
-        except InterpTextError as err:
-            raise InterpTextError(f"{path}:{n} (id {key!r}): {err}") from None
-        if why is not None:
-            raise InterpTextError(
-                f"{out} holds results for other targets: {where} explains {why}. "
-                f"Rerun with the same --target (and input targets) to resume, or {fix}."
             )
 
 

@@ -18,7 +18,7 @@ from .engine import Engine, forward_only
 from .errors import InterpTextError
 from .inputs import TextPair, max_input_length, tokenize, tokenize_pairs
 from .loading import resolve
-from .methods import GRADIENT_METHODS
+from .methods import GRADIENT_METHODS, check_model
 from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
@@ -95,6 +95,7 @@ def compare(
     if texts is None:
         raise InterpTextError("compare() needs texts: compare(model, tokenizer, texts) or compare('name', texts).")
     model, tokenizer = resolve(model, tokenizer, task, device)
+    check_model(model, tokenizer)  # a wrapper (DataParallel) is named before anything reads its config
     texts = [texts] if isinstance(texts, (str, dict)) else list(texts)
     if not texts:
         raise InterpTextError("compare() got an empty list of texts; pass at least one.")

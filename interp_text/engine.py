@@ -608,7 +608,7 @@ class Engine:
             c2, n2, _ = target_logits(self.model, self.s.task, x, batch, head=parts)
         except (TypeError, AttributeError, RuntimeError):
             return False
-        tol = 1e-3 if chosen.dtype in (torch.float16, torch.bfloat16) else 1e-5
+        tol = 1e-3 if x.dtype in (torch.float16, torch.bfloat16) else 1e-5  # the model's precision (logits are float32)
         atol = tol * max(1.0, float(chosen.detach().abs().max()))
         close = torch.allclose(c2, chosen, rtol=tol, atol=atol) and torch.allclose(n2, log_norm, rtol=tol, atol=atol)
         return parts if close else False

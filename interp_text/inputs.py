@@ -282,8 +282,8 @@ def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: 
         return [many(targets)] * n_texts
     if isinstance(targets, (list, tuple)):
         if single:
-            # [[0, 1]] or ["all"] for one text: its entry, as a list of texts would take it.
-            nested = len(targets) == 1 and (isinstance(targets[0], (list, tuple)) or targets[0] == "all")
+            # [[0, 1]], ["all"] or [None] for one text: its entry, as a list of texts would take it.
+            nested = len(targets) == 1 and (isinstance(targets[0], (list, tuple)) or targets[0] in (None, "all"))
             return [many(targets[0] if nested else list(targets))]
         if len(targets) != n_texts:
             raise InterpTextError(

@@ -137,7 +137,7 @@ class _Curve:
         """``curves``, each explanation's number of elements n, and whether one explanation was given."""
         if isinstance(explanations, Explanation):
             expls, single = [explanations], True
-        elif isinstance(explanations, Iterable) and not isinstance(explanations, (str, bytes)):
+        elif isinstance(explanations, Iterable) and not isinstance(explanations, (str, bytes, dict)):
             expls, single = list(explanations), False
         else:
             raise InterpTextError(
@@ -389,6 +389,12 @@ def rationale_average_precision(
         1.0
     """
     spans = checked_spans(rationale_spans)
+    outside = [span for span in spans if span[1] > len(explanation.text)]
+    if outside:
+        raise InterpTextError(
+            f"the rationale span {outside[0]} ends past the end of the text ({len(explanation.text)} characters); pass "
+            "(start, end) character spans into explanation.text."
+        )
     row = np.asarray(explanation.row(target)[: len(explanation.elements)], dtype=np.float64)
     if absolute:
         row = np.abs(row)

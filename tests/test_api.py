@@ -66,6 +66,7 @@ def test_targets_forms(bert, wp_tokenizer):
     # One text's entry, nested as a list of texts' would be, is that text's targets.
     assert [t.index for t in m.explain(TEXTS[0], targets=[[2, 0]]).targets] == [2, 0]
     assert [t.index for t in m.explain(TEXTS[0], targets=["all"]).targets] == [0, 1, 2]
+    assert m.explain(TEXTS[0], targets=[None]).targets == m.explain(TEXTS[0]).targets  # its predicted class
     assert [t.index for t in m.explain([TEXTS[0]], targets=[[2, 0]])[0].targets] == [2, 0]
     both = m.explain(TEXTS[0], targets="all")
     one = m.explain(TEXTS[0], targets=1)

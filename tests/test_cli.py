@@ -693,3 +693,38 @@ def test_file_mode_refuses_an_output_with_a_repeated_id(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith(f"interp-text: error: {out}:2 repeats the id 'a' of line 1;")
+
+
+def test_file_mode_default_target_with_max_new_tokens_generates_the_lines_without_one(tmp_path):
+    """--target is each line's default there: a line whose "target" is null still generates."""
+    records = [{"text": "The capital of France is"}, {"text": "The capital of Germany is", "target": None}]
+    argv, inp, out = file_run(tmp_path, records[:1], "--task", "generation", "--method", "saliency")
+    inp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")] + ["--target", " Paris", "--max-new-tokens", "2"]
+    assert main(argv) == 0
+    first, second = (json.loads(line) for line in out.read_text().splitlines())
+    assert first["output_text"] == " Paris" and first["options"].get("forced")
+    assert second["options"]["generation"] == {"max_new_tokens": 2} and "forced" not in second["options"]
+
+
+def test_file_mode_reads_ids_of_the_users_own_and_a_bom(tmp_path, capsys):
+    argv, inp, out = file_run(tmp_path, [])
+    inp.write_text(json.dumps({"text": "The food was good.", "idx": 3, "uid": "a"}) + "\n")
+    assert main(argv) == 0  # "idx" and "uid" are the user's own keys, not misspelt ids
+    inp.write_bytes(b'\xef\xbb\xbf{"text": "caf\xe9"}\n')
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {inp}:1 is not UTF-8 (byte 0xe9 at column 17); save the file as UTF-8.\n"
+    )
+
+
+def test_file_mode_names_the_forced_output_before_generation_options(tmp_path, capsys):
+    record = {"id": 7, "text": "The capital of France is", "target": " Paris"}
+    argv, inp, out = file_run(tmp_path, [record], "--task", "generation", "--method", "saliency")
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")]
+    assert main(argv) == 0
+    inp.write_text(json.dumps({"id": 7, "text": record["text"]}) + "\n")
+    capsys.readouterr()
+    assert main([*argv, "--max-new-tokens", "3"]) == 2
+    assert "explains the forced output ' Paris' there (a target), this run generates one" in capsys.readouterr().err

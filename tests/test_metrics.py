@@ -459,3 +459,17 @@ def test_compare_and_metrics_leave_the_tokenizer_as_it_was(gpt2, bpe, bert, wp_t
         old = Explanation.from_dict({**expl.to_dict(), "output_ids": None})  # saved before output ids were kept
         Deletion(model, tok).evaluate(old)
         assert (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding) == settings
+
+
+def test_rationale_spans_past_the_text_and_dicts_are_refused(bert, wp_tokenizer):
+    expl = Occlusion(bert, wp_tokenizer).explain("Not good.")
+    with pytest.raises(InterpTextError) as err:
+        rationale_average_precision(expl, [(4, 400)])
+    assert str(err.value) == (
+        "the rationale span (4, 400) ends past the end of the text (9 characters); pass (start, end) character "
+        "spans into explanation.text."
+    )
+    with pytest.raises(InterpTextError, match="expected an Explanation or a list of them, got dict"):
+        Deletion(bert, wp_tokenizer).evaluate(expl.to_dict())
+    with pytest.raises(InterpTextError, match=r"DataParallel is not a Hugging Face model .* pass the model it wraps"):
+        compare(torch.nn.DataParallel(bert), wp_tokenizer, ["Not good."], methods="occlusion")
