@@ -269,7 +269,7 @@ class Engine:
             tok = self.tokenizer
             ids = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
             pad = next((v for v in ids if isinstance(v, int)), 0)
-        return explaining(self.model, self.s.device, pad_id=pad)
+        return explaining(self.model, self.s.device, pad_id=pad, backward=self.needs_embeds)
 
     # ------------------------------------------------------------------ public
     def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list:

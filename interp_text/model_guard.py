@@ -68,7 +68,7 @@ class _DropMessage(logging.Filter):
 
 @contextmanager
 def explaining(
-    model: torch.nn.Module, device: torch.device | None = None, pad_id: int | None = None
+    model: torch.nn.Module, device: torch.device | None = None, pad_id: int | None = None, backward: bool = False
 ) -> Iterator[torch.nn.Module]:
     """Eval mode, no parameter gradients, named outputs, optionally on ``device``; all restored on exit.
 
@@ -81,6 +81,10 @@ def explaining(
     ``from_pretrained``. Rows here are never padded and go in as embeddings, so such a model reads
     the last position whatever the id: it is set to ``pad_id`` for the call, and the model's warning
     that padding in ``inputs_embeds`` goes undetected is held back.
+
+    ``backward``: the call takes backwards (a gradient method), several per forward; a model compiled
+    in place (``model.compile()``) may free what its backward needs after one, so its uncompiled
+    forward runs for the call (``torch.compile(model)`` wrappers: see ``GradientMethod``).
     """
     if device is not None and dispatched(model):
         raise InterpTextError(
@@ -96,6 +100,7 @@ def explaining(
     # A config with return_dict=False makes forwards return tuples, whose parts the library (and some
     # models' own heads) read by name: named outputs for the call.
     tuples = {id(c): c for m, _ in modes if getattr(c := getattr(m, "config", None), "return_dict", True) is False}
+    compiled = getattr(model, "_compiled_call_impl", None) if backward else None
     quiet = _DropMessage("will not detect padding tokens in `inputs_embeds`")
     # The warning comes from the classifier's own module, which a wrapper (a PEFT model) may hold.
     names = {getattr(type(m).forward, "__module__", None) for m, _ in modes if hasattr(m, "config")}
@@ -110,6 +115,8 @@ def explaining(
             config.pad_token_id = pad_id
         for c in tuples.values():
             c.return_dict = True
+        if compiled is not None:
+            model._compiled_call_impl = None
         for log in logs:
             log.addFilter(quiet)
         if moved:
@@ -124,6 +131,8 @@ def explaining(
             config.pad_token_id = None
         for c in tuples.values():
             c.return_dict = False
+        if compiled is not None:
+            model._compiled_call_impl = compiled
         for p, flag in flags:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)

@@ -495,3 +495,19 @@ def test_a_compiled_model_gives_gradients_for_every_target():
     got = IntegratedGradients(compiled, tok).explain("The food was not good.", targets="all")
     assert len(got.targets) == 2
     torch.testing.assert_close(torch.tensor(got.scores), torch.tensor(want.scores), rtol=0, atol=0)
+
+
+def test_a_model_compiled_in_place_gives_gradients_for_every_target():
+    """model.compile() has no wrapper to unwrap: its uncompiled forward runs for a gradient method's call."""
+    from interp_text import IntegratedGradients, load_default
+
+    model, tok = load_default("sentiment")
+    want = IntegratedGradients(model, tok).explain("The food was not good.", targets="all")
+    model.compile(backend="aot_eager")
+    try:
+        Saliency(model, tok).explain("The food was not good.", targets="all")
+        got = IntegratedGradients(model, tok).explain("The food was not good.", targets="all")
+        assert model._compiled_call_impl is not None  # compiled still, after the calls
+    finally:
+        model._compiled_call_impl = None
+    torch.testing.assert_close(torch.tensor(got.scores), torch.tensor(want.scores), rtol=0, atol=0)
