@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -365,28 +366,59 @@ def decoded_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int
         return tokenizer.decode(ids[k : k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     spans, text = [], ""
+    stable = 0  # characters of the text no later token changes
     pending: list[int] = []  # tokens whose bytes end in a character not complete yet
     for k in range(len(ids)):
         # Decoding prefixes keeps merges (spaces, multi-byte characters) as the tokenizer does them.
         nxt = tokenizer.decode(ids[: k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        if not nxt.startswith(text.rstrip("\ufffd")):
+        if not nxt.startswith(text[:stable]):
             nxt = text + decode_one(k)
         # A token that ends inside a multi-byte character decodes to "\ufffd" (byte-level BPE: one
         # for the run; byte fallback: one per byte): it covers no character of the final text yet,
         # and joins the token that completes the character.
-        start = len(text.rstrip("\ufffd"))
-        if pending and nxt.startswith(text) and not decode_one(k).startswith("\ufffd"):
+        if pending and nxt.startswith(text) and not _continues(tokenizer, ids[k], decode_one(k)):
             # This token does not go on with it (a special token; a new character): the bytes stay
             # a "\ufffd" of the text, which is theirs.
             for j in pending:
                 spans[j] = (spans[j][0], len(text))
-            start, pending = len(text), []
+            stable, pending = len(text), []
+        start = stable
         # The last token covers what is left.
-        end = len(nxt) if k == len(ids) - 1 else len(nxt.rstrip("\ufffd"))
+        end = len(nxt) if k == len(ids) - 1 else max(start, len(nxt.rstrip("\ufffd")))
         pending = pending + [k] if end < len(nxt) else []
         spans.append((start, end))
-        text = nxt
+        stable, text = end, nxt
     return text, spans, [i in special_ids for i in ids]
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in for each byte (GPT-2's table), to the byte."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in kept:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_BYTE_OF = _byte_level_alphabet()
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # a byte-fallback token (SentencePiece, Llama)
+
+
+def _continues(tokenizer, token_id: int, alone: str) -> bool:
+    """Whether a token can go on with a character whose bytes are not complete: it starts with a UTF-8
+    continuation byte (10xxxxxx). Its bytes come from its string (a byte-fallback "<0x98>", or a
+    byte-level BPE piece); for others, whether it decodes alone to a replacement character."""
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    if isinstance(piece, str) and piece:
+        match = _BYTE_TOKEN.fullmatch(piece)
+        first = int(match.group(1), 16) if match else _BYTE_OF.get(piece[0])
+        if first is not None and alone.startswith("\ufffd"):  # a byte token: its first byte says
+            return first & 0xC0 == 0x80
+    return alone.startswith("\ufffd")
 
 
 def eos_ids(model, tokenizer) -> set[int]:
