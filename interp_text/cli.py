@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import InterpTextError
+from .errors import InterpTextError, short
+from .options import method_key
 
 DEMO_TEXTS = [
     "The food was not good and the staff were rude.",
@@ -61,7 +62,7 @@ def load_model(name: str | None, task: str | None = None):
 
 def make_explainer(args, model, tokenizer):
     methods = all_methods()
-    key = args.method.lower().replace("_", "").replace("-", "")
+    key = method_key(args.method)
     if key not in methods:
         raise InterpTextError(f"--method {args.method!r} is not known; choose one of {', '.join(sorted(methods))}.")
     cls = methods[key]
@@ -305,12 +306,6 @@ def done_results(path: Path) -> dict:
 SETTINGS = ("method", "task", "granularity", "aggregation", "inference_mode", "token_reduction")
 # Options an explanation records about its own text, not about the run (see engine.text_kind).
 PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id", "generation", "forced")
-
-
-def short(value: Any) -> str:
-    """``repr(value)`` cut to one readable line, for messages that quote a text."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def written_input(result: dict) -> Any:
@@ -589,16 +584,16 @@ def cmd_demo(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import ALL_METHODS, compare_default, format_table, method_key
+    from .compare import compare_default, format_table
 
     methods = None  # every method
     if args.methods is not None:
-        methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-        unknown = [name for name in methods if method_key(name) not in ALL_METHODS]
+        methods, known = [name.strip() for name in args.methods.split(",") if name.strip()], all_methods()
+        unknown = [name for name in methods if method_key(name) not in known]
         if not methods or unknown:
             said = f"names the unknown method {unknown[0]!r}" if unknown else "names no method"
             raise InterpTextError(
-                f"--methods {args.methods!r} {said}; pass comma-separated names from {sorted(ALL_METHODS)}, "
+                f"--methods {args.methods!r} {said}; pass comma-separated names from {sorted(known)}, "
                 "such as 'occlusion,lime'."
             )
     rows = compare_default(n_texts=args.n_texts, methods=methods)

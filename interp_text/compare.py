@@ -15,23 +15,18 @@ import numpy as np
 import torch
 
 from .engine import Engine, forward_only
-from .errors import InterpTextError
+from .errors import InterpTextError, short
 from .inputs import TextPair, max_input_length, tokenize, tokenize_pairs
 from .loading import resolve
 from .methods import GRADIENT_METHODS, check_model
 from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
 from .model_guard import model_device
-from .options import Granularity, GranularityAggregationStrategy, InferenceModes
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes, method_key
 from .perturbation import PERTURBATION_METHODS, PerturbationMethod
 from .tasks import CLASSIFICATION, SEQ2SEQ, detect_task
 
 ALL_METHODS = {**GRADIENT_METHODS, **PERTURBATION_METHODS}
 DEFAULT_METHODS = ("occlusion", "lime", "kernelshap", "sobol")
-
-
-def method_key(name: str) -> str:
-    """A method's name as ALL_METHODS keys it: case, ``_`` and ``-`` ignored."""
-    return name.lower().replace("_", "").replace("-", "")
 
 
 def method_class(method: str | type) -> type:
@@ -114,7 +109,7 @@ def compare(
             if outside:
                 raise InterpTextError(
                     f"rationales[{i}] has {outside[0]}, which ends past the end of text {i} ({size} characters: "
-                    f"{_short(text)}); pass (start, end) character spans into that text."
+                    f"{short(text)}); pass (start, end) character spans into that text."
                 )
     per_method = {method_key(k): dict(v) for k, v in (method_options or {}).items()}
     named = {cls.__name__.lower() for cls in classes if cls is not None}
@@ -172,7 +167,7 @@ def compare(
                 try:
                     aps.append(rationale_average_precision(e, r))
                 except InterpTextError as err:
-                    raise InterpTextError(f"rationales[{i}], for text {i} ({_short(e.text)}): {err}") from err
+                    raise InterpTextError(f"rationales[{i}], for text {i} ({short(e.text)}): {err}") from err
             ap = float(np.mean(aps))
         rows.append(
             {
@@ -185,10 +180,6 @@ def compare(
             }
         )
     return rows
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _warm_up(model, tokenizer, text: Any) -> None:

@@ -254,7 +254,7 @@ class Engine:
         self.id2label: dict | None = None
         self.regression: bool | None = None  # a regression model: no probability (read once)
         self._trailing_pads: str | None = None  # _check_pad_tokens' verdict on texts whose pad tokens trail
-        self._own_pad = getattr(getattr(model, "config", None), "pad_token_id", None)  # see guarded
+        self._own_pad: int | None = None  # see guarded
         self._model_name: str | None = None  # see guarded
         self._device: Any = None  # the call's device, set by _prepare
 

@@ -10,6 +10,12 @@ class InterpTextError(ValueError):
     """Raised when an argument or input cannot be explained; the message names the fix."""
 
 
+def short(value: object) -> str:
+    """``repr(value)`` cut to one readable line, for messages that quote a text."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def user_stacklevel() -> int:
     """The ``stacklevel`` of ``warnings.warn``, called by the caller of this, that points at the first
     frame outside this package: the user's own line."""

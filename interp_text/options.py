@@ -71,3 +71,8 @@ def seed_int(value: Any) -> int:
     if not -(2**63) <= value < 2**64:
         raise InterpTextError(f"seed={value!r} is out of range; use an int between 0 and 2**64 - 1.")
     return value
+
+
+def method_key(name: str) -> str:
+    """A method's name as the method tables key it: case, ``_`` and ``-`` ignored ("Kernel_SHAP")."""
+    return name.lower().replace("_", "").replace("-", "")

@@ -435,7 +435,7 @@ _JS = """
   CARDS.forEach(function (card) {
     var sel = '[id="' + card[0] + '"]';
     var roots = document.querySelectorAll(sel);
-    if (!roots.length && here) {  // a host that renders outside the document (a shadow root)
+    if (!roots.length && here) {  // not found by id in the document: look beside the script
       roots = here.id === card[0] ? [here] : here.querySelectorAll(sel);
     }
     for (var k = 0; k < roots.length; k++) { init(roots[k], card[1]); }

@@ -412,17 +412,23 @@ def class_log_norm(model, logits: torch.Tensor, chosen: torch.Tensor) -> torch.T
     return torch.logsumexp(at_least_float32(logits), -1, keepdim=True)
 
 
+def class_targets(
+    model, logits: torch.Tensor, target_ids: torch.Tensor, normaliser: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The target classes' logits ``(rows, width)`` and, if asked, their log normaliser, read from the
+    logits in at least float32 (see target_logits: a half-precision gradient of p would be rounded)."""
+    logits = at_least_float32(logits)
+    chosen = logits.gather(1, target_ids)
+    return chosen, class_log_norm(model, logits, chosen) if normaliser else None
+
+
 def classification_columns(
     model, logits: torch.Tensor, items: list[Item], mode: InferenceModes
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """``score_columns`` of a classifier from logits already computed: ``(rows, classes)``."""
     t = target_table(model, CLASSIFICATION, items, logits.device)
-    valid, target_ids = t.valid, t.target_ids
-    logits = at_least_float32(logits)  # see target_logits
-    chosen = logits.gather(1, target_ids)  # (rows, width)
-    log_norm = None
-    if mode != InferenceModes.LOGITS:
-        log_norm = class_log_norm(model, logits, chosen)
+    chosen, log_norm = class_targets(model, logits, t.target_ids, mode != InferenceModes.LOGITS)
+    valid = t.valid
     f = apply_mode(chosen, log_norm, mode)
     return [f[:, j] for j in range(f.shape[1])], valid
 
@@ -450,10 +456,8 @@ def target_logits(
     table = table if table is not None else target_table(model, task, items, dev)
     valid, target_ids = table.valid, table.target_ids
     if task == CLASSIFICATION:
-        logits = at_least_float32(classification_logits(model, embeds, items[0].token_types))
-        chosen = logits.gather(1, target_ids)  # (rows, width)
-        log_norm = class_log_norm(model, logits, chosen) if normaliser else None
-        return chosen, log_norm, valid
+        logits = classification_logits(model, embeds, items[0].token_types)
+        return (*class_targets(model, logits, target_ids, normaliser), valid)
 
     seq = offset + embeds.shape[1]
     if task == SEQ2SEQ:
