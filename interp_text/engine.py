@@ -710,7 +710,7 @@ class Engine:
                 if len(js) == 1:
                     # torch.where, not boolean indexing: that would wait for the device.
                     f = torch.where(valid[:, j0], cols[j0], 0).sum()
-                    (g,) = torch.autograd.grad(f, x, retain_graph=js[-1] < width - 1)
+                    (g,) = input_grad(self.model, f, x, retain_graph=js[-1] < width - 1)
                     grads = g[None]  # (1, rows, seq, hidden)
                 else:
                     grads = self._vmapped_grads(x, cols, valid, js)  # (k, rows, seq, hidden)
@@ -734,7 +734,7 @@ class Engine:
         for i, j in enumerate(js):
             seeds[i, :, i] = valid[:, j].to(f.dtype)
         try:
-            (grads,) = torch.autograd.grad(f, x, grad_outputs=seeds, retain_graph=True, is_grads_batched=True)
+            (grads,) = input_grad(self.model, f, x, grad_outputs=seeds, retain_graph=True, is_grads_batched=True)
             return grads
         except torch.cuda.OutOfMemoryError:
             pass
@@ -862,6 +862,23 @@ class Engine:
             predicted_label=None if it.predicted is None else self._label(it.predicted),
             model=self._model_name,
         )
+
+
+def input_grad(model, f: torch.Tensor, x: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor]:
+    """``torch.autograd.grad(f, x)``, with a clear error for a model whose output has no gradient
+    with respect to its input embeddings (a quantized model's int8 layers, a forward run under
+    ``torch.no_grad()``): autograd's own error names no fix."""
+    try:
+        return torch.autograd.grad(f, x, **kwargs)
+    except RuntimeError as err:
+        message = str(err)
+        if "not have been used in the graph" not in message and "does not require grad" not in message:
+            raise
+        raise InterpTextError(
+            f"{type(model).__name__}'s output has no gradient with respect to its input embeddings (autograd: "
+            f"{message.split('. ')[0]}); its layers pass none back, as a quantized model's int8 layers do. Explain it "
+            "with a perturbation method (Occlusion, Lime, KernelShap, Sobol), which needs no gradient."
+        ) from None
 
 
 def model_name(model) -> str | None:

@@ -225,3 +225,30 @@ def test_a_model_spread_over_devices_is_not_moved(wp_tokenizer):
     ):
         Occlusion(model, wp_tokenizer, device="cpu").explain("the food was cold")
     assert Occlusion(model, wp_tokenizer).explain("the food was cold").scores.shape == (1, 4)
+
+
+def test_a_model_with_no_input_gradient_gets_a_gradient_free_method_named(bert, wp_tokenizer):
+    """A quantized model's int8 layers (or a forward run without grad) pass no gradient back to the
+    embeddings: a gradient method says to use a perturbation method, which still explains it."""
+    layer = bert.bert.encoder.layer[0]
+    hook = layer.register_forward_hook(
+        lambda m, args, out: tuple(o.detach() for o in out) if isinstance(out, tuple) else out.detach()
+    )
+    try:
+        message = (
+            r"BertForSequenceClassification's output has no gradient with respect to its input embeddings \(autograd: "
+            r".*\); its layers pass none back, as a quantized model's int8 layers do\. Explain it with a perturbation "
+            r"method \(Occlusion, Lime, KernelShap, Sobol\), which needs no gradient\."
+        )
+        with pytest.raises(InterpTextError, match=message):
+            Saliency(bert, wp_tokenizer).explain("the food was cold")
+        assert np.isfinite(Occlusion(bert, wp_tokenizer).explain("the food was cold").scores).all()
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        logits = bert(input_ids=torch.tensor([[2, 5, 3]])).logits
+    frozen = copy.deepcopy(bert)
+    frozen.forward = torch.no_grad()(frozen.forward)  # nothing in the forward requires grad
+    with pytest.raises(InterpTextError, match="has no gradient with respect to its input embeddings"):
+        VarGrad(frozen, wp_tokenizer, n_perturbations=2).explain("the food was cold")
+    assert torch.equal(frozen(input_ids=torch.tensor([[2, 5, 3]])).logits, logits)
