@@ -559,6 +559,12 @@ class Engine:
                         if self.s.task == SEQ2SEQ:  # the start it was given (decoder_start_token_id=...)
                             it.decoder_start = row[0]
                         ids_out = inp.strip_generated(new, stop, pad)
+                        if not ids_out and new and new[0] not in stop:  # pad tokens only, which are dropped
+                            raise InterpTextError(
+                                f"the output for prompt {it.index} is only pad tokens (id {pad}), which are dropped: "
+                                f"the model generated nothing else. Pass the output to explain as targets=, or "
+                                f"suppress_tokens=[{pad}] in the generation options."
+                            )
                         inp.set_outputs(model, tok, self.s.task, it, ids_out, max_len, rows)
         except InterpTextError:
             raise

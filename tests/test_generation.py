@@ -659,3 +659,23 @@ def test_each_targets_backward_crosses_the_lm_head_at_its_own_position_only(mode
         handle.remove()
     assert len(expl.targets) == 4
     assert grads == [True] * 4  # one backward through the head per target, each at its own position
+
+
+def test_an_output_of_pad_tokens_only_is_named_as_such(gpt2, bpe):
+    """Pad tokens are dropped from a generated output; one made of nothing else is not 'stopped at once'."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    tok = copy.deepcopy(bpe)
+    tok.pad_token = tok.convert_ids_to_tokens(5)  # a pad token that is no end-of-sequence token
+
+    class OnlyPad(LogitsProcessor):
+        def __call__(self, ids, scores):
+            return torch.where(torch.arange(scores.shape[1]) == 5, 0.0, -float("inf")).expand_as(scores)
+
+    message = (
+        "the output for prompt 0 is only pad tokens (id 5), which are dropped: the model generated nothing else. "
+        "Pass the output to explain as targets=, or suppress_tokens=[5] in the generation options."
+    )
+    with pytest.raises(InterpTextError) as err:
+        Saliency(gpt2, tok).explain(PROMPT, max_new_tokens=3, logits_processor=LogitsProcessorList([OnlyPad()]))
+    assert str(err.value) == message
