@@ -154,6 +154,10 @@ def group_tokens(
                 if not special[i] and _is_space_token(token_strings, i):  # a lone "Ġ" or "▁" with no text
                     name = name.translate(_SPACE_MARKS)
             elements.append(name)
+        spans, moved = _take_dropped(text, offsets, hidden, spans, [not flag for flag in special])
+        if moved:  # a special token placed where a token's text ended now sits where it ends
+            spans = [(moved.get(s, s),) * 2 if special[i] and s == e else (s, e) for i, (s, e) in enumerate(spans)]
+            elements = [text[s:e] if not special[i] and e > s else elements[i] for i, (s, e) in enumerate(spans)]
         return elements, spans, list(range(n))
 
     trimmed = [
@@ -181,6 +185,7 @@ def group_tokens(
                 spans.append((s, e))
             mapping[i] = len(spans) - 1
         _attach_spaces(mapping, trimmed, special)  # a token with no text (a trimmed lone space)
+        spans, _ = _take_dropped(text, offsets, hidden, spans)
         return [text[s:e] for s, e in spans], spans, mapping
 
     scan = text
@@ -236,6 +241,56 @@ def group_tokens(
         mapping = [renumber[m] if m >= 0 else -1 for m in mapping]
     _attach_spaces(mapping, trimmed, special)
     return [text[s:e] for s, e in spans], spans, mapping
+
+
+def _blank(c: str) -> bool:
+    return c.isspace() or c == _GAP
+
+
+def _take_dropped(
+    text: str,
+    offsets: list[tuple[int, int]],
+    hidden: Sequence[tuple[int, int]],
+    spans: list[tuple[int, int]],
+    extend: list[bool] | None = None,
+) -> tuple[list[tuple[int, int]], dict[int, int]]:
+    """Token spans (TOKEN, ALL_TOKENS) that take in the characters no token covers, and the span ends
+    that moved (old end -> new end).
+
+    A normalising tokenizer can leave characters out of every token's offsets: NFKC composes
+    "e" + U+0301 into one "é" whose offsets are the "e" alone, BERT's drops a soft hyphen. A run of
+    them joins the token it touches (the one before, else the one after), as WORD's words take
+    them in, so the elements still rebuild the text. ``extend``: which spans may grow (not special
+    tokens'); all by default.
+    """
+    gaps, reach = [], 0
+    for s, e in sorted([(s, e) for s, e in offsets if e > s] + list(hidden)) + [(len(text), len(text))]:
+        if s > reach and text[reach:s].replace(_GAP, "").strip():
+            gaps.append((reach, s))
+        reach = max(reach, e)
+    if not gaps:
+        return spans, {}
+    growing = [k for k, (s, e) in enumerate(spans) if e > s and (extend is None or extend[k])]
+    ends, starts = {spans[k][1] for k in growing}, {spans[k][0] for k in growing}
+    new_end, new_start = {}, {}
+    for a, b in gaps:
+        i = a
+        while i < b and not _blank(text[i]):
+            i += 1
+        j = b
+        while j > i and not _blank(text[j - 1]):
+            j -= 1
+        if i > a and a in ends:
+            new_end[a] = i
+        elif i > a and i == b and b in starts:  # no token before it: the one after takes the whole gap
+            new_start[b] = a
+        if j < b and j > a and b in starts:
+            new_start[b] = j
+    out = list(spans)
+    for k in growing:
+        s, e = spans[k]
+        out[k] = (new_start.get(s, s), new_end.get(e, e))
+    return out, new_end
 
 
 def _attach_spaces(mapping: list[int], trimmed: list, special: list[bool]) -> None:

@@ -343,3 +343,40 @@ def test_a_zero_width_space_token_joins_the_next_word_as_a_space_does(gran, trim
     assert {mapping[i] for i in gap} == {mapping[of]}
     if gran == Granularity.WORD:
         assert elements == ["The", "capital", "of", "France", "is"]
+
+
+@pytest.mark.parametrize(
+    "text,offsets,strings,token_spans",
+    [
+        # NFKC (XLM-R, T5, ALBERT) composes "e" + U+0301 into one "é" whose offsets hold the "e" alone.
+        (
+            "e\u0301cole ok",
+            [(0, 0), (0, 1), (2, 6), (6, 7), (7, 9), (0, 0)],
+            ["<s>", "é", "cole", "▁", "ok", "</s>"],
+            [(0, 2), (2, 6), (6, 7), (7, 9)],
+        ),
+        # BERT drops a soft hyphen: it goes with the token before it.
+        (
+            "co\u00adop it",
+            [(0, 0), (0, 2), (3, 5), (6, 8), (0, 0)],
+            ["[CLS]", "co", "##op", "it", "[SEP]"],
+            [(0, 3), (3, 5), (6, 8)],
+        ),
+        # Dropped at the start: with the token after it; at the end: with the token before it.
+        ("\u00adab cd\u00ad", [(0, 0), (1, 3), (4, 6), (0, 0)], ["[CLS]", "ab", "cd", "[SEP]"], [(0, 3), (4, 7)]),
+        # A special token written in the text is covered by its offsets: no neighbour takes it.
+        ("ab<sep>cd", [(0, 2), (2, 7), (7, 9)], ["ab", "<sep>", "cd"], [(0, 2), (7, 9)]),
+    ],
+)
+def test_characters_no_token_covers_join_the_token_they_touch(text, offsets, strings, token_spans):
+    special = [s.startswith(("<", "[")) and s.endswith((">", "]")) for s in strings]
+    elements, spans, mapping = group_tokens(text, offsets, special, Granularity.TOKEN, strings)
+    assert spans == token_spans
+    _check_spans(text, elements, spans)
+    assert [m for m, flag in zip(mapping, special) if not flag] == list(range(len(token_spans)))
+    # ALL_TOKENS: the same spans for the text's tokens; a special token added at the end sits after them.
+    elements, spans, _ = group_tokens(text, offsets, special, Granularity.ALL_TOKENS, strings)
+    assert [sp for sp, flag in zip(spans, special) if not flag] == token_spans
+    assert all(text[s:e] == el for el, (s, e), flag in zip(elements, spans, special) if not flag)
+    if special[-1] and offsets[-1] == (0, 0):
+        assert spans[-1] == (token_spans[-1][1],) * 2
