@@ -619,7 +619,9 @@ class PerturbationMethod:
         inference_mode: ``InferenceModes.LOGITS`` (default), ``SOFTMAX`` or ``LOG_SOFTMAX`` of the
             target class / token.
         task: ``"classification"``, ``"causal_lm"`` or ``"seq2seq"``; detected from the model if None.
-        seed: seeds the masks (same seed, same numbers, whatever the batch size or other texts).
+        seed: seeds the masks (same seed, same masks, whatever the batch size or other texts; the
+            scores then agree up to the float rounding of the model's forward, which a batch's shape
+            changes, and which Sobol's variance ratios magnify on a model whose output barely moves).
         replacement: what a masked token's embedding becomes: ``"mask"``, ``"pad"``, ``"zeros"``,
             a token id, or None (default: the mask token if the tokenizer has one, else the pad
             token, else zeros).
