@@ -588,9 +588,16 @@ class PerturbationEngine(Engine):
         if s.task == CAUSAL_LM:
             # Outputs are never masked: their columns are NaN, never a zero attribution.
             scores = torch.cat([scores, torch.full((it.n_targets, n_out), float("nan"), dtype=scores.dtype)], 1)
-        scores = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, columns)
+        pooled = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, columns)
         if gap is not None:
-            gap = torch.stack([gap[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)])
+            # An output element's f is the sum of its tokens' (as Target.score): its row sums to that
+            # f(x) − f(all masked) plus its gap, whatever pooled the tokens' rows into it (with SUM, the
+            # tokens' gaps add up).
+            delta = scores.nansum(1) - gap  # (targets,) each token's f(x) − f(all masked)
+            gap = torch.stack(
+                [pooled[r].nansum() - delta[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)]
+            )
+        scores = pooled
         targets = self._output_targets(it, out_elements, out_map)
         return self._explanation(
             it, players.elements, players.spans, scores, targets, gap, it.output_text, out_elements, out_spans

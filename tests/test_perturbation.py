@@ -609,3 +609,18 @@ def test_the_large_call_warning_tests_each_limit_on_its_own_text(bert, wp_tokeni
     monkeypatch.setattr(perturbation, "LARGE_ROWS", 14)
     with pytest.warns(UserWarning, match=r"^Occlusion scores 15 masked inputs of text 0 \(14 word elements, 16 tokens"):
         Occlusion(bert, wp_tokenizer).explain([many_rows, long_words])
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "max", "signed_max"])
+def test_kernelshap_gap_keeps_efficiency_whatever_pools_an_output_word(aggregation, gpt2, bpe):
+    """An output word's row sums to its f(x) − f(all masked) (its tokens' summed, as Target.score)
+    plus its gap, whatever pools its tokens' rows."""
+    summed = KernelShap(gpt2, bpe, n_samples=20).explain(PROMPT, targets=" Paris lovely")
+    pooled = KernelShap(gpt2, bpe, n_samples=20, granularity_aggregation_strategy=aggregation).explain(
+        PROMPT, targets=" Paris lovely"
+    )
+    assert max(len(t.token_ids) for t in pooled.targets) > 1  # a word of several tokens
+    np.testing.assert_allclose(summed.completeness_gap, 0, atol=1e-6)
+    delta = np.nansum(summed.scores, 1)  # efficiency: each word's f(x) − f(all masked)
+    np.testing.assert_allclose(np.nansum(pooled.scores, 1) - pooled.completeness_gap, delta, rtol=1e-6, atol=1e-6)
+    assert np.abs(pooled.completeness_gap).max() > 1e-3  # pooling other than SUM moves the row off it
