@@ -583,9 +583,9 @@ class Engine:
             for batch in _batches(_group(items, s.task), s.batch_size):
                 self._embed(batch)
                 x = torch.stack([it.embeds for it in batch])  # (rows, seq, hidden)
-                chosen, log_norm, _ = target_logits(self.model, s.task, x, batch)
+                chosen, log_norm, valid = target_logits(self.model, s.task, x, batch)
                 if s.task == CAUSAL_LM and self.head is None:
-                    self.head = self._checked_head(x, batch, chosen, log_norm)
+                    self.head = self._checked_head(x, batch, chosen, log_norm, valid)
                 f = apply_mode(chosen, log_norm, s.inference_mode)
                 log_p = chosen - log_norm  # (rows, width)
                 for r, it in enumerate(batch):
@@ -599,11 +599,13 @@ class Engine:
                 for it in batch:  # made again when its samples run: only a batch is held at a time
                     it.embeds = it.baseline = None
 
-    def _checked_head(self, x, batch, chosen, log_norm):
+    def _checked_head(self, x, batch, chosen, log_norm, valid):
         """The per-position LM head split, if it gives this model's own logits; else False.
 
         Models may post-process logits (soft-capping, scaling); comparing with the model's own
-        forward on real input catches that, and the slower whole-logits path is kept.
+        forward on real input catches that, and the slower whole-logits path is kept. Only the
+        rows' own targets (``valid``) are compared: a row with fewer outputs than the widest in
+        its batch reads other positions in its unused columns.
         """
         parts = split_head(self.model)
         config = self.model.config
@@ -616,6 +618,7 @@ class Engine:
             return False
         tol = 1e-3 if x.dtype in (torch.float16, torch.bfloat16) else 1e-5  # the model's precision (logits are float32)
         atol = tol * max(1.0, float(chosen.detach().abs().max()))
+        c2, n2 = torch.where(valid, c2, chosen), torch.where(valid, n2, log_norm)
         close = torch.allclose(c2, chosen, rtol=tol, atol=atol) and torch.allclose(n2, log_norm, rtol=tol, atol=atol)
         return parts if close else False
 

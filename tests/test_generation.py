@@ -341,6 +341,21 @@ def test_a_soft_cap_the_config_names_is_never_split_off(bpe):
     np.testing.assert_allclose(expl.scores, ref, rtol=1e-5, atol=1e-9, equal_nan=True)
 
 
+def test_head_check_reads_only_each_rows_own_targets(gpt2, bpe):
+    """Prompts of one total length with different output counts share a batch: the columns past a
+    row's own outputs read other positions and must not fail the per-position head's check."""
+    from interp_text.engine import Engine
+
+    prompts = [PROMPT, "The food was cold and"]  # 11 and 9 tokens
+    assert [len(bpe(p).input_ids) for p in prompts] == [11, 9]
+    engine = Engine(gpt2, bpe, Saliency(gpt2, bpe, granularity=ALL).settings)
+    together = engine.explain(prompts, targets=[[5, 6], [5, 6, 7, 8]])
+    assert engine.head  # kept on
+    for k, target in enumerate([[5, 6], [5, 6, 7, 8]]):
+        alone = Saliency(gpt2, bpe, granularity=ALL).explain(prompts[k], targets=target)
+        np.testing.assert_allclose(together[k].scores, alone.scores, rtol=1e-5, atol=1e-8, equal_nan=True)
+
+
 def test_head_check_is_reused_and_redone_after_a_swap(gpt2, bpe):
     method = Saliency(gpt2, bpe, granularity=ALL)
     first = method.explain(PROMPT, targets=" Paris")
