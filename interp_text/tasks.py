@@ -265,10 +265,16 @@ def classification_logits(
         if "eos" not in str(err).lower():
             raise
         eos = getattr(model.config, "eos_token_id", None)
+        reads = f"{type(model).__name__} reads its output at the end-of-sentence tokens (id {eos}) of its ids"
+        if isinstance(eos, int) and not bool((rows == eos).any()):
+            raise InterpTextError(
+                f"{reads}, and the tokenizer wrote none in this text: use the tokenizer the model was trained with "
+                f"({err})"
+            ) from None
         raise InterpTextError(
-            f"{type(model).__name__} reads its output at the end-of-sentence tokens (id {eos}) of its ids, and needs "
-            "as many in every row; a text holds that token typed in it, and masking it changes the count: remove it "
-            f"from the text ({err})"
+            f"{reads}, and needs as many in every row; masking changed their number: either the replacement token is "
+            "that token (often the pad token too: pass replacement='unk', 'mask' or another token id), or the text holds "
+            f"it typed in it (remove it from the text) ({err})"
         ) from None
 
 

@@ -8,6 +8,8 @@ grouped-query attention, sliding windows and soft-capping (Gemma 2), a class nam
 (MarianMTModel), a vision-language class read as text (Gemma 3), a classifier that reads its ids (BART).
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -261,9 +263,22 @@ def test_an_end_of_sentence_token_typed_in_the_text_of_an_id_reading_classifier_
     with pytest.raises(
         InterpTextError,
         match=r"BartForSequenceClassification reads its output at the end-of-sentence tokens \(id 3\) of its ids, "
-        r"and needs as many in every row; a text holds that token typed in it, .*remove it from the text",
+        r"and needs as many in every row; masking changed their number: either the replacement token is that token "
+        r".*or the text holds it typed in it \(remove it from the text\)",
     ):
         Occlusion(bart_classifier, wp_tokenizer).explain({"text": "the food [SEP] cold", "text_pair": "good"})
+
+
+def test_an_id_reading_classifiers_end_token_as_replacement_or_missing_is_named(bart_classifier, wp_tokenizer):
+    reads = r"BartForSequenceClassification reads its output at the end-of-sentence tokens \(id 3\) of its ids, "
+    with pytest.raises(
+        InterpTextError, match=reads + r"and needs as many .* pass replacement='unk', 'mask' or another"
+    ):
+        Occlusion(bart_classifier, wp_tokenizer, replacement="sep").explain("the food was cold")
+    bare = copy.deepcopy(wp_tokenizer)  # writes no [CLS] ... [SEP] around a text
+    bare.backend_tokenizer.post_processor = None
+    with pytest.raises(InterpTextError, match=reads + "and the tokenizer wrote none in this text: use the tokenizer"):
+        Occlusion(bart_classifier, bare).explain("the food was cold")
 
 
 def test_another_not_implemented_error_is_the_models_own(wp_tokenizer):
