@@ -167,6 +167,15 @@ def cmd_explain(args) -> int:
             f"this console's encoding ({err.encoding}) cannot show {shown[err.start : err.end]!r} of the text; set "
             "PYTHONIOENCODING=utf-8 (or a UTF-8 console)" + (", the files were written" if written else "") + "."
         ) from None
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        expl.text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        print(
+            f"interp-text: this console's encoding ({encoding}) cannot show every character of the text: they are "
+            "written as escapes (\\U0001f600); set PYTHONIOENCODING=utf-8 (or use a UTF-8 console) to see them.",
+            file=sys.stderr,
+        )
     for line in written:
         print(line)
     return 0
@@ -641,7 +650,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--method", default="vargrad", help=method_help())
     ex.add_argument(
-        "--granularity", type=str.lower, default="word", choices=["all_tokens", "token", "word", "sentence"]
+        "--granularity",
+        type=str.lower,
+        default="word",
+        choices=["all_tokens", "token", "word", "sentence"],
+        help="what one score is for (default: word)",
     )
     ex.add_argument(
         "--aggregation",
@@ -657,28 +670,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--inference-mode", type=str.lower, choices=["logits", "softmax", "log_softmax"])
     ex.add_argument("--n-perturbations", type=positive_int, help="samples (or interpolation steps for IG)")
-    ex.add_argument("--batch-size", type=positive_int, default=64)
+    ex.add_argument("--batch-size", type=positive_int, default=64, help="rows per forward pass (default 64)")
     ex.add_argument("--max-new-tokens", type=positive_int, help="generation: tokens to generate (default 20)")
     ex.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: the model's)")
-    ex.add_argument("--seed", type=int, default=0)
-    ex.add_argument("--html", help="also write a standalone HTML page here")
-    ex.add_argument("--json", help="also write the explanation as JSON here")
+    ex.add_argument("--seed", type=int, default=0, help="seeds noise and masks (default 0)")
+    ex.add_argument("--html", help="also write a standalone HTML page here (missing folders are made)")
+    ex.add_argument("--json", help="also write the explanation as JSON here (missing folders are made)")
     ex.add_argument("--input", help='JSONL file, one {"text": ..., "target": ...} per line')
     ex.add_argument(
         "--output", help="JSONL results; a rerun with the same inputs and settings skips the texts already there"
     )
-    ex.add_argument("--texts-per-call", type=positive_int, default=16, help="texts batched together (file mode)")
+    ex.add_argument(
+        "--texts-per-call", type=positive_int, default=16, help="texts batched together (file mode; default 16)"
+    )
     ex.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     ex.set_defaults(func=cmd_explain)
 
     demo = sub.add_parser("demo", help="explain a few sentences with the bundled models and write a page")
-    demo.add_argument("--html", default="interp_text_demo.html", help="where to write the page")
+    demo.add_argument(
+        "--html", default="interp_text_demo.html", help="where to write the page (default: interp_text_demo.html)"
+    )
     demo.add_argument("--no-color", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
     cmp_ = sub.add_parser("compare", help="compare methods on the bundled sentiment data (faithfulness, time)")
     cmp_.add_argument("--methods", help="comma-separated method names (default: all)")
-    cmp_.add_argument("--n-texts", type=positive_int, default=20)
+    cmp_.add_argument(
+        "--n-texts", type=positive_int, default=20, help="reviews of the sentiment test split to explain (default 20)"
+    )
     cmp_.set_defaults(func=cmd_compare)
     return parser
 

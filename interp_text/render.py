@@ -138,6 +138,9 @@ class Glyphs(NamedTuple):
     newline: str  # a line break inside a one-line label
     tab: str  # a tab inside a one-line label
     controls: dict[int, str]  # str.translate table: control characters as visible symbols
+    # With the ASCII decorations: standard output's encoding. The user's characters it cannot write
+    # are shown as Python escapes ("\\xe9"), so that printing an explanation never fails.
+    encoding: str | None = None
 
 
 # Control characters shown as symbols, so no user text can drive the terminal (ESC, CR...).
@@ -994,7 +997,7 @@ class ExplanationList(list):
     """A list of explanations that a notebook displays as one page, one row per text.
 
     Slices, sums and repetitions are ExplanationLists too; ``print`` shows every explanation
-    for the terminal (see :func:`explanation_terminal`).
+    for the terminal (``Explanation.to_terminal``'s options: ``target``, ``color``, ``scale``).
 
     Example:
         >>> ExplanationList([expl_a, expl_b]).save_html("page.html")  # doctest: +SKIP
@@ -1039,7 +1042,7 @@ class ExplanationList(list):
         return f"ExplanationList({count}, method={methods}, task={tasks}, texts=[{', '.join(texts)}])"
 
     def to_html(self, **options: Any) -> str:
-        """One HTML fragment for the whole list (see :func:`explanations_html`)."""
+        """One HTML fragment for the whole list (options ``scale``, ``target``, as ``Explanation.to_html``)."""
         check_options("to_html", options, HTML_OPTIONS)
         return explanations_html(self, **options)
 
@@ -1047,7 +1050,7 @@ class ExplanationList(list):
         return self.to_html()
 
     def save_html(self, path: str | Path, **options: Any) -> Path:
-        """Write the list as one standalone page (see :func:`save_html`)."""
+        """Write the list as one standalone page (options ``scale``, ``target``, as ``Explanation.save_html``)."""
         return save_html(self, path, **options)
 
     def save(self, path: str | Path) -> Path:
@@ -1077,7 +1080,7 @@ class ExplanationList(list):
         return out
 
     def to_terminal(self, **options: Any) -> str:
-        """Every explanation for a terminal, separated by blank lines (see :func:`explanation_terminal`)."""
+        """Every explanation for a terminal, separated by blank lines (``Explanation.to_terminal``'s options: ``target``, ``color``, ``scale``)."""
         check_options("to_terminal", options, TERMINAL_OPTIONS)
         if not self:
             return "no explanations"
@@ -1136,17 +1139,23 @@ def _glyphs() -> Glyphs:
     encoding = getattr(sys.stdout, "encoding", None)
     if not encoding:
         return UNICODE_GLYPHS
-    every = "".join(UNICODE_GLYPHS[:-1]) + "".join(UNICODE_GLYPHS.controls.values())
+    every = "".join(UNICODE_GLYPHS[:6]) + "".join(UNICODE_GLYPHS.controls.values())
     try:
         every.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        return ASCII_GLYPHS
+    except UnicodeEncodeError:
+        return ASCII_GLYPHS._replace(encoding=encoding)
+    except LookupError:  # an encoding Python does not know: ASCII is safe
+        return ASCII_GLYPHS._replace(encoding="ascii")
     return UNICODE_GLYPHS
 
 
 def _term_safe(text: str, glyphs: Glyphs) -> str:
-    """Control characters as visible symbols, so no user text can drive the terminal (ESC, CR...)."""
-    return text.translate(glyphs.controls)
+    """Control characters as visible symbols, so no user text can drive the terminal (ESC, CR...);
+    where standard output cannot write a character, its Python escape."""
+    text = text.translate(glyphs.controls)
+    if glyphs.encoding:
+        text = text.encode(glyphs.encoding, "backslashreplace").decode(glyphs.encoding)
+    return text
 
 
 def _term_element(
@@ -1208,7 +1217,8 @@ def _term_legend(scale: float | None, color: bool, magnitudes: bool = False) -> 
 
 def _term_header(expl: Explanation, i: int, color: bool, kind: str, glyphs: Glyphs) -> str:
     t = expl.targets[i]
-    label = f"{_BOLD}{t.label!r}{_RESET}" if color else repr(t.label)
+    label = _term_safe(repr(t.label), glyphs)
+    label = f"{_BOLD}{label}{_RESET}" if color else label
     info = _term_safe(_visible(_row_info(expl, i, glyphs.sep), glyphs), glyphs)  # it may name a label: "\n", ESC
     return f"{glyphs.pointer} {kind} {label}" + (f"  {info}" if info else "")
 
@@ -1226,7 +1236,8 @@ def explanation_terminal(
     Generation: the prompt and the output, then one line per output element with its five
     columns of largest ``|score|``; with ``target``, the whole text tinted for that output.
     Where standard output's encoding cannot write our decorations (``·``, ``▶``, ``│``...), they are
-    drawn in ASCII; the user's text is left as it is.
+    drawn in ASCII, and the characters of the user's text it cannot write are shown as Python
+    escapes (``caf\\xe9``); otherwise the text is left as it is.
 
     Args:
         expl: the explanation.

@@ -658,11 +658,12 @@ def test_terminal_decorations_are_ascii_where_stdout_cannot_encode_them(monkeypa
     expl = classification("caf\u00e9 \u25b6go\x1b[2J", [[0.5, -0.25], [0.0, 0.0]], predicted=1)
     monkeypatch.setattr("sys.stdout", encoded_stdout("cp1252"))
     out = explanation_terminal(expl, color=False)
-    # Our decorations are ASCII; the user's text (its café, its own \u25b6) is left as it is.
+    # Our decorations are ASCII; the user's text keeps what cp1252 writes (its café), and its own
+    # \u25b6, which cp1252 cannot write, shows as its escape, so that printing it cannot fail.
     assert out.splitlines()[:3] == [
         "saliency | classification | word (mean) | f = logits",
         "> class 'neg'  p = 0.500 | predicted: pos",
-        "caf\u00e9[+0.50] \u25b6go^[[2J[-0.25]",
+        "caf\u00e9[+0.50] \\u25b6go^[[2J[-0.25]",
     ]
     monkeypatch.setattr("sys.stdout", encoded_stdout("utf-8"))
     assert explanation_terminal(expl, color=False).splitlines()[:3] == [
@@ -688,19 +689,28 @@ def test_terminal_generation_is_ascii_where_stdout_is(monkeypatch):
     ]
 
 
-def test_print_to_a_cp1252_console_does_not_fail():
+@pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
+def test_print_to_a_narrow_console_does_not_fail(encoding):
     code = (
         "from hand_made import classification; "
-        "print(classification('good food', [[0.52, -0.3], [0.1, 0.2]], predicted=0))"
+        "e = classification('good food', [[0.52, -0.3], [0.1, 0.2]], predicted=0); "
+        "e.targets[1].label = 'tr\u00e8s \U0001f600'; "  # a label the console cannot write
+        "print(e); "
+        "print(classification('caf\u00e9 \U0001f600', [[0.5, -0.25], [0.0, 0.0]], predicted=1).to_terminal(color=False))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
-    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), PYTHONIOENCODING="cp1252")
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), PYTHONIOENCODING=encoding)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode("cp1252").splitlines()[:2] == [
+    lines = done.stdout.decode(encoding).splitlines()
+    assert lines[:2] == [
         "saliency | classification | word (mean) | f = logits",
         "> class 'neg'  p = 0.500 | predicted",
     ]
+    accented = "\u00e8" if encoding == "cp1252" else "\\xe8"
+    assert f"> class 'tr{accented}s \\U0001f600'  p = 0.500 | predicted: neg" in lines
+    cafe = "caf\u00e9" if encoding == "cp1252" else "caf\\xe9"
+    assert f"{cafe}[+0.50] \\U0001f600[-0.25]" in lines
 
 
 def test_terminal_generation():
