@@ -83,6 +83,7 @@ def compare(
         told apart as "Occlusion (1)", "Occlusion (2)".
 
     Example:
+        >>> from interp_text.compare import format_table
         >>> print(format_table(compare(model, tokenizer, texts, ["occlusion", "vargrad"])))  # doctest: +SKIP
     """
     if texts is None and isinstance(tokenizer, (str, dict, list, tuple)):
@@ -230,6 +231,7 @@ def compare_default(n_texts: int = 20, methods: list[Any] | None = None, seed: i
     negation. ``methods`` defaults to every method, gradient and perturbation.
 
     Example:
+        >>> from interp_text.compare import compare_default, format_table
         >>> print(format_table(compare_default(n_texts=10)))  # doctest: +SKIP
     """
     from .bundled import load_default

@@ -6,6 +6,7 @@ under the inference mode, δ_p ~ N(0, σ²) with σ = ``noise_std``, b a baselin
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -41,8 +42,19 @@ def check_options(name: str, given: dict, allowed: tuple[str, ...], shared: str 
         raise InterpTextError(f"{name} got unknown option(s) {unknown}; {own}{shared}.")
 
 
+def check_explain_options(explainer: Any, generate_kwargs: dict) -> None:
+    """Refuse an explainer's own option given to ``explain()`` (where it would reach ``generate()``)."""
+    built = set(inspect.signature(type(explainer).__init__).parameters) | set(explainer._option_names())
+    misplaced = sorted(set(generate_kwargs) & (built - {"self", "model", "tokenizer", "method_options"}))
+    if misplaced:
+        name, key = type(explainer).__name__, misplaced[0]
+        raise InterpTextError(
+            f"{key}= is an option of {name} itself, not of explain(): pass it when you build the explainer, "
+            f"{name}(model, tokenizer, {key}=...)."
+        )
+
+
 class GradientMethod:
-    seeded = False  # whether ``seed`` changes the result (it is then kept in Explanation.options)
     """Shared constructor and ``explain`` of the gradient explainers.
 
     Args:
@@ -71,6 +83,7 @@ class GradientMethod:
         progress: a bar on stderr while the rows run (``VarGrad: [####....] 120/204 rows, 3.2s``).
     """
 
+    seeded = False  # whether ``seed`` changes the result (it is then kept in Explanation.options)
     name = "gradient"
     statistic = "mean"
     default_reduction = "sum"
@@ -141,7 +154,11 @@ class GradientMethod:
         raise NotImplementedError
 
     def _options(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._option_names() if not isinstance(getattr(self, k), torch.Tensor)}
+        # A tensor (a baseline) is kept as its shape: JSON holds it, and it still tells runs apart.
+        return {
+            k: f"tensor of shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else v
+            for k, v in ((k, getattr(self, k)) for k in self._option_names())
+        }
 
     def explain(
         self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any
@@ -149,12 +166,14 @@ class GradientMethod:
         """Explain one text (returns an ``Explanation``) or a list of texts (returns a list).
 
         Args:
-            model_inputs: a string, a list of strings, or chat messages ``[{"role", "content"}]``.
+            model_inputs: a string, a list of strings, chat messages ``[{"role", "content"}]``, a text
+                pair for a classifier (``{"text": ..., "text_pair": ...}``; a tuple is two texts), or a list of these.
             targets: classification: None (predicted class), a class index or name, ``"all"``, a
                 list of classes, or one of these per text. Generation: None (the model generates
                 greedily; ``generate_kwargs`` such as ``max_new_tokens`` pass through), a string to
                 force, or token ids; or one of these per prompt.
         """
+        check_explain_options(self, generate_kwargs)
         engine = Engine(self.model, self.tokenizer, self.settings)
         # The LM-head split is checked once per (base model, head) pair: swapping either rechecks.
         key = (id(getattr(self.model, "base_model", None)), id(self.model.get_output_embeddings()))

@@ -301,9 +301,11 @@ class Deletion(_Curve):
         device: where to compute (default: the model's).
         task: as for the explainers; detected from the model if None.
         replacement: as for the perturbation methods (default: mask, else pad, else zeros).
+        steps: read each curve at ``steps + 1`` evenly spaced points (0 and n included; the area uses
+            their true x) instead of all n + 1: long prompts cost fewer rows. None (default): all.
 
     Example:
-        >>> Deletion(model, tokenizer).evaluate(Occlusion(model, tokenizer).explain(texts))  # doctest: +SKIP
+        >>> Deletion(model, tokenizer, steps=20).evaluate(Occlusion(model, tokenizer).explain(texts))  # doctest: +SKIP
     """
 
 

@@ -30,7 +30,7 @@ from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
 from .granularity import group_tokens, pool
 from .loading import resolve
-from .methods import check_model, check_options
+from .methods import check_explain_options, check_model, check_options
 from .options import (
     Granularity,
     GranularityAggregationStrategy,
@@ -715,12 +715,14 @@ class PerturbationMethod:
         """Explain one text (returns an ``Explanation``) or a list of texts (returns a list).
 
         Args:
-            model_inputs: a string, a list of strings, or chat messages ``[{"role", "content"}]``.
+            model_inputs: a string, a list of strings, chat messages ``[{"role", "content"}]``, a text
+                pair for a classifier (``{"text": ..., "text_pair": ...}``; a tuple is two texts), or a list of these.
             targets: classification: None (predicted class), a class index or name, ``"all"``, a
                 list of classes, or one of these per text. Generation: None (the model generates
                 greedily; ``generate_kwargs`` such as ``max_new_tokens`` pass through), a string to
                 force, or token ids; or one of these per prompt. Only the prompt is perturbed.
         """
+        check_explain_options(self, generate_kwargs)
         engine = PerturbationEngine(self.model, self.tokenizer, self.settings, self.replacement_id, self)
         return engine.explain(model_inputs, targets, **generate_kwargs)
 

@@ -444,3 +444,28 @@ def test_a_bar_that_an_error_stops_ends_its_line(bert, wp_tokenizer, capsys, mon
     with pytest.raises(RuntimeError, match="stopped"):
         VarGrad(bert, wp_tokenizer, n_perturbations=4, progress=True, batch_size=2).explain("the food was cold")
     assert capsys.readouterr().err.endswith("\n")  # the traceback starts on a line of its own
+
+
+@pytest.mark.parametrize(
+    "cls,key,value",
+    [
+        (VarGrad, "granularity", "token"),
+        (IntegratedGradients, "n_interpolations", 4),
+        (Occlusion, "replacement", "pad"),
+    ],
+)
+def test_an_explainer_option_given_to_explain_names_the_constructor(cls, key, value, bert, wp_tokenizer, gpt2, bpe):
+    for model, tok in ((bert, wp_tokenizer), (gpt2, bpe)):  # a generator would pass it on to generate()
+        with pytest.raises(InterpTextError) as err:
+            cls(model, tok).explain("the food was cold", **{key: value})
+        assert str(err.value) == (
+            f"{key}= is an option of {cls.__name__} itself, not of explain(): pass it when you build the explainer, "
+            f"{cls.__name__}(model, tokenizer, {key}=...)."
+        )
+
+
+def test_a_tensor_baseline_is_kept_in_the_options_as_its_shape(bert, wp_tokenizer):
+    hidden = bert.config.hidden_size
+    expl = IntegratedGradients(bert, wp_tokenizer, baseline=torch.zeros(hidden)).explain("the food was cold")
+    assert expl.options == {"n_interpolations": 10, "baseline": f"tensor of shape ({hidden},)"}
+    assert json.loads(expl.to_json())["options"]["baseline"] == f"tensor of shape ({hidden},)"

@@ -5,8 +5,9 @@ Usage::
     python -m interp_text.bundled.train [sentiment|facts|all]
 
 Deterministic on CPU (fixed seeds, 2 threads, deterministic algorithms, a
-tie-free tokenizer learner): a rerun gives byte-identical files. Each model
-trains in about a minute on two idle cores. The results are written next to
+tie-free tokenizer learner): a rerun gives byte-identical files. On two idle
+cores the sentiment model trains in about a minute, the facts model in a few
+(about six on a busy machine). The results are written next to
 this file, in ``sentiment/`` and ``facts/``.
 """
 
