@@ -6,8 +6,12 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The oldest transformers the package declares (pyproject), tested in its own venv by `make test`.
+OLDEST ?= transformers==4.45.2
+OLD_VENV ?= .venv-oldest
+OLD_STAMP := $(OLD_VENV)/.installed
 
-.PHONY: install demo test lint format bench bench-peers browser clean
+.PHONY: install demo test test-latest test-oldest lint format bench bench-peers browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +22,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(OLD_STAMP): pyproject.toml
+	test -x $(OLD_VENV)/bin/python || $(PYTHON) -m venv $(OLD_VENV)
+	$(OLD_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OLD_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(OLD_VENV)/bin/python -m pip install -q -e ".[test]" "$(OLDEST)"
+	touch $(OLD_STAMP)
+
 # Headless Chromium for the browser tests (Debian's package; needs root, as on CI).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -27,8 +38,15 @@ browser:
 demo: install
 	$(BIN)/interp-text demo
 
-test: install browser
+# The whole suite on the newest transformers, then (browser tests aside) on the oldest declared.
+test: test-latest test-oldest
+
+test-latest: install browser
 	$(BIN)/python -m pytest -q
+
+test-oldest: $(OLD_STAMP)
+	$(OLD_VENV)/bin/python -c "import transformers; print('oldest declared: transformers', transformers.__version__)"
+	$(OLD_VENV)/bin/python -m pytest -q -p no:cacheprovider -k "not browser"
 
 lint: install
 	$(BIN)/ruff check interp_text tests bench examples
@@ -50,4 +68,4 @@ bench: install
 	$(BIN)/python bench/bench_perturbation.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts *.egg-info
+	rm -rf $(VENV) $(OLD_VENV) .pytest_cache test-artifacts *.egg-info

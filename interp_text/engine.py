@@ -695,16 +695,19 @@ class Engine:
             else:
                 segments.append([it, r, r + 1])
         with torch.enable_grad():
+            # The model gets a copy: a leaf that needs grad refuses in-place ops, and some models add to
+            # their input embeddings in place (DeBERTa's before transformers 4.49). Gradients reach x.
+            x_in = x.clone()
             # One (rows,) score per target, each its own graph branch where the model allows it.
             if s.task == CLASSIFICATION:
-                logits = classification_logits(self.model, x, row_items[0].token_types)  # (rows, classes)
+                logits = classification_logits(self.model, x_in, row_items[0].token_types)  # (rows, classes)
                 self._read_unperturbed(rows, logits)
                 if not segments:
                     return
                 cols, valid = classification_columns(self.model, logits, row_items, s.inference_mode)
                 valid = valid & send(torch.tensor(is_sample), valid.device)[:, None]
             else:
-                cols, valid = score_columns(self.model, s.task, x, row_items, s.inference_mode, self.head or None)
+                cols, valid = score_columns(self.model, s.task, x_in, row_items, s.inference_mode, self.head or None)
             for it, _, _ in segments:
                 if it.index not in stats:
                     stats[it.index] = [Streaming(s.statistic) for _ in range(it.n_targets)]

@@ -119,6 +119,9 @@ def load(name: str, task: str | None = None, device: Any = None, tokenizer: bool
                 f"cannot load {name!r}: there is no such folder (from {os.getcwd()}), and it is not a bundled model "
                 f"({', '.join(NAMES)}) or a Hugging Face Hub name (owner/name)."
             )
+        if Path(name).is_dir() and not (Path(name) / "config.json").exists():
+            # Before transformers 5.1, AutoConfig guesses a model type from the path's name (".../empty" holds "mpt").
+            raise _failed(name, OSError(f"{name} holds no config.json"))
         import transformers
 
         try:

@@ -548,6 +548,10 @@ class PerturbationEngine(Engine):
                 first_row.setdefault(id(it), r)
             prefix = torch.stack([x[first_row[id(it)], :cut] for it in texts])  # (texts, cut, hidden)
             cache = self.model(inputs_embeds=prefix, use_cache=True).past_key_values
+            if isinstance(cache, tuple):  # transformers 4's models may give the legacy tuples
+                from transformers import DynamicCache
+
+                cache = DynamicCache.from_legacy_cache(cache)
             cache.batch_select_indices(which)
             chosen, log_norm, _ = target_logits(
                 self.model, self.s.task, x[:, cut:], row_items, past=cache, offset=cut, table=table

@@ -162,14 +162,31 @@ def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def accepts(model: torch.nn.Module, name: str) -> bool:
-    """Whether ``model.forward`` takes a keyword ``name`` (signatures cached per forward function)."""
+def _parameters(model: torch.nn.Module) -> frozenset:
+    """The keywords ``model.forward`` names, and "**" if it takes others (cached per forward function)."""
+
+    def read() -> frozenset:
+        params = inspect.signature(model.forward).parameters.values()
+        return frozenset(p.name for p in params) | ({"**"} if any(p.kind == p.VAR_KEYWORD for p in params) else set())
+
     forward = getattr(model.forward, "__func__", None)
     if forward is None:  # not a plain method: no cache
-        return name in inspect.signature(model.forward).parameters
+        return read()
     if forward not in _FORWARD_PARAMETERS:
-        _FORWARD_PARAMETERS[forward] = frozenset(inspect.signature(model.forward).parameters)
-    return name in _FORWARD_PARAMETERS[forward]
+        _FORWARD_PARAMETERS[forward] = read()
+    return _FORWARD_PARAMETERS[forward]
+
+
+def accepts(model: torch.nn.Module, name: str) -> bool:
+    """Whether ``model.forward`` names a keyword ``name``."""
+    return name in _parameters(model)
+
+
+def no_cache(model: torch.nn.Module) -> dict:
+    """``use_cache=False`` for a forward that takes it (by name or ``**kwargs``); none for one that does
+    not (OpenAI GPT's before transformers 5)."""
+    params = _parameters(unwrapped(model))
+    return {"use_cache": False} if "use_cache" in params or "**" in params else {}
 
 
 @dataclass
@@ -261,12 +278,14 @@ def classification_logits(
     rows = ids()
     try:
         return model(input_ids=rows, **kwargs).logits
-    except ValueError as err:
-        if "eos" not in str(err).lower():
-            raise
+    except (ValueError, IndexError) as err:
         eos = getattr(model.config, "eos_token_id", None)
+        missing = isinstance(eos, int) and not bool((rows == eos).any())
+        # transformers 5 says "eos"; 4 fails to index the end tokens of a row that has none.
+        if "eos" not in str(err).lower() and not (isinstance(err, IndexError) and missing):
+            raise
         reads = f"{type(model).__name__} reads its output at the end-of-sentence tokens (id {eos}) of its ids"
-        if isinstance(eos, int) and not bool((rows == eos).any()):
+        if missing:
             raise InterpTextError(
                 f"{reads}, and the tokenizer wrote none in this text: use the tokenizer the model was trained with "
                 f"({err})"
@@ -467,14 +486,14 @@ def target_logits(
 
     seq = offset + embeds.shape[1]
     if task == SEQ2SEQ:
-        logits = model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, use_cache=False).logits
+        logits = model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, **no_cache(model)).logits
         # (rows, out, vocab): every decoder position is a target.
     elif head is not None:
         return _causal_by_position(head, embeds, table, normaliser, stacked)
     else:
         # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
         first = min(it.n_prompt for it in items) - 1
-        kwargs = {"use_cache": False} if past is None else {"use_cache": True, "past_key_values": past}
+        kwargs = no_cache(model) if past is None else {"use_cache": True, "past_key_values": past}
         if accepts(unwrapped(model), "logits_to_keep"):  # a wrapper passes it on by **kwargs
             kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
         logits = model(inputs_embeds=embeds, **kwargs).logits
@@ -515,7 +534,7 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
     base, lm_head = head
     valid, target_ids = table.valid, table.target_ids
     width = target_ids.shape[1]
-    h = base(inputs_embeds=embeds, use_cache=False).last_hidden_state  # (rows, seq, hidden)
+    h = base(inputs_embeds=embeds, **no_cache(base)).last_hidden_state  # (rows, seq, hidden)
     pos = _target_positions(table)  # (rows, width)
     h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
     if not normaliser:

@@ -232,7 +232,9 @@ def test_a_model_with_no_input_gradient_gets_a_gradient_free_method_named(bert, 
     embeddings: a gradient method says to use a perturbation method, which still explains it."""
     layer = bert.bert.encoder.layer[0]
     hook = layer.register_forward_hook(
-        lambda m, args, out: tuple(o.detach() for o in out) if isinstance(out, tuple) else out.detach()
+        lambda m, args, out: (
+            tuple(o.detach() if torch.is_tensor(o) else o for o in out) if isinstance(out, tuple) else out.detach()
+        )
     )
     try:
         message = (

@@ -1,5 +1,6 @@
 """Faithfulness metrics (Deletion, Insertion, rationale AP) and the method comparison."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -125,11 +126,18 @@ def test_another_generators_explanation_is_refused_at_small_probabilities(metric
     another model's explanation pass: the probabilities are compared by their ratio there."""
     from transformers import GPT2LMHeadModel
 
-    torch.manual_seed(5)
-    other = GPT2LMHeadModel(dataclasses.replace(gpt2.config, initializer_range=0.1)).eval()
-    expl = Occlusion(other, bpe).explain("the food was", targets=" cold")
+    config = copy.deepcopy(gpt2.config)  # (a dataclass only from transformers 5 on)
+    config.initializer_range = 0.1
     p_own = Occlusion(gpt2, bpe).explain("the food was", targets=" cold").targets[0].probability
-    assert max(expl.targets[0].probability, p_own) < 0.05 and abs(np.log(expl.targets[0].probability / p_own)) > 0.3
+    for seed in range(5, 25):  # the first other model whose probability is small and off by over e^0.3
+        torch.manual_seed(seed)  # (seeded weights differ between transformers versions)
+        other = GPT2LMHeadModel(config).eval()
+        expl = Occlusion(other, bpe).explain("the food was", targets=" cold")
+        p = expl.targets[0].probability
+        if max(p, p_own) < 0.05 and abs(np.log(p / p_own)) > 0.3:
+            break
+    else:
+        pytest.fail("no seed gave another model with a small, different probability")
     with pytest.raises(InterpTextError, match=r"gives target 'cold' the probability .*: it was made with another"):
         metric(gpt2, bpe).evaluate(expl)
     assert 0 <= metric(other, bpe).evaluate(expl) <= 1

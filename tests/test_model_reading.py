@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
+import transformers
 from conftest import SEQ2SEQ_SMALL, bpe_tokenizer, tiny_bert
+from packaging.version import Version
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -86,6 +88,10 @@ def test_texts_whose_pad_tokens_trail_share_one_check(pad_pooled):
         assert [t.score for t in e.targets] == pytest.approx(own.tolist(), abs=1e-5)
 
 
+@pytest.mark.skipif(
+    Version(transformers.__version__) < Version("4.48"),
+    reason="before transformers 4.48 this model reads the position before the first pad token: refused (next test)",
+)
 def test_a_pad_token_inside_the_text_keeps_its_element(pad_pooled):
     model, tok = pad_pooled
     text = "The food<|endoftext|> was cold"

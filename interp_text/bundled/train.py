@@ -11,6 +11,7 @@ cores the sentiment model trains in about a minute, the facts model in a few
 this file, in ``sentiment/`` and ``facts/``.
 """
 
+import json
 import random
 import sys
 import time
@@ -222,6 +223,16 @@ def _warmup_linear(optimizer, warmup: int, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def portable_tokenizer_config(path: Path) -> None:
+    """Make a saved tokenizer load the same under transformers 4 and 5: transformers 5 names its class
+    ``TokenizersBackend``, which 4 lacks, and transformers 4 would also return token type ids, which
+    the GPT-2 adds to its input (the models never saw any)."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["model_input_names"] = ["input_ids", "attention_mask"]
+    path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def _save(model, tokenizer, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
@@ -229,6 +240,7 @@ def _save(model, tokenizer, out_dir: Path) -> None:
     tokenizer.backend_tokenizer.no_padding()
     tokenizer.backend_tokenizer.no_truncation()
     tokenizer.save_pretrained(out_dir)
+    portable_tokenizer_config(out_dir / "tokenizer_config.json")
     # safetensors writes 0600 files; shipped package data must be world-readable.
     for path in out_dir.iterdir():
         path.chmod(0o644)
