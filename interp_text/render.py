@@ -113,11 +113,13 @@ def _fmt_exact(value: float) -> str:
     return f"{value:+.6g}"
 
 
-def _fmt_short(value: float) -> str:
-    """A score in two decimals, or in scientific notation when two decimals would read 0."""
+def _fmt_short(value: float, signed: bool = True) -> str:
+    """A score in two decimals, or in scientific notation when two decimals would read 0; with a
+    "+" unless the scores have no sign (``unsigned``)."""
+    plus = "+" if signed else ""
     if value == 0 or math.isinf(value) or abs(value) >= 0.005:
-        return f"{value:+.2f}"
-    return f"{value:+.1e}"
+        return f"{value:{plus}.2f}"
+    return f"{value:{plus}.1e}"
 
 
 def _fmt_scale(scale: float) -> str:
@@ -330,7 +332,8 @@ def _top_line(expl: Explanation, i: int, k: int = 5) -> str:
     row, columns = expl.scores[i], expl.columns
     order = [j for j in np.argsort(-np.nan_to_num(np.abs(row), nan=-1.0), kind="stable") if not math.isnan(row[j])]
     # each name isolated (FSI ... PDI): a right-to-left word must not pull its score to its other side
-    picks = [f"\u2068{_shown(columns[j])}\u2069 {_fmt_short(float(row[j]))}" for j in order[:k]]
+    signed = not unsigned(expl)
+    picks = [f"\u2068{_shown(columns[j])}\u2069 {_fmt_short(float(row[j]), signed)}" for j in order[:k]]
     return ("largest |score|: " + " \u00b7 ".join(picks)) if picks else ""
 
 
@@ -1159,13 +1162,20 @@ def _term_safe(text: str, glyphs: Glyphs) -> str:
 
 
 def _term_element(
-    piece: str, label: str, value: float, scale: float, color: bool, glyphs: Glyphs, mark: bool = False
+    piece: str,
+    label: str,
+    value: float,
+    scale: float,
+    color: bool,
+    glyphs: Glyphs,
+    mark: bool = False,
+    signed: bool = True,
 ) -> str:
     shown = _term_safe(piece or label, glyphs)  # an element with an empty span (special token) shows its name
     if not color:
         if mark:
             return f"{shown}[target]"
-        return f"{shown}[{'n/a' if math.isnan(value) else _fmt_short(value)}]"
+        return f"{shown}[{'n/a' if math.isnan(value) else _fmt_short(value, signed)}]"
     if mark:
         return f"{_BOLD}{_UNDERLINE}{shown}{_RESET}"
     if math.isnan(value):
@@ -1185,6 +1195,7 @@ def _term_text(
     *,
     col_offset: int = 0,
     mark: int | None = None,
+    signed: bool = True,
 ) -> str:
     parts = []
     for j, piece in _segments(text, spans):
@@ -1200,7 +1211,7 @@ def _term_text(
         else:
             value = float(values[col_offset + j])
             label = CONTINUED if _continued(spans[j], piece) else labels[j]
-            parts.append(_term_element(piece, label, value, scale, color, glyphs, mark=j == mark))
+            parts.append(_term_element(piece, label, value, scale, color, glyphs, mark=j == mark, signed=signed))
     return "".join(parts)
 
 
@@ -1266,11 +1277,16 @@ def explanation_terminal(
     )
     meta = _term_safe(_visible(meta, glyphs), glyphs)  # a model's name is the user's text
     lines = [f"{_DIM}{meta}{_RESET}" if use_color else meta]
+    signed = not unsigned(expl)
 
     if expl.task == "classification":
         for i in rows:
             lines.append(_term_header(expl, i, use_color, "class", glyphs))
-            lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color, glyphs))
+            lines.append(
+                _term_text(
+                    expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color, glyphs, signed=signed
+                )
+            )
         lines.append(_term_legend(shared, use_color, unsigned(expl)))
         return "\n".join(lines)
 
@@ -1283,7 +1299,11 @@ def explanation_terminal(
         i = rows[0]
         lines.append(_term_header(expl, i, use_color, "output element", glyphs))
         lines.append("prompt:")
-        lines.append(_term_text(expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color, glyphs))
+        lines.append(
+            _term_text(
+                expl.text, expl.spans, expl.elements, expl.scores[i], scales[i], use_color, glyphs, signed=signed
+            )
+        )
         lines.append("output:")
         lines.append(
             _term_text(
@@ -1296,6 +1316,7 @@ def explanation_terminal(
                 glyphs,
                 col_offset=n_prompt,
                 mark=output_of.get(i),
+                signed=signed,
             )
         )
     else:
@@ -1306,10 +1327,11 @@ def explanation_terminal(
             + (" (earlier outputs included)" if causal else "")
         )
         columns = expl.columns
-        width = min(max((len(repr(t.label)) for t in expl.targets), default=0), 24)
+        shown = [_term_safe(repr(t.label), glyphs) for t in expl.targets]  # a label the console cannot write
+        width = min(max(map(len, shown), default=0), 24)
         probs = ["" if math.isnan(t.probability) else f"p={_fmt_prob(t.probability)} " for t in expl.targets]
         prob_width = max(map(len, probs), default=0)  # so that every row's │ lines up
-        for i, t in enumerate(expl.targets):
+        for i in range(len(expl.targets)):
             row = expl.scores[i]
             order = [
                 j for j in np.argsort(-np.nan_to_num(np.abs(row), nan=-1.0), kind="stable") if not math.isnan(row[j])
@@ -1320,11 +1342,11 @@ def explanation_terminal(
                 name = f"out:{name}" if j >= n_prompt else name  # an earlier output, not the prompt
                 if use_color:
                     bg = score_rgb(float(row[j]), scales[i])
-                    chips.append(f"{_ansi(name, bg)} {_DIM}{_fmt_short(float(row[j]))}{_RESET}")
+                    chips.append(f"{_ansi(name, bg)} {_DIM}{_fmt_short(float(row[j]), signed)}{_RESET}")
                 else:
-                    chips.append(f"{name}[{_fmt_short(float(row[j]))}]")
+                    chips.append(f"{name}[{_fmt_short(float(row[j]), signed)}]")
             prob = probs[i].ljust(prob_width)
-            label = repr(t.label).ljust(width)
+            label = shown[i].ljust(width)
             label = f"{_BOLD}{label}{_RESET}" if use_color else label
             lines.append(f"  {label} {prob}{glyphs.rule} {'  '.join(chips) if chips else '(nothing attributable)'}")
     lines.append(_term_legend(shared, use_color, unsigned(expl)))

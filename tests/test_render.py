@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import json
@@ -935,3 +936,25 @@ def test_the_model_is_named_in_the_terminal_and_on_the_page(monkeypatch):
     expl.model = "org/model-<b>"
     assert "model: org/model-&lt;b&gt;" in explanation_html(expl)
     assert explanation_terminal(expl, color=False).splitlines()[0].endswith("\u00b7 org/model-<b>")
+
+
+def test_scores_with_no_sign_are_written_without_a_plus():
+    signed = classification("good food", [[0.52, 0.00002], [0.1, 0.2]], predicted=0)
+    magnitudes = dataclasses.replace(signed, method="VarGrad")  # a variance: no sign
+    assert "good[+0.52] food[+2.0e-05]" in explanation_terminal(signed, color=False)
+    plain = explanation_terminal(magnitudes, color=False)
+    assert "good[0.52] food[2.0e-05]" in plain and "scores have no sign" in plain
+    top = "largest |score|: \u2068good\u2069 {}0.52 \u00b7 \u2068food\u2069 {}2.0e-05</div>"
+    assert top.format("", "") in explanation_html(magnitudes) and top.format("+", "+") in explanation_html(signed)
+    gen = causal()
+    gen = dataclasses.replace(gen, method="VarGrad", scores=np.abs(gen.scores))
+    rows = explanation_terminal(gen, color=False).splitlines()
+    assert any("is[5.00]" in line for line in rows) and not any("[+" in line for line in rows)
+
+
+def test_generation_rows_print_on_an_ascii_console(monkeypatch):
+    monkeypatch.setattr("sys.stdout", encoded_stdout("ascii"))
+    expl = causal(output=" Paris caf\u00e9")
+    rows = explanation_terminal(expl, color=False).splitlines()
+    assert any(line.startswith("  'caf\\xe9' p=0.500 |") for line in rows)
+    "\n".join(rows).encode("ascii")
