@@ -168,12 +168,12 @@ def cmd_explain(args) -> int:
             "PYTHONIOENCODING=utf-8 (or a UTF-8 console)" + (", the files were written" if written else "") + "."
         ) from None
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    try:
-        expl.text.encode(encoding)
+    try:  # the user's strings: the text, the output, the labels
+        "".join([expl.text, expl.output_text or "", *(t.label for t in expl.targets)]).encode(encoding)
     except (UnicodeEncodeError, LookupError):
         print(
-            f"interp-text: this console's encoding ({encoding}) cannot show every character of the text: they are "
-            "written as escapes (\\U0001f600); set PYTHONIOENCODING=utf-8 (or use a UTF-8 console) to see them.",
+            f"interp-text: this console's encoding ({encoding}) cannot show every character of the text or output: "
+            "they are written as escapes (\\U0001f600); set PYTHONIOENCODING=utf-8 (or use a UTF-8 console) to see them.",
             file=sys.stderr,
         )
     for line in written:

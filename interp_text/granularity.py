@@ -154,9 +154,10 @@ def group_tokens(
                 if not special[i] and _is_space_token(token_strings, i):  # a lone "Ġ" or "▁" with no text
                     name = name.translate(_SPACE_MARKS)
             elements.append(name)
-        spans, moved = _take_dropped(text, offsets, hidden, spans, [not flag for flag in special])
-        if moved:  # a special token placed where a token's text ended now sits where it ends
-            spans = [(moved.get(s, s),) * 2 if special[i] and s == e else (s, e) for i, (s, e) in enumerate(spans)]
+        grown, moved = _take_dropped(text, offsets, hidden, spans, [not flag for flag in special])
+        if grown != spans:
+            # A special token placed where a token's text ended now sits where it ends.
+            spans = [(moved.get(s, s),) * 2 if special[i] and s == e else (s, e) for i, (s, e) in enumerate(grown)]
             elements = [text[s:e] if not special[i] and e > s else elements[i] for i, (s, e) in enumerate(spans)]
         return elements, spans, list(range(n))
 

@@ -121,7 +121,10 @@ def load(name: str, task: str | None = None, device: Any = None, tokenizer: bool
             )
         if Path(name).is_dir() and not (Path(name) / "config.json").exists():
             # Before transformers 5.1, AutoConfig guesses a model type from the path's name (".../empty" holds "mpt").
-            raise _failed(name, OSError(f"{name} holds no config.json"))
+            raise InterpTextError(
+                f"cannot load {name!r}: the folder holds no config.json; save the model there with "
+                "model.save_pretrained(folder), or pass a bundled model's name or a Hub id."
+            )
         import transformers
 
         try:

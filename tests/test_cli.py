@@ -604,12 +604,23 @@ def test_a_console_that_cannot_show_the_text_gets_escapes_and_names_the_fix(tmp_
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr.decode("cp1252").endswith(
-        "interp-text: this console's encoding (cp1252) cannot show every character of the text: they are written "
-        "as escapes (\\U0001f600); set PYTHONIOENCODING=utf-8 (or use a UTF-8 console) to see them.\n"
+        "interp-text: this console's encoding (cp1252) cannot show every character of the text or output: they are "
+        "written as escapes (\\U0001f600); set PYTHONIOENCODING=utf-8 (or use a UTF-8 console) to see them.\n"
     )
     shown = run.stdout.decode("cp1252").splitlines()
     assert shown[2].startswith("Nice[") and " \\U0001f600[" in shown[2] and shown[-1] == f"JSON written to {out}"
     assert json.loads(out.read_text(encoding="utf-8"))["text"] == "Nice 😀 food"
+    # A prompt the console writes, with an output it cannot: the note still comes.
+    command = ["explain", "The capital of France is", "--task", "generation", "--method", "occlusion"]
+    run = subprocess.run(
+        [sys.executable, "-m", "interp_text", *command, "--target", " Paris 😀"],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert b"cannot show every character of the text or output" in run.stderr
+    assert b"\\U0001f600" in run.stdout
 
 
 def test_the_compare_table_is_ascii_where_stdout_is(monkeypatch):

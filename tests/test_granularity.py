@@ -364,6 +364,8 @@ def test_a_zero_width_space_token_joins_the_next_word_as_a_space_does(gran, trim
         ),
         # Dropped at the start: with the token after it; at the end: with the token before it.
         ("\u00adab cd\u00ad", [(0, 0), (1, 3), (4, 6), (0, 0)], ["[CLS]", "ab", "cd", "[SEP]"], [(0, 3), (4, 7)]),
+        # Only at the start (a byte-order mark read from a file): the token after it takes it.
+        ("\ufeffab cd", [(0, 0), (1, 3), (4, 6), (0, 0)], ["[CLS]", "ab", "cd", "[SEP]"], [(0, 3), (4, 6)]),
         # A special token written in the text is covered by its offsets: no neighbour takes it.
         ("ab<sep>cd", [(0, 2), (2, 7), (7, 9)], ["ab", "<sep>", "cd"], [(0, 2), (7, 9)]),
     ],
