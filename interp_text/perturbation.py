@@ -43,6 +43,7 @@ from .tasks import (
     CLASSIFICATION,
     Item,
     Table,
+    accepts,
     apply_mode,
     class_log_norm,
     classification_logits,
@@ -50,6 +51,7 @@ from .tasks import (
     table_rows,
     target_logits,
     text_table,
+    unwrapped,
 )
 
 REPLACEMENTS = ("mask", "pad", "unk", "zeros")
@@ -547,7 +549,9 @@ class PerturbationEngine(Engine):
             for r, it in enumerate(row_items):
                 first_row.setdefault(id(it), r)
             prefix = torch.stack([x[first_row[id(it)], :cut] for it in texts])  # (texts, cut, hidden)
-            cache = self.model(inputs_embeds=prefix, use_cache=True).past_key_values
+            # Only the cache is read: one position's logits, where the model can be told so.
+            keep = {"logits_to_keep": 1} if accepts(unwrapped(self.model), "logits_to_keep") else {}
+            cache = self.model(inputs_embeds=prefix, use_cache=True, **keep).past_key_values
             if isinstance(cache, tuple):  # transformers 4's models may give the legacy tuples
                 from transformers import DynamicCache
 
