@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .engine import Engine, Progress, Settings, _group, forward_only
@@ -118,16 +119,11 @@ class Players:
     elements: list[str]  # every element of the prompt (the explanation's columns)
     spans: list[tuple[int, int]]
     columns: list[int]  # the element (column) of each player; special tokens are never players
-    token_player: torch.Tensor  # (seq,) the player of each model-input token, -1 if never masked
+    token_player: list[int]  # the player of each model-input token, -1 if never masked
 
     @property
     def n(self) -> int:
         return len(self.columns)
-
-    def token_keep(self, keep: torch.Tensor) -> torch.Tensor:
-        """``(rows, n)`` kept elements -> ``(rows, seq)`` kept tokens (CPU, bool)."""
-        # Column n is always kept: the tokens no player owns (-1) read it.
-        return torch.cat([keep, torch.ones(keep.shape[0], 1, dtype=torch.bool)], 1)[:, self.token_player]
 
 
 def element_players(it: Item, granularity: Granularity) -> Players:
@@ -140,7 +136,24 @@ def element_players(it: Item, granularity: Granularity) -> Players:
     player_of = {c: j for j, c in enumerate(columns)}
     # Causal LMs read prompt + output: output tokens are never players.
     token_player = [player_of.get(m, -1) for m in playing] + [-1] * (it.input_ids.shape[0] - len(playing))
-    return Players(elements, spans, columns, torch.tensor(token_player, dtype=torch.long))
+    return Players(elements, spans, columns, token_player)
+
+
+def token_keep(units: list[tuple[Players, torch.Tensor]]) -> torch.Tensor:
+    """``(rows, seq)`` bool, the kept tokens of every row of texts of one length: each text's players
+    with its ``(rows, n)`` kept elements, stacked. Built in numpy, whose calls cost a microsecond
+    where torch's cost several: a call holds many short texts."""
+    width = max(m.shape[1] for _, m in units) + 1  # the last column is always kept: tokens no player owns read it
+    table = np.ones((sum(m.shape[0] for _, m in units), width), dtype=bool)
+    players = np.empty((table.shape[0], len(units[0][0].token_player)), dtype=np.int64)
+    a = 0
+    for p, m in units:
+        b = a + m.shape[0]
+        table[a:b, : m.shape[1]] = m.numpy()
+        players[a:b] = p.token_player
+        a = b
+    players[players < 0] = width - 1
+    return torch.from_numpy(np.take_along_axis(table, players, 1))
 
 
 # Token ids (and target tables) sent to the device in one copy, at most (unless one length group
@@ -180,7 +193,7 @@ def prefix_batches(units: list, cuts: list[int], batch_size: int, seq: int) -> l
 def first_masked(keep: torch.Tensor) -> torch.Tensor:
     """``(rows,)`` each row's first masked token position (the sequence length if none is).
 
-    ``keep``: ``(rows, seq)`` kept tokens (``Players.token_keep``).
+    ``keep``: ``(rows, seq)`` kept tokens (``token_keep``).
     """
     pos = torch.arange(keep.shape[1]).expand_as(keep)
     return torch.where(keep, keep.shape[1], pos).min(1).values
@@ -201,22 +214,17 @@ def distinct_inputs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(first, inverse)``: the first occurrence of each distinct row of ``rows`` ``(G, width)`` int64 in
     order of appearance, and per row the index of its distinct row in ``first``."""
     # A 1-D unique of one hash per row is ten times faster than a unique over rows; a collision
-    # (rows that differ under one hash) is caught and redone exactly.
-    weights = torch.randint(-(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(0))
-    g = torch.arange(rows.shape[0])
-
-    def first_of(inverse: torch.Tensor) -> torch.Tensor:  # each distinct row's first row
-        return torch.full((int(inverse.max()) + 1,), rows.shape[0]).scatter_reduce(0, inverse, g, "amin")
-
-    _, inverse = torch.unique((rows * weights).sum(1), return_inverse=True)
-    first = first_of(inverse)
-    if not torch.equal(rows[first[inverse]], rows):
-        _, inverse = torch.unique(rows, dim=0, return_inverse=True)
-        first = first_of(inverse)
+    # (rows that differ under one hash) is caught and redone exactly. In numpy: a call holds a length
+    # group of a few short texts as often as thousands of rows, and numpy's calls cost less.
+    weights = torch.randint(-(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(0)).numpy()
+    r = rows.numpy()
+    _, first, inverse = np.unique(r @ weights, return_index=True, return_inverse=True)  # the product wraps
+    if not np.array_equal(r[first[inverse]], r):
+        _, first, inverse = np.unique(r, axis=0, return_index=True, return_inverse=True)
     by_appearance = first.argsort()  # distinct rows numbered in order of appearance
-    rank = torch.empty_like(by_appearance)
-    rank[by_appearance] = torch.arange(by_appearance.shape[0])
-    return first[by_appearance], rank[inverse]
+    rank = np.empty_like(by_appearance)
+    rank[by_appearance] = np.arange(by_appearance.shape[0])
+    return torch.from_numpy(first[by_appearance]), torch.from_numpy(rank[inverse.reshape(-1)])
 
 
 def _units(group: list[Item], masks: dict[int, torch.Tensor]) -> list[list[tuple[Item, torch.Tensor]]]:
@@ -444,10 +452,10 @@ class PerturbationEngine(Engine):
         s, rid = self.s, self.replacement_id
         group = [it for it, _ in units]
         counts = [m.shape[0] for _, m in units]
-        keep = torch.cat([self.players[it.index].token_keep(m) for it, m in units])  # (G, seq)
-        ids = torch.cat([it.input_ids.expand(c, -1) for it, c in zip(group, counts)])  # (G, seq)
-        ids = torch.where(keep, ids, -1 if rid is None else rid)  # -1: a zero embedding
+        keep = token_keep([(self.players[it.index], m) for it, m in units])  # (G, seq)
         text_of_row = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts))  # (G,)
+        ids = torch.stack([it.input_ids for it in group])[text_of_row]  # (G, seq)
+        ids = torch.where(keep, ids, -1 if rid is None else rid)  # -1: a zero embedding
         table = text_table(self.model, s.task, group)[text_of_row] if s.task != CLASSIFICATION else None
         inverse = None
         # One text's rows are distinct already (its masks are); texts can share rows.
