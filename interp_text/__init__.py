@@ -19,7 +19,7 @@ from .methods import (
     SquareGrad,
     VarGrad,
 )
-from .metrics import Deletion, Insertion, rationale_average_precision
+from .metrics import Deletion, Insertion, evaluate_together, rationale_average_precision
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes
 from .perturbation import PERTURBATION_METHODS, KernelShap, Lime, Occlusion, Sobol
 from .render import ExplanationList
@@ -35,6 +35,7 @@ __all__ = [
     "Occlusion",
     "Sobol",
     "compare",
+    "evaluate_together",
     "rationale_average_precision",
     "GRADIENT_METHODS",
     "Explanation",

@@ -19,7 +19,7 @@ from .errors import InterpTextError, short
 from .inputs import TextPair, max_input_length, tokenize, tokenize_pairs
 from .loading import resolve
 from .methods import GRADIENT_METHODS, check_model
-from .metrics import Deletion, Insertion, checked_spans, rationale_average_precision
+from .metrics import Deletion, Insertion, checked_spans, evaluate_together, rationale_average_precision
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes, method_key
 from .perturbation import PERTURBATION_METHODS, PerturbationMethod
@@ -153,7 +153,7 @@ def compare(
     names = [type(e).__name__ for e in explainers]
     names = [n if names.count(n) == 1 else f"{n} ({names[: k + 1].count(n)})" for k, n in enumerate(names)]
     _warm_up(model, tokenizer, texts[0])
-    rows = []
+    rows, explained = [], []
     for name, explainer in zip(names, explainers):
         start = time.perf_counter()
         try:
@@ -161,6 +161,7 @@ def compare(
         except InterpTextError as err:
             raise InterpTextError(f"{name}, in the comparison: {err}") from err
         seconds = time.perf_counter() - start
+        explained.extend(explanations)
         ap = None
         if rationales is not None:
             aps = []
@@ -173,13 +174,27 @@ def compare(
         rows.append(
             {
                 "method": name,
-                "deletion": float(np.nanmean(deletion.evaluate(explanations))),
-                "insertion": float(np.nanmean(insertion.evaluate(explanations))),
+                "deletion": math.nan,  # below: every method's explanations are scored together
+                "insertion": math.nan,
                 "rationale_ap": ap,
                 "seconds": seconds,
                 "n_texts": len(texts),
             }
         )
+    # One scoring of every method's curves: two methods' explanations of a text share the rows that
+    # rank its elements alike (nothing masked, everything masked, and more), as Deletion and Insertion do.
+    try:
+        (deleted, inserted), _ = evaluate_together([deletion, insertion], explained)
+    except InterpTextError:
+        for k, name in enumerate(names):  # again method by method, for an error that names its method and text
+            try:
+                evaluate_together([deletion, insertion], explained[k * len(texts) : (k + 1) * len(texts)])
+            except InterpTextError as err:
+                raise InterpTextError(f"{name}'s explanations, scored in the comparison: {err}") from err
+        raise
+    for k, row in enumerate(rows):
+        part = slice(k * len(texts), (k + 1) * len(texts))
+        row["deletion"], row["insertion"] = float(np.nanmean(deleted[part])), float(np.nanmean(inserted[part]))
     return rows
 
 

@@ -135,89 +135,13 @@ class _Curve:
 
     def _curves(self, explanations) -> tuple[list[np.ndarray], list[int], bool]:
         """``curves``, each explanation's number of elements n, and whether one explanation was given."""
-        if isinstance(explanations, Explanation):
-            expls, single = [explanations], True
-        elif isinstance(explanations, Iterable) and not isinstance(explanations, (str, bytes, dict)):
-            expls, single = list(explanations), False
-        else:
-            raise InterpTextError(
-                f"expected an Explanation or a list of them, got {type(explanations).__name__}; pass what explain() "
-                "returned."
-            )
-        if not expls:
-            raise InterpTextError("got no explanations to evaluate; pass an Explanation or a non-empty list.")
+        (out, sizes), single = _curves_of([self], explanations)
+        return out[0], sizes, single
+
+    def _reading(self) -> tuple:
+        """What a masked input's score depends on besides the mask: metrics that agree on it can share rows."""
         s = self.settings
-        id2label = dict(self.model.config.id2label or {}) if s.task == CLASSIFICATION else {}
-        for i, e in enumerate(expls):
-            if not isinstance(e, Explanation):
-                raise InterpTextError(f"item {i} is a {type(e).__name__}, not an Explanation.")
-            if e.task != s.task:
-                raise InterpTextError(f"explanation {i} is of a {e.task} model but this model is {s.task}.")
-            for t in e.targets if id2label else []:
-                if t.index in id2label and str(id2label[t.index]) != t.label:
-                    raise InterpTextError(
-                        f"explanation {i} explains class {t.index} as {t.label!r}, which this model calls "
-                        f"{id2label[t.index]!r}: it was made with another model; evaluate with the one explained."
-                    )
-        if s.task == CLASSIFICATION:
-            targets = [[t.index for t in e.targets] for e in expls]
-        else:
-            # The explained output's own ids; an explanation saved before they were kept: its text, tokenized.
-            targets = [
-                e.output_ids
-                if e.output_ids is not None
-                else tokenize(self.tokenizer, e.output_text, add_special_tokens=False)[0]
-                for e in expls
-            ]
-        engine = PerturbationEngine(self.model, self.tokenizer, s, self.replacement_id)
-        device = s.device or model_device(self.model)
-        with engine.guarded():
-            texts = [as_read(e.text, e.options) for e in expls]
-            items = engine._prepare(texts, targets, False, device, {})
-            masks = {}
-            rows_of = {}  # text index -> per row, the target columns whose scores it sums
-            for it, e in zip(items, expls):
-                it.decoder_start = e.options.get("decoder_start_token_id")  # seq2seq: as it was explained
-                rows_of[it.index] = self._target_rows(it, e)
-                players = element_players(it, Granularity(e.granularity))
-                engine.players[it.index] = players
-                if players.elements != e.elements:
-                    at = next(
-                        (k for k, (a, b) in enumerate(zip(e.elements, players.elements)) if a != b),
-                        min(len(e.elements), len(players.elements)),
-                    )
-                    raise InterpTextError(
-                        f"explanation {it.index} has elements {e.elements[at : at + 5]} from element {at} on, but this "
-                        f"tokenizer gives {players.elements[at : at + 5]}; evaluate with the model and tokenizer that "
-                        "were explained (an explanation saved by another version of interp_text may group its words "
-                        "otherwise: explain the text again)."
-                    )
-                masks[it.index] = self._masks(e.scores[:, players.columns])  # (targets · points, n)
-            # A forward depends on the mask only: the curves of a text's targets share their first and
-            # last points, and any step where their rankings agree; each distinct mask runs once.
-            distinct = {i: unique_rows(m) for i, m in masks.items()}
-            # A generation explanation's curves are one per output element: rows add up on a long prompt.
-            engine._warn_if_large(
-                items,
-                {i: u for i, (u, _) in distinct.items()},
-                "fewer curve points (steps=20) or a coarser granularity",
-            )
-            _, log_p = engine.halving(
-                lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device)
-            )
-            log_p = {i: v[distinct[i][1]] for i, v in log_p.items()}  # (targets · points, classes or token targets)
-        out, sizes = [], []
-        for it, e in zip(items, expls):
-            n = engine.players[it.index].n
-            sizes.append(n)
-            lp = log_p[it.index][:, it.classes] if s.task == CLASSIFICATION else log_p[it.index]
-            blocks = lp.reshape(len(e.targets), len(self.points(n)), -1)  # (targets, points, token targets)
-            # An output element's probability is the product of its tokens'.
-            rows = [blocks[r, :, cols].sum(-1) for r, cols in enumerate(rows_of[it.index])]
-            curve = torch.stack(rows).exp().numpy()  # (targets, points)
-            self._check_same_model(it.index, e, curve[:, -1 if self.insertion else 0])
-            out.append(curve)
-        return out, sizes, single
+        return (id(self.model), id(self.tokenizer), self.replacement_id, s.batch_size, s.device, s.task)
 
     @staticmethod
     def _check_same_model(index: int, e: Explanation, whole: np.ndarray) -> None:
@@ -245,9 +169,8 @@ class _Curve:
 
         Returns a float for one explanation, a list of floats for a list.
         """
-        curves, sizes, single = self._curves(explanations)
-        areas = [float(area_under_curve(c, self.points(n) / max(n, 1)).mean()) for c, n in zip(curves, sizes)]
-        return areas[0] if single else areas
+        areas, single = evaluate_together([self], explanations)
+        return areas[0][0] if single else areas[0]
 
     __call__ = evaluate
 
@@ -278,6 +201,118 @@ class _Curve:
                 "text, so it is tokenized the same way)."
             )
         return rows
+
+
+def evaluate_together(metrics: list[_Curve], explanations) -> tuple[list[list[float]], bool]:
+    """``evaluate`` of several metrics (Deletion and Insertion of one model, batch size, device and
+    replacement) on the same explanations, their masked inputs scored together: see ``_curves_of``.
+
+    Returns per metric the list of areas, and whether one explanation was given.
+
+    Example:
+        >>> (deletion, insertion), _ = evaluate_together([Deletion(m, t), Insertion(m, t)], explanations)  # doctest: +SKIP
+    """
+    (curves, sizes), single = _curves_of(metrics, explanations)
+    areas = [
+        [float(area_under_curve(c, m.points(n) / max(n, 1)).mean()) for c, n in zip(per, sizes)]
+        for m, per in zip(metrics, curves)
+    ]
+    return areas, single
+
+
+def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.ndarray]], list[int]], bool]:
+    """``_Curve._curves`` of several metrics that read the model alike (``_Curve._reading``), their masked
+    inputs scored together: a row that two of them need (the input with nothing or everything
+    masked, a step where two rankings agree), or two explanations of one text (several methods'),
+    runs once. Returns ``((per metric its curves, each explanation's n), single)``."""
+    first = metrics[0]
+    if any(m._reading() != first._reading() for m in metrics):
+        raise InterpTextError(
+            "these metrics read the model differently (another model, tokenizer, replacement, batch size, device or "
+            "task); evaluate them one by one."
+        )
+    if isinstance(explanations, Explanation):
+        expls, single = [explanations], True
+    elif isinstance(explanations, Iterable) and not isinstance(explanations, (str, bytes, dict)):
+        expls, single = list(explanations), False
+    else:
+        raise InterpTextError(
+            f"expected an Explanation or a list of them, got {type(explanations).__name__}; pass what explain() "
+            "returned."
+        )
+    if not expls:
+        raise InterpTextError("got no explanations to evaluate; pass an Explanation or a non-empty list.")
+    s = first.settings
+    id2label = dict(first.model.config.id2label or {}) if s.task == CLASSIFICATION else {}
+    for i, e in enumerate(expls):
+        if not isinstance(e, Explanation):
+            raise InterpTextError(f"item {i} is a {type(e).__name__}, not an Explanation.")
+        if e.task != s.task:
+            raise InterpTextError(f"explanation {i} is of a {e.task} model but this model is {s.task}.")
+        for t in e.targets if id2label else []:
+            if t.index in id2label and str(id2label[t.index]) != t.label:
+                raise InterpTextError(
+                    f"explanation {i} explains class {t.index} as {t.label!r}, which this model calls "
+                    f"{id2label[t.index]!r}: it was made with another model; evaluate with the one explained."
+                )
+    if s.task == CLASSIFICATION:
+        targets = [[t.index for t in e.targets] for e in expls]
+    else:
+        # The explained output's own ids; an explanation saved before they were kept: its text, tokenized.
+        targets = [
+            e.output_ids
+            if e.output_ids is not None
+            else tokenize(first.tokenizer, e.output_text, add_special_tokens=False)[0]
+            for e in expls
+        ]
+    engine = PerturbationEngine(first.model, first.tokenizer, s, first.replacement_id)
+    device = s.device or model_device(first.model)
+    with engine.guarded():
+        texts = [as_read(e.text, e.options) for e in expls]
+        items = engine._prepare(texts, targets, False, device, {})
+        masks = {}
+        rows_of = {}  # text index -> per row, the target columns whose scores it sums
+        for it, e in zip(items, expls):
+            it.decoder_start = e.options.get("decoder_start_token_id")  # seq2seq: as it was explained
+            rows_of[it.index] = first._target_rows(it, e)
+            players = element_players(it, Granularity(e.granularity))
+            engine.players[it.index] = players
+            if players.elements != e.elements:
+                at = next(
+                    (k for k, (a, b) in enumerate(zip(e.elements, players.elements)) if a != b),
+                    min(len(e.elements), len(players.elements)),
+                )
+                raise InterpTextError(
+                    f"explanation {it.index} has elements {e.elements[at : at + 5]} from element {at} on, but this "
+                    f"tokenizer gives {players.elements[at : at + 5]}; evaluate with the model and tokenizer that "
+                    "were explained (an explanation saved by another version of interp_text may group its words "
+                    "otherwise: explain the text again)."
+                )
+            # (targets · points, n) per metric, stacked
+            masks[it.index] = torch.cat([m._masks(e.scores[:, players.columns]) for m in metrics])
+        # A forward depends on the mask only: the curves of a text's targets share their first and
+        # last points, and any step where their rankings agree; each distinct mask runs once.
+        distinct = {i: unique_rows(m) for i, m in masks.items()}
+        # A generation explanation's curves are one per output element: rows add up on a long prompt.
+        engine._warn_if_large(
+            items,
+            {i: u for i, (u, _) in distinct.items()},
+            "fewer curve points (steps=20) or a coarser granularity",
+        )
+        _, log_p = engine.halving(lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device))
+        log_p = {i: v[distinct[i][1]] for i, v in log_p.items()}  # (targets · points, classes or token targets)
+    out, sizes = [[] for _ in metrics], [engine.players[it.index].n for it in items]
+    for it, e, n in zip(items, expls, sizes):
+        lp = log_p[it.index][:, it.classes] if s.task == CLASSIFICATION else log_p[it.index]
+        parts = lp.split([len(e.targets) * len(m.points(n)) for m in metrics])
+        for m, part, curves in zip(metrics, parts, out):
+            blocks = part.reshape(len(e.targets), len(m.points(n)), -1)  # (targets, points, token targets)
+            # An output element's probability is the product of its tokens'.
+            rows = [blocks[r, :, cols].sum(-1) for r, cols in enumerate(rows_of[it.index])]
+            curve = torch.stack(rows).exp().numpy()  # (targets, points)
+            m._check_same_model(it.index, e, curve[:, -1 if m.insertion else 0])
+            curves.append(curve)
+    return (out, sizes), single
 
 
 class Deletion(_Curve):

@@ -11,7 +11,13 @@ from test_perturbation import AdditiveConfig, AdditiveForSequenceClassification,
 
 from interp_text import Explanation, InterpTextError, Saliency, Target
 from interp_text.compare import ALL_METHODS, PERTURBATION_METHODS, compare, compare_default, format_table
-from interp_text.metrics import Deletion, Insertion, area_under_curve, rationale_average_precision
+from interp_text.metrics import (
+    Deletion,
+    Insertion,
+    area_under_curve,
+    evaluate_together,
+    rationale_average_precision,
+)
 from interp_text.perturbation import KernelShap, Occlusion
 
 TEXT = "the food was cold but the staff were lovely and the pasta was good"
@@ -66,6 +72,42 @@ def test_batched_equals_alone(bert, wp_tokenizer):
             np.testing.assert_allclose(
                 c[:, 0 if metric is Deletion else -1], [t.probability for t in e.targets], rtol=1e-5
             )
+
+
+class Rows:
+    """Counts the rows every forward of ``model`` runs."""
+
+    def __init__(self, model):
+        self.rows = 0
+        self.handle = model.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        x = kwargs.get("inputs_embeds")
+        self.rows += (x if x is not None else kwargs["input_ids"]).shape[0]
+
+
+def test_metrics_evaluated_together_equal_each_alone_and_share_their_rows(bert, wp_tokenizer):
+    texts = ["The food was cold but the staff were lovely.", "Not good.", "Not bad at all, really."]
+    expls = Occlusion(bert, wp_tokenizer).explain(texts, targets=[0, "all", 1])
+    expls += Saliency(bert, wp_tokenizer).explain(texts, targets=[0, "all", 1])
+    d, i = Deletion(bert, wp_tokenizer, steps=4), Insertion(bert, wp_tokenizer)
+    count = Rows(bert)
+    alone = [d.evaluate(expls), i.evaluate(expls)]
+    rows_alone, count.rows = count.rows, 0
+    together, single = evaluate_together([d, i], expls)
+    count.handle.remove()
+    assert not single and len(together[0]) == len(together[1]) == 6
+    np.testing.assert_allclose(together, alone, rtol=1e-6)
+    # Shared: each text's unmasked and fully masked rows (in both metrics, both methods), and more.
+    assert count.rows <= rows_alone - 3 * 3
+    (one,), single = evaluate_together([i], expls[4])
+    assert single and one == [pytest.approx(alone[1][4], rel=1e-6)]
+    with pytest.raises(InterpTextError) as err:
+        evaluate_together([d, Insertion(bert, wp_tokenizer, replacement="pad")], expls)
+    assert str(err.value) == (
+        "these metrics read the model differently (another model, tokenizer, replacement, batch size, device or "
+        "task); evaluate them one by one."
+    )
 
 
 def test_generation_mean_over_output_elements(gpt2, bpe):
@@ -292,8 +334,11 @@ def test_compare_and_table(bert, wp_tokenizer):
     for r in rows:
         assert 0 <= r["deletion"] <= 1 and 0 <= r["insertion"] <= 1 and 0 < r["rationale_ap"] <= 1
         assert r["seconds"] > 0 and r["n_texts"] == 2
-    expls = Occlusion(bert, wp_tokenizer).explain(texts)
-    assert rows[0]["deletion"] == pytest.approx(np.mean(Deletion(bert, wp_tokenizer).evaluate(expls)))
+    # Every method's curves are scored together: each row as its method's explanations alone give it.
+    for r, method in zip(rows, [Occlusion(bert, wp_tokenizer), Saliency(bert, wp_tokenizer)]):
+        expls = method.explain(texts)
+        assert r["deletion"] == pytest.approx(np.mean(Deletion(bert, wp_tokenizer).evaluate(expls)), rel=1e-6)
+        assert r["insertion"] == pytest.approx(np.mean(Insertion(bert, wp_tokenizer).evaluate(expls)), rel=1e-6)
     table = format_table(rows).splitlines()
     assert len(table) == 5 and "rationale AP" in table[0] and table[2].startswith("Occlusion")
     assert set(PERTURBATION_METHODS) == {"occlusion", "lime", "kernelshap", "sobol"}
@@ -348,6 +393,13 @@ def test_compare_names_the_method_that_fails_and_tells_instances_apart(bert, wp_
     rows = compare(bert, wp_tokenizer, texts, methods=[Occlusion(bert, wp_tokenizer), Occlusion(bert, wp_tokenizer)])
     assert [r["method"] for r in rows] == ["Occlusion (1)", "Occlusion (2)"]
     assert rows[0]["deletion"] == rows[1]["deletion"]
+    # An explainer built on other weights: its explanations fail the metrics, which name it.
+    other = tiny_bert(wp_tokenizer, num_hidden_layers=1)
+    with pytest.raises(InterpTextError) as err:
+        compare(bert, wp_tokenizer, texts, methods=[Occlusion(bert, wp_tokenizer), Occlusion(other, wp_tokenizer)])
+    assert str(err.value).startswith(
+        "Occlusion (2)'s explanations, scored in the comparison: explanation 0 explains class 2 as 'LABEL_2'"
+    )
 
 
 def test_compare_default_on_the_bundled_model():
