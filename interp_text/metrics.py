@@ -265,7 +265,8 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
             else tokenize(first.tokenizer, e.output_text, add_special_tokens=False)[0]
             for e in expls
         ]
-    engine = PerturbationEngine(first.model, first.tokenizer, s, first.replacement_id)
+    # The causal prefix path is checked once per metric, not once per call (see PerturbationEngine).
+    engine = PerturbationEngine(first.model, first.tokenizer, s, first.replacement_id, memo=first)
     device = s.device or model_device(first.model)
     with engine.guarded():
         texts = [as_read(e.text, e.options) for e in expls]
@@ -301,6 +302,9 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
         )
         _, log_p = engine.halving(lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device))
         log_p = {i: v[distinct[i][1]] for i, v in log_p.items()}  # (targets · points, classes or token targets)
+    for m in metrics[1:]:
+        if hasattr(first, "prefix_checked"):
+            m.prefix_checked = first.prefix_checked
     out, sizes = [[] for _ in metrics], [engine.players[it.index].n for it in items]
     for it, e, n in zip(items, expls, sizes):
         lp = log_p[it.index][:, it.classes] if s.task == CLASSIFICATION else log_p[it.index]

@@ -274,16 +274,21 @@ class PerturbationEngine(Engine):
     """The shared engine, with the gradient pass swapped for masked forwards.
 
     ``method`` supplies ``masks(n, generator) -> (samples, n) bool`` and
-    ``estimate(masks, scores, clean) -> ((targets, n) scores, (targets,) gap or None)``.
+    ``estimate(masks, scores, clean) -> ((targets, n) scores, (targets,) gap or None)``. ``memo``
+    (default: ``method``) keeps, from call to call, whether the causal prefix path was checked good
+    (its ``prefix_checked``): an explainer or metric checks it once, not once per call.
     """
 
-    def __init__(self, model, tokenizer, settings: Settings, replacement_id: int | None, method: Any = None):
+    def __init__(
+        self, model, tokenizer, settings: Settings, replacement_id: int | None, method: Any = None, memo: Any = None
+    ):
         super().__init__(model, tokenizer, settings)
         self.replacement_id = replacement_id
         self.method = method
+        self.memo = method if memo is None else memo
         self.players: dict[int, Players] = {}
         # Causal LMs: whether the prefix cache reproduces the plain forward; checked once per explainer.
-        self.prefix_ok: bool | None = getattr(method, "prefix_checked", {}).get(id(model))
+        self.prefix_ok: bool | None = getattr(self.memo, "prefix_checked", {}).get(id(model))
         self.results: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     # Rows are embedded from token ids batch by batch: no text's embeddings are kept.
@@ -570,8 +575,8 @@ class PerturbationEngine(Engine):
             )
         except (TypeError, ValueError, AttributeError, RuntimeError, IndexError, KeyError):
             self.prefix_ok = False
-            if self.method is not None:
-                self.method.prefix_checked = {id(self.model): False}
+            if self.memo is not None:
+                self.memo.prefix_checked = {id(self.model): False}
             return None
         if self.prefix_ok is None:
             ref_chosen, ref_norm, _ = target_logits(self.model, self.s.task, x, row_items, table=table)
@@ -579,8 +584,8 @@ class PerturbationEngine(Engine):
             self.prefix_ok = torch.allclose(chosen, ref_chosen, rtol=1e-3, atol=1e-3 * scale) and torch.allclose(
                 log_norm, ref_norm, rtol=1e-3, atol=1e-3 * scale
             )
-            if self.method is not None:
-                self.method.prefix_checked = {id(self.model): self.prefix_ok}
+            if self.memo is not None:
+                self.memo.prefix_checked = {id(self.model): self.prefix_ok}
             if not self.prefix_ok:
                 return ref_chosen, ref_norm
         return chosen, log_norm

@@ -1,6 +1,7 @@
 """Explaining causal and seq2seq LMs: each output token, one teacher-forced forward."""
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -695,3 +696,30 @@ def test_an_output_of_pad_tokens_only_is_named_as_such(gpt2, bpe):
     with pytest.raises(InterpTextError) as err:
         Saliency(gpt2, tok).explain(PROMPT, max_new_tokens=3, logits_processor=LogitsProcessorList([OnlyPad()]))
     assert str(err.value) == message
+
+
+def test_a_metric_checks_the_prefix_path_once_not_every_call(gpt2, bpe):
+    """Deletion on a long prompt takes the prefix path: checked against the plain forward in its first
+    call only, as an explainer is."""
+    from interp_text import Deletion, Insertion, evaluate_together
+    from interp_text.perturbation import Occlusion
+
+    expl = Occlusion(gpt2, bpe, batch_size=16).explain(LONG_PROMPT, targets=" and the staff")
+    # Ranked last word first: Deletion's rows keep a long prefix of the prompt.
+    expl = dataclasses.replace(expl, scores=np.broadcast_to(np.arange(expl.scores.shape[1]), expl.scores.shape).copy())
+    deletion, counted = Deletion(gpt2, bpe, batch_size=16, steps=10), []
+    handle = gpt2.register_forward_pre_hook(
+        lambda m, a, kw: counted.append(kw["inputs_embeds"].shape[0]), with_kwargs=True
+    )
+    try:
+        first = deletion.evaluate(expl)
+        rows_first, counted[:] = sum(counted), []
+        second = deletion.evaluate(expl)
+        rows_second = sum(counted)
+    finally:
+        handle.remove()
+    assert deletion.prefix_checked == {id(gpt2): True}
+    assert second == first and rows_second < rows_first  # the check's plain forward ran in the first call only
+    insertion = Insertion(gpt2, bpe, batch_size=16, steps=10)
+    (d, i), _ = evaluate_together([deletion, insertion], [expl])
+    assert insertion.prefix_checked == {id(gpt2): True} and d == [pytest.approx(first, rel=1e-6)]
