@@ -145,7 +145,7 @@ def compare(
             explainers.append(method)
     if targets is None and generator:
         targets = generated_outputs(
-            model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}
+            model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}, batch_size
         )
     metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
     deletion = Deletion(model, tokenizer, **metric_options)
@@ -219,12 +219,15 @@ def _warm_up(model, tokenizer, text: Any) -> None:
         return
 
 
-def generated_outputs(model, tokenizer, texts: list, device, task, seed: int, generate_kwargs: dict) -> list[list[int]]:
-    """Each text's output as the explainers generate it (greedy unless told otherwise), as token ids."""
+def generated_outputs(
+    model, tokenizer, texts: list, device, task, seed: int, generate_kwargs: dict, batch_size: int = 64
+) -> list[list[int]]:
+    """Each text's output as the explainers generate it (greedy unless told otherwise), as token ids:
+    prompts of one length together, ``batch_size`` at a time (a sampled one alone, seeded)."""
     settings = forward_only(
         "generate",
         model,
-        batch_size=1,
+        batch_size=batch_size,
         granularity=Granularity.ALL_TOKENS,
         aggregation=GranularityAggregationStrategy.SUM,
         inference_mode=InferenceModes.LOGITS,

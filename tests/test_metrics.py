@@ -430,6 +430,16 @@ def test_compare_generates_each_output_once_for_every_method(gpt2, bpe, monkeypa
     rows = compare(gpt2, bpe, prompts, ["occlusion", "saliency"], generate_kwargs={"max_new_tokens": 3})
     assert [r["method"] for r in rows] == ["Occlusion", "Saliency"]
     assert seen == [(expected, {}), (expected, {})]  # generated before timing, the same for both
+    # Prompts of one length generate together, batch_size at a time, as the explainers generate them.
+    same_length = ["The food was", "The staff were", "The pasta is"]
+    assert len({len(bpe(p)["input_ids"]) for p in same_length}) == 1
+    calls, generate = [], gpt2.generate
+    monkeypatch.setattr(gpt2, "generate", lambda **kw: (calls.append(kw["input_ids"].shape[0]), generate(**kw))[1])
+    seen.clear()
+    compare(gpt2, bpe, same_length, ["occlusion"], batch_size=2, generate_kwargs={"max_new_tokens": 3})
+    assert calls == [2, 1]
+    monkeypatch.undo()
+    assert seen[0][0] == [e.output_ids for e in Saliency(gpt2, bpe).explain(same_length, max_new_tokens=3)]
     with pytest.raises(InterpTextError, match="generate_kwargs are for generating outputs"):
         compare(gpt2, bpe, prompts, ["occlusion"], targets=[" a", " b"], generate_kwargs={"max_new_tokens": 3})
 
