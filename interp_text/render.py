@@ -19,6 +19,7 @@ import json
 import math
 import os
 import sys
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,6 +129,29 @@ def _fmt_scale(scale: float) -> str:
 
 def _fmt_prob(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _columns(text: str) -> int:
+    """Terminal columns ``text`` takes: wide (CJK, most emoji) characters two, combining marks and
+    zero-width characters none."""
+    return sum(
+        0
+        if unicodedata.combining(c) or unicodedata.category(c) in ("Cf", "Mn", "Me")
+        else 2
+        if unicodedata.east_asian_width(c) in ("W", "F")
+        else 1
+        for c in text
+    )
+
+
+def _fit(text: str, width: int, cut: str) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns, or cut to them, ending in ``cut``."""
+    if _columns(text) > width:
+        room = width - _columns(cut)
+        while text and _columns(text) > room:
+            text = text[:-1]
+        text += cut
+    return text + " " * (width - _columns(text))
 
 
 class Glyphs(NamedTuple):
@@ -1328,7 +1352,7 @@ def explanation_terminal(
         )
         columns = expl.columns
         shown = [_term_safe(repr(t.label), glyphs) for t in expl.targets]  # a label the console cannot write
-        width = min(max(map(len, shown), default=0), 24)
+        width = min(max(map(_columns, shown), default=0), 24)  # terminal columns: CJK takes two
         probs = ["" if math.isnan(t.probability) else f"p={_fmt_prob(t.probability)} " for t in expl.targets]
         prob_width = max(map(len, probs), default=0)  # so that every row's │ lines up
         for i in range(len(expl.targets)):
@@ -1346,7 +1370,7 @@ def explanation_terminal(
                 else:
                     chips.append(f"{name}[{_fmt_short(float(row[j]), signed)}]")
             prob = probs[i].ljust(prob_width)
-            label = shown[i].ljust(width)
+            label = _fit(shown[i], width, "..." if glyphs.encoding else "\u2026")  # a long label is cut
             label = f"{_BOLD}{label}{_RESET}" if use_color else label
             lines.append(f"  {label} {prob}{glyphs.rule} {'  '.join(chips) if chips else '(nothing attributable)'}")
     lines.append(_term_legend(shared, use_color, unsigned(expl)))

@@ -740,6 +740,28 @@ def test_terminal_generation_rows_line_up_whatever_the_probability():
     assert len({row.index("\u2502") for row in rows}) == 1
 
 
+def test_terminal_generation_rows_line_up_in_terminal_columns_and_cut_long_labels(monkeypatch):
+    """A CJK label takes two columns per character, a combining accent none; a label past 24
+    columns is cut with an ellipsis ("..." where standard output cannot write one)."""
+    import unicodedata
+
+    long = "supercalifragilisticexpialidocious"
+    expl = causal(output=f" 東京 and e\u0301 {long} x")
+
+    def column(row):  # the terminal column the rule is drawn at
+        before = row[: row.index("\u2502")]
+        wide = sum(unicodedata.east_asian_width(c) in "WF" for c in before)
+        return len(before) + wide - sum(unicodedata.combining(c) > 0 for c in before)
+
+    rows = [line for line in explanation_terminal(expl, color=False).splitlines() if "\u2502" in line]
+    assert len(rows) == 5 and len({column(row) for row in rows}) == 1
+    assert rows[3].startswith("  'supercalifragilisticex\u2026 ")
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    rows = [line for line in explanation_terminal(expl, color=False).splitlines() if line.startswith("  '")]
+    assert rows[3].startswith("  'supercalifragilistic... ")
+    assert len({row.index(" | ") for row in rows}) == 1  # escapes ("\\u6771") are ASCII: one column each
+
+
 def test_terminal_neutralises_control_characters():
     expl = classification("evil\x1b[2Jtext ok", [[1.0, 0.5], [0.0, 0.0]])
     for color in (True, False):
