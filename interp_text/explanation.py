@@ -205,11 +205,14 @@ class Explanation:
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN scores become null)."""
+        """A JSON-ready dict: NaN scores become null, infinite ones (a log-probability of 0) the strings
+        "inf" and "-inf", which strict JSON has no number for."""
 
         def clean(x: Any) -> Any:
             if isinstance(x, float) and math.isnan(x):
                 return None
+            if isinstance(x, float) and math.isinf(x):
+                return "inf" if x > 0 else "-inf"
             return x
 
         return {

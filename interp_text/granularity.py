@@ -27,13 +27,13 @@ _WORD = regex.compile(
     r"(?:\w|(?!\u200b)\p{Cf})+(?:(?:['’\-\u2010\u2011]|(?<=\d)[.,:](?=\d))(?:\w|(?!\u200b)\p{Cf})+)*"
     r"|(?:[^\w\s\u200b]|[\p{M}\u200d])+"
 )
-# A sentence ends at a run of . ! ? (closing quotes and brackets included) followed by a space or
+# A sentence ends at a run of . ! ? … (closing quotes and brackets included) followed by a space or
 # the end of the text, at 。！？ (and the Devanagari, Arabic and Urdu stops), or at a line or
 # paragraph break. So "$3.50" and "e.g." inside a sentence do not end it; neither does a title
 # such as "Dr." (ABBREVIATIONS) before a name, a list number ("1." starting a line), or a dotted
 # abbreviation ("p.m.", "U.S.") before a word in lower case.
 _CLOSE = r"""['"’”“»›)\]」』]*"""
-_SENTENCE_END = regex.compile(rf"[.!?]+{_CLOSE}(?=\s|$)|[。！？।॥؟۔]+{_CLOSE}|\r\n?|\n|\u2028|\u2029")
+_SENTENCE_END = regex.compile(rf"[.!?\u2026]+{_CLOSE}(?=\s|$)|[。！？।॥؟۔]+{_CLOSE}|\r\n?|\n|\u2028|\u2029")
 _WORD_CHAR = regex.compile(r"\w")
 # How byte-level BPE and SentencePiece write whitespace in token strings.
 _SPACE_MARKS = str.maketrans({"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"})
@@ -126,6 +126,10 @@ def group_tokens(
     if granularity == Granularity.ALL_TOKENS:
         elements, spans, read = [], [], 0  # read: where the text read so far ends
         for i, (s, e) in enumerate(offsets):
+            if not special[i] and e > s and _is_space_token(token_strings, i) and text[s:e].strip():
+                # A lone "▁" given the offsets of the character after it (a Metaspace quirk of XLM-R's
+                # and T5's tokenizers, whose next token holds that character): it has no text of its own.
+                e = s
             if special[i]:
                 # An added token ([CLS], [SEP], <s>) has no text: it sits where it is read, so
                 # a [SEP] comes after the words, not at 0 with [CLS].
@@ -234,8 +238,23 @@ def group_tokens(
     if len(merged) < len(spans):
         spans = merged
         mapping = [group[m] if m >= 0 else -1 for m in mapping]
+    # A span no token covers (characters the normaliser dropped: "good\ufffd", a control character)
+    # that touches a covered one joins it, before else after, as at TOKEN; the others are dropped.
+    covered = set(m for m in mapping if m >= 0)
+    if len(covered) < len(spans):
+        owner = {j: j for j in covered}
+        for j in range(1, len(spans)):
+            if j not in owner and j - 1 in owner and spans[j - 1][1] == spans[j][0]:
+                owner[j] = owner[j - 1]
+        for j in range(len(spans) - 2, -1, -1):
+            if j not in owner and j + 1 in owner and spans[j][1] == spans[j + 1][0]:
+                owner[j] = owner[j + 1]
+        grown = list(spans)
+        for j, o in owner.items():
+            grown[o] = (min(grown[o][0], spans[j][0]), max(grown[o][1], spans[j][1]))
+        spans = grown
     # Keep only elements some token covers (a word the tokenizer dropped cannot be scored).
-    used = sorted(set(m for m in mapping if m >= 0))
+    used = sorted(covered)
     if len(used) < len(spans):
         renumber = {old: new for new, old in enumerate(used)}
         spans = [spans[j] for j in used]

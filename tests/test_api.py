@@ -260,6 +260,17 @@ def test_save_and_load_round_trip(tmp_path, bert, wp_tokenizer):
     assert back.to_dict() == expl.to_dict()
 
 
+def test_infinite_scores_are_written_as_strict_json_and_read_back(tmp_path, bert, wp_tokenizer):
+    expl = Saliency(bert, wp_tokenizer).explain(TEXTS[1])
+    expl.scores[0, :2] = [np.inf, -np.inf]
+    expl.targets[0].score = -np.inf  # a log-probability of 0
+    data = json.loads(expl.to_json(), parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert data["scores"][0][:2] == ["inf", "-inf"] and data["targets"][0]["score"] == "-inf"
+    back = Explanation.load(expl.save(tmp_path / "e.json"))
+    np.testing.assert_array_equal(back.scores, expl.scores)
+    assert back.targets[0].score == -np.inf
+
+
 def test_baselines(bert, wp_tokenizer):
     e = IntegratedGradients(bert, wp_tokenizer, baseline="pad", n_interpolations=50).explain(TEXTS[1])
     assert abs(e.completeness_gap[0]) < 0.05 * max(1.0, abs(e.targets[0].score))

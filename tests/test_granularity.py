@@ -277,6 +277,7 @@ def test_punctuation_that_leads_a_token_into_the_next_span_goes_with_it():
         ("هل أنت بخير؟ نعم.", ["هل أنت بخير؟", "نعم."]),
         ("Il a dit «Oui.» Puis il est parti.", ["Il a dit «Oui.»", "Puis il est parti."]),
         ("One\rTwo\u2029Three\r\nFour", ["One", "Two", "Three", "Four"]),
+        ("Wait\u2026 What? Well...", ["Wait\u2026", "What?", "Well..."]),  # an ellipsis character, as "..."
     ],
 )
 def test_sentence_ends(text, sentences):
@@ -382,3 +383,40 @@ def test_characters_no_token_covers_join_the_token_they_touch(text, offsets, str
     assert all(text[s:e] == el for el, (s, e), flag in zip(elements, spans, special) if not flag)
     if special[-1] and offsets[-1] == (0, 0):
         assert spans[-1] == (token_spans[-1][1],) * 2
+
+
+def test_all_tokens_a_lone_metaspace_given_the_next_characters_offsets_takes_none_of_them():
+    """XLM-R's and T5's tokenizers (whitespace split, then Metaspace) give a lone "▁" the offsets of
+    the character after it, which the next token holds: "▁" is the space, not an "s" or a "2"."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = ["<unk>", "▁", "▁Quality", "▁of", "▁work", "▁is", "sufficient", "2023", "▁was", "▁good"]
+    tk = Tokenizer(models.Unigram([(p, -2.0 if p == "▁" else -1.0) for p in pieces], unk_id=0))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>")
+    for text, want in [
+        ("Quality of work is sufficient", [(" ", (18, 19)), ("sufficient", (19, 29))]),
+        ("2023 was good", [(" ", (0, 0)), ("2023", (0, 4))]),
+    ]:
+        ids, offsets, special, strings = tokenize(tok, text)
+        assert "▁" in strings and offsets[strings.index("▁")][1] > offsets[strings.index("▁")][0]  # the quirk
+        elements, spans, _ = group_tokens(text, offsets, special, Granularity.ALL_TOKENS, strings)
+        k = strings.index("▁")
+        assert list(zip(elements, spans))[k : k + 2] == want
+
+
+@pytest.mark.parametrize("gran", [Granularity.TOKEN, Granularity.WORD])
+def test_characters_the_normaliser_drops_join_the_word_they_touch(gran, wp_tokenizer):
+    """BERT's normaliser drops U+FFFD and control characters: no token holds them. Touching a word they
+    join it (before, else after) at every granularity; alone between spaces they are left between elements."""
+    for text, want in [
+        ("good\ufffd bad", ["good\ufffd", "bad"]),
+        ("\ufffd\x07good bad", ["\ufffd\x07good", "bad"]),
+        ("good \ufffd bad", ["good", "bad"]),
+    ]:
+        ids, offsets, special, strings = tokenize(wp_tokenizer, text)
+        assert len(ids) == 4  # [CLS] good bad [SEP]: the characters have no token
+        elements, spans, _ = group_tokens(text, offsets, special, gran, strings)
+        assert elements == want
+        _check_spans(text, elements, spans)
