@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 
@@ -107,14 +107,27 @@ def explaining(
     # The warning comes from the classifier's own module, which a wrapper (a PEFT model) may hold.
     names = {getattr(type(m).forward, "__module__", None) for m, _ in modes if hasattr(m, "config")}
     logs = [logging.getLogger(name) for name in names if name]
-    try:
+    if backward and any(p.is_inference() for p, _ in flags):
+        raise InterpTextError(
+            f"{type(model).__name__}'s weights are inference tensors (the model was built or loaded under "
+            "torch.inference_mode()), which autograd cannot differentiate through: load it outside inference_mode, "
+            "or explain it with a perturbation method (Occlusion, Lime, KernelShap, Sobol), which needs no gradient."
+        )
+    # Each change registers its undo as soon as it is made: every undo runs on exit, even if another fails.
+    with ExitStack() as undo:
         if any(mode for _, mode in modes):  # eval() walks every module: only when one is training
+            undo.callback(_restore_modes, modes)
             model.eval()
+        undo.callback(_restore_flags, flags)
         if backward:
             for p, flag in flags:
                 if flag:
                     p.requires_grad_(False)
-        elif isinstance(head_weight, torch.nn.Parameter) and head_weight.is_floating_point():
+        elif (
+            isinstance(head_weight, torch.nn.Parameter)
+            and head_weight.is_floating_point()
+            and not head_weight.is_inference()  # its flag cannot be switched on outside inference_mode
+        ):
             # Forward-only calls run under no_grad / inference_mode, which record nothing whatever the
             # flags. But torch's CPU linear is several times slower on a 3-D input that is not
             # contiguous (the LM head's, sliced to the scored positions by logits_to_keep) when its
@@ -122,30 +135,34 @@ def explaining(
             # of 6 positions): the head's weight requires grad for the call, a frozen model's too.
             head_weight.requires_grad_(True)
         if set_pad:
+            undo.callback(setattr, config, "pad_token_id", None)
             config.pad_token_id = pad_id
         for c in tuples.values():
+            undo.callback(setattr, c, "return_dict", False)
             c.return_dict = True
         if compiled is not None:
+            undo.callback(setattr, model, "_compiled_call_impl", compiled)
             model._compiled_call_impl = None
         for log in logs:
+            undo.callback(log.removeFilter, quiet)
             log.addFilter(quiet)
         if moved:
+            undo.callback(model.to, original_device)
             model.to(device)
         yield model
-    finally:
-        if moved:
-            model.to(original_device)
-        for log in logs:
-            log.removeFilter(quiet)
-        if set_pad:
-            config.pad_token_id = None
-        for c in tuples.values():
-            c.return_dict = False
-        if compiled is not None:
-            model._compiled_call_impl = compiled
-        for p, flag in flags:
-            if p.requires_grad != flag:
+
+
+def _restore_flags(flags: list[tuple[torch.nn.Parameter, bool]]) -> None:
+    for p, flag in flags:
+        if p.requires_grad != flag:
+            if p.is_inference():  # an inference tensor takes requires_grad=True inside inference_mode only
+                with torch.inference_mode():
+                    p.requires_grad_(flag)
+            else:
                 p.requires_grad_(flag)
-        for m, mode in modes:
-            if m.training != mode:
-                m.training = mode
+
+
+def _restore_modes(modes: list[tuple[torch.nn.Module, bool]]) -> None:
+    for m, mode in modes:
+        if m.training != mode:
+            m.training = mode

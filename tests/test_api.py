@@ -144,6 +144,50 @@ def test_model_and_tokenizer_unchanged(wp_tokenizer):
     assert model.training and [p.requires_grad for p in model.parameters()] == flags
 
 
+def test_a_model_built_under_inference_mode(wp_tokenizer, bpe):
+    """Its weights are inference tensors: gradient methods are refused, naming the fix, with the model
+    left as it came; perturbation methods work (the guard's LM-head flag skips such a weight)."""
+    from conftest import tiny_bert
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with torch.inference_mode():
+        model = tiny_bert(wp_tokenizer)
+        torch.manual_seed(0)
+        lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe), n_layer=1, n_embd=16, n_head=2, n_positions=64))
+    model.train()
+    with pytest.raises(InterpTextError) as err:
+        Saliency(model, wp_tokenizer).explain(TEXTS[0])
+    assert str(err.value).startswith(
+        "BertForSequenceClassification's weights are inference tensors (the model was built or loaded under "
+        "torch.inference_mode()), which autograd cannot differentiate through"
+    )
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    lm.requires_grad_(False)
+    got = Occlusion(lm, bpe).explain("the food was cold", targets=" and the")
+    plain = GPT2LMHeadModel(lm.config)  # the same weights as ordinary tensors
+    plain.load_state_dict({k: v.clone() for k, v in lm.state_dict().items()})
+    assert got == Occlusion(plain.eval(), bpe).explain("the food was cold", targets=" and the")
+    assert not any(p.requires_grad for p in lm.parameters())
+
+
+def test_every_change_of_the_guard_is_undone_when_one_undo_fails(bert, monkeypatch):
+    """The undos run one after another: one that raises does not keep the others from running."""
+    import interp_text.model_guard as guard
+
+    bert.train()
+    bert.config.return_dict = False
+    flags = [p.requires_grad for p in bert.parameters()]
+    monkeypatch.setattr(guard, "_restore_flags", lambda flags: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        with guard.explaining(bert, backward=True):
+            assert not bert.training and bert.config.return_dict is True
+    monkeypatch.undo()
+    assert bert.training and bert.config.return_dict is False  # restored after the failed undo
+    guard._restore_flags(list(zip(bert.parameters(), flags)))
+    bert.eval()
+    bert.config.return_dict = True
+
+
 def test_users_own_subclass_works(wp_tokenizer):
     model = ToyForSequenceClassification(ToyConfig(vocab_size=len(wp_tokenizer)))
     expl = Saliency(model, wp_tokenizer).explain("good food")
