@@ -16,7 +16,6 @@ import torch
 
 from .engine import Engine, forward_only
 from .errors import InterpTextError, short
-from .inputs import TextPair, max_input_length, tokenize, tokenize_pairs
 from .loading import resolve
 from .methods import GRADIENT_METHODS, check_model
 from .metrics import Deletion, Insertion, checked_spans, evaluate_together, rationale_average_precision
@@ -61,7 +60,8 @@ def compare(
             model name or folder, or a pipeline, and no tokenizer (``compare("sentiment", texts)``).
         texts: a text (or text pair) or a list of them (prompts, for generation).
         methods: a list of names (``"occlusion"``, ``"vargrad"``, ...), classes, or explainers
-            already built (used as they are); or one of them.
+            already built on this model (used as they are); or one of them. None: the four
+            perturbation methods.
         targets: as for ``explain`` (the same for every method).
         rationales: per text, the ``(start, end)`` spans of its gold rationale; scored on each
             explanation's first target.
@@ -78,8 +78,8 @@ def compare(
     Returns:
         One dict per method: ``method``, ``deletion`` (mean area, lower is better), ``insertion``
         (mean area, higher is better), ``rationale_ap`` (mean average precision, or None without
-        rationales), ``seconds`` (wall time of ``explain``, after one untimed forward so that the first
-        method does not pay the first call's set-up) and ``n_texts``. Two explainers of one class are
+        rationales), ``seconds`` (wall time of ``explain``, after an untimed call of the same explainer on
+        the first text, so that no method pays a first call's set-up) and ``n_texts``. Two explainers of one class are
         told apart as "Occlusion (1)", "Occlusion (2)".
 
     Example:
@@ -100,9 +100,29 @@ def compare(
             f"got {len(rationales)} rationales for {len(texts)} texts; pass one list of spans per text."
         )
     # Names and spans are checked before the first method runs, not after it.
+    if methods is None:
+        methods = DEFAULT_METHODS
     methods = [methods] if isinstance(methods, (str, type)) or hasattr(methods, "explain") else list(methods)
+    if not methods:
+        raise InterpTextError(
+            f"compare() got an empty list of methods; name at least one (from {sorted(ALL_METHODS)}), or leave "
+            f"methods unset for {list(DEFAULT_METHODS)}."
+        )
     classes = [method_class(m) if isinstance(m, (str, type)) else None for m in methods]
+    for k, m in enumerate(methods):
+        if classes[k] is None and getattr(m, "model", model) is not model:
+            raise InterpTextError(
+                f"methods[{k}] ({type(m).__name__}) was built on another model than the one compared; build it "
+                "on this model, or pass its name and let compare() build it."
+            )
     if rationales is not None:
+        for i, r in enumerate(rationales):
+            pair = list(r) if isinstance(r, (tuple, list)) else []
+            if len(pair) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in pair):
+                raise InterpTextError(
+                    f"rationales[{i}] = {r!r} is one (start, end) pair; rationales takes one list of spans per text: "
+                    f"rationales=[[{tuple(pair)}], ...] ({len(texts)} text{'s' if len(texts) > 1 else ''} here)."
+                )
         rationales = [checked_spans(r, f"rationales[{i}]") for i, r in enumerate(rationales)]
         for i, (text, spans) in enumerate(zip(texts, rationales)):
             size = len(text) if isinstance(text, str) else None  # a pair's or chat's text is built later
@@ -140,7 +160,15 @@ def compare(
             if issubclass(cls, PerturbationMethod):
                 kwargs["replacement"] = replacement
             kwargs.update(per_method.get(cls.__name__.lower(), {}))
-            explainers.append(cls(model, tokenizer, **kwargs))
+            try:
+                explainers.append(cls(model, tokenizer, **kwargs))
+            except InterpTextError as err:
+                if f"{cls.__name__} got unknown option(s)" not in str(err) or not options:
+                    raise
+                raise InterpTextError(
+                    f"{err} compare() gives its keyword options ({sorted(options)}) to every method: give a method's "
+                    "own options to it alone, method_options={'<method name>': {...}}."
+                ) from None
         else:
             explainers.append(method)
     if targets is None and generator:
@@ -152,11 +180,11 @@ def compare(
     insertion = Insertion(model, tokenizer, **metric_options)
     names = [type(e).__name__ for e in explainers]
     names = [n if names.count(n) == 1 else f"{n} ({names[: k + 1].count(n)})" for k, n in enumerate(names)]
-    _warm_up(model, tokenizer, texts[0])
     rows, explained = [], []
     for name, explainer in zip(names, explainers):
-        start = time.perf_counter()
         try:
+            _warm_up(explainer, texts, targets)
+            start = time.perf_counter()
             explanations = explainer.explain(texts, targets)
         except InterpTextError as err:
             raise InterpTextError(f"{name}, in the comparison: {err}") from err
@@ -198,25 +226,14 @@ def compare(
     return rows
 
 
-def _warm_up(model, tokenizer, text: Any) -> None:
-    """One untimed forward, so the first method's seconds do not hold the first call's set-up."""
-    if not isinstance(text, (str, dict)):
-        return  # chat messages: the explainers read them through the template
-    try:
-        device = next(model.parameters()).device
-        limit = max_input_length(model, tokenizer)
-        # The library's own tokenizing: calling the tokenizer would switch its truncation and padding for good.
-        if isinstance(text, dict):
-            ids = tokenize_pairs(tokenizer, [TextPair(text["text"], text["text_pair"])])[0][0]
-        else:
-            ids = tokenize(tokenizer, text)[0]
-        inputs = {"input_ids": torch.tensor([ids[:limit]], device=device)}
-        if getattr(model.config, "is_encoder_decoder", False):
-            inputs["decoder_input_ids"] = inputs["input_ids"][:, :1]
-        with torch.no_grad():
-            model(**inputs)
-    except Exception:  # noqa: BLE001 - a warm-up that fails only leaves the first timing as it was
-        return
+def _warm_up(explainer, texts: list, targets: Any) -> None:
+    """The explainer's call on the first text alone, untimed: a first call pays set-up (kernels picked,
+    the causal prefix checked, a device copy) that the timed call then does not."""
+    if isinstance(targets, (list, tuple)):
+        if len(targets) != len(texts):
+            return  # the timed call names the mistake
+        targets = [targets[0]]
+    explainer.explain(texts[:1], targets)
 
 
 def generated_outputs(
