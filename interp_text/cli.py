@@ -714,7 +714,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interp-text: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterp-text: interrupted; finished results are kept, rerun to resume.", file=sys.stderr)
+        # Only a file run (--input ... --output ...) keeps its finished results and resumes.
+        resumable = getattr(args, "input", None) and getattr(args, "output", None)
+        kept = "; finished results are kept, rerun to resume" if resumable else ""
+        print(f"\ninterp-text: interrupted{kept}.", file=sys.stderr)
         return 130
 
 

@@ -108,11 +108,13 @@ class Explanation:
             self.output_spans = [(int(a), int(b)) for a, b in self.output_spans]
         if self.completeness_gap is not None:
             self.completeness_gap = np.asarray(self.completeness_gap, dtype=np.float64)
-        assert self.scores.shape == (len(self.targets), len(self.columns)), (
-            self.scores.shape,
-            len(self.targets),
-            len(self.columns),
-        )
+        want = (len(self.targets), len(self.columns))
+        if self.scores.shape != want:
+            causal = " (prompt elements, then output elements)" if self.task == "causal_lm" else ""
+            raise InterpTextError(
+                f"an explanation's scores are one row per target and one column per element{causal}: "
+                f"{want[0]} x {want[1]} here, but they are {' x '.join(map(str, self.scores.shape))}."
+            )
 
     # ----------------------------------------------------------------- views
     @property
@@ -273,9 +275,13 @@ class Explanation:
             raise InterpTextError(
                 f"cannot read an explanation from a dict without key(s) {missing}; write it with Explanation.to_dict()."
             )
-        data["scores"] = np.array([[num(v) for v in row] for row in data["scores"]], dtype=np.float64).reshape(
-            len(data["targets"]), -1
-        )
+        rows = [[num(v) for v in row] for row in data["scores"]]
+        if len({len(row) for row in rows}) > 1:
+            raise InterpTextError(
+                f"an explanation's score rows have {sorted({len(row) for row in rows})} columns; each row has one per "
+                "element: write it with Explanation.to_dict()."
+            )
+        data["scores"] = np.array(rows, dtype=np.float64).reshape(len(rows), -1)
         data["targets"] = [
             Target(t["label"], t["index"], list(t["token_ids"]), num(t["probability"]), num(t["score"]))
             for t in data["targets"]

@@ -109,8 +109,9 @@ class _Curve:
             batch_size=batch_size,
             granularity=Granularity.WORD,  # each explanation brings its own
             aggregation=GranularityAggregationStrategy.SUM,
-            # Log-probabilities of tokens add up to an output element's; exp at the end.
-            inference_mode=InferenceModes.LOG_SOFTMAX,
+            # The scores read are logits (to check an explanation's own, see _check_same_model); the curves
+            # use the log-probabilities beside them, which add up over an output element's tokens.
+            inference_mode=InferenceModes.LOGITS,
             device=device,
             seed=0,
             task=task,
@@ -144,9 +145,10 @@ class _Curve:
         return (id(self.model), id(self.tokenizer), self.replacement_id, s.batch_size, s.device, s.task)
 
     @staticmethod
-    def _check_same_model(index: int, e: Explanation, whole: np.ndarray) -> None:
-        """The curve's point with nothing masked is the explained input: its probabilities are the
-        explanation's own, unless another model made it (its words and labels may agree)."""
+    def _check_same_model(index: int, e: Explanation, whole: np.ndarray, logits: np.ndarray) -> None:
+        """The curve's point with nothing masked is the explained input: its probabilities (and, for an
+        explanation of logits, its targets' logits) are the explanation's own, unless another model
+        made it (its words and labels may agree)."""
         explained = np.array([t.probability for t in e.targets], dtype=np.float64)
         known = ~np.isnan(explained)
         # Loose enough for the same weights in another precision or batch (a bf16 log-probability is
@@ -162,6 +164,20 @@ class _Curve:
                 f"explanation {index} gives target {e.targets[k].label!r} the probability "
                 f"{explained[k]:.4g}, but this model gives its input {whole[k]:.4g}: it was made with another model "
                 "(or settings); evaluate with the model that was explained."
+            )
+        if e.inference_mode != InferenceModes.LOGITS.value:
+            return
+        # Two models can agree on probabilities (confident ones, 0.99 and 0.999) and not on logits. Loose
+        # enough for bf16 weights read in float32.
+        explained = np.array([t.score for t in e.targets], dtype=np.float64)
+        known = ~np.isnan(explained)
+        close = np.abs(logits - explained) <= 0.05 + 0.05 * np.abs(explained)
+        if not close[known].all():
+            k = int(np.argmax(~close & known))
+            raise InterpTextError(
+                f"explanation {index} gives target {e.targets[k].label!r} the logit {explained[k]:.4g}, but this model "
+                f"gives its input {logits[k]:.4g}: it was made with another model (or settings); evaluate with the "
+                "model that was explained."
             )
 
     def evaluate(self, explanations: Explanation | list[Explanation]) -> float | list[float]:
@@ -244,11 +260,18 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
         raise InterpTextError("got no explanations to evaluate; pass an Explanation or a non-empty list.")
     s = first.settings
     id2label = dict(first.model.config.id2label or {}) if s.task == CLASSIFICATION else {}
+    n_classes = int(first.model.config.num_labels) if s.task == CLASSIFICATION else 0
     for i, e in enumerate(expls):
         if not isinstance(e, Explanation):
             raise InterpTextError(f"item {i} is a {type(e).__name__}, not an Explanation.")
         if e.task != s.task:
             raise InterpTextError(f"explanation {i} is of a {e.task} model but this model is {s.task}.")
+        past = [t for t in e.targets if s.task == CLASSIFICATION and not 0 <= t.index < n_classes]
+        if past:
+            raise InterpTextError(
+                f"explanation {i} explains class {past[0].index} ({past[0].label!r}), and this model has {n_classes} "
+                f"classes (0..{n_classes - 1}): it was made with another model; evaluate with the one explained."
+            )
         for t in e.targets if id2label else []:
             if t.index in id2label and str(id2label[t.index]) != t.label:
                 raise InterpTextError(
@@ -300,21 +323,29 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
             {i: u for i, (u, _) in distinct.items()},
             "fewer curve points (steps=20) or a coarser granularity",
         )
-        _, log_p = engine.halving(lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device))
+        logits, log_p = engine.halving(
+            lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device)
+        )
         log_p = {i: v[distinct[i][1]] for i, v in log_p.items()}  # (targets · points, classes or token targets)
+        logits = {i: v[distinct[i][1]] for i, v in logits.items()}
     for m in metrics[1:]:
         if hasattr(first, "prefix_checked"):
             m.prefix_checked = first.prefix_checked
     out, sizes = [[] for _ in metrics], [engine.players[it.index].n for it in items]
     for it, e, n in zip(items, expls, sizes):
-        lp = log_p[it.index][:, it.classes] if s.task == CLASSIFICATION else log_p[it.index]
-        parts = lp.split([len(e.targets) * len(m.points(n)) for m in metrics])
-        for m, part, curves in zip(metrics, parts, out):
+        lp, fx = log_p[it.index], logits[it.index]
+        if s.task == CLASSIFICATION:
+            lp, fx = lp[:, it.classes], fx[:, it.classes]
+        widths = [len(e.targets) * len(m.points(n)) for m in metrics]
+        for m, part, f_part, curves in zip(metrics, lp.split(widths), fx.split(widths), out):
             blocks = part.reshape(len(e.targets), len(m.points(n)), -1)  # (targets, points, token targets)
-            # An output element's probability is the product of its tokens'.
+            # An output element's probability is the product of its tokens'; its score, their sum.
             rows = [blocks[r, :, cols].sum(-1) for r, cols in enumerate(rows_of[it.index])]
             curve = torch.stack(rows).exp().numpy()  # (targets, points)
-            m._check_same_model(it.index, e, curve[:, -1 if m.insertion else 0])
+            whole = -1 if m.insertion else 0  # the point with nothing masked
+            f_blocks = f_part.reshape(len(e.targets), len(m.points(n)), -1)
+            scores = np.array([float(f_blocks[r, whole, cols].sum()) for r, cols in enumerate(rows_of[it.index])])
+            m._check_same_model(it.index, e, curve[:, whole], scores)
             curves.append(curve)
     return (out, sizes), single
 
@@ -401,6 +432,11 @@ def checked_spans(spans: object, name: str = "rationale_spans") -> list[tuple[in
         if a > b:
             raise InterpTextError(
                 f"{name}[{j}] = {span!r} is reversed; a span is (start, end) with start < end: pass ({b}, {a})."
+            )
+        if a < 0:
+            raise InterpTextError(
+                f"{name}[{j}] = {span!r} starts before the text; a span is (start, end) character positions into "
+                "the text, from 0."
             )
         out.append((a, b))
     return out

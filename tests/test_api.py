@@ -524,3 +524,16 @@ def test_a_tensor_baseline_is_kept_in_the_options_as_its_shape(bert, wp_tokenize
     expl = IntegratedGradients(bert, wp_tokenizer, baseline=torch.zeros(hidden)).explain("the food was cold")
     assert expl.options == {"n_interpolations": 10, "baseline": f"tensor of shape ({hidden},)"}
     assert json.loads(expl.to_json())["options"]["baseline"] == f"tensor of shape ({hidden},)"
+
+
+def test_scores_of_the_wrong_shape_are_refused_by_name(bert, wp_tokenizer):
+    data = Saliency(bert, wp_tokenizer).explain(TEXTS[1]).to_dict()
+    n = len(data["elements"])
+    with pytest.raises(InterpTextError) as err:
+        Explanation.from_dict({**data, "scores": [row[:-1] for row in data["scores"]]})
+    assert str(err.value) == (
+        f"an explanation's scores are one row per target and one column per element: 1 x {n} here, but they are "
+        f"1 x {n - 1}."
+    )
+    with pytest.raises(InterpTextError, match=r"^an explanation's score rows have \[1, 2\] columns"):
+        Explanation.from_dict({**data, "scores": [[0.0], [0.0, 1.0]]})

@@ -743,3 +743,20 @@ def test_file_mode_names_the_forced_output_before_generation_options(tmp_path, c
     capsys.readouterr()
     assert main([*argv, "--max-new-tokens", "3"]) == 2
     assert "explains the forced output ' Paris' there (a target), this run generates one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("file_run", [True, False])
+def test_an_interruption_says_results_are_kept_only_where_they_are(file_run, tmp_path, capsys, monkeypatch):
+    import interp_text.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_compare", interrupted)
+    monkeypatch.setattr(cli, "explain_file", interrupted)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"text": "The food was good."}) + "\n")
+    argv = ["explain", "--input", str(inp), "--output", str(out)] if file_run else ["compare", "--n-texts", "2"]
+    assert main(argv) == 130
+    kept = "; finished results are kept, rerun to resume" if file_run else ""
+    assert capsys.readouterr().err == f"\ninterp-text: interrupted{kept}.\n"

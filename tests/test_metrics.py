@@ -162,6 +162,31 @@ def test_an_explanation_of_another_model_is_refused(metric, bert, wp_tokenizer):
     assert 0 <= metric(bert, wp_tokenizer).evaluate(own) <= 1
 
 
+def test_an_explanation_whose_logits_or_classes_are_another_models_is_refused(bert, wp_tokenizer):
+    """Two models can agree on the probabilities (two confident ones) and not on the logits; a class
+    this model does not have is named as such."""
+    expl = Occlusion(bert, wp_tokenizer).explain("The food was not good.", targets="all")
+    assert Deletion(bert, wp_tokenizer).evaluate(expl) > 0  # its own
+    other = copy.deepcopy(expl)
+    other.targets[1].score += 1.0  # softmax-invariant: every logit moved by 1 gives the same probabilities
+    with pytest.raises(InterpTextError) as err:
+        Insertion(bert, wp_tokenizer).evaluate(other)
+    assert str(err.value) == (
+        f"explanation 0 gives target {expl.targets[1].label!r} the logit {other.targets[1].score:.4g}, but this model "
+        f"gives its input {expl.targets[1].score:.4g}: it was made with another model (or settings); evaluate with "
+        "the model that was explained."
+    )
+    softmax = Occlusion(bert, wp_tokenizer, inference_mode="softmax").explain("The food was not good.")
+    assert Deletion(bert, wp_tokenizer).evaluate(softmax) > 0  # its score is a probability: checked as one
+    two = tiny_bert(wp_tokenizer, num_labels=2)
+    with pytest.raises(InterpTextError) as err:
+        Deletion(two, wp_tokenizer).evaluate(expl)
+    assert str(err.value) == (
+        f"explanation 0 explains class 2 ({expl.targets[2].label!r}), and this model has 2 classes (0..1): it was "
+        "made with another model; evaluate with the one explained."
+    )
+
+
 @pytest.mark.parametrize("metric", [Deletion, Insertion])
 def test_another_generators_explanation_is_refused_at_small_probabilities(metric, gpt2, bpe):
     """A forced answer's probability is often far below 0.05, where any absolute tolerance lets
@@ -283,6 +308,11 @@ def test_rationale_average_precision():
             [(2, 4), (8, 5)],
             "rationale_spans[1] = (8, 5) is reversed; a span is (start, end) with start < end: pass (5, 8).",
         ),
+        (
+            [(-5, 3)],
+            "rationale_spans[0] = (-5, 3) starts before the text; a span is (start, end) character positions into "
+            "the text, from 0.",
+        ),
         ((2, 4), "rationale_spans = (2, 4) is one (start, end) pair; pass a list of (start, end) pairs: [(2, 4)]."),
         ([2, 4], "rationale_spans = [2, 4] is one (start, end) pair; pass a list of (start, end) pairs: [(2, 4)]."),
         (
@@ -360,7 +390,14 @@ def test_compare_checks_names_and_spans_before_explaining(bert, wp_tokenizer, mo
     with pytest.raises(InterpTextError) as err:
         compare(bert, wp_tokenizer, texts, methods=["occlusion"], rationales=[[(13, 21)], (2, 7)])
     assert str(err.value) == (
-        "rationales[1] = (2, 7) is one (start, end) pair; pass a list of (start, end) pairs: [(2, 7)]."
+        "rationales[1] = (2, 7) is one (start, end) pair; rationales takes one list of spans per text: "
+        "rationales=[[(2, 7)], ...] (2 texts here)."
+    )
+    with pytest.raises(InterpTextError) as err:  # one text, its spans not in a list of their own
+        compare(bert, wp_tokenizer, "The food was good.", methods=["occlusion"], rationales=[(13, 17)])
+    assert str(err.value) == (
+        "rationales[0] = (13, 17) is one (start, end) pair; rationales takes one list of spans per text: "
+        "rationales=[[(13, 17)], ...] (1 text here)."
     )
     with pytest.raises(InterpTextError) as err:
         compare(bert, wp_tokenizer, texts, methods=["occlusion"], rationales=[[(13, 21)], [(7, 7)]])
@@ -393,12 +430,26 @@ def test_compare_names_the_method_that_fails_and_tells_instances_apart(bert, wp_
     rows = compare(bert, wp_tokenizer, texts, methods=[Occlusion(bert, wp_tokenizer), Occlusion(bert, wp_tokenizer)])
     assert [r["method"] for r in rows] == ["Occlusion (1)", "Occlusion (2)"]
     assert rows[0]["deletion"] == rows[1]["deletion"]
-    # An explainer built on other weights: its explanations fail the metrics, which name it.
+    # An explainer built on other weights is refused before anything runs.
     other = tiny_bert(wp_tokenizer, num_hidden_layers=1)
     with pytest.raises(InterpTextError) as err:
         compare(bert, wp_tokenizer, texts, methods=[Occlusion(bert, wp_tokenizer), Occlusion(other, wp_tokenizer)])
+    assert str(err.value) == (
+        "methods[1] (Occlusion) was built on another model than the one compared; build it on this model, or pass "
+        "its name and let compare() build it."
+    )
+
+    class Wrong(Occlusion):  # explanations that record other probabilities than the model gives
+        def explain(self, texts, targets=None, **kwargs):
+            out = super().explain(texts, targets, **kwargs)
+            for e in out:
+                e.targets[0].probability = 0.999
+            return out
+
+    with pytest.raises(InterpTextError) as err:  # the metrics' error names the method and its own text index
+        compare(bert, wp_tokenizer, texts * 2, methods=[Occlusion(bert, wp_tokenizer), Wrong(bert, wp_tokenizer)])
     assert str(err.value).startswith(
-        "Occlusion (2)'s explanations, scored in the comparison: explanation 0 explains class 2 as 'LABEL_2'"
+        "Wrong's explanations, scored in the comparison: explanation 0 gives target 'positive' the probability 0.999"
     )
 
 
@@ -429,7 +480,8 @@ def test_compare_generates_each_output_once_for_every_method(gpt2, bpe, monkeypa
         monkeypatch.setattr(cls, "explain", spy)
     rows = compare(gpt2, bpe, prompts, ["occlusion", "saliency"], generate_kwargs={"max_new_tokens": 3})
     assert [r["method"] for r in rows] == ["Occlusion", "Saliency"]
-    assert seen == [(expected, {}), (expected, {})]  # generated before timing, the same for both
+    # Generated before timing, the same for both; each method warmed up on the first prompt, untimed.
+    assert seen == [([expected[0]], {}), (expected, {})] * 2
     # Prompts of one length generate together, batch_size at a time, as the explainers generate them.
     same_length = ["The food was", "The staff were", "The pasta is"]
     assert len({len(bpe(p)["input_ids"]) for p in same_length}) == 1
@@ -439,7 +491,7 @@ def test_compare_generates_each_output_once_for_every_method(gpt2, bpe, monkeypa
     compare(gpt2, bpe, same_length, ["occlusion"], batch_size=2, generate_kwargs={"max_new_tokens": 3})
     assert calls == [2, 1]
     monkeypatch.undo()
-    assert seen[0][0] == [e.output_ids for e in Saliency(gpt2, bpe).explain(same_length, max_new_tokens=3)]
+    assert seen[1][0] == [e.output_ids for e in Saliency(gpt2, bpe).explain(same_length, max_new_tokens=3)]
     with pytest.raises(InterpTextError, match="generate_kwargs are for generating outputs"):
         compare(gpt2, bpe, prompts, ["occlusion"], targets=[" a", " b"], generate_kwargs={"max_new_tokens": 3})
 
@@ -543,3 +595,21 @@ def test_rationale_spans_past_the_text_and_dicts_are_refused(bert, wp_tokenizer)
         Deletion(bert, wp_tokenizer).evaluate(expl.to_dict())
     with pytest.raises(InterpTextError, match=r"DataParallel is not a Hugging Face model .* pass the model it wraps"):
         compare(torch.nn.DataParallel(bert), wp_tokenizer, ["Not good."], methods="occlusion")
+
+
+def test_compare_names_what_it_got_wrong_in_methods_and_options(bert, wp_tokenizer):
+    texts = ["The food was not good.", "I loved the pasta."]
+    with pytest.raises(InterpTextError) as err:
+        compare(bert, wp_tokenizer, texts, methods=[])
+    assert str(err.value) == (
+        f"compare() got an empty list of methods; name at least one (from {sorted(ALL_METHODS)}), or leave methods "
+        "unset for ['occlusion', 'lime', 'kernelshap', 'sobol']."
+    )
+    rows = compare(bert, wp_tokenizer, texts[:1], methods=None, method_options={"lime": {"n_samples": 8}})
+    assert [r["method"] for r in rows] == ["Occlusion", "Lime", "KernelShap", "Sobol"]
+    with pytest.raises(InterpTextError) as err:  # an option of some methods, given to every one
+        compare(bert, wp_tokenizer, texts, methods=["occlusion", "lime"], n_samples=50)
+    assert str(err.value).startswith("Occlusion got unknown option(s) ['n_samples']") and str(err.value).endswith(
+        "compare() gives its keyword options (['n_samples']) to every method: give a method's own options to it "
+        "alone, method_options={'<method name>': {...}}."
+    )
