@@ -149,36 +149,35 @@ class _Curve:
         """The curve's point with nothing masked is the explained input: its probabilities (and, for an
         explanation of logits, its targets' logits) are the explanation's own, unless another model
         made it (its words and labels may agree)."""
-        explained = np.array([t.probability for t in e.targets], dtype=np.float64)
-        known = ~np.isnan(explained)
+        probability = np.array([t.probability for t in e.targets], dtype=np.float64)
         # Loose enough for the same weights in another precision or batch (a bf16 log-probability is
         # rounded: p = 1 recorded for 0.97), tight enough for another model's numbers. Small
         # probabilities (a forced answer's) are compared by their ratio: any two below 0.05 would
         # pass the first test.
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.abs(np.log(whole) - np.log(explained))
-        close = np.isclose(whole, explained, rtol=0.05, atol=0.05) & ((ratio <= 0.25) | (whole == explained))
-        if not close[known].all():
-            k = int(np.argmax(~close & known))
-            raise InterpTextError(
-                f"explanation {index} gives target {e.targets[k].label!r} the probability "
-                f"{explained[k]:.4g}, but this model gives its input {whole[k]:.4g}: it was made with another model "
-                "(or settings); evaluate with the model that was explained."
-            )
-        if e.inference_mode != InferenceModes.LOGITS.value:
-            return
-        # Two models can agree on probabilities (confident ones, 0.99 and 0.999) and not on logits. Loose
-        # enough for bf16 weights read in float32.
-        explained = np.array([t.score for t in e.targets], dtype=np.float64)
-        known = ~np.isnan(explained)
-        close = np.abs(logits - explained) <= 0.05 + 0.05 * np.abs(explained)
-        if not close[known].all():
-            k = int(np.argmax(~close & known))
-            raise InterpTextError(
-                f"explanation {index} gives target {e.targets[k].label!r} the logit {explained[k]:.4g}, but this model "
-                f"gives its input {logits[k]:.4g}: it was made with another model (or settings); evaluate with the "
-                "model that was explained."
-            )
+            ratio = np.abs(np.log(whole) - np.log(probability))
+        checks = [
+            (
+                "probability",
+                probability,
+                whole,
+                np.isclose(whole, probability, rtol=0.05, atol=0.05) & ((ratio <= 0.25) | (whole == probability)),
+            ),
+        ]
+        if e.inference_mode == InferenceModes.LOGITS.value:
+            # Two models can agree on probabilities (confident ones, 0.99 and 0.999) and not on logits.
+            # Loose enough for bf16 weights read in float32.
+            score = np.array([t.score for t in e.targets], dtype=np.float64)
+            checks.append(("logit", score, logits, np.abs(logits - score) <= 0.05 + 0.05 * np.abs(score)))
+        for what, explained, given, close in checks:
+            known = ~np.isnan(explained)
+            if not close[known].all():
+                k = int(np.argmax(~close & known))
+                raise InterpTextError(
+                    f"explanation {index} gives target {e.targets[k].label!r} the {what} {explained[k]:.4g}, but this "
+                    f"model gives its input {given[k]:.4g}: it was made with another model (or settings); evaluate "
+                    "with the model that was explained."
+                )
 
     def evaluate(self, explanations: Explanation | list[Explanation]) -> float | list[float]:
         """The area under each explanation's curve, averaged over its targets (rows).
