@@ -16,13 +16,14 @@ import torch
 
 from .engine import Engine, forward_only
 from .errors import InterpTextError, short
+from .inputs import as_plain
 from .loading import resolve
 from .methods import GRADIENT_METHODS, check_model
 from .metrics import Deletion, Insertion, checked_spans, evaluate_together, rationale_average_precision
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes, method_key
 from .perturbation import PERTURBATION_METHODS, PerturbationMethod
-from .tasks import CLASSIFICATION, SEQ2SEQ, detect_task
+from .tasks import CLASSIFICATION, SEQ2SEQ, detect_task, unwrapped
 
 ALL_METHODS = {**GRADIENT_METHODS, **PERTURBATION_METHODS}
 DEFAULT_METHODS = ("occlusion", "lime", "kernelshap", "sobol")
@@ -109,8 +110,8 @@ def compare(
             f"methods unset for {list(DEFAULT_METHODS)}."
         )
     classes = [method_class(m) if isinstance(m, (str, type)) else None for m in methods]
-    for k, m in enumerate(methods):
-        if classes[k] is None and getattr(m, "model", model) is not model:
+    for k, m in enumerate(methods):  # a compiled model's explainer may keep the module it compiled
+        if classes[k] is None and unwrapped(getattr(m, "model", model)) is not unwrapped(model):
             raise InterpTextError(
                 f"methods[{k}] ({type(m).__name__}) was built on another model than the one compared; build it "
                 "on this model, or pass its name and let compare() build it."
@@ -163,14 +164,16 @@ def compare(
             try:
                 explainers.append(cls(model, tokenizer, **kwargs))
             except InterpTextError as err:
-                if f"{cls.__name__} got unknown option(s)" not in str(err) or not options:
+                shared = sorted(k for k in options if f"'{k}'" in str(err))  # the refused ones compare() gave all
+                if f"{cls.__name__} got unknown option(s)" not in str(err) or not shared:
                     raise
                 raise InterpTextError(
-                    f"{err} compare() gives its keyword options ({sorted(options)}) to every method: give a method's "
+                    f"{err} compare() gives its keyword options ({shared}) to every method: give a method's "
                     "own options to it alone, method_options={'<method name>': {...}}."
                 ) from None
         else:
             explainers.append(method)
+    targets = as_plain(targets)  # a tensor or array of targets: a list, as explain() reads it
     if targets is None and generator:
         targets = generated_outputs(
             model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}, batch_size
@@ -278,11 +281,21 @@ def compare_default(n_texts: int = 20, methods: list[Any] | None = None, seed: i
         model,
         tokenizer,
         [ex["text"] for ex in examples],
-        methods=list(ALL_METHODS) if methods is None else methods,
+        methods=list(ALL_METHODS) if methods is None else _named(methods),
         targets=[ex["label"] for ex in examples],
         rationales=[ex["rationale"] for ex in examples],
         **{"seed": seed, **options},
     )
+
+
+def _named(methods: Any) -> Any:
+    """``compare_default``'s methods: an empty list is refused here, where unset means every method."""
+    if isinstance(methods, (list, tuple)) and not methods:
+        raise InterpTextError(
+            f"compare_default() got an empty list of methods; name at least one (from {sorted(ALL_METHODS)}), or "
+            "leave methods unset for every one."
+        )
+    return methods
 
 
 def format_table(rows: list[dict]) -> str:

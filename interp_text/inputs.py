@@ -239,12 +239,12 @@ def tokenize_pairs(tokenizer, pairs: list[TextPair]) -> list[tuple]:
 
 
 # --------------------------------------------------------------------------- targets
-def _plain(targets: Any) -> Any:
+def as_plain(targets: Any) -> Any:
     """Tensors and numpy arrays or scalars (``logits.argmax()``) as Python ints and lists."""
     if isinstance(targets, (torch.Tensor, np.ndarray, np.generic)):
         return targets.tolist()
     if isinstance(targets, (list, tuple)):
-        return [_plain(t) for t in targets]
+        return [as_plain(t) for t in targets]
     return targets
 
 
@@ -278,7 +278,7 @@ def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: 
             return [one(x) for x in t]
         return [one(t)]
 
-    targets = _plain(targets)
+    targets = as_plain(targets)
     if targets is None or isinstance(targets, (int, str)):
         return [many(targets)] * n_texts
     if isinstance(targets, (list, tuple)):
@@ -296,7 +296,7 @@ def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: 
 
 def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
     """One entry per prompt: None (generate), a string to force, or a list of token ids."""
-    targets = _plain(targets)
+    targets = as_plain(targets)
     if targets is None or isinstance(targets, str):
         _not_all(targets, None)
         return [targets] * n_texts

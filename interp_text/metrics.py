@@ -142,7 +142,8 @@ class _Curve:
     def _reading(self) -> tuple:
         """What a masked input's score depends on besides the mask: metrics that agree on it can share rows."""
         s = self.settings
-        return (id(self.model), id(self.tokenizer), self.replacement_id, s.batch_size, s.device, s.task)
+        device = s.device or model_device(self.model)
+        return (id(self.model), id(self.tokenizer), self.replacement_id, s.batch_size, device, s.task)
 
     @staticmethod
     def _check_same_model(index: int, e: Explanation, whole: np.ndarray, logits: np.ndarray) -> None:
@@ -240,6 +241,12 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
     inputs scored together: a row that two of them need (the input with nothing or everything
     masked, a step where two rankings agree), or two explanations of one text (several methods'),
     runs once. Returns ``((per metric its curves, each explanation's n), single)``."""
+    metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    if not metrics or not all(isinstance(m, _Curve) for m in metrics):
+        raise InterpTextError(
+            f"evaluate_together takes a list of Deletion and Insertion metrics, got {metrics!r}; pass "
+            "[Deletion(model, tokenizer), Insertion(model, tokenizer)]."
+        )
     first = metrics[0]
     if any(m._reading() != first._reading() for m in metrics):
         raise InterpTextError(

@@ -613,3 +613,30 @@ def test_compare_names_what_it_got_wrong_in_methods_and_options(bert, wp_tokeniz
         "compare() gives its keyword options (['n_samples']) to every method: give a method's own options to it "
         "alone, method_options={'<method name>': {...}}."
     )
+
+
+def test_compare_takes_array_targets_and_compiled_models_explainers(bert, wp_tokenizer):
+    texts = ["The food was not good.", "I loved the pasta.", "Cold soup."]
+    as_list = compare(bert, wp_tokenizer, texts, methods=["occlusion"], targets=[0, 1, 1])
+    for targets in (np.array([0, 1, 1]), torch.tensor([0, 1, 1])):
+        rows = compare(bert, wp_tokenizer, texts, methods=["occlusion"], targets=targets)
+        assert rows[0]["deletion"] == as_list[0]["deletion"]
+    compiled = torch.compile(bert, backend="eager")
+    rows = compare(compiled, wp_tokenizer, texts, methods=[Saliency(compiled, wp_tokenizer)])
+    assert rows[0]["method"] == "Saliency" and 0 <= rows[0]["deletion"] <= 1
+
+
+def test_evaluate_together_and_compare_name_their_misuse(bert, wp_tokenizer):
+    expls = Occlusion(bert, wp_tokenizer).explain(["Not good.", "Good."])
+    for metrics in ([], [Occlusion(bert, wp_tokenizer)]):
+        with pytest.raises(InterpTextError, match=r"^evaluate_together takes a list of Deletion and Insertion metrics"):
+            evaluate_together(metrics, expls)
+    # One device named, the other the model's own (the same): they share their rows.
+    (d, i), _ = evaluate_together([Deletion(bert, wp_tokenizer, device="cpu"), Insertion(bert, wp_tokenizer)], expls)
+    assert d == Deletion(bert, wp_tokenizer).evaluate(expls) and len(i) == 2
+    with pytest.raises(InterpTextError) as err:  # the refused option is a method's own: no hint about shared ones
+        compare(bert, wp_tokenizer, ["Good."], methods=["occlusion"], seed=1, method_options={"occlusion": {"x": 5}})
+    assert "compare() gives its keyword options" not in str(err.value)
+    with pytest.raises(InterpTextError) as err:
+        compare_default(n_texts=2, methods=[])
+    assert str(err.value).endswith("or leave methods unset for every one.")
