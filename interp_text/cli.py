@@ -605,7 +605,7 @@ def cmd_compare(args) -> int:
                 f"--methods {args.methods!r} {said}; pass comma-separated names from {sorted(known)}, "
                 "such as 'occlusion,lime'."
             )
-    rows = compare_default(n_texts=args.n_texts, methods=methods)
+    rows = compare_default(n_texts=args.n_texts, methods=methods, data=args.data)
     print(format_table(rows))
     return 0
 
@@ -693,10 +693,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-color", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    cmp_ = sub.add_parser("compare", help="compare methods on the bundled sentiment data (faithfulness, time)")
+    cmp_ = sub.add_parser("compare", help="compare methods on bundled data (faithfulness, rationales, time)")
     cmp_.add_argument("--methods", help="comma-separated method names (default: all)")
     cmp_.add_argument(
-        "--n-texts", type=positive_int, default=20, help="reviews of the sentiment test split to explain (default 20)"
+        "--data",
+        choices=["sentiment", "facts"],
+        default="sentiment",
+        help="the bundled model and the test split it is compared on: sentiment reviews (their gold labels), or "
+        "facts prompts (their answers forced) (default sentiment)",
+    )
+    cmp_.add_argument(
+        "--n-texts", type=positive_int, default=20, help="texts of the test split to explain (default 20)"
     )
     cmp_.set_defaults(func=cmd_compare)
     return parser

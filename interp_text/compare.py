@@ -262,27 +262,40 @@ def generated_outputs(
     return [it.output_ids for it in items]
 
 
-def compare_default(n_texts: int = 20, methods: list[Any] | None = None, seed: int = 0, **options: Any) -> list[dict]:
-    """``compare`` on the bundled sentiment model and its test reviews, with their rationales.
+def compare_default(
+    n_texts: int = 20, methods: list[Any] | None = None, seed: int = 0, data: str = "sentiment", **options: Any
+) -> list[dict]:
+    """``compare`` on a bundled model and its test split, with the rationales the data keeps.
 
-    The target of each review is its gold label; its rationale is the sentiment word and its
-    negation. ``methods`` defaults to every method, gradient and perturbation.
+    ``data="sentiment"`` (default): the sentiment classifier on generated reviews; the target of each
+    review is its gold label, its rationale the sentiment word and its negation. ``data="facts"``:
+    the facts GPT-2 on its prompts ("The capital of France is"), each with its answer forced as the
+    target (" Paris"); the rationale is the prompt's deciding words ("capital", "France"), ranked by
+    the row of the answer's first word. ``methods`` defaults to every method, gradient and
+    perturbation.
 
     Example:
         >>> from interp_text.compare import compare_default, format_table
-        >>> print(format_table(compare_default(n_texts=10)))  # doctest: +SKIP
+        >>> print(format_table(compare_default(n_texts=10, data="facts")))  # doctest: +SKIP
     """
     from .bundled import load_default
-    from .data import sentiment_examples
+    from .data import facts_examples, sentiment_examples
 
-    model, tokenizer = load_default("sentiment")
-    examples = sentiment_examples(n_texts, seed=seed, split="test")
+    if data not in ("sentiment", "facts"):
+        raise InterpTextError(f"data={data!r} is not a bundled data set; pass 'sentiment' or 'facts'.")
+    model, tokenizer = load_default(data)
+    if data == "sentiment":
+        examples = sentiment_examples(n_texts, seed=seed, split="test")
+        texts, targets = [ex["text"] for ex in examples], [ex["label"] for ex in examples]
+    else:
+        examples = facts_examples(n_texts, seed=seed, split="test")
+        texts, targets = [ex["prompt"] for ex in examples], [ex["answer"] for ex in examples]
     return compare(
         model,
         tokenizer,
-        [ex["text"] for ex in examples],
+        texts,
         methods=list(ALL_METHODS) if methods is None else _named(methods),
-        targets=[ex["label"] for ex in examples],
+        targets=targets,
         rationales=[ex["rationale"] for ex in examples],
         **{"seed": seed, **options},
     )

@@ -364,13 +364,13 @@ def test_compare_methods_ignore_spaces_and_empty_items(value, methods, monkeypat
     compare_module = importlib.import_module("interp_text.compare")  # the package's `compare` is the function
     got = {}
 
-    def compare_default(n_texts, methods):
-        got.update(n_texts=n_texts, methods=methods)
+    def compare_default(n_texts, methods, data):
+        got.update(n_texts=n_texts, methods=methods, data=data)
         return [{"method": "Occlusion", "deletion": 0.5, "insertion": 0.5, "rationale_ap": None, "seconds": 1.0}]
 
     monkeypatch.setattr(compare_module, "compare_default", compare_default)
     assert main(["compare", "--methods", value, "--n-texts", "2"]) == 0
-    assert got == {"n_texts": 2, "methods": methods}
+    assert got == {"n_texts": 2, "methods": methods, "data": "sentiment"}
     assert capsys.readouterr().out.splitlines()[2].startswith("Occlusion")
 
 
@@ -760,3 +760,16 @@ def test_an_interruption_says_results_are_kept_only_where_they_are(file_run, tmp
     assert main(argv) == 130
     kept = "; finished results are kept, rerun to resume" if file_run else ""
     assert capsys.readouterr().err == f"\ninterp-text: interrupted{kept}.\n"
+
+
+def test_compare_on_the_facts_data(capsys):
+    """The facts GPT-2 on its prompts, answers forced, ranked against each prompt's deciding words."""
+    assert main(["compare", "--data", "facts", "--methods", "occlusion,saliency", "--n-texts", "3"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "rationale AP" in table[0] and [line.split()[0] for line in table[2:]] == ["Occlusion", "Saliency"]
+    for line in table[2:]:
+        deletion, insertion, ap = (float(v) for v in line.split()[1:4])
+        assert 0 <= deletion <= 1 and 0 <= insertion <= 1 and 0 < ap <= 1
+    with pytest.raises(SystemExit):  # argparse refuses it, with the choices
+        main(["compare", "--data", "news"])
+    assert "invalid choice: 'news'" in capsys.readouterr().err

@@ -462,6 +462,17 @@ def test_compare_default_on_the_bundled_model():
     assert [r["method"] for r in rows] == ["Occlusion", "Saliency"] and rows[0]["n_texts"] == 3
     for r in rows:
         assert 0 <= r["deletion"] <= 1 and 0 <= r["insertion"] <= 1 and 0 < r["rationale_ap"] <= 1
+    # The facts prompts: Occlusion of the answer's first word ranks the prompt's deciding words first.
+    from interp_text.data import facts_examples
+
+    ex = facts_examples(4, split="test")
+    lm, tok = bundled.load_default("facts")
+    expls = Occlusion(lm, tok).explain([e["prompt"] for e in ex], targets=[e["answer"] for e in ex])
+    want = np.mean([rationale_average_precision(e, x["rationale"]) for e, x in zip(expls, ex)])
+    (row,) = compare_default(n_texts=4, methods=["occlusion"], data="facts")
+    assert row["rationale_ap"] == pytest.approx(want) and row["rationale_ap"] > 0.5
+    with pytest.raises(InterpTextError, match=r"^data='news' is not a bundled data set; pass 'sentiment' or 'facts'.$"):
+        compare_default(data="news")
 
 
 def test_compare_generates_each_output_once_for_every_method(gpt2, bpe, monkeypatch):
