@@ -76,6 +76,7 @@ class Settings:
     seed: int
     task: str
     uses_baseline: bool = False
+    sample_is_input: bool = False  # the one sample is the unperturbed input (Saliency, InputXGradient)
     targets_per_backward: int | None = None  # > 1: one vmapped backward for that many; None: per device
     baseline: Any = None  # "zeros" (None), a special token name ("pad", "mask"), a token id or a tensor
     options: dict | None = None
@@ -631,7 +632,9 @@ class Engine:
         # A classifier's targets (by default its prediction) come from the unperturbed input:
         # that row, and the baseline's, lead the text's rows in the gradient forwards instead of
         # taking forwards of their own (which, on a GPU, cost as much as a full batch).
-        extra = ([CLEAN] + ([BASELINE] if s.uses_baseline else [])) if s.task == CLASSIFICATION else []
+        # Saliency's and InputXGradient's one sample is that input: it serves as its row (half the rows).
+        clean = [] if s.sample_is_input else [CLEAN]
+        extra = (clean + ([BASELINE] if s.uses_baseline else [])) if s.task == CLASSIFICATION else []
         units = []  # (item, sample index), grouped by length so a forward never pads
         for group in _group(items, s.task).values():
             for it in group:
@@ -757,7 +760,8 @@ class Engine:
     def _read_unperturbed(self, rows, logits: torch.Tensor) -> None:
         """A classifier's prediction, f(x), log p and f(baseline), from their rows of a batch."""
         s = self.s
-        extra = [(r, it, p) for r, (it, p) in enumerate(rows) if p < 0]
+        clean = 0 if s.sample_is_input else CLEAN  # the row the unperturbed input's numbers come from
+        extra = [(r, it, CLEAN if p == clean else p) for r, (it, p) in enumerate(rows) if p < 0 or p == clean]
         if not extra:
             return
         with torch.no_grad():

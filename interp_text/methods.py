@@ -88,6 +88,9 @@ class GradientMethod:
     statistic = "mean"
     default_reduction = "sum"
     uses_baseline = False
+    # Whether the one sample is the unperturbed input itself (Saliency, InputXGradient): a classifier's
+    # prediction and f(x) are then read from it, not from a second row of the same input.
+    sample_is_input = False
 
     def __init__(
         self,
@@ -135,6 +138,7 @@ class GradientMethod:
             sample=self.sample,
             token_reduction=reduction,
             uses_baseline=self.uses_baseline,
+            sample_is_input=self.sample_is_input,
             targets_per_backward=(
                 None if targets_per_backward is None else positive_int(targets_per_backward, "targets_per_backward")
             ),
@@ -237,6 +241,7 @@ class Saliency(GradientMethod):
     """
 
     default_reduction = "l2"
+    sample_is_input = True
 
     def sample(self, e, b, gen, p):
         return e, None
@@ -244,6 +249,8 @@ class Saliency(GradientMethod):
 
 class InputXGradient(GradientMethod):
     """Input × gradient: a = ∇f(e) ⊙ e, signed sum over the hidden dimension by default."""
+
+    sample_is_input = True
 
     def sample(self, e, b, gen, p):
         return e, e

@@ -322,3 +322,25 @@ def test_a_baseline_of_one_repeated_row_holds_no_copy_of_the_text(baseline, bert
     hidden = it.embeds.shape[1]
     assert it.baseline.shape == it.embeds.shape
     assert it.baseline.untyped_storage().nbytes() <= hidden * it.baseline.element_size()
+
+
+@pytest.mark.parametrize("cls,rows_per_text", [(Saliency, 1), (InputXGradient, 1), (VarGrad, 5)])
+def test_a_classifier_takes_one_row_per_sample_and_its_unperturbed_input_once(cls, rows_per_text, bert, wp_tokenizer):
+    """Saliency's and InputXGradient's one sample is the input itself: its prediction and f(x) come
+    from that row, not from a second copy of it; a noisy method adds the unperturbed row."""
+    texts = ["the food was cold", "not good at all", "lovely staff"]
+    rows = []
+    handle = bert.register_forward_pre_hook(
+        lambda m, a, kw: rows.append(kw["inputs_embeds"].shape[0]), with_kwargs=True
+    )
+    try:
+        kw = {"n_perturbations": 4} if cls is VarGrad else {}
+        got = cls(bert, wp_tokenizer, **kw).explain(texts)
+    finally:
+        handle.remove()
+    assert sum(rows) == rows_per_text * len(texts)
+    with torch.no_grad():
+        for e, text in zip(got, texts):
+            logits = bert(**wp_tokenizer(text, return_tensors="pt")).logits[0]
+            assert e.predicted == int(logits.argmax())
+            assert e.targets[0].score == pytest.approx(float(logits.max()), rel=1e-5)
