@@ -658,17 +658,32 @@ class Engine:
         finally:
             bar.close()
 
+    def _reduces_early(self) -> bool:
+        """Whether each sample's gradients can be reduced over the hidden dimension as they come: the
+        mean over samples of a signed sum is the signed sum of the mean, and one sample is its own
+        mean. Then a target's running statistic is ``(seq,)``, not ``(seq, hidden)``: a long
+        generation (400 targets × 450 positions × hidden 4096) holds MiB, not GiB. Variances, means
+        of squares and the norms of a mean over several samples need the whole ``(seq, hidden)``."""
+        s = self.s
+        return s.statistic == "mean" and (s.token_reduction == "sum" or s.n_samples == 1)
+
     def _reduce_statistic(self, it: Item, streams: list[Streaming]) -> None:
         """A text's statistic, once its last sample is in: only what the explanation reads is kept.
 
         The (targets, seq, hidden) statistic of every text held until the last batch grew with the
-        number of texts (GiB for a few hundred long generations); here it lives one text at a time.
+        number of texts (GiB for a few hundred long generations); here it lives one text at a time,
+        and each target's is reduced on its own (no stacked copy of them all).
         """
         s = self.s
-        stat = torch.stack([st.result() for st in streams])  # (targets, seq, hidden)
-        it.token_scores = reduce_hidden(stat, s.token_reduction)  # (targets, seq)
+        if self._reduces_early():  # each (seq,) already; a signed sum, or one sample
+            it.token_scores = torch.stack([st.result() for st in streams])  # (targets, seq)
+            if s.uses_baseline:  # completeness is about the signed total: here the sum of the signed sums
+                it.stat_total = it.token_scores.sum(-1)
+            return
+        results = [st.result() for st in streams]  # each (seq, hidden)
+        it.token_scores = torch.stack([reduce_hidden(r, s.token_reduction) for r in results])  # (targets, seq)
         if s.uses_baseline:  # completeness is about the signed total, whatever the display reduction
-            it.stat_total = stat.sum((-1, -2))  # (targets,)
+            it.stat_total = torch.stack([r.sum() for r in results])  # (targets,)
 
     def _backward_rows(self, rows, generators, stats, device) -> None:
         s = self.s
@@ -732,8 +747,11 @@ class Engine:
                     if grads is None:  # out of memory: the loop, for the rest of this call
                         self.loop_only, step = True, 1
                         continue
+                early = self._reduces_early()
                 for i, j in enumerate(js):
                     a = grads[i] if mult is None else grads[i] * mult  # (rows, seq, hidden)
+                    if early:  # in float64, as the statistic would have reduced it
+                        a = reduce_hidden(a.double(), s.token_reduction)  # (rows, seq)
                     for it, r0, r1 in segments:
                         if j < it.n_targets:
                             stats[it.index][j].update(a[r0:r1])

@@ -723,3 +723,23 @@ def test_a_metric_checks_the_prefix_path_once_not_every_call(gpt2, bpe):
     insertion = Insertion(gpt2, bpe, batch_size=16, steps=10)
     (d, i), _ = evaluate_together([deletion, insertion], [expl])
     assert insertion.prefix_checked == {id(gpt2): True} and d == [pytest.approx(first, rel=1e-6)]
+
+
+@pytest.mark.parametrize("cls", [Saliency, IntegratedGradients, SmoothGrad, VarGrad])
+def test_gradients_reduced_as_they_come_equal_the_reduced_statistic(cls, gpt2, bpe, monkeypatch):
+    """A mean of signed sums (or one sample) is reduced over the hidden dimension per sample, so each
+    target holds (seq,) instead of (seq, hidden); the scores are those of the whole statistic."""
+    from interp_text.engine import Engine
+    from interp_text.statistics import Streaming
+
+    shapes = []
+    update = Streaming.update
+    monkeypatch.setattr(Streaming, "update", lambda self, x: (shapes.append(x.dim()), update(self, x))[1])
+    kw = {} if cls is Saliency else ({"n_interpolations": 4} if cls is IntegratedGradients else {"n_perturbations": 3})
+    early = cls(gpt2, bpe, **kw).explain("The food was cold and", targets=" the staff were")
+    assert set(shapes) == ({3} if cls is VarGrad else {2})  # VarGrad needs the whole (seq, hidden) variance
+    monkeypatch.setattr(Engine, "_reduces_early", lambda self: False)
+    whole = cls(gpt2, bpe, **kw).explain("The food was cold and", targets=" the staff were")
+    np.testing.assert_allclose(early.scores, whole.scores, rtol=1e-9, atol=1e-12, equal_nan=True)
+    if early.completeness_gap is not None:
+        np.testing.assert_allclose(early.completeness_gap, whole.completeness_gap, rtol=1e-9, atol=1e-12)
