@@ -339,9 +339,7 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
             m.prefix_checked = first.prefix_checked
     out, sizes = [[] for _ in metrics], [engine.players[it.index].n for it in items]
     for it, e, n in zip(items, expls, sizes):
-        lp, fx = log_p[it.index], logits[it.index]
-        if s.task == CLASSIFICATION:
-            lp, fx = lp[:, it.classes], fx[:, it.classes]
+        lp, fx = log_p[it.index], logits[it.index]  # a classifier's: the explanation's classes only
         widths = [len(e.targets) * len(m.points(n)) for m in metrics]
         for m, part, f_part, curves in zip(metrics, lp.split(widths), fx.split(widths), out):
             blocks = part.reshape(len(e.targets), len(m.points(n)), -1)  # (targets, points, token targets)

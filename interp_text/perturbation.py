@@ -331,21 +331,12 @@ class PerturbationEngine(Engine):
                 plans[players.n] = self._plan(players.n)
         rows = {it.index: plans[self.players[it.index].n][1] for it in items}
         self._warn_if_large(items, rows)
+        # A classifier's rows come with its classes only, the prediction (row 0) when none was asked.
         f, log_p = self.score_rows(items, rows, device)
         by_n: dict[int, list] = {}  # n -> [(item, (rows, targets) scores)]
-        if s.task == CLASSIFICATION:  # row 0 is the unperturbed input; every inference mode is monotone in the logit
-            predicted = torch.stack([f[it.index][0] for it in items]).argmax(1).tolist()
-        for k, it in enumerate(items):
+        for it in items:
             i = it.index
-            if s.task == CLASSIFICATION:
-                it.predicted = predicted[k]
-                if not it.classes:
-                    it.classes = [it.predicted]
-                # One class (the usual case) is a slice, a view; several are gathered.
-                cols = slice(it.classes[0], it.classes[0] + 1) if len(it.classes) == 1 else it.classes
-                scores, it.target_logprobs = f[i][:, cols], log_p[i][0, cols]
-            else:
-                scores, it.target_logprobs = f[i], log_p[i][0]
+            scores, it.target_logprobs = f[i], log_p[i][0]
             it.target_scores = scores[0]
             by_n.setdefault(self.players[i].n, []).append((it, scores))
         # Every estimate treats targets as independent columns: the texts that share masks are
@@ -414,38 +405,74 @@ class PerturbationEngine(Engine):
                 self._run(wave, host, device, outs)
         finally:
             self.bar.close()
-        with torch.inference_mode():
-            if not outs:
-                return {}, {}
-            if s.task == CLASSIFICATION:
-                chosen = torch.cat([c for c, _ in outs])  # (all rows, classes)
-                log_norm = class_log_norm(self.model, chosen, chosen)  # (all rows, 1 or classes)
-            else:
-                widest = max(c.shape[1] for c, _ in outs)
-                chosen = torch.cat([torch.nn.functional.pad(c, (0, widest - c.shape[1])) for c, _ in outs])
-                log_norm = torch.cat([torch.nn.functional.pad(n, (0, widest - n.shape[1])) for _, n in outs])
-            f = apply_mode(chosen, log_norm, s.inference_mode).double().cpu()  # (all rows, width)
-            log_p = (chosen - log_norm).double().cpu()
-        f_parts, p_parts, start = {}, {}, 0  # text index -> its rows' scores, plan by plan
-        n_classes = int(self.model.config.num_labels) if s.task == CLASSIFICATION else None
+        if not outs:
+            return {}, {}
+        ats, start = [], 0  # per plan: each of its text rows (duplicates included) -> its row in `outs`
         for plan in plans:
-            end = start + plan.n_run
-            f_g, p_g = f[start:end], log_p[start:end]
+            at = torch.arange(plan.n_run)
             if plan.order is not None:  # back to the distinct rows' own order
-                back = torch.empty_like(plan.order)
-                back[plan.order] = torch.arange(plan.order.shape[0])
-                f_g, p_g = f_g[back], p_g[back]
+                at = torch.empty_like(plan.order)
+                at[plan.order] = torch.arange(plan.order.shape[0])
             if plan.inverse is not None:  # every text's rows, duplicates included
-                f_g, p_g = f_g[plan.inverse], p_g[plan.inverse]
-            for it, f_i, p_i in zip(plan.items, f_g.split(plan.counts), p_g.split(plan.counts)):
-                w = n_classes or it.n_targets
-                f_parts.setdefault(it.index, []).append(f_i[:, :w])
-                p_parts.setdefault(it.index, []).append(p_i[:, :w])
-            start = end
+                at = at[plan.inverse]
+            ats.append(at + start)
+            start += plan.n_run
+        with torch.inference_mode():
+            if s.task == CLASSIFICATION:
+                f, log_p = self._class_scores(plans, outs, torch.cat(ats))
+                counts = [c for plan in plans for c in plan.counts]
+                per_part = list(zip(f.split(counts), log_p.split(counts)))
+            else:  # plan by plan: a plan's rows are padded to its widest output, not the call's
+                per_part, done, start = [], 0, 0
+                for plan, at in zip(plans, ats):
+                    block, done = outs[done : done + len(plan.batches)], done + len(plan.batches)
+                    widest = max(c.shape[1] for c, _ in block)
+                    chosen = torch.cat([torch.nn.functional.pad(c, (0, widest - c.shape[1])) for c, _ in block])
+                    log_norm = torch.cat([torch.nn.functional.pad(n, (0, widest - n.shape[1])) for _, n in block])
+                    f, log_p = self._scores(chosen[at - start], log_norm[at - start])
+                    per_part.extend(zip(f.split(plan.counts), log_p.split(plan.counts)))
+                    start += plan.n_run
+        f_parts, p_parts = {}, {}  # text index -> its rows' scores, plan by plan
+        items = [it for plan in plans for it in plan.items]
+        for it, (f_i, p_i) in zip(items, per_part):
+            f_parts.setdefault(it.index, []).append(f_i[:, : it.n_targets])
+            p_parts.setdefault(it.index, []).append(p_i[:, : it.n_targets])
         # A text whose rows were cut over several plans (see _units) has several parts, in order.
         f_out = {i: parts[0] if len(parts) == 1 else torch.cat(parts) for i, parts in f_parts.items()}
         p_out = {i: parts[0] if len(parts) == 1 else torch.cat(parts) for i, parts in p_parts.items()}
         return f_out, p_out
+
+    def _scores(self, chosen: torch.Tensor, log_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f under the inference mode, and log p, float64 on the CPU."""
+        return apply_mode(chosen, log_norm, self.s.inference_mode).double().cpu(), (chosen - log_norm).double().cpu()
+
+    def _class_scores(self, plans: list[GroupRows], outs: list, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A classifier's f and log p ``(text rows, width)``: each row keeps its text's classes only (every
+        class of every row in float64, twice, took GiB for thousands of texts with hundreds of classes).
+        A text asked for none takes its prediction, read from its unperturbed row: an explainer's first
+        row of a text. ``at``: each text row's row in ``outs``, plan after plan."""
+        chosen = torch.cat([c for c, _ in outs])  # (run rows, classes)
+        outs.clear()  # held once, not twice
+        log_norm = class_log_norm(self.model, chosen, chosen)  # (run rows, 1 or classes)
+        parts = [(it, c) for plan in plans for it, c in zip(plan.items, plan.counts)]
+        counts = torch.tensor([c for _, c in parts])
+        if self.method is not None:  # an explainer: a text's first part starts with its unperturbed row
+            heads = {}
+            for k, (it, _) in enumerate(parts):
+                heads.setdefault(it.index, k)
+            first = (counts.cumsum(0) - counts)[list(heads.values())]  # those parts' first text rows
+            predicted = chosen[at[first].to(chosen.device)].argmax(1).tolist()
+            for k, c in zip(heads.values(), predicted):  # every inference mode is monotone in the logit
+                it = parts[k][0]
+                it.predicted = c
+                if not it.classes:
+                    it.classes = [c]
+        width = max(len(it.classes) for it, _ in parts)
+        columns = torch.tensor([it.classes + it.classes[:1] * (width - len(it.classes)) for it, _ in parts])
+        columns = columns.repeat_interleave(counts, 0).to(chosen.device)  # (text rows, width)
+        rows = at.to(chosen.device)
+        norm = log_norm[rows[:, None], columns] if log_norm.shape[1] > 1 else log_norm[rows]
+        return self._scores(chosen[rows[:, None], columns], norm)
 
     def _group_rows(self, units: list[tuple[Item, torch.Tensor]]) -> tuple[GroupRows, list[torch.Tensor]]:
         """How the rows of ``units`` (texts of one length, each with masks ``(rows, n)``) run, and the

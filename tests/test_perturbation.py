@@ -624,3 +624,43 @@ def test_kernelshap_gap_keeps_efficiency_whatever_pools_an_output_word(aggregati
     delta = np.nansum(summed.scores, 1)  # efficiency: each word's f(x) − f(all masked)
     np.testing.assert_allclose(np.nansum(pooled.scores, 1) - pooled.completeness_gap, delta, rtol=1e-6, atol=1e-6)
     assert np.abs(pooled.completeness_gap).max() > 1e-3  # pooling other than SUM moves the row off it
+
+
+def test_a_classifiers_rows_keep_their_texts_classes_only(wp_tokenizer, monkeypatch):
+    """With many classes, every row's every class in float64 took GiB for thousands of texts: score_rows
+    keeps each text's own classes (its prediction when none is asked), and Occlusion's numbers are
+    f(x) − f(x with the element masked) for exactly those."""
+    from conftest import tiny_bert
+
+    from interp_text.perturbation import PerturbationEngine
+
+    model = tiny_bert(wp_tokenizer, num_labels=40)
+    with torch.no_grad():
+        model.classifier.weight.mul_(1000)  # differences well above float32 rounding
+    texts = ["the food was cold", "not good at all", "lovely staff and kind"]
+    widths = []
+    score_rows = PerturbationEngine.score_rows
+
+    def spy(self, items, masks, device):
+        f, log_p = score_rows(self, items, masks, device)
+        widths.extend(f[it.index].shape[1] for it in items)
+        return f, log_p
+
+    monkeypatch.setattr(PerturbationEngine, "score_rows", spy)
+    got = Occlusion(model, wp_tokenizer).explain(texts, targets=[None, [3, 1, 3], "all"])
+    assert widths == [1, 3, 40]
+    emb = model.get_input_embeddings()
+    with torch.no_grad():
+        for e, text in zip(got, texts):
+            enc = wp_tokenizer(text, return_offsets_mapping=True)
+            ids = torch.tensor(enc["input_ids"])
+            clean = model(ids[None]).logits[0]
+            assert e.predicted == int(clean.argmax())
+            for j, (a, b) in enumerate(e.spans):
+                masked = ids.clone()  # every token of word j
+                masked[[k for k, (s, t) in enumerate(enc["offset_mapping"]) if t > s and a <= s and t <= b]] = (
+                    wp_tokenizer.mask_token_id
+                )
+                f = model(inputs_embeds=emb(masked)[None]).logits[0]
+                want = [float(clean[t.index] - f[t.index]) for t in e.targets]
+                np.testing.assert_allclose(e.scores[:, j], want, rtol=1e-4, atol=1e-5)
