@@ -665,6 +665,8 @@ class Engine:
         generation (400 targets × 450 positions × hidden 4096) holds MiB, not GiB. Variances, means
         of squares and the norms of a mean over several samples need the whole ``(seq, hidden)``."""
         s = self.s
+        if s.uses_baseline and s.token_reduction != "sum":  # its completeness gap needs the signed total
+            return False
         return s.statistic == "mean" and (s.token_reduction == "sum" or s.n_samples == 1)
 
     def _reduce_statistic(self, it: Item, streams: list[Streaming]) -> None:

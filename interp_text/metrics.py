@@ -332,7 +332,9 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
         logits, log_p = engine.halving(
             lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device)
         )
-        log_p = {i: v[distinct[i][1]] for i, v in log_p.items()}  # (targets · points, classes or token targets)
+        log_p = {
+            i: v[distinct[i][1]] for i, v in log_p.items()
+        }  # (targets · points, the explanation's classes or token targets)
         logits = {i: v[distinct[i][1]] for i, v in logits.items()}
     for m in metrics[1:]:
         if hasattr(first, "prefix_checked"):

@@ -381,9 +381,10 @@ class PerturbationEngine(Engine):
     ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """f and log p of every masked input: ``{text index: (rows, width) float64}`` each.
 
-        ``masks[i]`` is ``(rows, n)`` bool, True where text i's element is kept. ``width`` is every
-        class for a classifier (the target is chosen afterwards, from row 0's prediction when the
-        user named none), every output token for generation. Rows of every text of one length are
+        ``masks[i]`` is ``(rows, n)`` bool, True where text i's element is kept. ``width`` is the
+        text's classes for a classifier (in ``Item.classes`` order; an explainer's text with none takes
+        its prediction, read from its row 0, the unperturbed input), every output token for
+        generation. Rows of every text of one length are
         packed together, ``batch_size`` rows per forward. A row's input is the embedding of its
         token ids with the replacement id at masked positions: one lookup per forward.
         """

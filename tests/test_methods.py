@@ -344,3 +344,19 @@ def test_a_classifier_takes_one_row_per_sample_and_its_unperturbed_input_once(cl
             logits = bert(**wp_tokenizer(text, return_tensors="pt")).logits[0]
             assert e.predicted == int(logits.argmax())
             assert e.targets[0].score == pytest.approx(float(logits.max()), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cls,kw", [(IntegratedGradients, {"n_interpolations": 1}), (GradientShap, {"n_perturbations": 1})]
+)
+def test_the_completeness_gap_of_one_sample_is_the_same_whatever_the_display_reduction(cls, kw, bert, wp_tokenizer):
+    """One sample is reduced as it comes only where the signed total survives: with l2 or abs_mean the
+    gap still needs every signed (position, hidden) value."""
+    gaps = [
+        cls(bert, wp_tokenizer, token_reduction=how, **kw)
+        .explain("the staff were not friendly", targets="all")
+        .completeness_gap
+        for how in ("sum", "l2", "abs_mean")
+    ]
+    np.testing.assert_allclose(gaps[1], gaps[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gaps[2], gaps[0], rtol=1e-9, atol=1e-12)
