@@ -117,14 +117,11 @@ def compare(
                 "on this model, or pass its name and let compare() build it."
             )
     if rationales is not None:
-        for i, r in enumerate(rationales):
-            pair = list(r) if isinstance(r, (tuple, list)) else []
-            if len(pair) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in pair):
-                raise InterpTextError(
-                    f"rationales[{i}] = {r!r} is one (start, end) pair; rationales takes one list of spans per text: "
-                    f"rationales=[[{tuple(pair)}], ...] ({len(texts)} text{'s' if len(texts) > 1 else ''} here)."
-                )
-        rationales = [checked_spans(r, f"rationales[{i}]") for i, r in enumerate(rationales)]
+        nested = (
+            "rationales takes one list of spans per text: rationales=[[{pair}], ...] "
+            f"({len(texts)} text{'s' if len(texts) > 1 else ''} here)"
+        )
+        rationales = [checked_spans(r, f"rationales[{i}]", nested) for i, r in enumerate(rationales)]
         for i, (text, spans) in enumerate(zip(texts, rationales)):
             size = len(text) if isinstance(text, str) else None  # a pair's or chat's text is built later
             outside = [span for span in spans if size is not None and span[1] > size]

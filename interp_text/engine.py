@@ -735,6 +735,7 @@ class Engine:
             step = s.targets_per_backward or (CUDA_TARGETS_PER_BACKWARD if x.device.type == "cuda" else 1)
             if self.loop_only:
                 step = 1
+            early = self._reduces_early()  # each gradient reduced over hidden as it comes
             j0 = 0
             while j0 < width:
                 js = range(j0, min(width, j0 + step))
@@ -749,7 +750,6 @@ class Engine:
                     if grads is None:  # out of memory: the loop, for the rest of this call
                         self.loop_only, step = True, 1
                         continue
-                early = self._reduces_early()
                 for i, j in enumerate(js):
                     a = grads[i] if mult is None else grads[i] * mult  # (rows, seq, hidden)
                     if early:  # in float64, as the statistic would have reduced it

@@ -403,12 +403,13 @@ def _is_int(x: object) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def checked_spans(spans: object, name: str = "rationale_spans") -> list[tuple[int, int]]:
+def checked_spans(spans: object, name: str = "rationale_spans", nested: str = "") -> list[tuple[int, int]]:
     """``spans`` as a list of ``(start, end)`` int pairs with start < end; ``name`` is what errors call it.
 
     A bare pair ``(13, 21)`` is refused rather than read as ``[(13, 21)]``: a list of rationales
     (one list of spans per text, as ``compare`` takes) would then read one text's two spans
-    ``[(2, 4), (9, 10)]`` as one span for each of two texts.
+    ``[(2, 4), (9, 10)]`` as one span for each of two texts. ``nested``: the fix to name instead,
+    where the spans are one entry of such a list (``compare``'s).
     """
     try:
         items = list(spans) if not isinstance(spans, str) else None
@@ -417,10 +418,9 @@ def checked_spans(spans: object, name: str = "rationale_spans") -> list[tuple[in
     if items is None:
         raise InterpTextError(f"{name} = {spans!r} is not a list; pass a list of (start, end) pairs.")
     if len(items) == 2 and all(_is_int(x) for x in items):
-        raise InterpTextError(
-            f"{name} = {spans!r} is one (start, end) pair; pass a list of (start, end) pairs: "
-            f"[({int(items[0])}, {int(items[1])})]."
-        )
+        pair = (int(items[0]), int(items[1]))
+        fix = nested.format(pair=pair) if nested else f"pass a list of (start, end) pairs: [{pair}]"
+        raise InterpTextError(f"{name} = {spans!r} is one (start, end) pair; {fix}.")
     out = []
     for j, span in enumerate(items):
         pair = tuple(span) if isinstance(span, (tuple, list, np.ndarray)) else ()
