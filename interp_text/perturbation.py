@@ -18,6 +18,7 @@ the prompt, not the earlier outputs).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def element_players(it: Item, granularity: Granularity) -> Players:
     return Players(elements, spans, columns, token_player)
 
 
-def token_keep(units: list[tuple[Players, torch.Tensor]]) -> torch.Tensor:
+def token_keep(units: list[tuple[Players, torch.Tensor]]) -> np.ndarray:
     """``(rows, seq)`` bool, the kept tokens of every row of texts of one length: each text's players
     with its ``(rows, n)`` kept elements, stacked. Built in numpy, whose calls cost a microsecond
     where torch's cost several: a call holds many short texts."""
@@ -153,7 +154,7 @@ def token_keep(units: list[tuple[Players, torch.Tensor]]) -> torch.Tensor:
         players[a:b] = p.token_player
         a = b
     players[players < 0] = width - 1
-    return torch.from_numpy(np.take_along_axis(table, players, 1))
+    return np.take_along_axis(table, players, 1)
 
 
 # Token ids (and target tables) sent to the device in one copy, at most (unless one length group
@@ -210,21 +211,28 @@ def unique_rows(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ((codes[:, None] >> bits) & 1).bool(), inverse
 
 
-def distinct_inputs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=64)
+def _row_weights(width: int) -> np.ndarray:
+    """Fixed random int64 weights: a row's dot product with them is its hash."""
+    weights = np.random.default_rng(0).integers(-(2**62), 2**62, width)
+    weights.flags.writeable = False
+    return weights
+
+
+def distinct_inputs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(first, inverse)``: the first occurrence of each distinct row of ``rows`` ``(G, width)`` int64 in
     order of appearance, and per row the index of its distinct row in ``first``."""
     # A 1-D unique of one hash per row is ten times faster than a unique over rows; a collision
     # (rows that differ under one hash) is caught and redone exactly. In numpy: a call holds a length
     # group of a few short texts as often as thousands of rows, and numpy's calls cost less.
-    weights = torch.randint(-(2**62), 2**62, (rows.shape[1],), generator=torch.Generator().manual_seed(0)).numpy()
-    r = rows.numpy()
-    _, first, inverse = np.unique(r @ weights, return_index=True, return_inverse=True)  # the product wraps
-    if not np.array_equal(r[first[inverse]], r):
-        _, first, inverse = np.unique(r, axis=0, return_index=True, return_inverse=True)
+    weights = _row_weights(rows.shape[1])
+    _, first, inverse = np.unique(rows @ weights, return_index=True, return_inverse=True)  # the product wraps
+    if not np.array_equal(rows[first[inverse]], rows):
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
     by_appearance = first.argsort()  # distinct rows numbered in order of appearance
     rank = np.empty_like(by_appearance)
     rank[by_appearance] = np.arange(by_appearance.shape[0])
-    return torch.from_numpy(first[by_appearance]), torch.from_numpy(rank[inverse.reshape(-1)])
+    return first[by_appearance], rank[inverse.reshape(-1)]
 
 
 def _units(group: list[Item], masks: dict[int, torch.Tensor]) -> list[list[tuple[Item, torch.Tensor]]]:
@@ -313,13 +321,15 @@ class PerturbationEngine(Engine):
             )
         m = self.method.masks(n, torch.Generator().manual_seed(self.s.seed))  # (samples, n)
         if getattr(self.method, "distinct_masks", False):
-            u, inv = m, torch.arange(m.shape[0])
+            u, inv = m.numpy(), None
         else:
             u, inv = unique_rows(m)  # (distinct, n), (samples,): a forward depends on the mask only
+            u, inv = u.numpy(), inv.numpy()
         partial = ~u.all(1)  # (distinct,)
-        at = torch.zeros(u.shape[0], dtype=torch.long)  # row of u -> row of `rows` (0: all kept)
-        at[partial] = torch.arange(1, int(partial.sum()) + 1)
-        return m, torch.cat([torch.ones(1, n, dtype=torch.bool), u[partial]]), at[inv]
+        at = np.zeros(u.shape[0], dtype=np.int64)  # row of u -> row of `rows` (0: all kept)
+        at[partial] = np.arange(1, int(partial.sum()) + 1)
+        rows = np.concatenate([np.ones((1, n), dtype=bool), u[partial]])
+        return m, torch.from_numpy(rows), torch.from_numpy(at if inv is None else at[inv])
 
     def _attribute(self, items: list[Item], device) -> None:
         s = self.s
@@ -485,29 +495,34 @@ class PerturbationEngine(Engine):
         s, rid = self.s, self.replacement_id
         group = [it for it, _ in units]
         counts = [m.shape[0] for _, m in units]
+        # In numpy: a length group is often a few short texts, and a torch call costs several numpy calls.
         keep = token_keep([(self.players[it.index], m) for it, m in units])  # (G, seq)
-        text_of_row = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts))  # (G,)
-        ids = torch.stack([it.input_ids for it in group])[text_of_row]  # (G, seq)
-        ids = torch.where(keep, ids, -1 if rid is None else rid)  # -1: a zero embedding
-        table = text_table(self.model, s.task, group)[text_of_row] if s.task != CLASSIFICATION else None
+        text_of_row = np.repeat(np.arange(len(group)), counts)  # (G,)
+        ids = np.stack([it.input_ids.numpy() for it in group])[text_of_row]  # (G, seq)
+        ids = np.where(keep, ids, -1 if rid is None else rid)  # -1: a zero embedding
+        table = text_table(self.model, s.task, group).numpy()[text_of_row] if s.task != CLASSIFICATION else None
         inverse = None
         # One text's rows are distinct already (its masks are); texts can share rows.
         if len(group) > 1:
-            first, inverse = distinct_inputs(ids if table is None else torch.cat([ids, table], 1))
+            first, inverse = distinct_inputs(ids if table is None else np.concatenate([ids, table], 1))
             if first.shape[0] == ids.shape[0]:
                 inverse = None
             else:
                 self.bar.step(ids.shape[0] - first.shape[0])
                 keep, ids, text_of_row = keep[first], ids[first], text_of_row[first]
                 table = None if table is None else table[first]
+                inverse = torch.from_numpy(inverse)
         order, batches, cuts = self._batches(keep, group, text_of_row)
         if order is not None:
-            ids, text_of_row = ids[order], text_of_row[order]
-            table = None if table is None else table[order]
+            ids, text_of_row = ids[order.numpy()], text_of_row[order.numpy()]
+            table = None if table is None else table[order.numpy()]
         if table is None:
-            return GroupRows(group, counts, inverse, order, batches, cuts, None), [ids]
+            return GroupRows(group, counts, inverse, order, batches, cuts, None), [torch.from_numpy(ids)]
         row_items = [group[k] for k in text_of_row.tolist()]
-        return GroupRows(group, counts, inverse, order, batches, cuts, row_items), [ids, table]
+        return GroupRows(group, counts, inverse, order, batches, cuts, row_items), [
+            torch.from_numpy(ids),
+            torch.from_numpy(table),
+        ]
 
     def _run(self, plans: list[GroupRows], host: list[torch.Tensor], device, outs: list) -> None:
         """The forwards of ``plans``, appended to ``outs`` (on the device).
@@ -541,7 +556,7 @@ class PerturbationEngine(Engine):
                     self.bar.step(b - a)
 
     def _batches(
-        self, keep: torch.Tensor, group: list[Item], text_of_row: torch.Tensor
+        self, keep: np.ndarray, group: list[Item], text_of_row: np.ndarray
     ) -> tuple[torch.Tensor | None, list[tuple[int, int]], list[int]]:
         """``(order, batches, cuts)`` of a length group's rows (``keep`` ``(rows, seq)`` their kept tokens,
         ``text_of_row`` the index in ``group`` of each row's text).
@@ -556,8 +571,9 @@ class PerturbationEngine(Engine):
         if self._prefix_state() is False or not prefix_pays(max(it.n_prompt for it in group) - 1, seq):
             return None, plain, []
         # The scored positions start at n_prompt - 1: a prefix never goes past them.
-        last = torch.tensor([it.n_prompt - 1 for it in group])[text_of_row]
-        cuts = [c if prefix_pays(c, seq) else 0 for c in torch.minimum(first_masked(keep), last).tolist()]
+        last = torch.tensor([it.n_prompt - 1 for it in group])[torch.from_numpy(text_of_row)]
+        first = first_masked(torch.from_numpy(keep))
+        cuts = [c if prefix_pays(c, seq) else 0 for c in torch.minimum(first, last).tolist()]
         order = sorted(range(total), key=lambda k: -cuts[k])  # rows masked late share a long prefix
         sorted_cuts = [cuts[k] for k in order]
         batches, a = [], 0

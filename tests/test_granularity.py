@@ -420,3 +420,15 @@ def test_characters_the_normaliser_drops_join_the_word_they_touch(gran, wp_token
         elements, spans, _ = group_tokens(text, offsets, special, gran, strings)
         assert elements == want
         _check_spans(text, elements, spans)
+
+
+def test_ascii_words_are_the_unicode_rule_words():
+    # ASCII text takes a faster pattern: on every ASCII character, control characters included,
+    # it must split as the full Unicode rule does.
+    from interp_text.granularity import _WORD
+
+    rng = np.random.default_rng(0)
+    alphabet = [chr(c) for c in range(128)] + list("ab 1.,:'-") * 8
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet, size=int(rng.integers(0, 14))))
+        assert word_spans(text) == [m.span() for m in _WORD.finditer(text)], repr(text)
