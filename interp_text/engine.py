@@ -8,8 +8,10 @@ statistic, reduces the hidden dimension and hands token scores to the granularit
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -265,7 +267,7 @@ class Engine:
         # The model's own pad id, read before the guard lends it one: it says which position the ids
         # forward reads (None: the last), which _check_pad_tokens compares embeddings against.
         self._own_pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
-        self._model_name = model_name(self.model)  # once per call: it reads the file system
+        self._model_name = model_name(self.model)
         if self.s.task == CLASSIFICATION:  # any id: rows are never padded (see explaining)
             tok = self.tokenizer
             ids = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
@@ -920,12 +922,19 @@ def input_grad(model, f: torch.Tensor, x: torch.Tensor, **kwargs: Any) -> tuple[
 def model_name(model) -> str | None:
     """What ``model`` was loaded from: a bundled model's name, a folder's absolute path, a Hub id; None
     for a model built in memory."""
-    from .bundled import NAMES, default_path
-
     name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
     if not name:
         return None
-    path = Path(name)
+    return _resolved_name(name, os.getcwd())
+
+
+@functools.lru_cache(maxsize=32)
+def _resolved_name(name: str, cwd: str) -> str:
+    """``model_name`` of a config's name, read from the file system once (``cwd``: a relative
+    folder's meaning)."""
+    from .bundled import NAMES, default_path
+
+    path = Path(cwd) / name
     if path.is_dir():
         path = path.resolve()
         bundled = {default_path(n).resolve(): n for n in NAMES}

@@ -267,8 +267,8 @@ class GroupRows:
 
     items: list[Item]
     counts: list[int]  # rows per text
-    inverse: torch.Tensor | None  # (G,) the distinct row of each row, None: every row is distinct
-    order: torch.Tensor | None  # (distinct,) the row order the forwards use, None: as they are
+    inverse: np.ndarray | None  # (G,) the distinct row of each row, None: every row is distinct
+    order: np.ndarray | None  # (distinct,) the row order the forwards use, None: as they are
     batches: list[tuple[int, int]]  # [start, end) of each forward, in that order
     cuts: list[int]  # causal prefix each row may skip, in that order (empty: none)
     row_items: list[Item] | None  # generation: the item of each row, in that order
@@ -420,13 +420,13 @@ class PerturbationEngine(Engine):
             return {}, {}
         ats, start = [], 0  # per plan: each of its text rows (duplicates included) -> its row in `outs`
         for plan in plans:
-            at = torch.arange(plan.n_run)
+            at = np.arange(start, start + plan.n_run)
             if plan.order is not None:  # back to the distinct rows' own order
-                at = torch.empty_like(plan.order)
-                at[plan.order] = torch.arange(plan.order.shape[0])
+                at = np.empty_like(at)
+                at[plan.order] = np.arange(start, start + plan.n_run)
             if plan.inverse is not None:  # every text's rows, duplicates included
                 at = at[plan.inverse]
-            ats.append(at + start)
+            ats.append(torch.from_numpy(at))
             start += plan.n_run
         with torch.inference_mode():
             if s.task == CLASSIFICATION:
@@ -511,11 +511,10 @@ class PerturbationEngine(Engine):
                 self.bar.step(ids.shape[0] - first.shape[0])
                 keep, ids, text_of_row = keep[first], ids[first], text_of_row[first]
                 table = None if table is None else table[first]
-                inverse = torch.from_numpy(inverse)
         order, batches, cuts = self._batches(keep, group, text_of_row)
         if order is not None:
-            ids, text_of_row = ids[order.numpy()], text_of_row[order.numpy()]
-            table = None if table is None else table[order.numpy()]
+            ids, text_of_row = ids[order], text_of_row[order]
+            table = None if table is None else table[order]
         if table is None:
             return GroupRows(group, counts, inverse, order, batches, cuts, None), [torch.from_numpy(ids)]
         row_items = [group[k] for k in text_of_row.tolist()]
@@ -557,7 +556,7 @@ class PerturbationEngine(Engine):
 
     def _batches(
         self, keep: np.ndarray, group: list[Item], text_of_row: np.ndarray
-    ) -> tuple[torch.Tensor | None, list[tuple[int, int]], list[int]]:
+    ) -> tuple[np.ndarray | None, list[tuple[int, int]], list[int]]:
         """``(order, batches, cuts)`` of a length group's rows (``keep`` ``(rows, seq)`` their kept tokens,
         ``text_of_row`` the index in ``group`` of each row's text).
 
@@ -580,7 +579,7 @@ class PerturbationEngine(Engine):
         for batch in prefix_batches(list(range(total)), sorted_cuts, s.batch_size, seq):
             batches.append((a, a + len(batch)))
             a += len(batch)
-        return torch.tensor(order), batches, sorted_cuts
+        return np.array(order), batches, sorted_cuts
 
     def _prefix_state(self) -> bool | None:
         """Causal LMs: whether reusing the unmasked prefix's cache was checked good (None: not yet)."""
