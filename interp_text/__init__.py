@@ -6,7 +6,7 @@ Example:
 """
 
 from .bundled import load_default
-from .compare import compare
+from .compare import compare, compare_default
 from .errors import InterpTextError
 from .explanation import Explanation, Target
 from .methods import (
@@ -35,6 +35,7 @@ __all__ = [
     "Occlusion",
     "Sobol",
     "compare",
+    "compare_default",
     "evaluate_together",
     "rationale_average_precision",
     "GRADIENT_METHODS",

@@ -666,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--target",
         help="classification: a class index (0, 1, ...) or name, or 'all'; "
-        "generation: the output text to explain, as is (' Paris', '4')",
+        "generation: the output text to explain, as is: ' Paris' after 'The capital of France is' (GPT-2's "
+        "tokenizer writes the space into the word)",
     )
     ex.add_argument("--inference-mode", type=str.lower, choices=["logits", "softmax", "log_softmax"])
     ex.add_argument("--n-perturbations", type=positive_int, help="samples (or interpolation steps for IG)")
@@ -713,6 +714,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options the library's messages name as Python arguments, and their flags here.
+_FLAGS = {
+    "n_perturbations": "--n-perturbations",
+    "n_samples": "--n-perturbations",
+    "batch_size": "--batch-size",
+    "max_new_tokens": "--max-new-tokens",
+    "inference_mode": "--inference-mode",
+    "targets": "--target",
+    "granularity": "--granularity",
+    "device": "--device",
+    "seed": "--seed",
+}
+_PYTHON_OPTION = re.compile(
+    r"\b(n_perturbations|n_samples|batch_size|max_new_tokens|inference_mode|targets|granularity|device|seed)"
+    r"(?=\s*>?=)(?:=('[^']*'|\"[^\"]*\"|[\w.:]+))?"
+)
+
+
+def as_flags(message: str) -> str:
+    """A library message in the words of this command line: ``n_perturbations=3`` is
+    ``--n-perturbations 3``, ``targets=None`` no ``--target``."""
+    message = message.replace("leave targets=None", "leave out --target")
+
+    def flag(m: re.Match) -> str:
+        value = m.group(2)
+        return _FLAGS[m.group(1)] + ("" if value is None else " " + value.strip("'\""))
+
+    return _PYTHON_OPTION.sub(flag, message)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -722,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (OSError, ValueError) as err:  # InterpTextError is a ValueError
-        print(f"interp-text: error: {err}", file=sys.stderr)
+        print(f"interp-text: error: {as_flags(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Only a file run (--input ... --output ...) keeps its finished results and resumes.

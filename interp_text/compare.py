@@ -91,6 +91,8 @@ def compare(
         texts, tokenizer = tokenizer, None  # compare("sentiment", texts): the model by name brings its tokenizer
     if texts is None:
         raise InterpTextError("compare() needs texts: compare(model, tokenizer, texts) or compare('name', texts).")
+    if "target" in options:
+        raise InterpTextError("compare() takes targets= (with an s), not target=, as explain() does.")
     model, tokenizer = resolve(model, tokenizer, task, device)
     check_model(model, tokenizer)  # a wrapper (DataParallel) is named before anything reads its config
     texts = [texts] if isinstance(texts, (str, dict)) else list(texts)
@@ -212,7 +214,7 @@ def compare(
     # One scoring of every method's curves: two methods' explanations of a text share the rows that
     # rank its elements alike (nothing masked, everything masked, and more), as Deletion and Insertion do.
     try:
-        (deleted, inserted), _ = evaluate_together([deletion, insertion], explained)
+        deleted, inserted = evaluate_together([deletion, insertion], explained)
     except InterpTextError:
         for k, name in enumerate(names):  # again method by method, for an error that names its method and text
             try:

@@ -48,6 +48,10 @@ from .tasks import (
     target_scores,
 )
 
+# A forced text whose first token is less likely than this, where the same text after a space starts
+# with another token, is probably missing that space (see Engine._warn_unspaced_targets).
+UNLIKELY_FIRST_TOKEN = 1e-4
+
 # Targets per vmapped backward on a CUDA device when the user sets none. Measured on an H100
 # (SmoothGrad, 40 output tokens of a 6-layer GPT-2): loop 204 ms; 2: 171; 4: 116; 8: 97; 40: 94.
 CUDA_TARGETS_PER_BACKWARD = 8
@@ -277,6 +281,8 @@ class Engine:
     # ------------------------------------------------------------------ public
     def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list:
         s = self.s
+        if "target" in generate_kwargs:  # captum's name: never an option of generate() either
+            raise InterpTextError("explain() takes targets= (with an s), not target=: explain(text, targets=...).")
         if generate_kwargs and s.task == CLASSIFICATION:
             raise InterpTextError(f"unknown explain() options {sorted(generate_kwargs)} for a classifier.")
         texts, single = inp.normalise_texts(model_inputs)
@@ -289,6 +295,8 @@ class Engine:
                 self._group_outputs(items)
                 self._clean_pass(items)
                 self._attribute(items, device)
+                if s.task == CAUSAL_LM:
+                    self._warn_unspaced_targets(items)
                 return [self._assemble(it) for it in items]
 
         results = self.halving(run)
@@ -297,6 +305,28 @@ class Engine:
         from .render import ExplanationList
 
         return ExplanationList(results)
+
+    def _warn_unspaced_targets(self, items: list[Item]) -> None:
+        """One warning for a forced text that starts a word with no space before it ("Paris" after "...
+        is") where the tokenizer writes that space into the word's token (" Paris" is one token,
+        "Paris" two): its first token is one the model all but never gives there, and the explanation
+        is of that token."""
+        for it in items:
+            text, prompt = it.forced_text, str(it.text)
+            if not text or not text[0].isalnum() or not prompt or prompt[-1].isspace():
+                continue  # punctuation follows a word with no space ("," ".")
+            p = math.exp(float(it.target_logprobs[0]))
+            if p >= UNLIKELY_FIRST_TOKEN:
+                continue
+            spaced = inp.tokenize_all(self.tokenizer, [" " + text], add_special_tokens=False)[0][0]
+            if spaced[:1] != it.output_ids[:1]:
+                warnings.warn(
+                    f"the forced target of prompt {it.index} ({text!r}) starts with a token of probability {p:.1e}: "
+                    "a forced text is tokenized as written, and this tokenizer writes the space before a word into "
+                    f"the word's token. To force the word after the prompt, pass {' ' + text!r}.",
+                    stacklevel=user_stacklevel(),
+                )
+                return
 
     def halving(self, run: Callable[[], Any]) -> Any:
         """``run()``, started over at half the batch size each time it runs out of GPU memory.
@@ -358,6 +388,7 @@ class Engine:
                         ids = inp.forced_first_token(model, s.task, ids)
                     inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
                     it.forced = True
+                    it.forced_text = target if isinstance(target, str) else None
             self._generate(to_generate, device, generate_kwargs, max_len)
             if generate_kwargs:
                 recorded = json_options(generate_kwargs)

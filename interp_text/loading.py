@@ -3,8 +3,10 @@ bundled model's name, or a folder or Hugging Face Hub name to load both from."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +101,44 @@ def load_tokenizer(name: str):
         raise _failed(name, err) from None
 
 
+# Models loaded by name, while something holds them: explainers and metrics given one name share one
+# copy (one model in memory; evaluate_together and compare see the same model).
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # such a model -> its tokenizer
+
+
 def load(name: str, task: str | None = None, device: Any = None, tokenizer: bool = True) -> tuple[torch.nn.Module, Any]:
     """The model ``name`` (bundled, a folder, or a Hub id) in eval mode, on ``device``, and its
-    tokenizer (None when ``tokenizer`` is False).
+    tokenizer (None when ``tokenizer`` is False). A name loaded before, whose model is still held,
+    gives that model (and tokenizer) again.
 
     ``task`` picks the head of a checkpoint saved without one; a checkpoint saved with one loads
     as it was saved, and a ``task`` that contradicts it is refused.
     """
+    device = checked_device(device)
+    key = (str(Path(name).resolve()) if Path(name).exists() else name.lower(), task, str(device))
+    model = _LOADED.get(key)
+    if model is None or (tokenizer and _TOKENIZERS.get(model) is None):
+        model, own = _load(name, task, device, tokenizer)
+        _LOADED[key] = model
+        if own is not None:
+            _TOKENIZERS[model] = own
+    return model, _TOKENIZERS.get(model) if tokenizer else None
+
+
+def _load(name: str, task: str | None, device: Any, tokenizer: bool) -> tuple[torch.nn.Module, Any]:
     from .bundled import NAMES, load_default
 
-    device = checked_device(device)
     if not Path(name).exists() and name.lower() in NAMES:
         model, own = load_default(name.lower())
     else:
+        close = difflib.get_close_matches(name.lower(), NAMES, n=1, cutoff=0.75)
+        if close and not Path(name).exists() and "/" not in name:
+            # Asking the Hub for a misspelt bundled name waits half a minute offline before its no.
+            raise InterpTextError(
+                f"{name!r} is not a bundled model or a folder here; did you mean {close[0]!r}? (A Hub model of that "
+                "name: pass it as owner/name.)"
+            )
         if Path(name).is_file():
             raise InterpTextError(f"{name!r} is a file; pass the folder save_pretrained wrote.")
         if not Path(name).exists() and not _HUB_ID.fullmatch(name):  # a path: asking the Hub only waits for a no

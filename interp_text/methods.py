@@ -7,12 +7,13 @@ under the inference mode, δ_p ~ N(0, σ²) with σ = ``noise_std``, b a baselin
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import torch
 
 from .engine import Engine, Settings, checked_baseline
-from .errors import InterpTextError
+from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
 from .loading import resolve
 from .options import (
@@ -33,6 +34,17 @@ def check_model(model, tokenizer) -> None:
     if not callable(tokenizer):
         raise InterpTextError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}.")
     check_accepts_embeddings(model)
+    rows = getattr(getattr(model.get_input_embeddings(), "weight", None), "shape", (None,))[0]
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+    if isinstance(rows, int) and isinstance(size, int) and size > rows:
+        # Another model's tokenizer: its ids that happen to be below `rows` read the wrong embeddings, silently.
+        warnings.warn(
+            f"the tokenizer has {size} tokens but {type(model).__name__}'s input embeddings have {rows} rows: is it "
+            "this model's tokenizer? Texts with a token id of "
+            f"{rows} or more are refused, and the others read whatever rows those ids name. A tokenizer with added "
+            "tokens needs model.resize_token_embeddings(len(tokenizer)).",
+            stacklevel=user_stacklevel(),
+        )
 
 
 def check_options(name: str, given: dict, allowed: tuple[str, ...], shared: str = "") -> None:

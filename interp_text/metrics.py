@@ -185,8 +185,7 @@ class _Curve:
 
         Returns a float for one explanation, a list of floats for a list.
         """
-        areas, single = evaluate_together([self], explanations)
-        return areas[0][0] if single else areas[0]
+        return evaluate_together([self], explanations)[0]
 
     __call__ = evaluate
 
@@ -219,21 +218,21 @@ class _Curve:
         return rows
 
 
-def evaluate_together(metrics: list[_Curve], explanations) -> tuple[list[list[float]], bool]:
+def evaluate_together(metrics: list[_Curve], explanations) -> list[float] | list[list[float]]:
     """``evaluate`` of several metrics (Deletion and Insertion of one model, batch size, device and
     replacement) on the same explanations, their masked inputs scored together: see ``_curves_of``.
 
-    Returns per metric the list of areas, and whether one explanation was given.
+    Returns per metric what its ``evaluate`` returns: a float for one explanation, a list for a list.
 
     Example:
-        >>> (deletion, insertion), _ = evaluate_together([Deletion(m, t), Insertion(m, t)], explanations)  # doctest: +SKIP
+        >>> deletion, insertion = evaluate_together([Deletion(m, t), Insertion(m, t)], explanations)  # doctest: +SKIP
     """
     (curves, sizes), single = _curves_of(metrics, explanations)
     areas = [
         [float(area_under_curve(c, m.points(n) / max(n, 1)).mean()) for c, n in zip(per, sizes)]
         for m, per in zip(metrics, curves)
     ]
-    return areas, single
+    return [a[0] for a in areas] if single else areas
 
 
 def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.ndarray]], list[int]], bool]:

@@ -210,6 +210,7 @@ class Item:
     decoder_start: int | None = None  # seq2seq: the decoder start token generation began with
     generation: dict | None = None  # the explain() options its output was generated with (JSON)
     forced: bool = False  # its output was given (a target), not generated
+    forced_text: str | None = None  # that output, when given as text
     embeds: torch.Tensor | None = None  # (seq, hidden)
     # Filled by the clean pass (unperturbed input):
     predicted: int | None = None

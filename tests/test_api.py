@@ -519,6 +519,27 @@ def test_an_explainer_option_given_to_explain_names_the_constructor(cls, key, va
         )
 
 
+def test_target_without_its_s_is_named(bert, wp_tokenizer, gpt2, bpe):
+    """captum's target=: a classifier would call it an unknown option, a generator pass it to generate()."""
+    from interp_text import compare
+
+    for model, tok in ((bert, wp_tokenizer), (gpt2, bpe)):
+        for cls in (Saliency, Occlusion):
+            with pytest.raises(InterpTextError) as err:
+                cls(model, tok).explain("the food was cold", target=1)
+            assert str(err.value) == ("explain() takes targets= (with an s), not target=: explain(text, targets=...).")
+    with pytest.raises(InterpTextError) as err:
+        compare(bert, wp_tokenizer, ["the food was cold"], methods=["occlusion"], target=1)
+    assert str(err.value) == "compare() takes targets= (with an s), not target=, as explain() does."
+
+
+def test_the_readme_imports_are_public():
+    import interp_text
+    from interp_text.compare import compare_default
+
+    assert interp_text.compare_default is compare_default and "compare_default" in interp_text.__all__
+
+
 def test_a_tensor_baseline_is_kept_in_the_options_as_its_shape(bert, wp_tokenizer):
     hidden = bert.config.hidden_size
     expl = IntegratedGradients(bert, wp_tokenizer, baseline=torch.zeros(hidden)).explain("the food was cold")

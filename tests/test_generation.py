@@ -721,7 +721,7 @@ def test_a_metric_checks_the_prefix_path_once_not_every_call(gpt2, bpe):
     assert deletion.prefix_checked == {id(gpt2): True}
     assert second == first and rows_second < rows_first  # the check's plain forward ran in the first call only
     insertion = Insertion(gpt2, bpe, batch_size=16, steps=10)
-    (d, i), _ = evaluate_together([deletion, insertion], [expl])
+    d, i = evaluate_together([deletion, insertion], [expl])
     assert insertion.prefix_checked == {id(gpt2): True} and d == [pytest.approx(first, rel=1e-6)]
 
 
@@ -743,3 +743,27 @@ def test_gradients_reduced_as_they_come_equal_the_reduced_statistic(cls, gpt2, b
     np.testing.assert_allclose(early.scores, whole.scores, rtol=1e-9, atol=1e-12, equal_nan=True)
     if early.completeness_gap is not None:
         np.testing.assert_allclose(early.completeness_gap, whole.completeness_gap, rtol=1e-9, atol=1e-12)
+
+
+def test_a_forced_word_missing_its_space_is_named():
+    """GPT-2's tokenizer writes " Paris" as one token and "Paris" as "P" + "aris": forcing "Paris"
+    after "... is" explains a token the model all but never gives there."""
+    import warnings
+
+    from interp_text import load_default
+
+    model, tok = load_default("facts")
+    prompt = "The capital of France is"
+    with pytest.warns(UserWarning) as said:
+        e = Saliency(model, tok).explain([prompt, prompt], targets=["Paris", "Paris"])
+    assert len(said) == 1  # once per call
+    assert str(said[0].message) == (
+        "the forced target of prompt 0 ('Paris') starts with a token of probability 5.6e-07: a forced text is "
+        "tokenized as written, and this tokenizer writes the space before a word into the word's token. To force "
+        "the word after the prompt, pass ' Paris'."
+    )
+    assert e[0].targets[0].probability < 1e-10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for target, text in ((" Paris", prompt), (",", prompt), ("Paris", prompt + " ")):  # meant as written
+            Occlusion(model, tok).explain(text, targets=target)

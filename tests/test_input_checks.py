@@ -1,6 +1,7 @@
 """Bad input is refused with an error naming the fix, before any forward, and the model is left alone."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -36,9 +37,32 @@ def test_a_token_the_model_has_no_embedding_for():
         r"text 1 has token id 300 \('zzzunseen'\) but the model's input embeddings have 300 rows \(ids 0..299\)\. "
         r"A token added to the tokenizer needs model.resize_token_embeddings\(len\(tokenizer\)\)"
     )
+    warning = (
+        "the tokenizer has 301 tokens but BertForSequenceClassification's input embeddings have 300 rows: is it this "
+        "model's tokenizer? Texts with a token id of 300 or more are refused, and the others read whatever rows those "
+        "ids name. A tokenizer with added tokens needs model.resize_token_embeddings(len(tokenizer))."
+    )
     for cls in (Occlusion, Saliency):
+        with pytest.warns(UserWarning) as said:  # said when the explainer is built, before any text
+            explainer = cls(model, own)
+        assert [str(w.message) for w in said] == [warning]
         with pytest.raises(InterpTextError, match=message):
-            cls(model, own).explain(["fine text", "a zzzunseen word"])
+            explainer.explain(["fine text", "a zzzunseen word"])
+
+
+def test_another_models_larger_tokenizer_is_named():
+    """The bundled classifier (450 rows) given the bundled GPT-2's tokenizer (794 tokens): a text whose
+    ids all fall under 450 would run on the wrong embeddings with no error."""
+    from interp_text import Deletion, load_default
+
+    model, own = load_default("sentiment")
+    _, other = load_default("facts")
+    for build in (Saliency, Occlusion, Deletion):
+        with pytest.warns(UserWarning, match=r"^the tokenizer has 794 tokens but BertForSequenceClassification's"):
+            build(model, other)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            build(model, own)
 
 
 @pytest.mark.parametrize(

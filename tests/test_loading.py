@@ -193,3 +193,33 @@ def test_an_explanation_names_the_model_it_was_made_with(saved, bert, wp_tokeniz
     assert relative.model == str(saved.resolve())
     assert type(relative).from_dict(relative.to_dict()).model == str(saved.resolve())
     assert Occlusion(*load_default("sentiment")).explain(TEXT).model == "sentiment"
+
+
+def test_one_name_loads_one_model_while_it_is_held():
+    """Metrics and explainers given one name share its model: evaluate_together takes them, and a
+    large model is not held twice. Once nothing holds it, the name loads it again."""
+    import gc
+
+    import interp_text.loading as L
+    from interp_text import Insertion, evaluate_together
+
+    deletion, insertion = Deletion("sentiment"), Insertion("Sentiment")
+    assert deletion.model is insertion.model and deletion.tokenizer is insertion.tokenizer
+    e = Occlusion("sentiment").explain("The food was not good.")
+    assert evaluate_together([deletion, insertion], e) == [deletion.evaluate(e), insertion.evaluate(e)]
+    assert Occlusion("sentiment", device="cpu").model is not deletion.model  # another device asked: its own load
+    assert load("sentiment")[0] is deletion.model
+    del deletion, insertion, e
+    gc.collect()
+    assert not [key for key in L._LOADED if key[0] == "sentiment"]  # nothing holds it: not kept
+
+
+def test_a_misspelt_bundled_name_is_named_without_asking_the_hub():
+    # Asked of the Hub, with no network, these took half a minute to fail with another message.
+    for typo, meant in (("sentimen", "sentiment"), ("Sentimnet", "sentiment"), ("fact", "facts")):
+        with pytest.raises(InterpTextError) as err:
+            Saliency(typo)
+        assert str(err.value) == (
+            f"{typo!r} is not a bundled model or a folder here; did you mean {meant!r}? (A Hub model of that name: "
+            "pass it as owner/name.)"
+        )

@@ -94,14 +94,14 @@ def test_metrics_evaluated_together_equal_each_alone_and_share_their_rows(bert, 
     count = Rows(bert)
     alone = [d.evaluate(expls), i.evaluate(expls)]
     rows_alone, count.rows = count.rows, 0
-    together, single = evaluate_together([d, i], expls)
+    together = evaluate_together([d, i], expls)
     count.handle.remove()
-    assert not single and len(together[0]) == len(together[1]) == 6
+    assert len(together[0]) == len(together[1]) == 6
     np.testing.assert_allclose(together, alone, rtol=1e-6)
     # Shared: each text's unmasked and fully masked rows (in both metrics, both methods), and more.
     assert count.rows <= rows_alone - 3 * 3
-    (one,), single = evaluate_together([i], expls[4])
-    assert single and one == [pytest.approx(alone[1][4], rel=1e-6)]
+    (one,) = evaluate_together([i], expls[4])  # one explanation: a float per metric, as evaluate gives
+    assert one == pytest.approx(alone[1][4], rel=1e-6) and isinstance(one, float)
     with pytest.raises(InterpTextError) as err:
         evaluate_together([d, Insertion(bert, wp_tokenizer, replacement="pad")], expls)
     assert str(err.value) == (
@@ -643,7 +643,7 @@ def test_evaluate_together_and_compare_name_their_misuse(bert, wp_tokenizer):
         with pytest.raises(InterpTextError, match=r"^evaluate_together takes a list of Deletion and Insertion metrics"):
             evaluate_together(metrics, expls)
     # One device named, the other the model's own (the same): they share their rows.
-    (d, i), _ = evaluate_together([Deletion(bert, wp_tokenizer, device="cpu"), Insertion(bert, wp_tokenizer)], expls)
+    d, i = evaluate_together([Deletion(bert, wp_tokenizer, device="cpu"), Insertion(bert, wp_tokenizer)], expls)
     assert d == Deletion(bert, wp_tokenizer).evaluate(expls) and len(i) == 2
     with pytest.raises(InterpTextError) as err:  # the refused option is a method's own: no hint about shared ones
         compare(bert, wp_tokenizer, ["Good."], methods=["occlusion"], seed=1, method_options={"occlusion": {"x": 5}})

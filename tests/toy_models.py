@@ -11,7 +11,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 class ToyConfig(PretrainedConfig):
     model_type = "interp_text_toy"
 
-    def __init__(self, vocab_size=64, hidden_size=6, num_labels=2, kind="linear", **kwargs):
+    def __init__(self, vocab_size=128, hidden_size=6, num_labels=2, kind="linear", **kwargs):
         super().__init__(num_labels=num_labels, **kwargs)
         self.vocab_size, self.hidden_size, self.kind = vocab_size, hidden_size, kind
 
