@@ -726,20 +726,28 @@ _FLAGS = {
     "device": "--device",
     "seed": "--seed",
 }
+_END = r"(?=[\s,;)]|[.:](?:\s|$)|$)"  # an option ends where a word would: not inside a path or a value
 _PYTHON_OPTION = re.compile(
-    r"\b(n_perturbations|n_samples|batch_size|max_new_tokens|inference_mode|targets|granularity|device|seed)"
-    r"(?=\s*>?=)(?:=('[^']*'|\"[^\"]*\"|[\w.:]+))?"
+    r"(?<![^\s(])"  # it starts a word (not "runs/seed=1", not a quoted "'seed=3'")
+    r"(?:(n_perturbations|n_samples|batch_size|max_new_tokens|inference_mode|targets|granularity|device|seed)"
+    rf"=('[^']*'|\"[^\"]*\"|[\w.:-]+?){_END}"  # name=value
+    r"|(n_perturbations|n_samples|batch_size|max_new_tokens|inference_mode|targets|granularity|device|seed)"
+    r"(?=\s*>=?\s*\d)"  # name >= 10
+    rf"|(n_perturbations|n_samples|batch_size|max_new_tokens|inference_mode){_END})"  # a name only Python spells
 )
 
 
 def as_flags(message: str) -> str:
     """A library message in the words of this command line: ``n_perturbations=3`` is
-    ``--n-perturbations 3``, ``targets=None`` no ``--target``."""
-    message = message.replace("leave targets=None", "leave out --target")
+    ``--n-perturbations 3``, ``targets=None`` no ``--target``. Paths and quoted values are left as
+    they are."""
+    message = message.replace("leave targets=None", "leave out --target").replace(
+        "leave device unset", "leave out --device"
+    )
 
     def flag(m: re.Match) -> str:
-        value = m.group(2)
-        return _FLAGS[m.group(1)] + ("" if value is None else " " + value.strip("'\""))
+        name, value = m.group(1) or m.group(3) or m.group(4), m.group(2)
+        return _FLAGS[name] + ("" if value is None else " " + value.strip("'\""))
 
     return _PYTHON_OPTION.sub(flag, message)
 

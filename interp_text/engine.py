@@ -8,10 +8,8 @@ statistic, reduces the hidden dimension and hands token scores to the granularit
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -51,6 +49,7 @@ from .tasks import (
 # A forced text whose first token is less likely than this, where the same text after a space starts
 # with another token, is probably missing that space (see Engine._warn_unspaced_targets).
 UNLIKELY_FIRST_TOKEN = 1e-4
+MORE_LIKELY = 100  # ... and the spaced text's first token this many times likelier
 
 # Targets per vmapped backward on a CUDA device when the user sets none. Measured on an H100
 # (SmoothGrad, 40 output tokens of a 6-layer GPT-2): loop 204 ms; 2: 171; 4: 116; 8: 97; 40: 94.
@@ -271,7 +270,7 @@ class Engine:
         # The model's own pad id, read before the guard lends it one: it says which position the ids
         # forward reads (None: the last), which _check_pad_tokens compares embeddings against.
         self._own_pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
-        self._model_name = model_name(self.model)
+        self._model_name = model_name(self.model)  # once per call: it reads the file system
         if self.s.task == CLASSIFICATION:  # any id: rows are never padded (see explaining)
             tok = self.tokenizer
             ids = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
@@ -309,24 +308,40 @@ class Engine:
     def _warn_unspaced_targets(self, items: list[Item]) -> None:
         """One warning for a forced text that starts a word with no space before it ("Paris" after "...
         is") where the tokenizer writes that space into the word's token (" Paris" is one token,
-        "Paris" two): its first token is one the model all but never gives there, and the explanation
-        is of that token."""
+        "Paris" two), when the model gives that spaced token far more probability: the explanation is
+        of a first token the model all but never gives there. The suggested text is checked to force
+        the spaced token, and its probability read with one forward of the prompt."""
         for it in items:
-            text, prompt = it.forced_text, str(it.text)
-            if not text or not text[0].isalnum() or not prompt or prompt[-1].isspace():
-                continue  # punctuation follows a word with no space ("," ".")
-            p = math.exp(float(it.target_logprobs[0]))
-            if p >= UNLIKELY_FIRST_TOKEN:
+            text, prompt = it.forced_text, it.text
+            if not text or not text[0].isalnum() or not isinstance(prompt, str) or not prompt or prompt[-1].isspace():
+                continue  # punctuation follows a word with no space ("," "."); a spaced prompt needs none
+            forced = float(it.target_logprobs[0])
+            if forced >= math.log(UNLIKELY_FIRST_TOKEN):
                 continue
-            spaced = inp.tokenize_all(self.tokenizer, [" " + text], add_special_tokens=False)[0][0]
-            if spaced[:1] != it.output_ids[:1]:
-                warnings.warn(
-                    f"the forced target of prompt {it.index} ({text!r}) starts with a token of probability {p:.1e}: "
-                    "a forced text is tokenized as written, and this tokenizer writes the space before a word into "
-                    f"the word's token. To force the word after the prompt, pass {' ' + text!r}.",
-                    stacklevel=user_stacklevel(),
-                )
-                return
+            prompt_ids = it.input_ids[: it.n_prompt].tolist()
+            joined = inp.tokenize(self.tokenizer, prompt + " " + text, not isinstance(prompt, inp.Templated))[0]
+            suggestion = " " + text
+            alone = inp.target_token_ids(self.tokenizer, [suggestion])[0]
+            if (
+                len(joined) <= len(prompt_ids)
+                or joined[: len(prompt_ids)] != prompt_ids  # the space changes the prompt's own tokens
+                or joined[len(prompt_ids)] == it.output_ids[0]
+                or alone[0] != joined[len(prompt_ids)]  # the suggestion would not force the spaced token
+            ):
+                continue
+            with torch.inference_mode():
+                ids = send(torch.tensor([prompt_ids]), self._device)
+                spaced = torch.log_softmax(self.model(input_ids=ids).logits[0, -1].double(), -1)[alone[0]]
+            if float(spaced) < forced + math.log(MORE_LIKELY):
+                continue
+            warnings.warn(
+                f"the forced target of prompt {it.index} ({text!r}) starts with a token of probability "
+                f"{math.exp(forced):.1e}, and the same word after a space with one of {math.exp(float(spaced)):.1e}: "
+                "a forced text is tokenized as written, and this tokenizer writes the space before a word into the "
+                f"word's token. To force the word after the prompt, pass {suggestion!r}.",
+                stacklevel=user_stacklevel(),
+            )
+            return
 
     def halving(self, run: Callable[[], Any]) -> Any:
         """``run()``, started over at half the batch size each time it runs out of GPU memory.
@@ -953,19 +968,12 @@ def input_grad(model, f: torch.Tensor, x: torch.Tensor, **kwargs: Any) -> tuple[
 def model_name(model) -> str | None:
     """What ``model`` was loaded from: a bundled model's name, a folder's absolute path, a Hub id; None
     for a model built in memory."""
+    from .bundled import NAMES, default_path
+
     name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
     if not name:
         return None
-    return _resolved_name(name, os.getcwd())
-
-
-@functools.lru_cache(maxsize=32)
-def _resolved_name(name: str, cwd: str) -> str:
-    """``model_name`` of a config's name, read from the file system once (``cwd``: a relative
-    folder's meaning)."""
-    from .bundled import NAMES, default_path
-
-    path = Path(cwd) / name
+    path = Path(name)
     if path.is_dir():
         path = path.resolve()
         bundled = {default_path(n).resolve(): n for n in NAMES}

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .bundled import load_default
 from .errors import InterpTextError
 from .model_guard import checked_device
 from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, task_of_class
@@ -116,18 +117,38 @@ def load(name: str, task: str | None = None, device: Any = None, tokenizer: bool
     as it was saved, and a ``task`` that contradicts it is refused.
     """
     device = checked_device(device)
-    key = (str(Path(name).resolve()) if Path(name).exists() else name.lower(), task, str(device))
+    key = (_source(name), task, str(device or "cpu"))  # from_pretrained loads on the CPU
     model = _LOADED.get(key)
-    if model is None or (tokenizer and _TOKENIZERS.get(model) is None):
+    if model is None:
         model, own = _load(name, task, device, tokenizer)
         _LOADED[key] = model
-        if own is not None:
-            _TOKENIZERS[model] = own
-    return model, _TOKENIZERS.get(model) if tokenizer else None
+    else:
+        own = _TOKENIZERS.get(model)
+        if tokenizer and own is None:  # loaded before with a tokenizer of the caller's: its own now
+            own = load_default(name.lower())[1] if _is_bundled(name) else load_tokenizer(name)
+    if own is not None:
+        _TOKENIZERS[model] = own
+    return model, own if tokenizer else None
+
+
+def _is_bundled(name: str) -> bool:
+    from .bundled import NAMES
+
+    return not Path(name).exists() and name.lower() in NAMES
+
+
+def _source(name: str) -> tuple:
+    """What ``name`` loads from: a bundled or Hub name as such; a folder as its absolute path and
+    its files' sizes and times, so that a folder saved again loads again."""
+    path = Path(name)
+    if not path.is_dir():
+        return (name.lower() if _is_bundled(name) else name,)
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in path.iterdir() if f.is_file())
+    return (str(path.resolve()), *files)
 
 
 def _load(name: str, task: str | None, device: Any, tokenizer: bool) -> tuple[torch.nn.Module, Any]:
-    from .bundled import NAMES, load_default
+    from .bundled import NAMES
 
     if not Path(name).exists() and name.lower() in NAMES:
         model, own = load_default(name.lower())

@@ -15,6 +15,7 @@ import torch
 from .engine import Engine, Settings, checked_baseline
 from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
+from .inputs import special_token_ids
 from .loading import resolve
 from .options import (
     TOKEN_REDUCTIONS,
@@ -36,8 +37,9 @@ def check_model(model, tokenizer) -> None:
     check_accepts_embeddings(model)
     rows = getattr(getattr(model.get_input_embeddings(), "weight", None), "shape", (None,))[0]
     size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
-    if isinstance(rows, int) and isinstance(size, int) and size > rows:
+    if isinstance(rows, int) and isinstance(size, int) and size > rows and _text_ids_past(tokenizer, rows, size):
         # Another model's tokenizer: its ids that happen to be below `rows` read the wrong embeddings, silently.
+        # (Special tokens added without resizing, a pad token for fine-tuning, never come from text.)
         warnings.warn(
             f"the tokenizer has {size} tokens but {type(model).__name__}'s input embeddings have {rows} rows: is it "
             "this model's tokenizer? Texts with a token id of "
@@ -45,6 +47,15 @@ def check_model(model, tokenizer) -> None:
             "tokens needs model.resize_token_embeddings(len(tokenizer)).",
             stacklevel=user_stacklevel(),
         )
+
+
+def _text_ids_past(tokenizer, rows: int, size: int) -> bool:
+    """Whether an id from ``rows`` to ``size`` can come from text (is not a special token)."""
+    try:
+        special = special_token_ids(tokenizer)
+    except (AttributeError, TypeError):
+        return True
+    return any(i not in special for i in range(rows, size))
 
 
 def check_options(name: str, given: dict, allowed: tuple[str, ...], shared: str = "") -> None:

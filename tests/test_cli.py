@@ -438,8 +438,8 @@ def test_file_mode_refuses_results_of_another_text_pair(tmp_path, capsys):
         (["--granularity", "sentence"], "granularity 'word', this run 'sentence'"),
         (["--method", "smoothgrad"], "method 'VarGrad', this run 'SmoothGrad'"),
         (["--aggregation", "max"], "aggregation 'mean', this run 'max'"),
-        (["--inference-mode", "softmax"], "inference_mode 'logits', this run 'softmax'"),
-        (["--n-perturbations", "3"], "n_perturbations 2, this run 3"),
+        (["--inference-mode", "softmax"], "--inference-mode 'logits', this run 'softmax'"),
+        (["--n-perturbations", "3"], "--n-perturbations 2, this run 3"),
         (["--seed", "1"], "seed 0, this run 1"),
         (["--model", "facts"], "task 'classification', this run 'causal_lm'"),
     ],
@@ -774,3 +774,35 @@ def test_compare_on_the_facts_data(capsys):
     with pytest.raises(SystemExit):  # argparse refuses it, with the choices
         main(["compare", "--data", "news"])
     assert "invalid choice: 'news'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "message,shown",
+    [
+        (
+            "pass n_perturbations >= 10 or granularity='sentence'.",
+            "pass --n-perturbations >= 10 or --granularity sentence.",
+        ),
+        ("batch_size=64 ran out; pass batch_size=32.", "--batch-size 64 ran out; pass --batch-size 32."),
+        (
+            "max_new_tokens=9 is too many; lower max_new_tokens.",
+            "--max-new-tokens 9 is too many; lower --max-new-tokens.",
+        ),
+        ("leave targets=None to explain what it generates", "leave out --target to explain what it generates"),
+        # Paths and quoted values hold what the user wrote: a Hydra sweep's "seed=1" folder, a class named so.
+        ("No such file or directory: 'sweep/seed=1/in.jsonl'", "No such file or directory: 'sweep/seed=1/in.jsonl'"),
+        ("cannot load 'runs/batch_size=8,seed=2/ckpt'", "cannot load 'runs/batch_size=8,seed=2/ckpt'"),
+        ("target 'seed=3' is not a class name", "target 'seed=3' is not a class name"),
+    ],
+)
+def test_messages_name_flags_not_python_arguments(message, shown):
+    from interp_text.cli import as_flags
+
+    assert as_flags(message) == shown
+
+
+def test_a_path_with_an_option_name_in_it_is_shown_as_given(tmp_path, capsys):
+    folder = tmp_path / "seed=1"
+    folder.mkdir()
+    assert main(["explain", "--input", str(folder / "in.jsonl"), "--output", str(folder / "out.jsonl")]) == 2
+    assert str(folder / "in.jsonl") in capsys.readouterr().err

@@ -758,12 +758,15 @@ def test_a_forced_word_missing_its_space_is_named():
         e = Saliency(model, tok).explain([prompt, prompt], targets=["Paris", "Paris"])
     assert len(said) == 1  # once per call
     assert str(said[0].message) == (
-        "the forced target of prompt 0 ('Paris') starts with a token of probability 5.6e-07: a forced text is "
-        "tokenized as written, and this tokenizer writes the space before a word into the word's token. To force "
-        "the word after the prompt, pass ' Paris'."
+        "the forced target of prompt 0 ('Paris') starts with a token of probability 5.6e-07, and the same word after "
+        "a space with one of 9.7e-01: a forced text is tokenized as written, and this tokenizer writes the space "
+        "before a word into the word's token. To force the word after the prompt, pass ' Paris'."
     )
     assert e[0].targets[0].probability < 1e-10
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for target, text in ((" Paris", prompt), (",", prompt), ("Paris", prompt + " ")):  # meant as written
+        # Meant as written, or unlikely either way (after an opening quote or bracket no space belongs,
+        # and " Paris" is no likelier there than "P"): no warning.
+        for target, text in ((" Paris", prompt), (",", prompt), ("Paris", prompt + " "), ("Paris", prompt + ' "')):
             Occlusion(model, tok).explain(text, targets=target)
+        Occlusion(model, tok).explain(prompt + " (", targets="Berlin")

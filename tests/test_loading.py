@@ -1,5 +1,7 @@
 """An explainer takes a model and tokenizer, a pipeline, a bundled name, or a folder to load both from."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -207,7 +209,7 @@ def test_one_name_loads_one_model_while_it_is_held():
     assert deletion.model is insertion.model and deletion.tokenizer is insertion.tokenizer
     e = Occlusion("sentiment").explain("The food was not good.")
     assert evaluate_together([deletion, insertion], e) == [deletion.evaluate(e), insertion.evaluate(e)]
-    assert Occlusion("sentiment", device="cpu").model is not deletion.model  # another device asked: its own load
+    assert Occlusion("sentiment", device="cpu").model is deletion.model  # where it loads anyway
     assert load("sentiment")[0] is deletion.model
     del deletion, insertion, e
     gc.collect()
@@ -223,3 +225,19 @@ def test_a_misspelt_bundled_name_is_named_without_asking_the_hub():
             f"{typo!r} is not a bundled model or a folder here; did you mean {meant!r}? (A Hub model of that name: "
             "pass it as owner/name.)"
         )
+
+
+def test_a_folder_saved_again_loads_again(tmp_path, bert, wp_tokenizer):
+    """The shared load is of the folder's files as they are: a checkpoint saved over it is read anew,
+    and a name given with a tokenizer first shares the model with the name alone."""
+    bert.save_pretrained(tmp_path)
+    wp_tokenizer.save_pretrained(tmp_path)
+    first = Occlusion(str(tmp_path), wp_tokenizer)
+    assert Occlusion(str(tmp_path)).model is first.model  # its own tokenizer loaded, the model shared
+    changed = copy.deepcopy(bert)
+    with torch.no_grad():
+        changed.classifier.weight.add_(1.0)
+    changed.save_pretrained(tmp_path)
+    again = Occlusion(str(tmp_path))
+    assert again.model is not first.model
+    assert torch.equal(again.model.classifier.weight, changed.classifier.weight)
