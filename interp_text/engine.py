@@ -30,15 +30,19 @@ from .statistics import Streaming
 from .tasks import (
     CAUSAL_LM,
     CLASSIFICATION,
+    INPUT_SCALES,
     SEQ2SEQ,
     Item,
     apply_mode,
     class_log_norm,
     classification_columns,
     classification_logits,
+    decoder_inputs,
     detect_task,
+    embed,
     reads_ids_only,
     regression,
+    resolve_input_scale,
     score_columns,
     send,
     split_head,
@@ -200,7 +204,7 @@ def baseline_embeds(baseline: Any, model, item: Item) -> torch.Tensor:
         return e.new_zeros(()).expand_as(e)
     if isinstance(baseline, int):
         with torch.no_grad():
-            row = model.get_input_embeddings()(torch.tensor([baseline], device=e.device))[0]
+            row = embed(model, torch.tensor([baseline], device=e.device))[0]
         return row.expand_as(e)
     b = baseline.to(device=e.device, dtype=e.dtype)
     check_baseline_shape(b, item.index, tuple(e.shape))
@@ -387,6 +391,7 @@ class Engine:
                     "characters (as BERT's drops zero-width and control characters); pass a text with words in it."
                 )
         if s.task == CLASSIFICATION:
+            self._check_input_scale(items[0], device)
             for it in items:
                 self._check_pad_tokens(it, device)
         if s.task != CLASSIFICATION:
@@ -409,6 +414,8 @@ class Engine:
                 recorded = json_options(generate_kwargs)
                 for it in to_generate:
                     it.generation = recorded
+        if s.task != CLASSIFICATION:  # with its output: an encoder-decoder's check reads the decoder too
+            self._check_input_scale(items[0], device)
         self._device = device
         if self.needs_embeds and s.uses_baseline and isinstance(s.baseline, torch.Tensor):
             hidden = model.get_input_embeddings().weight.shape[1]
@@ -427,11 +434,23 @@ class Engine:
             return
         with torch.no_grad():
             all_ids = torch.cat([it.input_ids for it in todo]).to(self._device)
-            embeds = self.model.get_input_embeddings()(all_ids).detach().split([len(it.input_ids) for it in todo])
+            embeds = embed(self.model, all_ids).detach().split([len(it.input_ids) for it in todo])
             for it, e in zip(todo, embeds):
                 it.embeds = e  # (seq, hidden)
                 if self.s.uses_baseline:
                     it.baseline = baseline_embeds(self.s.baseline, self.model, it)  # (seq, hidden)
+
+    def _check_input_scale(self, it: Item, device) -> None:
+        """Find, once per model, the factor its forward applies to embeddings on the ids path only
+        (``tasks.INPUT_SCALES``): Pegasus' and Marian's encoders multiply by √d, FalconH1 by its
+        embedding_multiplier, only when given ids, so embeddings fed as inputs_embeds must carry it.
+        Only models holding such a factor (``input_scale_candidates``) are checked, with the forwards
+        of one text on ids and on embeddings; one that matches no candidate is refused."""
+        model = self.model
+        if model in INPUT_SCALES or reads_ids_only(model):
+            return
+        decoder = decoder_inputs(model, it)[None].to(device) if self.s.task == SEQ2SEQ else None
+        resolve_input_scale(model, it.input_ids[None].to(device), decoder, it.token_types)
 
     def _check_pad_tokens(self, it: Item, device) -> None:
         """A classifier that finds the position it reads from the pad tokens in its ids (GPT-2's,
@@ -470,7 +489,7 @@ class Engine:
     def _pad_verdict(self, it: Item, n: int, device) -> str:
         """ "keep" (embeddings read as ids do), "trim" (once the pad tokens after position n are
         dropped) or "refuse", from the forwards of one text."""
-        emb, ids = self.model.get_input_embeddings(), it.input_ids[None].to(device)
+        ids = it.input_ids[None].to(device)
         types = {} if it.token_types is None else {"token_type_ids": torch.tensor([it.token_types], device=device)}
         with torch.no_grad():
             # An all-ones mask: the same reading, without transformers' warning about padding.
@@ -483,7 +502,7 @@ class Engine:
                 # Read as every explanation reads the model (token types, Longformer's global mask; a
                 # classifier that takes ids only is given them, and reads them as they are read here).
                 cut_types = None if it.token_types is None else it.token_types[:length]
-                x = emb(ids[:, :length])
+                x = embed(self.model, ids[:, :length])
                 read = classification_logits(self.model, x, cut_types, lambda: ids[:, :length]).float()
                 return torch.allclose(read, own, rtol=tol, atol=tol * (1 + float(own.abs().max())))
 

@@ -17,6 +17,7 @@ from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
 from .inputs import special_token_ids
 from .loading import resolve
+from .model_guard import explaining
 from .options import (
     TOKEN_REDUCTIONS,
     Granularity,
@@ -25,7 +26,7 @@ from .options import (
     non_negative_float,
     positive_int,
 )
-from .tasks import check_accepts_embeddings, send
+from .tasks import INPUT_SCALES, check_accepts_embeddings, input_scale_candidates, resolve_input_scale, send
 
 
 def check_model(model, tokenizer) -> None:
@@ -134,6 +135,12 @@ class GradientMethod:
     ):
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
+        if getattr(getattr(model, "config", None), "model_type", None) == "reformer":
+            raise InterpTextError(
+                f"{type(model).__name__}'s reversible layers compute their backward in train mode only, which would "
+                "make every gradient random (dropout): explain it with a perturbation method (Occlusion, Lime, "
+                "KernelShap, Sobol), which needs no gradient."
+            )
         # A torch.compile'd model's graph may free what its backward needs after one backward, and a
         # gradient method takes one per target: the module it compiled runs instead (same weights).
         inner = getattr(model, "_orig_mod", None)
@@ -215,11 +222,13 @@ class GradientMethod:
     __call__ = explain
 
 
-def default_noise_std(model) -> float:
+def default_noise_std(model, tokenizer=None) -> float:
     """Half the standard deviation of the embedding matrix: noise on the embeddings' own scale.
 
     A fixed σ = 0.1 is three times the spread of a typical BERT embedding and drowns the signal;
-    measured on the bundled models, 0.25–0.5 × this spread found the deciding words best.
+    measured on the bundled models, 0.25–0.5 × this spread found the deciding words best. For a
+    model that scales embeddings read from ids only (``tasks.input_scale_candidates``), the spread
+    of the scaled ones, which are what it reads and what the noise is added to.
     """
     emb = model.get_input_embeddings()
     with torch.no_grad():
@@ -231,7 +240,22 @@ def default_noise_std(model) -> float:
         raw = float(emb.weight[ids].float().norm())
         if raw > 0:
             spread *= float(emb(ids).float().norm()) / raw
-    return 0.5 * spread
+    return 0.5 * spread * _input_scale(model, tokenizer)
+
+
+def _input_scale(model, tokenizer) -> float:
+    """``tasks.resolve_input_scale`` before any text is given, from a short one of the tokenizer's."""
+    if model in INPUT_SCALES or tokenizer is None or not input_scale_candidates(model):
+        return INPUT_SCALES.get(model, 1.0)
+    device = model.get_input_embeddings().weight.device
+    ids = torch.tensor([tokenizer("The food was good.")["input_ids"]], device=device)
+    decoder = None
+    if getattr(model.config, "is_encoder_decoder", False):
+        start = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
+        start = start if isinstance(start, int) else model.config.decoder_start_token_id
+        decoder = torch.tensor([[start]], device=device)
+    with explaining(model):  # eval mode (no dropout), every module's mode back after
+        return resolve_input_scale(model, ids, decoder)
 
 
 # Rows of the embedding matrix read at a time: a 256k-row bfloat16 vocabulary copied whole to
@@ -298,7 +322,9 @@ class SmoothGrad(GradientMethod):
     def _set_options(self, n_perturbations: int = 10, noise_std: float | None = None, input_x_gradient: bool = True):
         self.n_perturbations = positive_int(n_perturbations, "n_perturbations", self._min_samples())
         self.noise_std = (
-            default_noise_std(self.model) if noise_std is None else non_negative_float(noise_std, "noise_std")
+            default_noise_std(self.model, self.tokenizer)
+            if noise_std is None
+            else non_negative_float(noise_std, "noise_std")
         )
         if not isinstance(input_x_gradient, bool):
             raise InterpTextError(f"input_x_gradient={input_x_gradient!r} must be True or False.")
@@ -385,7 +411,9 @@ class GradientShap(GradientMethod):
     def _set_options(self, n_perturbations: int = 10, noise_std: float | None = None, baseline: Any = "zeros"):
         self.n_perturbations = positive_int(n_perturbations, "n_perturbations")
         self.noise_std = (
-            default_noise_std(self.model) if noise_std is None else non_negative_float(noise_std, "noise_std")
+            default_noise_std(self.model, self.tokenizer)
+            if noise_std is None
+            else non_negative_float(noise_std, "noise_std")
         )
         self.baseline = "zeros" if baseline is None else baseline
         self.n_samples = self.n_perturbations

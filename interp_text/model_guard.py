@@ -116,7 +116,7 @@ def explaining(
     # Each change registers its undo as soon as it is made: every undo runs on exit, even if another fails.
     with ExitStack() as undo:
         if any(mode for _, mode in modes):  # eval() walks every module: only when one is training
-            undo.callback(_restore_modes, modes)
+            undo.callback(_restore_modes, modes, model)
             model.eval()
         undo.callback(_restore_flags, flags)
         if backward:
@@ -162,7 +162,17 @@ def _restore_flags(flags: list[tuple[torch.nn.Parameter, bool]]) -> None:
                 p.requires_grad_(flag)
 
 
-def _restore_modes(modes: list[tuple[torch.nn.Module, bool]]) -> None:
+def _restore_modes(modes: list[tuple[torch.nn.Module, bool]], model: torch.nn.Module | None = None) -> None:
+    """Every module's mode as it was; a module the model made during the call (BigBird swaps in
+    full-attention modules for short inputs) takes its parent's."""
     for m, mode in modes:
         if m.training != mode:
             m.training = mode
+    if model is None:
+        return
+    known = {id(m) for m, _ in modes}
+    parents = {"": model}
+    for name, m in model.named_modules():
+        parents[name] = m
+        if id(m) not in known and name:
+            m.training = parents[name.rpartition(".")[0]].training

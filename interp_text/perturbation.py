@@ -49,6 +49,7 @@ from .tasks import (
     apply_mode,
     class_log_norm,
     classification_logits,
+    embed,
     send,
     table_rows,
     target_logits,
@@ -530,7 +531,7 @@ class PerturbationEngine(Engine):
         wait for the forwards queued before it.
         """
         s, rid = self.s, self.replacement_id
-        emb = self.model.get_input_embeddings()
+        emb = functools.partial(embed, self.model)
         sent = send(torch.cat([h.reshape(-1) for h in host]), device)
         on_device = iter([v.view(h.shape) for v, h in zip(sent.split([h.numel() for h in host]), host)])
         with torch.inference_mode():

@@ -239,6 +239,71 @@ class Item:
 
 _READS_IDS: weakref.WeakSet = weakref.WeakSet()  # classifiers that refuse inputs_embeds
 
+# Per model, the factor its forward applies to embeddings read from token ids but not to inputs_embeds
+# (see input_scale_candidates), once found by Engine._check_input_scale; 1 for most models.
+INPUT_SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def input_scale_candidates(model) -> list[float]:
+    """Factors other than 1 a model may apply to its input embeddings on the ids path alone: the
+    embed_scale (√d with scale_embedding) of Pegasus', Marian's, BlenderbotSmall's and MVP's
+    encoders, FalconH1's embedding_multiplier. Read from the modules that hold the input embeddings;
+    whether the factor applies to inputs_embeds too is for a forward to tell."""
+    emb = model.get_input_embeddings()
+    found: list[float] = []
+    for m in model.modules():
+        own = getattr(m, "embed_tokens", None)
+        if own is not emb and getattr(own, "weight", None) is not getattr(emb, "weight", emb):
+            continue  # (an encoder's own module may hold the shared, tied weight)
+        for name in ("embed_scale", "embedding_multiplier"):
+            value = getattr(m, name, None)
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = float(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value != 1 and value not in found:
+                found.append(float(value))
+    return found
+
+
+def resolve_input_scale(
+    model, ids: torch.Tensor, decoder_ids: torch.Tensor | None = None, token_types: tuple | None = None
+) -> float:
+    """The factor of ``INPUT_SCALES`` for ``model``, found once from the forwards of ``ids`` ``(1, seq)``
+    (and an encoder-decoder's ``decoder_ids``) on ids and on embeddings, among 1 and the factors it
+    holds (``input_scale_candidates``); a model that holds none is taken as 1 without a forward.
+    A model that matches none is refused."""
+    if model in INPUT_SCALES:
+        return INPUT_SCALES[model]
+    candidates = input_scale_candidates(model)
+    if not candidates:
+        INPUT_SCALES[model] = 1.0
+        return 1.0
+    kwargs = {} if decoder_ids is None else {"decoder_input_ids": decoder_ids}
+    if token_types is not None:
+        kwargs["token_type_ids"] = torch.tensor([token_types], device=ids.device)
+    scales, gaps = (1.0, *candidates), []
+    with torch.inference_mode():
+        own = model(input_ids=ids, **kwargs).logits.double()
+        x = model.get_input_embeddings()(ids)
+        for scale in scales:
+            gaps.append(float((model(inputs_embeds=x * scale, **kwargs).logits.double() - own).abs().max()))
+    # The closest, not the first close enough: a small random model's outputs may hardly move with the scale.
+    best = min(range(len(scales)), key=gaps.__getitem__)
+    if gaps[best] <= 1e-3 * (float(own.abs().max()) + 1.0):
+        INPUT_SCALES[model] = scales[best]
+        return scales[best]
+    raise InterpTextError(
+        f"{type(model).__name__} gives other outputs for embeddings than for the token ids they embed (by up to "
+        f"{min(gaps):.3g} in logits, with each scale it holds tried: {[1.0, *candidates]}), and interp_text explains "
+        "it through its embeddings: its scores would not be this model's. Please report the model."
+    )
+
+
+def embed(model, ids: torch.Tensor) -> torch.Tensor:
+    """The embeddings the model reads for ``ids``, as its forward on ids computes them."""
+    x = model.get_input_embeddings()(ids)
+    scale = INPUT_SCALES.get(model, 1.0)
+    return x if scale == 1.0 else x * scale
+
 
 def reads_ids_only(model) -> bool:
     """Whether ``model`` was found to refuse ``inputs_embeds`` (see ``classification_logits``)."""

@@ -9,6 +9,7 @@ grouped-query attention, sliding windows and soft-capping (Gemma 2), a class nam
 """
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -80,6 +81,24 @@ MORE_GENERATORS = {
     "olmo2": (T.Olmo2Config, T.Olmo2ForCausalLM, SMALL),
     "pegasus": (T.PegasusConfig, T.PegasusForConditionalGeneration, SEQ2SEQ_SMALL),
     "marian": (T.MarianConfig, T.MarianMTModel, SEQ2SEQ_SMALL),
+    # As released checkpoints (opus-mt, pegasus-xsum) set them: the encoder scales embeddings read from ids
+    # by √d, and not inputs_embeds; FalconH1 multiplies them by its embedding_multiplier on the ids path only.
+    "pegasus-scaled": (T.PegasusConfig, T.PegasusForConditionalGeneration, dict(SEQ2SEQ_SMALL, scale_embedding=True)),
+    "marian-scaled": (T.MarianConfig, T.MarianMTModel, dict(SEQ2SEQ_SMALL, scale_embedding=True)),
+    "falcon-h1": (
+        getattr(T, "FalconH1Config", None),
+        getattr(T, "FalconH1ForCausalLM", None),
+        dict(
+            GQA,
+            mamba_d_ssm=64,
+            mamba_n_heads=4,
+            mamba_d_head=16,
+            mamba_n_groups=1,
+            mamba_d_state=8,
+            mamba_chunk_size=8,
+            embedding_multiplier=5.0,
+        ),
+    ),
     "mt5": (
         T.MT5Config,
         T.MT5ForConditionalGeneration,
@@ -345,3 +364,56 @@ def test_longformer_with_its_pad_token_in_the_text(wp_tokenizer):
         # On ids the pad token takes no position of its own (RoBERTa's tables); the pad check keeps
         # readings within its tolerance, 1e-4 here.
         np.testing.assert_allclose([t.score for t in got.targets], want.numpy(), rtol=0, atol=1e-4)
+
+
+def test_the_default_noise_is_on_the_scale_of_what_the_model_reads(padded_bpe):
+    """Marian with scale_embedding reads its embedding rows times √d: the default σ is half the
+    spread of those, as for a model whose embedding layer scales them itself."""
+    from interp_text import VarGrad
+    from interp_text.methods import _std
+
+    torch.manual_seed(0)
+    kw = dict(vocab_size=len(padded_bpe), pad_token_id=padded_bpe.pad_token_id, **SEQ2SEQ_SMALL)
+    plain = T.MarianMTModel(T.MarianConfig(**kw)).eval()
+    scaled = T.MarianMTModel(T.MarianConfig(**kw, scale_embedding=True)).eval()
+    scaled.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        spread = _std(plain.get_input_embeddings().weight)
+    assert VarGrad(plain, padded_bpe).noise_std == pytest.approx(0.5 * spread)
+    assert VarGrad(scaled, padded_bpe).noise_std == pytest.approx(0.5 * spread * math.sqrt(plain.config.d_model))
+
+
+def test_modules_a_model_makes_during_the_call_come_back_in_its_mode(wp_tokenizer):
+    """BigBird swaps full-attention modules in for block-sparse ones on short texts, inside the call,
+    where the model is in eval mode: a model the user left in train mode has them in train mode too."""
+    torch.manual_seed(0)
+    config = T.BigBirdConfig(
+        vocab_size=len(wp_tokenizer), attention_type="block_sparse", block_size=2, num_random_blocks=1, **SMALL
+    )
+    model = T.BigBirdForSequenceClassification(config).train()
+    for cls in (Saliency, Occlusion):
+        cls(model, wp_tokenizer).explain("The food was cold but the staff were lovely.")
+        assert [name for name, m in model.named_modules() if not m.training] == []
+
+
+def test_reformer_is_sent_to_the_perturbation_methods(wp_tokenizer):
+    config = T.ReformerConfig(
+        vocab_size=len(wp_tokenizer),
+        hidden_size=32,
+        num_attention_heads=2,
+        attention_head_size=16,
+        attn_layers=["local", "local"],
+        local_attn_chunk_length=4,
+        axial_pos_shape=[8, 8],
+        axial_pos_embds_dim=[16, 16],
+        max_position_embeddings=64,
+        feed_forward_size=64,
+        is_decoder=False,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    model = T.ReformerForSequenceClassification(config).eval()
+    with pytest.raises(InterpTextError) as err:
+        Saliency(model, wp_tokenizer)
+    assert str(err.value).startswith("ReformerForSequenceClassification's reversible layers compute their backward")
+    assert np.isfinite(Occlusion(model, wp_tokenizer).explain("The food was cold.").scores).all()
