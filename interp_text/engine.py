@@ -37,7 +37,7 @@ from .tasks import (
     class_log_norm,
     classification_columns,
     classification_logits,
-    decoder_inputs,
+    decoder_start_id,
     detect_task,
     embed,
     reads_ids_only,
@@ -449,7 +449,10 @@ class Engine:
         model = self.model
         if model in INPUT_SCALES or reads_ids_only(model):
             return
-        decoder = decoder_inputs(model, it)[None].to(device) if self.s.task == SEQ2SEQ else None
+        decoder = None
+        if self.s.task == SEQ2SEQ:  # any decoder input tells the two paths apart: its start if known, else id 0
+            start = it.decoder_start if it.decoder_start is not None else decoder_start_id(model)
+            decoder = torch.tensor([[start if isinstance(start, int) else 0]], device=device)
         resolve_input_scale(model, it.input_ids[None].to(device), decoder, it.token_types)
 
     def _check_pad_tokens(self, it: Item, device) -> None:

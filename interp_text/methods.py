@@ -26,7 +26,16 @@ from .options import (
     non_negative_float,
     positive_int,
 )
-from .tasks import INPUT_SCALES, check_accepts_embeddings, input_scale_candidates, resolve_input_scale, send
+from .tasks import (
+    INPUT_SCALES,
+    SEQ2SEQ,
+    check_accepts_embeddings,
+    decoder_start_id,
+    detect_task,
+    input_scale_candidates,
+    resolve_input_scale,
+    send,
+)
 
 
 def check_model(model, tokenizer) -> None:
@@ -250,10 +259,9 @@ def _input_scale(model, tokenizer) -> float:
     device = model.get_input_embeddings().weight.device
     ids = torch.tensor([tokenizer("The food was good.")["input_ids"]], device=device)
     decoder = None
-    if getattr(model.config, "is_encoder_decoder", False):
-        start = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
-        start = start if isinstance(start, int) else model.config.decoder_start_token_id
-        decoder = torch.tensor([[start]], device=device)
+    if detect_task(model) == SEQ2SEQ:  # not a classifier's (BART's, MVP's): it makes its own decoder input
+        start = decoder_start_id(model)
+        decoder = torch.tensor([[start if isinstance(start, int) else 0]], device=device)
     with explaining(model):  # eval mode (no dropout), every module's mode back after
         return resolve_input_scale(model, ids, decoder)
 

@@ -7,6 +7,7 @@ batch always have the same length (the engine groups them), so no padding ever e
 from __future__ import annotations
 
 import inspect
+import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -285,10 +286,18 @@ def resolve_input_scale(
         own = model(input_ids=ids, **kwargs).logits.double()
         x = model.get_input_embeddings()(ids)
         for scale in scales:
-            gaps.append(float((model(inputs_embeds=x * scale, **kwargs).logits.double() - own).abs().max()))
+            try:
+                got = model(inputs_embeds=x * scale, **kwargs).logits.double()
+            except NotImplementedError:  # a classifier that reads its ids (MVP's, BART's): embeddings never go in
+                INPUT_SCALES[model] = 1.0
+                return 1.0
+            # Equal infinities (a logit a wrapper masks to -inf) agree; a NaN never does.
+            diff = torch.where(got == own, 0.0, (got - own).abs()).nan_to_num(nan=math.inf)
+            gaps.append(float(diff.max()))
     # The closest, not the first close enough: a small random model's outputs may hardly move with the scale.
     best = min(range(len(scales)), key=gaps.__getitem__)
-    if gaps[best] <= 1e-3 * (float(own.abs().max()) + 1.0):
+    finite = own[own.isfinite()]
+    if gaps[best] <= 1e-3 * (float(finite.abs().max()) if finite.numel() else 0.0) + 1e-3:
         INPUT_SCALES[model] = scales[best]
         return scales[best]
     raise InterpTextError(
@@ -616,6 +625,15 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
     if not stacked:  # one branch per target: see score_columns
         return chosen, log_norm, valid
     return torch.stack(chosen, 1), torch.stack(log_norm, 1), valid
+
+
+def decoder_start_id(model) -> Any:
+    """The decoder start generate() would use: the generation config's, then the model config's (an
+    int, or None or a list when neither names one)."""
+    start = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
+    if not isinstance(start, int):
+        start = getattr(model.config, "decoder_start_token_id", None)
+    return start
 
 
 def decoder_inputs(model, item: Item) -> torch.Tensor:

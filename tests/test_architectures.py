@@ -417,3 +417,50 @@ def test_reformer_is_sent_to_the_perturbation_methods(wp_tokenizer):
         Saliency(model, wp_tokenizer)
     assert str(err.value).startswith("ReformerForSequenceClassification's reversible layers compute their backward")
     assert np.isfinite(Occlusion(model, wp_tokenizer).explain("The food was cold.").scores).all()
+
+
+def test_a_scaled_classifier_that_reads_its_ids_is_explained_by_perturbation(wp_tokenizer):
+    """MVP's classifier holds an embed_scale and refuses inputs_embeds: the scale check leaves it to
+    read its ids (its own scores), and the gradient methods name the perturbation ones."""
+    torch.manual_seed(0)
+    config = T.MvpConfig(
+        vocab_size=len(wp_tokenizer),
+        num_labels=3,
+        pad_token_id=0,
+        eos_token_id=wp_tokenizer.sep_token_id,
+        scale_embedding=True,
+        init_std=0.3,
+        **SEQ2SEQ_SMALL,
+    )
+    model = T.MvpForSequenceClassification(config).eval()
+    text = "the food was cold"
+    with torch.no_grad():
+        own = model(**wp_tokenizer(text, return_tensors="pt")).logits[0]
+    got = Occlusion(model, wp_tokenizer).explain(text, targets="all")
+    np.testing.assert_allclose([t.score for t in got.targets], own.numpy(), rtol=1e-5, atol=1e-5)
+    for cls in (Saliency, VarGrad):
+        with pytest.raises(InterpTextError, match="does not take inputs_embeds"):
+            cls(model, wp_tokenizer).explain(text)
+
+
+def test_equal_infinite_logits_agree_in_the_scale_check(padded_bpe):
+    """A wrapper that masks a token's logit to -inf: -inf - -inf is NaN, which must not hide the factor."""
+
+    class NeverPad(T.MarianMTModel):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits[..., self.config.pad_token_id] = float("-inf")
+            return out
+
+    torch.manual_seed(0)
+    kw = dict(vocab_size=len(padded_bpe), pad_token_id=padded_bpe.pad_token_id, scale_embedding=True, init_std=0.3)
+    model = NeverPad(T.MarianConfig(**kw, **SEQ2SEQ_SMALL)).eval()
+    prompt, output = "The food was cold", " the pasta"
+    got = Occlusion(model, padded_bpe, inference_mode="log_softmax", granularity="all_tokens").explain(
+        prompt, targets=output
+    )
+    p, o = padded_bpe(prompt)["input_ids"], padded_bpe(output, add_special_tokens=False)["input_ids"]
+    decoder = torch.tensor([[model.config.decoder_start_token_id, *o[:-1]]])
+    with torch.no_grad():
+        logp = model(input_ids=torch.tensor([p]), decoder_input_ids=decoder).logits.log_softmax(-1)[0]
+    np.testing.assert_allclose([t.score for t in got.targets], [float(logp[k, t]) for k, t in enumerate(o)], rtol=1e-5)
