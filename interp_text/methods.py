@@ -15,7 +15,7 @@ import torch
 from .engine import Engine, Settings, checked_baseline
 from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
-from .inputs import special_token_ids
+from .inputs import special_token_ids, tokenize
 from .loading import resolve
 from .model_guard import explaining
 from .options import (
@@ -257,7 +257,8 @@ def _input_scale(model, tokenizer) -> float:
     if model in INPUT_SCALES or tokenizer is None or not input_scale_candidates(model):
         return INPUT_SCALES.get(model, 1.0)
     device = model.get_input_embeddings().weight.device
-    ids = torch.tensor([tokenizer("The food was good.")["input_ids"]], device=device)
+    # Tokenized as every text is: calling the tokenizer would switch off a truncation it was set to.
+    ids = torch.tensor([tokenize(tokenizer, "The food was good.")[0]], device=device)
     decoder = None
     if detect_task(model) == SEQ2SEQ:  # not a classifier's (BART's, MVP's): it makes its own decoder input
         start = decoder_start_id(model)

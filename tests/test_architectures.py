@@ -381,6 +381,13 @@ def test_the_default_noise_is_on_the_scale_of_what_the_model_reads(padded_bpe):
         spread = _std(plain.get_input_embeddings().weight)
     assert VarGrad(plain, padded_bpe).noise_std == pytest.approx(0.5 * spread)
     assert VarGrad(scaled, padded_bpe).noise_std == pytest.approx(0.5 * spread * math.sqrt(plain.config.d_model))
+    # Found before any text, from a text of its own, tokenized without touching the tokenizer's settings.
+    tok = copy.deepcopy(padded_bpe)
+    tok.backend_tokenizer.enable_truncation(max_length=7)
+    set_to = tok.backend_tokenizer.truncation
+    fresh = T.MarianMTModel(T.MarianConfig(**kw, scale_embedding=True)).eval()
+    VarGrad(fresh, tok)
+    assert tok.backend_tokenizer.truncation == set_to
 
 
 def test_modules_a_model_makes_during_the_call_come_back_in_its_mode(wp_tokenizer):
