@@ -117,7 +117,8 @@ def load(name: str, task: str | None = None, device: Any = None, tokenizer: bool
     as it was saved, and a ``task`` that contradicts it is refused.
     """
     device = checked_device(device)
-    key = (_source(name), task, str(device or "cpu"))  # from_pretrained loads on the CPU
+    # from_pretrained loads on the CPU; a bundled model loads as it is whatever the task (checked after).
+    key = (_source(name), None if _is_bundled(name) else task, str(device or "cpu"))
     model = _LOADED.get(key)
     if model is None:
         model, own = _load(name, task, device, tokenizer)

@@ -227,6 +227,7 @@ def evaluate_together(metrics: list[_Curve], explanations) -> list[float] | list
     Example:
         >>> deletion, insertion = evaluate_together([Deletion(m, t), Insertion(m, t)], explanations)  # doctest: +SKIP
     """
+    metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]  # one metric: a list of one
     (curves, sizes), single = _curves_of(metrics, explanations)
     areas = [
         [float(area_under_curve(c, m.points(n) / max(n, 1)).mean()) for c, n in zip(per, sizes)]

@@ -241,3 +241,12 @@ def test_a_folder_saved_again_loads_again(tmp_path, bert, wp_tokenizer):
     again = Occlusion(str(tmp_path))
     assert again.model is not first.model
     assert torch.equal(again.model.classifier.weight, changed.classifier.weight)
+
+
+def test_a_bundled_name_with_its_own_task_shares_the_load():
+    from interp_text import Insertion, evaluate_together
+
+    deletion, insertion = Deletion("sentiment"), Insertion("sentiment", task="classification")
+    assert deletion.model is insertion.model
+    e = Occlusion("sentiment").explain("The food was not good.")
+    assert evaluate_together(deletion, e) == [deletion.evaluate(e)]  # one metric: a list of one
