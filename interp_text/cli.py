@@ -727,13 +727,13 @@ _FLAGS = {
     "seed": "--seed",
 }
 _END = r"(?=[\s,;)]|[.:](?:\s|$)|$)"  # an option ends where a word would: not inside a path or a value
+_NAMES = "|".join(_FLAGS)
+_UNDERSCORED = "|".join(name for name in _FLAGS if "_" in name)  # bare, still Python's spelling
 _PYTHON_OPTION = re.compile(
     r"(?<![^\s(])"  # it starts a word (not "runs/seed=1", not a quoted "'seed=3'")
-    r"(?:(n_perturbations|n_samples|batch_size|max_new_tokens|inference_mode|targets|granularity|device|seed)"
-    rf"=('[^']*'|\"[^\"]*\"|[\w.:-]+?){_END}"  # name=value
-    r"|(n_perturbations|n_samples|batch_size|max_new_tokens|inference_mode|targets|granularity|device|seed)"
-    r"(?=\s*>=?\s*\d)"  # name >= 10
-    rf"|(n_perturbations|n_samples|batch_size|max_new_tokens|inference_mode){_END})"  # a name only Python spells
+    rf"(?:({_NAMES})=('[^']*'|\"[^\"]*\"|[\w.:-]+?){_END}"  # name=value
+    rf"|({_NAMES})(?=\s*>=?\s*\d)"  # name >= 10
+    rf"|({_UNDERSCORED}){_END})"
 )
 
 

@@ -151,7 +151,7 @@ def _source(name: str) -> tuple:
 def _load(name: str, task: str | None, device: Any, tokenizer: bool) -> tuple[torch.nn.Module, Any]:
     from .bundled import NAMES
 
-    if not Path(name).exists() and name.lower() in NAMES:
+    if _is_bundled(name):
         model, own = load_default(name.lower())
     else:
         close = difflib.get_close_matches(name.lower(), NAMES, n=1, cutoff=0.75)

@@ -241,7 +241,6 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
     inputs scored together: a row that two of them need (the input with nothing or everything
     masked, a step where two rankings agree), or two explanations of one text (several methods'),
     runs once. Returns ``((per metric its curves, each explanation's n), single)``."""
-    metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
     if not metrics or not all(isinstance(m, _Curve) for m in metrics):
         raise InterpTextError(
             f"evaluate_together takes a list of Deletion and Insertion metrics, got {metrics!r}; pass "
