@@ -34,6 +34,7 @@ from .tasks import (
     SEQ2SEQ,
     Item,
     apply_mode,
+    check_causal_decoder,
     class_log_norm,
     classification_columns,
     classification_logits,
@@ -445,15 +446,19 @@ class Engine:
         (``tasks.INPUT_SCALES``): Pegasus' and Marian's encoders multiply by √d, FalconH1 by its
         embedding_multiplier, only when given ids, so embeddings fed as inputs_embeds must carry it.
         Only models holding such a factor (``input_scale_candidates``) are checked, with the forwards
-        of one text on ids and on embeddings; one that matches no candidate is refused."""
+        of one text on ids and on embeddings; one that matches no candidate is refused. An
+        encoder-decoder's decoder is then checked to be causal in that forward (once per model)."""
         model = self.model
-        if model in INPUT_SCALES or reads_ids_only(model):
+        if reads_ids_only(model) or (model in INPUT_SCALES and self.s.task != SEQ2SEQ):
             return
-        decoder = None
+        ids, decoder = it.input_ids[None].to(device), None
         if self.s.task == SEQ2SEQ:  # any decoder input tells the two paths apart: its start if known, else id 0
             start = it.decoder_start if it.decoder_start is not None else decoder_start_id(model)
             decoder = torch.tensor([[start if isinstance(start, int) else 0]], device=device)
-        resolve_input_scale(model, it.input_ids[None].to(device), decoder, it.token_types)
+        if model not in INPUT_SCALES:
+            resolve_input_scale(model, ids, decoder, it.token_types)
+        if decoder is not None:
+            check_causal_decoder(model, ids, int(decoder[0, 0]))
 
     def _check_pad_tokens(self, it: Item, device) -> None:
         """A classifier that finds the position it reads from the pad tokens in its ids (GPT-2's,

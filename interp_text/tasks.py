@@ -307,6 +307,38 @@ def resolve_input_scale(
     )
 
 
+DECODERS_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def check_causal_decoder(model, ids: torch.Tensor, start: int) -> None:
+    """Refuse an encoder-decoder whose decoder, in the forward interp_text makes (embeddings in, one
+    teacher-forced pass), lets a position see the decoder inputs after it: the outputs would not be
+    scored as ``generate()`` scores them. transformers' FSMT builds its causal mask from input ids
+    only, so given embeddings it has none. Checked once per model: two decoder rows that differ in
+    their second input only must agree at their first position. ``ids``: an input ``(1, seq)``."""
+    if model in DECODERS_CHECKED:
+        return
+    avoid = {start, *(getattr(model.config, k, None) for k in ("pad_token_id", "eos_token_id", "bos_token_id"))}
+    a, b = [t for t in range(len(avoid) + 2) if t not in avoid][:2]  # no pad token: it may be masked out
+    decoder = torch.tensor([[start, a], [start, b]], device=ids.device)
+    with torch.inference_mode():
+        x = embed(model, ids).expand(2, -1, -1)
+        logits = model(inputs_embeds=x, decoder_input_ids=decoder, **no_cache(model)).logits[:, 0].double()
+    half = logits.dtype in (torch.float16, torch.bfloat16) or x.dtype in (torch.float16, torch.bfloat16)
+    finite = logits[logits.isfinite()]
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    gap = torch.where(logits[0] == logits[1], 0.0, (logits[0] - logits[1]).abs()).nan_to_num(nan=math.inf)
+    if float(gap.max()) > (5e-2 if half else 1e-4) * (1.0 + scale):
+        raise InterpTextError(
+            f"{type(model).__name__}'s decoder lets each output position see the output tokens after it in the "
+            f"forward interp_text makes (embeddings in, all outputs at once): its first position's logits moved by "
+            f"{float(gap.max()):.3g} when only the second decoder input changed, so no score would be the model's. "
+            "transformers' FSMT does this (it builds its causal mask from input ids only); such a model cannot be "
+            "explained here."
+        )
+    DECODERS_CHECKED[model] = True
+
+
 def embed(model, ids: torch.Tensor) -> torch.Tensor:
     """The embeddings the model reads for ``ids``, as its forward on ids computes them."""
     x = model.get_input_embeddings()(ids)

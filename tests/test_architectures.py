@@ -471,3 +471,33 @@ def test_equal_infinite_logits_agree_in_the_scale_check(padded_bpe):
     with torch.no_grad():
         logp = model(input_ids=torch.tensor([p]), decoder_input_ids=decoder).logits.log_softmax(-1)[0]
     np.testing.assert_allclose([t.score for t in got.targets], [float(logp[k, t]) for k, t in enumerate(o)], rtol=1e-5)
+
+
+def test_a_decoder_that_sees_later_outputs_is_refused(padded_bpe):
+    """FSMT builds its decoder's causal mask from input ids only: given embeddings, an output
+    position sees the outputs after it, and every teacher-forced score would be another function's.
+    Refused by every method, on every call, not only the first."""
+    torch.manual_seed(0)
+    config = T.FSMTConfig(
+        src_vocab_size=len(padded_bpe),
+        tgt_vocab_size=len(padded_bpe),
+        langs=["en", "de"],
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        pad_token_id=padded_bpe.pad_token_id,
+        eos_token_id=padded_bpe.eos_token_id,
+        decoder_start_token_id=padded_bpe.eos_token_id,
+        init_std=0.1,
+    )
+    model = T.FSMTForConditionalGeneration(config).eval()
+    for cls in (Saliency, Occlusion, Saliency):
+        with pytest.raises(InterpTextError) as err:
+            cls(model, padded_bpe).explain("The capital of France is", targets=" Paris and Rome")
+        assert str(err.value).startswith(
+            "FSMTForConditionalGeneration's decoder lets each output position see the output tokens after it"
+        )
