@@ -716,7 +716,8 @@ class Engine:
                 units.extend((it, p) for p in extra)
                 units.extend((it, p) for p in range(s.n_samples))
         generators = {it.index: torch.Generator().manual_seed(s.seed) for it in items}
-        stats: dict[int, list[Streaming]] = {}  # made once a text's targets are known
+        # Per text, per target: its running statistic, then (once complete) its reduction (``_reduced``).
+        stats: dict[int, list] = {}  # made once a text's targets are known
         left = {it.index: s.n_samples for it in items}  # samples not run yet, per text
         cap = CPU_TOKENS_PER_BACKWARD if torch.device(device).type == "cpu" else None
         bar = Progress(s.progress, s.name, len(units))
@@ -744,7 +745,7 @@ class Engine:
             return False
         return s.statistic == "mean" and (s.token_reduction == "sum" or s.n_samples == 1)
 
-    def _reduce_statistic(self, it: Item, streams: list[Streaming]) -> None:
+    def _reduce_statistic(self, it: Item, streams: list) -> None:
         """A text's statistic, once its last sample is in: only what the explanation reads is kept.
 
         The (targets, seq, hidden) statistic of every text held until the last batch grew with the
@@ -757,10 +758,18 @@ class Engine:
             if s.uses_baseline:  # completeness is about the signed total: here the sum of the signed sums
                 it.stat_total = it.token_scores.sum(-1)
             return
-        results = [st.result() for st in streams]  # each (seq, hidden)
-        it.token_scores = torch.stack([reduce_hidden(r, s.token_reduction) for r in results])  # (targets, seq)
-        if s.uses_baseline:  # completeness is about the signed total, whatever the display reduction
-            it.stat_total = torch.stack([r.sum() for r in results])  # (targets,)
+        # Each target's was reduced as its last sample came in (``_reduced``).
+        it.token_scores = torch.stack([scores for scores, _ in streams])  # (targets, seq)
+        if s.uses_baseline:
+            it.stat_total = torch.stack([total for _, total in streams])  # (targets,)
+
+    def _reduced(self, statistic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A target's complete ``(seq, hidden)`` statistic, as the text reads it: ``(seq,)`` scores, and
+        with a baseline its signed total (completeness is about that, whatever the display
+        reduction). Kept whole, 400 output tokens × 450 positions × hidden 4096 in float64 would be
+        11 GiB, for one text."""
+        total = statistic.sum() if self.s.uses_baseline else None
+        return reduce_hidden(statistic, self.s.token_reduction), total
 
     def _backward_rows(self, rows, generators, stats, device) -> None:
         s = self.s
@@ -831,7 +840,10 @@ class Engine:
                         a = reduce_hidden(a.double(), s.token_reduction)  # (rows, seq)
                     for it, r0, r1 in segments:
                         if j < it.n_targets:
-                            stats[it.index][j].update(a[r0:r1])
+                            st = stats[it.index][j]
+                            st.update(a[r0:r1])
+                            if not early and st.n == s.n_samples:  # complete: held as what the text reads
+                                stats[it.index][j] = self._reduced(st.result())
                 j0 = js[-1] + 1
 
     def _vmapped_grads(self, x, cols, valid, js) -> torch.Tensor | None:

@@ -725,6 +725,38 @@ def test_a_metric_checks_the_prefix_path_once_not_every_call(gpt2, bpe):
     assert insertion.prefix_checked == {id(gpt2): True} and d == [pytest.approx(first, rel=1e-6)]
 
 
+@pytest.mark.parametrize("batch_size", [64, 2])
+def test_a_targets_whole_statistic_is_let_go_once_its_samples_are_in(batch_size, gpt2, bpe, monkeypatch):
+    """VarGrad keeps a (seq, hidden) float64 mean and M2 per target while its samples come in. Once a
+    target has them all it is reduced to (seq,) at once: with every sample in one batch, one whole
+    statistic is alive at a time, not one per output token (11 GiB for 400 tokens of a 7B model)."""
+    import weakref
+
+    from interp_text.statistics import Streaming
+
+    alive, most = weakref.WeakSet(), [0]
+    update = Streaming.update
+
+    def tracked(self, x):
+        update(self, x)
+        alive.add(self)
+        most[0] = max(most[0], len(alive))
+
+    monkeypatch.setattr(Streaming, "update", tracked)
+    got = VarGrad(gpt2, bpe, n_perturbations=4, batch_size=batch_size).explain(
+        "The food was cold and", targets=" the staff were lovely"
+    )
+    n_out = len(got.output_ids)
+    assert n_out >= 4
+    # All 4 samples in one batch: one at a time. Two per batch: every target waits for its second half.
+    assert most[0] == (1 if batch_size == 64 else n_out)
+    monkeypatch.setattr(Streaming, "update", update)
+    want = VarGrad(gpt2, bpe, n_perturbations=4, batch_size=batch_size).explain(
+        "The food was cold and", targets=" the staff were lovely"
+    )
+    np.testing.assert_array_equal(got.scores, want.scores)
+
+
 @pytest.mark.parametrize("cls", [Saliency, IntegratedGradients, SmoothGrad, VarGrad])
 def test_gradients_reduced_as_they_come_equal_the_reduced_statistic(cls, gpt2, bpe, monkeypatch):
     """A mean of signed sums (or one sample) is reduced over the hidden dimension per sample, so each
