@@ -355,6 +355,16 @@ def _attach_spaces(mapping: list[int], trimmed: list, special: list[bool]) -> No
             previous = mapping[i]
 
 
+def output_sums(mapping: list[int], n_elements: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(tokens, n_elements)``: 1 where a token belongs to an element (``mapping`` as in ``pool``, -1
+    dropped), so that ``scores @ output_sums(...)`` adds up each element's tokens' columns."""
+    sums = torch.zeros(len(mapping), n_elements, dtype=dtype)
+    for t, e in enumerate(mapping):
+        if e >= 0:
+            sums[t, e] = 1.0
+    return sums
+
+
 def pool(
     scores: torch.Tensor, mapping: list[int], n_elements: int, strategy: GranularityAggregationStrategy
 ) -> torch.Tensor:

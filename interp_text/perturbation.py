@@ -30,7 +30,7 @@ import torch
 from .engine import Engine, Progress, Settings, _group, forward_only
 from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
-from .granularity import group_tokens, pool
+from .granularity import group_tokens, output_sums, pool
 from .loading import resolve
 from .methods import check_explain_options, check_model, check_options
 from .options import (
@@ -349,6 +349,8 @@ class PerturbationEngine(Engine):
             i = it.index
             scores, it.target_logprobs = f[i], log_p[i][0]
             it.target_scores = scores[0]
+            if self._scores_outputs(it):
+                scores = scores @ output_sums(it.output_groups[2], len(it.output_groups[0]), scores.dtype)
             by_n.setdefault(self.players[i].n, []).append((it, scores))
         # Every estimate treats targets as independent columns: the texts that share masks are
         # estimated together, their targets side by side.
@@ -360,11 +362,22 @@ class PerturbationEngine(Engine):
                     self.results[it.index] = (torch.zeros(it.n_targets, 0, dtype=torch.float64), None)
                 continue
             scores = torch.cat([sc for _, sc in group], 1)  # (1 + partial, Σ targets)
-            clean = torch.cat([it.target_scores for it, _ in group])  # (Σ targets,)
+            clean = torch.cat([sc[0] for _, sc in group])  # (Σ targets,) row 0: the unperturbed input
             phi, gap = self.method.estimate(masks, scores[inverse], clean)  # (Σ targets, n), (Σ targets,)
             gaps = [None] * len(group) if gap is None else gap.split(widths)
             for (it, _), p, g in zip(group, phi.split(widths), gaps):
                 self.results[it.index] = (p, g)
+
+    def _scores_outputs(self, it: Item) -> bool:
+        """Whether the method estimates each output element's summed score itself, rather than pooling
+        its tokens' rows: a method that is not linear in the scores (Sobol, whose indices would add up
+        past 1), when the rows would be added or averaged (the same index: a variance ratio does not
+        see the scale)."""
+        return (
+            not self.method.linear
+            and self.s.task != CLASSIFICATION
+            and self.s.aggregation in (GranularityAggregationStrategy.SUM, GranularityAggregationStrategy.MEAN)
+        )
 
     def _warn_if_large(self, items: list[Item], rows: dict[int, torch.Tensor], fix: str | None = None) -> None:
         """One warning when a text needs more than LARGE_ROWS masked inputs (Sobol's N (n + 2), KernelShap's
@@ -637,12 +650,12 @@ class PerturbationEngine(Engine):
     def _assemble(self, it: Item) -> Explanation:
         s = self.s
         players = self.players[it.index]
-        phi, gap = self.results[it.index]  # (targets, n), (targets,) or None
+        phi, gap = self.results[it.index]  # (targets, n) (output elements, n: _scores_outputs), (targets,) or None
         n_in = len(players.elements)
         if players.n == n_in:  # every element is a player (all but ALL_TOKENS)
             scores = phi.clone()
         else:  # elements that are never masked (special tokens under ALL_TOKENS) are not explained: NaN
-            scores = torch.full((it.n_targets, n_in), float("nan"), dtype=torch.float64)
+            scores = torch.full((phi.shape[0], n_in), float("nan"), dtype=torch.float64)
             scores[:, players.columns] = phi
         if s.task == CLASSIFICATION:
             return self._explanation(
@@ -652,8 +665,11 @@ class PerturbationEngine(Engine):
         n_out = len(out_elements)
         if s.task == CAUSAL_LM:
             # Outputs are never masked: their columns are NaN, never a zero attribution.
-            scores = torch.cat([scores, torch.full((it.n_targets, n_out), float("nan"), dtype=scores.dtype)], 1)
-        pooled = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, columns)
+            scores = torch.cat([scores, torch.full((scores.shape[0], n_out), float("nan"), dtype=scores.dtype)], 1)
+        if self._scores_outputs(it):  # each row estimated for its output element already
+            pooled = scores
+        else:
+            pooled = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, columns)
         if gap is not None:
             # An output element's f is the sum of its tokens' (as Target.score): its row sums to that
             # f(x) − f(all masked) plus its gap, whatever pooled the tokens' rows into it (with SUM, the
@@ -701,6 +717,9 @@ class PerturbationMethod:
     """
 
     seeded = False  # whether ``seed`` changes the result (it is then kept in Explanation.options)
+    # Whether ``estimate`` is linear in the scores, so that the sum of output tokens' rows is the row
+    # of their summed score. Sobol's variance ratios are not: it estimates an output element's own.
+    linear = True
 
     def __init__(
         self,
@@ -1049,6 +1068,7 @@ class Sobol(PerturbationMethod):
     """
 
     seeded = True
+    linear = False
 
     def _option_names(self):
         return ("n_samples", "n_perturbations", "order", "sampler")

@@ -666,3 +666,34 @@ def test_a_classifiers_rows_keep_their_texts_classes_only(wp_tokenizer, monkeypa
                 f = model(inputs_embeds=emb(masked)[None]).logits[0]
                 want = [float(clean[t.index] - f[t.index]) for t in e.targets]
                 np.testing.assert_allclose(e.scores[:, j], want, rtol=1e-4, atol=1e-5)
+
+
+def test_sobol_estimates_each_output_words_own_score(gpt2, bpe):
+    """Sobol's indices are variance ratios: the sum of an output word's tokens' indices is not the
+    index of the word's score (Target.score, their summed score), and passes 1. Each row is the
+    word's own index, as written out here from the method's masks."""
+    target = " Paris lovely"
+    sobol = Sobol(gpt2, bpe, n_samples=8)
+    expl = sobol.explain(PROMPT, targets=target)
+    assert [len(t.token_ids) for t in expl.targets] == [4, 2]
+    enc = bpe(PROMPT, return_offsets_mapping=True)
+    p_ids, o_ids = enc["input_ids"], [i for t in expl.targets for i in t.token_ids]
+    word_of = [next(k for k, (_, end) in enumerate(expl.spans) if end > a) for a, _ in enc["offset_mapping"]]
+    e = gpt2.get_input_embeddings()(torch.tensor(p_ids + o_ids)).detach()
+    P, n = len(p_ids), len(expl.elements)
+    masks = sobol.masks(n, torch.Generator().manual_seed(0))  # the method's own, seeded as each text's
+
+    def f(keep):  # each output word's summed logit, with its masked prompt words zeroed (no mask token)
+        x = e.clone()
+        x[:P][~keep[word_of]] = 0
+        with torch.no_grad():
+            logits = gpt2(inputs_embeds=x[None]).logits[0].double()
+        per_token = torch.stack([logits[P - 1 + t, tid] for t, tid in enumerate(o_ids)])
+        return torch.stack([per_token[:4].sum(), per_token[4:].sum()])
+
+    y = torch.stack([f(m) for m in masks])  # (N (n + 2), words)
+    big_n = 8
+    fa, fb, fab = y[:big_n], y[big_n : 2 * big_n], y[2 * big_n :].reshape(n, big_n, -1)
+    want = (((fa - fab) ** 2).mean(1) / 2 / torch.cat([fa, fb]).var(0)).T  # (words, n): Jansen's total order
+    np.testing.assert_allclose(expl.scores[:, :n], want.numpy(), rtol=1e-4, atol=1e-6)
+    assert np.nanmax(expl.scores) <= 1.5  # the summed tokens' indices reached 3.9 on such a word
