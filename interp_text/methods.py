@@ -6,6 +6,7 @@ under the inference mode, δ_p ~ N(0, σ²) with σ = ``noise_std``, b a baselin
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import warnings
 from typing import Any
@@ -68,11 +69,26 @@ def _text_ids_past(tokenizer, rows: int, size: int) -> bool:
     return any(i not in special for i in range(rows, size))
 
 
-def check_options(name: str, given: dict, allowed: tuple[str, ...], shared: str = "") -> None:
-    unknown = sorted(set(given) - set(allowed))
+def check_options(
+    name: str, given: dict, allowed: tuple[str, ...], shared: tuple[str, ...] = (), note: str = ""
+) -> None:
+    """Refuse options ``name`` does not take, naming its own (``allowed``), those it shares with its
+    kind (``shared``), and the one a misspelt option most likely meant."""
+    unknown = sorted(set(given) - set(allowed) - set(shared))
     if unknown:
         own = f"its own options are {sorted(allowed)}" if allowed else "it has no options of its own"
-        raise InterpTextError(f"{name} got unknown option(s) {unknown}; {own}{shared}.")
+        besides = f" (besides {', '.join(shared)})" if shared else ""
+        close = [
+            m[0] for u in unknown for m in [difflib.get_close_matches(u, (*allowed, *shared), n=1, cutoff=0.8)] if m
+        ]
+        meant = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        raise InterpTextError(f"{name} got unknown option(s) {unknown}{meant}; {own}{besides}{note}.")
+
+
+def shared_options(cls: type) -> tuple[str, ...]:
+    """The options every explainer of ``cls``'s kind takes: its constructor's keyword-only ones."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def check_explain_options(explainer: Any, generate_kwargs: dict) -> None:
@@ -154,7 +170,7 @@ class GradientMethod:
         # gradient method takes one per target: the module it compiled runs instead (same weights).
         inner = getattr(model, "_orig_mod", None)
         self.model, self.tokenizer = (inner if isinstance(inner, torch.nn.Module) else model), tokenizer
-        check_options(type(self).__name__, method_options, self._option_names())
+        check_options(type(self).__name__, method_options, self._option_names(), shared_options(GradientMethod))
         self._set_options(**method_options)
         reduction = self.default_reduction if token_reduction is None else token_reduction
         if isinstance(reduction, str):

@@ -91,7 +91,7 @@ class _Curve:
                 type(self).__name__,
                 options,
                 ("batch_size", "device", "replacement", "steps", "task"),
-                ". Each explanation is scored by the elements it was explained at: explain at the granularity "
+                note=". Each explanation is scored by the elements it was explained at: explain at the granularity "
                 "you want scored"
                 if granular
                 else "",

@@ -32,7 +32,7 @@ from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
 from .granularity import group_tokens, output_sums, pool
 from .loading import resolve
-from .methods import check_explain_options, check_model, check_options
+from .methods import check_explain_options, check_model, check_options, shared_options
 from .options import (
     Granularity,
     GranularityAggregationStrategy,
@@ -744,8 +744,7 @@ class PerturbationMethod:
             type(self).__name__,
             method_options,
             self._option_names(),
-            " (besides batch_size, granularity, granularity_aggregation_strategy, device, inference_mode, task, "
-            "seed, replacement, progress)",
+            shared_options(PerturbationMethod),
         )
         self._set_options(**method_options)
         self.replacement = replacement

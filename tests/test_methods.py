@@ -11,6 +11,7 @@ from interp_text import (
     Granularity,
     InputXGradient,
     IntegratedGradients,
+    InterpTextError,
     Saliency,
     SmoothGrad,
     SquareGrad,
@@ -360,3 +361,16 @@ def test_the_completeness_gap_of_one_sample_is_the_same_whatever_the_display_red
     ]
     np.testing.assert_allclose(gaps[1], gaps[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(gaps[2], gaps[0], rtol=1e-9, atol=1e-12)
+
+
+def test_an_unknown_option_names_the_shared_ones_and_the_likely_meant(bert, wp_tokenizer):
+    """A misspelt shared option was told "it has no options of its own", as if granularity were not one."""
+    with pytest.raises(InterpTextError) as err:
+        Saliency(bert, wp_tokenizer, granularty="word")
+    assert str(err.value) == (
+        "Saliency got unknown option(s) ['granularty'] (did you mean 'granularity'?); it has no options of its own "
+        "(besides batch_size, granularity, granularity_aggregation_strategy, device, inference_mode, token_reduction, "
+        "task, seed, targets_per_backward, progress)."
+    )
+    with pytest.raises(InterpTextError, match=r"\['n_perturbation'\] \(did you mean 'n_perturbations'\?\); its own"):
+        VarGrad(bert, wp_tokenizer, n_perturbation=3)

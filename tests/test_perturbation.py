@@ -376,7 +376,11 @@ def test_seq2seq_occlusion_matches_teacher_forced_by_hand(t5, bpe):
     "make,message",
     [
         (lambda m, t: Occlusion(m, t, n_samples=3), r"unknown option\(s\) \['n_samples'\]; it has no options"),
-        (lambda m, t: Lime(m, t, n_sample=3), r"unknown option\(s\) \['n_sample'\]; its own options are"),
+        (
+            lambda m, t: Lime(m, t, n_sample=3),
+            r"unknown option\(s\) \['n_sample'\] \(did you mean 'n_samples'\?\); its own options are",
+        ),
+        (lambda m, t: Lime(m, t, granularty="word"), r"\['granularty'\] \(did you mean 'granularity'\?\)"),
         (lambda m, t: Sobol(m, t, order="second"), "order='second' is not valid; use 'total' or 'first'"),
         (lambda m, t: Sobol(m, t, sampler="halton"), "sampler='halton' is not valid"),
         (lambda m, t: Sobol(m, t, n_samples=1), "n_samples=1 must be an integer >= 2"),
