@@ -133,6 +133,13 @@ def check_accepts_embeddings(model: torch.nn.Module) -> None:
             f"{type(model).__name__}.forward does not take `inputs_embeds`; gradient methods perturb "
             "input embeddings, so the model's forward must accept them."
         )
+    ids = params.get("input_ids")
+    if ids is not None and ids.default is inspect.Parameter.empty and ids.kind != ids.KEYWORD_ONLY:
+        raise InterpTextError(  # FSMT's, in transformers 4
+            f"{type(model).__name__}.forward requires input_ids, so it cannot be given embeddings alone, and "
+            "interp_text feeds every model its (perturbed) input embeddings; a newer transformers may make "
+            "input_ids optional."
+        )
     if embeddings() is None:
         raise InterpTextError(f"{type(model).__name__} has no input embeddings (get_input_embeddings() is None).")
 

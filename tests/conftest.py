@@ -21,6 +21,24 @@ WORDS = (
 ).split()
 
 
+# transformers' compiled models need torch.compiler.is_compiling (torch 2.3): on older torch they fail
+# inside transformers itself, whatever interp_text does.
+needs_compiler = pytest.mark.skipif(
+    not hasattr(torch.compiler, "is_compiling"), reason="transformers models compile from torch 2.3 on"
+)
+
+
+def cpu_float16_works() -> bool:
+    """Whether this torch runs a float16 model on the CPU (layer norm, matmul, softmax: from torch 2.3)."""
+    try:
+        x = torch.ones(2, 2, dtype=torch.float16)
+        torch.nn.functional.layer_norm(x, (2,))
+        (x @ x).softmax(-1)
+        return True
+    except RuntimeError:
+        return False
+
+
 def wordpiece_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
     for w in WORDS:

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import needs_compiler
 from toy_models import ToyConfig, ToyForSequenceClassification
 
 from interp_text import (
@@ -194,6 +195,7 @@ def test_users_own_subclass_works(wp_tokenizer):
     assert expl.elements == ["good", "food"]
 
 
+@needs_compiler
 def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
     compiled = torch.compile(bert, backend="eager")  # no code generation: quick on any machine
     text = "the food was cold"
