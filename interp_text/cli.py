@@ -760,6 +760,10 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # a command prints its own progress, not the weight loader's
     try:
         return args.func(args)
+    except BrokenPipeError:  # `interp-text ... | head`: the reader has what it wanted
+        # Python would write to the closed pipe once more as it exits, and complain: point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command stopped by SIGPIPE
     except (OSError, ValueError) as err:  # InterpTextError is a ValueError
         print(f"interp-text: error: {as_flags(str(err))}", file=sys.stderr)
         return 2

@@ -806,3 +806,15 @@ def test_a_path_with_an_option_name_in_it_is_shown_as_given(tmp_path, capsys):
     folder.mkdir()
     assert main(["explain", "--input", str(folder / "in.jsonl"), "--output", str(folder / "out.jsonl")]) == 2
     assert str(folder / "in.jsonl") in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_stops_the_command_quietly():
+    """`interp-text ... | head -1`: the pipe closes before the command writes, and it printed
+    "interp-text: error: [Errno 32] Broken pipe" and exited 2, as if it had failed."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "interp_text", "explain", "The food was good.", "--method", "saliency"]
+    done = subprocess.run(cmd, env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
