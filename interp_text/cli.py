@@ -8,6 +8,7 @@ import difflib
 import json
 import os
 import re
+import select
 import sys
 import time
 from pathlib import Path
@@ -752,6 +753,17 @@ def as_flags(message: str) -> str:
     return _PYTHON_OPTION.sub(flag, message)
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader is gone (poll reports an error on it). Where
+    poll is missing (Windows), any broken pipe is taken to be it."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -760,8 +772,12 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()  # a command prints its own progress, not the weight loader's
     try:
         return args.func(args)
-    except BrokenPipeError:  # `interp-text ... | head`: the reader has what it wanted
-        # Python would write to the closed pipe once more as it exits, and complain: point stdout elsewhere.
+    except BrokenPipeError as err:
+        if not _stdout_closed():  # another pipe (an --output FIFO): an error like any other
+            print(f"interp-text: error: {err}", file=sys.stderr)
+            return 2
+        # `interp-text ... | head`: the reader has what it wanted. Python would write to the closed
+        # pipe once more as it exits, and complain: point stdout elsewhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a command stopped by SIGPIPE
     except (OSError, ValueError) as err:  # InterpTextError is a ValueError

@@ -78,8 +78,9 @@ def check_options(
     if unknown:
         own = f"its own options are {sorted(allowed)}" if allowed else "it has no options of its own"
         besides = f" (besides {', '.join(shared)})" if shared else ""
+        names = {n.lower(): n for n in (*allowed, *shared)}  # `Seed=` means seed=
         close = [
-            m[0] for u in unknown for m in [difflib.get_close_matches(u, (*allowed, *shared), n=1, cutoff=0.8)] if m
+            names[m[0]] for u in unknown for m in [difflib.get_close_matches(u.lower(), names, n=1, cutoff=0.8)] if m
         ]
         meant = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         raise InterpTextError(f"{name} got unknown option(s) {unknown}{meant}; {own}{besides}{note}.")

@@ -818,3 +818,16 @@ def test_a_reader_that_stops_early_stops_the_command_quietly():
     done = subprocess.run(cmd, env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
     os.close(write)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_a_broken_pipe_elsewhere_is_an_error_like_any_other(monkeypatch, capfd):
+    """Only a closed standard output stops quietly: a pipe the command writes to itself (an --output
+    FIFO whose reader died) is reported, with the failing status."""
+    from interp_text import cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_demo", broken)
+    assert cli.main(["demo"]) == 2
+    assert capfd.readouterr().err == "interp-text: error: [Errno 32] Broken pipe\n"
