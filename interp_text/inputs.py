@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .errors import InterpTextError, user_stacklevel
+from .model_guard import call_lock
 from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item, accepts, unwrapped
 
 
@@ -172,6 +173,11 @@ def _backend_encode(backend, tokenizer, inputs: list, add_special_tokens: bool) 
     """The backend's own batch call: what tokenizer(...) returns, without its per-call conversions
     (a third of the time) and without its side effect: it switches off a truncation or padding the
     user's tokenizer was set to, for good. Here they are off for this call only."""
+    with call_lock(backend):  # its settings are changed for the call: one thread at a time
+        return _encode_unset(backend, tokenizer, inputs, add_special_tokens)
+
+
+def _encode_unset(backend, tokenizer, inputs: list, add_special_tokens: bool) -> list:
     truncation, padding = backend.truncation, backend.padding
     split = backend.encode_special_tokens  # the tokenizer's split_special_tokens, for this call
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -57,6 +59,22 @@ def checked_device(device) -> torch.device | None:
     return d
 
 
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def call_lock(obj) -> threading.RLock:
+    """One re-entrant lock per model (or tokenizer): calls from several threads (a web app's
+    workers) that change and restore its state one after another, never interleaved. Interleaved,
+    a call restored train mode in the middle of another (dropout in its scores) and the last to
+    finish restored the flags it found switched off, leaving the user's model without gradients."""
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(obj)
+        if lock is None:
+            lock = _LOCKS[obj] = threading.RLock()
+        return lock
+
+
 class _DropMessage(logging.Filter):
     def __init__(self, text: str):
         super().__init__()
@@ -86,6 +104,15 @@ def explaining(
     in place (``model.compile()``) may free what its backward needs after one, so its uncompiled
     forward runs for the call (``torch.compile(model)`` wrappers: see ``GradientMethod``).
     """
+    with call_lock(model):
+        with _explaining(model, device, pad_id, backward) as guarded:
+            yield guarded
+
+
+@contextmanager
+def _explaining(
+    model: torch.nn.Module, device: torch.device | None, pad_id: int | None, backward: bool
+) -> Iterator[torch.nn.Module]:
     if device is not None and dispatched(model):
         raise InterpTextError(
             f"the model is spread over the devices {sorted({str(d) for d in model.hf_device_map.values()})} "

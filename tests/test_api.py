@@ -145,6 +145,40 @@ def test_model_and_tokenizer_unchanged(wp_tokenizer):
     assert model.training and [p.requires_grad for p in model.parameters()] == flags
 
 
+def test_calls_from_several_threads_leave_the_model_as_it_was(wp_tokenizer):
+    """A web app explains with one model from several worker threads. Interleaved, a call restored
+    train mode in the middle of another (dropout: other scores) and the last one out restored the
+    flags it found switched off (the model kept no gradients). Calls on one model take turns."""
+    import threading
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(wp_tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    model = BertForSequenceClassification(config).train()  # dropout 0.1 while training
+    want = Saliency(model, wp_tokenizer).explain(TEXTS[0]).scores
+    got, failed = [], []
+
+    def work():
+        try:
+            explainer = Saliency(model, wp_tokenizer)
+            got.extend(explainer.explain(TEXTS[0]).scores for _ in range(15))
+        except Exception as err:  # noqa: BLE001 - reported below, not lost in the thread
+            failed.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed and len(got) == 45
+    assert max(float(np.abs(g - want).max()) for g in got) == 0.0
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_a_model_built_under_inference_mode(wp_tokenizer, bpe):
     """Its weights are inference tensors: gradient methods are refused, naming the fix, with the model
     left as it came; perturbation methods work (the guard's LM-head flag skips such a weight)."""
