@@ -349,7 +349,7 @@ class PerturbationEngine(Engine):
             i = it.index
             scores, it.target_logprobs = f[i], log_p[i][0]
             it.target_scores = scores[0]
-            if self._scores_outputs(it):
+            if self._scores_outputs():
                 scores = scores @ output_sums(it.output_groups[2], len(it.output_groups[0]), scores.dtype)
             by_n.setdefault(self.players[i].n, []).append((it, scores))
         # Every estimate treats targets as independent columns: the texts that share masks are
@@ -368,7 +368,7 @@ class PerturbationEngine(Engine):
             for (it, _), p, g in zip(group, phi.split(widths), gaps):
                 self.results[it.index] = (p, g)
 
-    def _scores_outputs(self, it: Item) -> bool:
+    def _scores_outputs(self) -> bool:
         """Whether the method estimates each output element's summed score itself, rather than pooling
         its tokens' rows: a method that is not linear in the scores (Sobol, whose indices would add up
         past 1), when the rows would be added or averaged (the same index: a variance ratio does not
@@ -666,7 +666,7 @@ class PerturbationEngine(Engine):
         if s.task == CAUSAL_LM:
             # Outputs are never masked: their columns are NaN, never a zero attribution.
             scores = torch.cat([scores, torch.full((scores.shape[0], n_out), float("nan"), dtype=scores.dtype)], 1)
-        if self._scores_outputs(it):  # each row estimated for its output element already
+        if self._scores_outputs():  # each row estimated for its output element already
             pooled = scores
         else:
             pooled = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, columns)
