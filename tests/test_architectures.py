@@ -483,16 +483,9 @@ def test_a_decoder_that_sees_later_outputs_is_refused(padded_bpe):
         src_vocab_size=len(padded_bpe),
         tgt_vocab_size=len(padded_bpe),
         langs=["en", "de"],
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
         pad_token_id=padded_bpe.pad_token_id,
         eos_token_id=padded_bpe.eos_token_id,
-        decoder_start_token_id=padded_bpe.eos_token_id,
+        **dict(SEQ2SEQ_SMALL, decoder_start_token_id=padded_bpe.eos_token_id),
     )
     models = [T.FSMTForConditionalGeneration(config).eval() for _ in range(2)]
     # In bfloat16, with small weights, rows that differ in a later input only moved by 0.06, within a loose
