@@ -16,12 +16,12 @@ import torch
 
 from .engine import Engine, forward_only
 from .errors import InterpTextError, short
-from .inputs import as_plain
+from .inputs import as_plain, normalise_texts
 from .loading import resolve
-from .methods import GRADIENT_METHODS, check_model
+from .methods import GRADIENT_METHODS, GradientMethod, check_model
 from .metrics import Deletion, Insertion, checked_spans, evaluate_together, rationale_average_precision
 from .model_guard import model_device
-from .options import Granularity, GranularityAggregationStrategy, InferenceModes, method_key
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes, method_key, positive_int
 from .perturbation import PERTURBATION_METHODS, PerturbationMethod
 from .tasks import CLASSIFICATION, SEQ2SEQ, detect_task, unwrapped
 
@@ -31,11 +31,16 @@ DEFAULT_METHODS = ("occlusion", "lime", "kernelshap", "sobol")
 
 def method_class(method: str | type) -> type:
     """A method's class from its name (case, ``_`` and ``-`` ignored) or the class itself."""
-    if isinstance(method, type):
+    if isinstance(method, type) and issubclass(method, (GradientMethod, PerturbationMethod)):
         return method
     if isinstance(method, str) and method_key(method) in ALL_METHODS:
         return ALL_METHODS[method_key(method)]
-    raise InterpTextError(f"method {method!r} is not known; use a class or one of {sorted(ALL_METHODS)}.")
+    if isinstance(method, str):
+        raise InterpTextError(f"method {method!r} is not known; use a class or one of {sorted(ALL_METHODS)}.")
+    what = f"the class {method.__name__}" if isinstance(method, type) else repr(method)
+    raise InterpTextError(
+        f"method {what} is not an explanation method; use a method class, an explainer, or one of {sorted(ALL_METHODS)}."
+    )
 
 
 def compare(
@@ -95,9 +100,12 @@ def compare(
         raise InterpTextError("compare() takes targets= (with an s), not target=, as explain() does.")
     model, tokenizer = resolve(model, tokenizer, task, device)
     check_model(model, tokenizer)  # a wrapper (DataParallel) is named before anything reads its config
-    texts = [texts] if isinstance(texts, (str, dict)) else list(texts)
-    if not texts:
+    if isinstance(texts, (list, tuple)) and not texts:
         raise InterpTextError("compare() got an empty list of texts; pass at least one.")
+    # One text (a string, a pair, a conversation) is explained as one, as explain() reads it: its
+    # targets may then be several classes of it, or token ids.
+    single = normalise_texts(texts)[1]
+    texts = [texts] if single else list(texts)
     if rationales is not None and len(rationales) != len(texts):
         raise InterpTextError(
             f"got {len(rationales)} rationales for {len(texts)} texts; pass one list of spans per text."
@@ -105,13 +113,25 @@ def compare(
     # Names and spans are checked before the first method runs, not after it.
     if methods is None:
         methods = DEFAULT_METHODS
-    methods = [methods] if isinstance(methods, (str, type)) or hasattr(methods, "explain") else list(methods)
+    if isinstance(methods, (str, type)) or hasattr(methods, "explain"):
+        methods = [methods]
+    elif not isinstance(methods, (list, tuple)):
+        raise InterpTextError(
+            f"methods={methods!r}: pass a list of method names, classes or explainers, or one of them."
+        )
+    methods = list(methods)
     if not methods:
         raise InterpTextError(
             f"compare() got an empty list of methods; name at least one (from {sorted(ALL_METHODS)}), or leave "
             f"methods unset for {list(DEFAULT_METHODS)}."
         )
     classes = [method_class(m) if isinstance(m, (str, type)) else None for m in methods]
+    for k, m in enumerate(methods):
+        if classes[k] is None and not isinstance(m, (GradientMethod, PerturbationMethod)):
+            raise InterpTextError(
+                f"methods[{k}] is {short(m)} ({type(m).__name__}), not an explanation method; pass a name, a "
+                "method class, or an explainer built on this model."
+            )
     for k, m in enumerate(methods):  # a compiled model's explainer may keep the module it compiled
         if classes[k] is None and unwrapped(getattr(m, "model", model)) is not unwrapped(model):
             raise InterpTextError(
@@ -177,6 +197,8 @@ def compare(
         targets = generated_outputs(
             model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}, batch_size
         )
+        if single:  # one text's output: its token ids
+            targets = targets[0]
     metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
     deletion = Deletion(model, tokenizer, **metric_options)
     insertion = Insertion(model, tokenizer, **metric_options)
@@ -185,19 +207,20 @@ def compare(
     rows, explained = [], []
     for name, explainer in zip(names, explainers):
         try:
-            _warm_up(explainer, texts, targets)
+            _warm_up(explainer, texts, targets, single)
             start = time.perf_counter()
-            explanations = explainer.explain(texts, targets)
+            explanations = explainer.explain(texts[0] if single else texts, targets)
         except InterpTextError as err:
             raise InterpTextError(f"{name}, in the comparison: {err}") from err
         seconds = time.perf_counter() - start
+        explanations = [explanations] if single else list(explanations)
         explained.extend(explanations)
         ap = None
         if rationales is not None:
             aps = []
             for i, (e, r) in enumerate(zip(explanations, rationales)):
                 try:
-                    aps.append(rationale_average_precision(e, r))
+                    aps.append(rationale_average_precision(e, r, absolute=True))
                 except InterpTextError as err:
                     raise InterpTextError(f"rationales[{i}], for text {i} ({short(e.text)}): {err}") from err
             ap = float(np.mean(aps))
@@ -228,9 +251,12 @@ def compare(
     return rows
 
 
-def _warm_up(explainer, texts: list, targets: Any) -> None:
+def _warm_up(explainer, texts: list, targets: Any, single: bool = False) -> None:
     """The explainer's call on the first text alone, untimed: a first call pays set-up (kernels picked,
     the causal prefix checked, a device copy) that the timed call then does not."""
+    if single:
+        explainer.explain(texts[0], targets)
+        return
     if isinstance(targets, (list, tuple)):
         if len(targets) != len(texts):
             return  # the timed call names the mistake
@@ -282,6 +308,7 @@ def compare_default(
 
     if data not in ("sentiment", "facts"):
         raise InterpTextError(f"data={data!r} is not a bundled data set; pass 'sentiment' or 'facts'.")
+    positive_int(n_texts, "n_texts")
     model, tokenizer = load_default(data)
     if data == "sentiment":
         examples = sentiment_examples(n_texts, seed=seed, split="test")
@@ -289,6 +316,11 @@ def compare_default(
     else:
         examples = facts_examples(n_texts, seed=seed, split="test")
         texts, targets = [ex["prompt"] for ex in examples], [ex["answer"] for ex in examples]
+    distinct = len(set(texts))
+    if distinct < len(texts):  # the split cycles: the table would weigh some texts twice, and time them twice
+        raise InterpTextError(
+            f"n_texts={n_texts}: the {data} test split has {distinct} distinct texts; pass n_texts={distinct} or fewer."
+        )
     return compare(
         model,
         tokenizer,

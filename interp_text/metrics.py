@@ -453,7 +453,8 @@ def rationale_average_precision(
     """Average precision of the explanation's ranking of its prompt elements against gold spans.
 
     An element is positive when its character span overlaps a rationale span
-    (``start < rationale_end and rationale_start < end``). Ranking the elements by score, highest
+    (``start < rationale_end and rationale_start < end``); special tokens (elements with no text,
+    under ALL_TOKENS) are left out. Ranking the elements by score, highest
     first, AP = (1 / P) Σ_k precision@k over the ranks k of the P positives. Ties are broken against
     the explanation (negatives first), so a constant explanation earns no credit; NaN scores rank
     last. 1 means every rationale element outranks every other element.
@@ -464,7 +465,8 @@ def rationale_average_precision(
         rationale_spans: a list of ``(start, end)`` character spans in ``explanation.text``, each
             with start < end (end exclusive); a bare ``(start, end)`` pair is an error.
         target: the row to rank by (row number or label).
-        absolute: rank by |score| (for methods whose sign is not evidence for the target).
+        absolute: rank by |score| (``compare`` does: a deciding word that pushes against the target,
+            as "good" in "not good", is still one the explanation should find).
 
     Example:
         >>> rationale_average_precision(expl, [(14, 18)])  # doctest: +SKIP
@@ -480,7 +482,11 @@ def rationale_average_precision(
     row = np.asarray(explanation.row(target)[: len(explanation.elements)], dtype=np.float64)
     if absolute:
         row = np.abs(row)
-    positive = np.array([any(s < b and a < e for a, b in spans) for s, e in explanation.spans], dtype=bool)
+    # Special tokens (ALL_TOKENS: spans of no text) are not ranked: no text of theirs can be a rationale,
+    # and the metrics never mask them.
+    text = np.array([e > s for s, e in explanation.spans], dtype=bool)
+    row = row[text]
+    positive = np.array([any(s < b and a < e for a, b in spans) for s, e in explanation.spans if e > s], dtype=bool)
     if not positive.any():
         raise InterpTextError(
             f"no element of the text overlaps the rationale spans {spans}; pass (start, end) character spans "

@@ -653,3 +653,60 @@ def test_evaluate_together_and_compare_name_their_misuse(bert, wp_tokenizer):
     with pytest.raises(InterpTextError) as err:
         compare_default(n_texts=2, methods=[])
     assert str(err.value).endswith("or leave methods unset for every one.")
+
+
+def test_compare_reads_one_text_as_explain_does(bert, wp_tokenizer, gpt2, bpe):
+    """One text's targets may be several classes of it, and a conversation is one text: compare
+    turned both into a list first, and then refused the classes or crashed on the conversation."""
+    text = "The staff were not friendly."
+    (row,) = compare(bert, wp_tokenizer, text, methods=["occlusion"], targets=[0, 1])
+    both = Occlusion(bert, wp_tokenizer).explain(text, [0, 1])
+    assert [t.index for t in both.targets] == [0, 1] and row["n_texts"] == 1
+    assert row["deletion"] == pytest.approx(Deletion(bert, wp_tokenizer).evaluate(both))
+    tok = copy.deepcopy(bpe)
+    tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
+    conversation = [{"role": "user", "content": "The capital of France?"}, {"role": "user", "content": "Say it."}]
+    (row,) = compare(gpt2, tok, conversation, methods=["occlusion"], targets=" Paris")
+    alone = Occlusion(gpt2, tok).explain(conversation, targets=" Paris")
+    assert row["n_texts"] == 1 and row["insertion"] == pytest.approx(Insertion(gpt2, tok).evaluate(alone))
+
+
+@pytest.mark.parametrize(
+    "methods,message",
+    [
+        (["saliency", 42], r"methods\[1\] is 42 \(int\), not an explanation method"),
+        (42, r"methods=42: pass a list of method names, classes or explainers"),
+        ([Deletion], r"method the class Deletion is not an explanation method"),
+    ],
+)
+def test_compare_refuses_what_is_no_method_before_anything_runs(methods, message, bert, wp_tokenizer, monkeypatch):
+    ran = []
+    monkeypatch.setattr(Saliency, "explain", lambda *a, **k: ran.append(1))
+    with pytest.raises(InterpTextError, match=message):
+        compare(bert, wp_tokenizer, ["The food was good."], methods=methods)
+    assert ran == []
+
+
+def test_compare_default_counts_texts_it_has():
+    with pytest.raises(InterpTextError, match=r"^n_texts=0 must be an integer >= 1\.$"):
+        compare_default(n_texts=0)
+    with pytest.raises(
+        InterpTextError, match=r"the facts test split has 137 distinct texts; pass n_texts=137 or fewer"
+    ):
+        compare_default(n_texts=500, data="facts")
+
+
+def test_rationale_precision_ranks_text_only(bert, wp_tokenizer):
+    """Under ALL_TOKENS a gradient method scores [CLS] and [SEP] too; they are no text, so no rationale, and
+    the metrics never mask them: they are left out of the ranking (scored first, they cost it)."""
+    text = "the food was cold but the staff were lovely"
+    e = Saliency(bert, wp_tokenizer, granularity="all_tokens").explain(text)
+    special = [k for k, (s, t) in enumerate(e.spans) if s == t]
+    assert len(special) == 2
+    rationale = [(text.index("cold"), text.index("cold") + 4)]
+    want = rationale_average_precision(e, rationale)
+    loud = dataclasses.replace(e, scores=e.scores.copy())
+    loud.scores[:, special] = 1e9
+    assert rationale_average_precision(loud, rationale) == want
+    words = Saliency(bert, wp_tokenizer).explain(text)  # the same tokens, one word each
+    assert rationale_average_precision(words, rationale) == want
