@@ -726,6 +726,7 @@ _FLAGS = {
     "granularity": "--granularity",
     "device": "--device",
     "seed": "--seed",
+    "n_texts": "--n-texts",
 }
 _END = r"(?=[\s,;)]|[.:](?:\s|$)|$)"  # an option ends where a word would: not inside a path or a value
 _NAMES = "|".join(_FLAGS)

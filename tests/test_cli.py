@@ -831,3 +831,10 @@ def test_a_broken_pipe_elsewhere_is_an_error_like_any_other(monkeypatch, capfd):
     monkeypatch.setattr(cli, "cmd_demo", broken)
     assert cli.main(["demo"]) == 2
     assert capfd.readouterr().err == "interp-text: error: [Errno 32] Broken pipe\n"
+
+
+def test_compare_names_the_flag_for_more_texts_than_the_split_has(capsys):
+    assert main(["compare", "--data", "facts", "--n-texts", "500"]) == 2
+    assert capsys.readouterr().err == (
+        "interp-text: error: --n-texts 500: the facts test split has 137 distinct texts; pass --n-texts 137 or fewer.\n"
+    )
