@@ -173,7 +173,7 @@ def _backend_encode(backend, tokenizer, inputs: list, add_special_tokens: bool) 
     """The backend's own batch call: what tokenizer(...) returns, without its per-call conversions
     (a third of the time) and without its side effect: it switches off a truncation or padding the
     user's tokenizer was set to, for good. Here they are off for this call only."""
-    with call_lock(backend):  # its settings are changed for the call: one thread at a time
+    with call_lock(tokenizer):  # its backend's settings are changed for the call: one thread at a time
         return _encode_unset(backend, tokenizer, inputs, add_special_tokens)
 
 

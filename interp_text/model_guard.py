@@ -60,6 +60,7 @@ def checked_device(device) -> torch.device | None:
 
 
 _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_BY_ID: dict[int, threading.RLock] = {}
 _LOCKS_LOCK = threading.Lock()
 
 
@@ -69,10 +70,10 @@ def call_lock(obj) -> threading.RLock:
     a call restored train mode in the middle of another (dropout in its scores) and the last to
     finish restored the flags it found switched off, leaving the user's model without gradients."""
     with _LOCKS_LOCK:
-        lock = _LOCKS.get(obj)
-        if lock is None:
-            lock = _LOCKS[obj] = threading.RLock()
-        return lock
+        try:
+            return _LOCKS.setdefault(obj, threading.RLock())
+        except TypeError:  # no weak reference to it (tokenizers' Tokenizer before 0.21): by id, kept
+            return _LOCKS_BY_ID.setdefault(id(obj), threading.RLock())
 
 
 class _DropMessage(logging.Filter):
