@@ -7,6 +7,7 @@ and the wall time of its ``explain`` call.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -254,14 +255,16 @@ def compare(
 def _warm_up(explainer, texts: list, targets: Any, single: bool = False) -> None:
     """The explainer's call on the first text alone, untimed: a first call pays set-up (kernels picked,
     the causal prefix checked, a device copy) that the timed call then does not."""
-    if single:
-        explainer.explain(texts[0], targets)
-        return
-    if isinstance(targets, (list, tuple)):
+    if isinstance(targets, (list, tuple)) and not single:
         if len(targets) != len(texts):
             return  # the timed call names the mistake
         targets = [targets[0]]
-    explainer.explain(texts[:1], targets)
+    settings = explainer.settings
+    explainer.settings = dataclasses.replace(settings, progress=False)  # one bar per method: the timed call's
+    try:
+        explainer.explain(texts[0] if single else texts[:1], targets)
+    finally:
+        explainer.settings = settings
 
 
 def generated_outputs(

@@ -230,7 +230,8 @@ class Progress:
     def __init__(self, enabled: bool, label: str, total: int):
         self.enabled, self.label, self.total, self.done = enabled and total > 0, label, total, 0
         self.start = time.perf_counter()
-        self.drawn = None  # when the line was last drawn (the first step draws it)
+        self.drawn = None  # when the line was last drawn
+        self.step(0)  # drawn at once: the first batch of a long text may take minutes
 
     def step(self, rows: int) -> None:
         if not self.enabled:

@@ -513,6 +513,7 @@ def test_progress_draws_a_bar_of_rows_on_stderr_only_when_asked(bert, wp_tokeniz
     err = capsys.readouterr().err
     assert err.startswith("\rVarGrad: [") and err.endswith("\n")
     assert "10/10 rows" in err  # per text its unperturbed row and 4 samples
+    assert err.startswith("\rVarGrad: [..............................] 0/10 rows, 0.0s")  # drawn before any row runs
     Sobol(bert, wp_tokenizer, n_samples=4, progress=True).explain(texts)
     assert "Sobol: [" in capsys.readouterr().err
     with pytest.raises(InterpTextError, match="progress='yes' must be True or False"):

@@ -710,3 +710,10 @@ def test_rationale_precision_ranks_text_only(bert, wp_tokenizer):
     assert rationale_average_precision(loud, rationale) == want
     words = Saliency(bert, wp_tokenizer).explain(text)  # the same tokens, one word each
     assert rationale_average_precision(words, rationale) == want
+
+
+def test_compare_draws_each_methods_bar_once(bert, wp_tokenizer, capsys):
+    """The untimed first call on the first text drew a bar of its own, under the same name."""
+    compare(bert, wp_tokenizer, ["The food was good.", "Cold soup."], methods=["occlusion"], progress=True)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n") and "Occlusion: [" in err
