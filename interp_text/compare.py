@@ -116,11 +116,12 @@ def compare(
         methods = DEFAULT_METHODS
     if isinstance(methods, (str, type)) or hasattr(methods, "explain"):
         methods = [methods]
-    elif not isinstance(methods, (list, tuple)):
+    try:
+        methods = list(methods)  # a list, a tuple, any iterable
+    except TypeError:
         raise InterpTextError(
             f"methods={methods!r}: pass a list of method names, classes or explainers, or one of them."
-        )
-    methods = list(methods)
+        ) from None
     if not methods:
         raise InterpTextError(
             f"compare() got an empty list of methods; name at least one (from {sorted(ALL_METHODS)}), or leave "
