@@ -101,6 +101,11 @@ def compare(
         raise InterpTextError("compare() takes targets= (with an s), not target=, as explain() does.")
     model, tokenizer = resolve(model, tokenizer, task, device)
     check_model(model, tokenizer)  # a wrapper (DataParallel) is named before anything reads its config
+    if not isinstance(texts, (str, dict, list, tuple)):
+        try:
+            texts = list(texts)  # a generator of texts, as before
+        except TypeError:
+            pass  # not iterable: refused below, as explain() refuses it
     if isinstance(texts, (list, tuple)) and not texts:
         raise InterpTextError("compare() got an empty list of texts; pass at least one.")
     # One text (a string, a pair, a conversation) is explained as one, as explain() reads it: its

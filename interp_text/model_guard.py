@@ -11,6 +11,7 @@ from contextlib import ExitStack, contextmanager
 import torch
 
 from .errors import InterpTextError
+from .tasks import unwrapped
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -105,7 +106,9 @@ def explaining(
     in place (``model.compile()``) may free what its backward needs after one, so its uncompiled
     forward runs for the call (``torch.compile(model)`` wrappers: see ``GradientMethod``).
     """
-    with call_lock(model):
+    # One lock for a model and its wrappers: torch.compile's, a PEFT model's (a gradient method
+    # runs the compiled model's inner module, a perturbation method the wrapper).
+    with call_lock(unwrapped(model)):
         with _explaining(model, device, pad_id, backward) as guarded:
             yield guarded
 

@@ -179,6 +179,23 @@ def test_calls_from_several_threads_leave_the_model_as_it_was(wp_tokenizer):
     assert all(p.requires_grad for p in model.parameters())
 
 
+def test_a_compiled_model_and_the_model_inside_it_take_turns(bert, wp_tokenizer):
+    """A gradient method runs torch.compile's inner module, a perturbation method the wrapper: both
+    change the same modules, so they share one turn."""
+    import threading
+
+    from interp_text.model_guard import explaining
+
+    compiled = torch.compile(bert, backend="eager")
+    done = threading.Event()
+    other = threading.Thread(target=lambda: (Saliency(bert, wp_tokenizer).explain(TEXTS[0]), done.set()))
+    with explaining(compiled):
+        other.start()
+        assert not done.wait(0.5)  # waits for the compiled model's call to end
+    other.join()
+    assert done.is_set()
+
+
 def test_a_model_built_under_inference_mode(wp_tokenizer, bpe):
     """Its weights are inference tensors: gradient methods are refused, naming the fix, with the model
     left as it came; perturbation methods work (the guard's LM-head flag skips such a weight)."""

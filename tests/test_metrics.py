@@ -717,3 +717,10 @@ def test_compare_draws_each_methods_bar_once(bert, wp_tokenizer, capsys):
     compare(bert, wp_tokenizer, ["The food was good.", "Cold soup."], methods=["occlusion"], progress=True)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.endswith("\n") and "Occlusion: [" in err
+
+
+def test_compare_takes_texts_from_a_generator(bert, wp_tokenizer):
+    texts = ["The food was good.", "Cold soup."]
+    (got,) = compare(bert, wp_tokenizer, (t for t in texts), methods=["occlusion"])
+    (want,) = compare(bert, wp_tokenizer, texts, methods=["occlusion"])
+    assert got["n_texts"] == 2 and got["deletion"] == want["deletion"]
