@@ -134,13 +134,14 @@ def compare(
         )
     classes = [method_class(m) if isinstance(m, (str, type)) else None for m in methods]
     for k, m in enumerate(methods):
-        if classes[k] is None and not isinstance(m, (GradientMethod, PerturbationMethod)):
+        if classes[k] is not None:
+            continue
+        if not isinstance(m, (GradientMethod, PerturbationMethod)):
             raise InterpTextError(
                 f"methods[{k}] is {short(m)} ({type(m).__name__}), not an explanation method; pass a name, a "
                 "method class, or an explainer built on this model."
             )
-    for k, m in enumerate(methods):  # a compiled model's explainer may keep the module it compiled
-        if classes[k] is None and unwrapped(getattr(m, "model", model)) is not unwrapped(model):
+        if unwrapped(m.model) is not unwrapped(model):  # a compiled model's explainer may keep the module it compiled
             raise InterpTextError(
                 f"methods[{k}] ({type(m).__name__}) was built on another model than the one compared; build it "
                 "on this model, or pass its name and let compare() build it."

@@ -174,25 +174,21 @@ def _backend_encode(backend, tokenizer, inputs: list, add_special_tokens: bool) 
     (a third of the time) and without its side effect: it switches off a truncation or padding the
     user's tokenizer was set to, for good. Here they are off for this call only."""
     with call_lock(tokenizer):  # its backend's settings are changed for the call: one thread at a time
-        return _encode_unset(backend, tokenizer, inputs, add_special_tokens)
-
-
-def _encode_unset(backend, tokenizer, inputs: list, add_special_tokens: bool) -> list:
-    truncation, padding = backend.truncation, backend.padding
-    split = backend.encode_special_tokens  # the tokenizer's split_special_tokens, for this call
-    try:
-        if truncation is not None:
-            backend.no_truncation()
-        if padding is not None:
-            backend.no_padding()
-        backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
-        return backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
-    finally:
-        backend.encode_special_tokens = split
-        if truncation is not None:
-            backend.enable_truncation(**truncation)
-        if padding is not None:
-            backend.enable_padding(**padding)
+        truncation, padding = backend.truncation, backend.padding
+        split = backend.encode_special_tokens  # the tokenizer's split_special_tokens, for this call
+        try:
+            if truncation is not None:
+                backend.no_truncation()
+            if padding is not None:
+                backend.no_padding()
+            backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+            return backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        finally:
+            backend.encode_special_tokens = split
+            if truncation is not None:
+                backend.enable_truncation(**truncation)
+            if padding is not None:
+                backend.enable_padding(**padding)
 
 
 def _encode(tokenizer, texts: list[str], add_special_tokens: bool, pairs: list[TextPair] | None = None) -> list:

@@ -485,8 +485,8 @@ def rationale_average_precision(
     # Special tokens (ALL_TOKENS: spans of no text) are not ranked: no text of theirs can be a rationale,
     # and the metrics never mask them.
     text = np.array([e > s for s, e in explanation.spans], dtype=bool)
-    row = row[text]
-    positive = np.array([any(s < b and a < e for a, b in spans) for s, e in explanation.spans if e > s], dtype=bool)
+    positive = np.array([any(s < b and a < e for a, b in spans) for s, e in explanation.spans], dtype=bool)
+    row, positive = row[text], positive[text]
     if not positive.any():
         raise InterpTextError(
             f"no element of the text overlaps the rationale spans {spans}; pass (start, end) character spans "

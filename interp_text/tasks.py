@@ -333,17 +333,15 @@ def check_causal_decoder(model, ids: torch.Tensor, start: int) -> None:
     a, b = [t for t in range(len(avoid) + 2) if t not in avoid][:2]  # no pad token: it may be masked out
     # One row per forward: rows of a batch may share more than attention (a mixture of experts'
     # capacity, in Switch Transformers), which is not what this asks.
-    rows = ([start, a], [start, b], [start])
+    rows, kwargs = ([start, a], [start, b], [start]), no_cache(model)
     with torch.inference_mode():
         x = embed(model, ids)
         logits = torch.cat(
             [
-                model(inputs_embeds=x, decoder_input_ids=torch.tensor([r], device=ids.device), **no_cache(model))
-                .logits[:, 0]
-                .double()
+                model(inputs_embeds=x, decoder_input_ids=torch.tensor([r], device=ids.device), **kwargs).logits[:, 0]
                 for r in rows
             ]
-        )  # (3, vocab): position 0, three ways
+        ).double()  # (3, vocab): position 0, three ways
     half = x.dtype in (torch.float16, torch.bfloat16)
     finite = logits[logits.isfinite()]
     scale = 1.0 + (float(finite.abs().max()) if finite.numel() else 0.0)
