@@ -536,6 +536,13 @@ def explain_file(args) -> int:
     return 0
 
 
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a stand-in without isatty, or a closed stream
+        return False
+
+
 class ProgressBar:
     """Texts done out of ``total``, on standard error.
 
@@ -547,10 +554,7 @@ class ProgressBar:
 
     def __init__(self, total: int):
         self.total, self.start, self.tenths_shown, self.drawn = total, time.perf_counter(), 0, False
-        try:
-            self.tty = sys.stderr.isatty()
-        except (AttributeError, ValueError):  # a stand-in without isatty, or a closed stream
-            self.tty = False
+        self.tty = _stderr_is_tty()
 
     def update(self, n: int) -> None:
         elapsed = time.perf_counter() - self.start
@@ -606,7 +610,8 @@ def cmd_compare(args) -> int:
                 f"--methods {args.methods!r} {said}; pass comma-separated names from {sorted(known)}, "
                 "such as 'occlusion,lime'."
             )
-    rows = compare_default(n_texts=args.n_texts, methods=methods, data=args.data)
+    # On a terminal, each method's bar and the metrics' (a log would keep every redraw).
+    rows = compare_default(n_texts=args.n_texts, methods=methods, data=args.data, progress=_stderr_is_tty())
     print(format_table(rows))
     return 0
 

@@ -208,6 +208,8 @@ def compare(
         if single:  # one text's output: its token ids
             targets = targets[0]
     metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
+    if "progress" in options:  # the scoring of every method's explanations takes a bar too
+        metric_options["progress"] = options["progress"]
     deletion = Deletion(model, tokenizer, **metric_options)
     insertion = Insertion(model, tokenizer, **metric_options)
     names = [type(e).__name__ for e in explainers]

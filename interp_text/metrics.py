@@ -7,6 +7,8 @@ embedding). The rationale score needs no model: it compares the ranking with gol
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Iterable
 from typing import Any
 
@@ -82,6 +84,7 @@ class _Curve:
         task: str | None = None,
         replacement: str | int | None = None,
         steps: int | None = None,
+        progress: bool = False,
         **options: Any,
     ):
         if options:
@@ -90,7 +93,7 @@ class _Curve:
             check_options(
                 type(self).__name__,
                 options,
-                ("batch_size", "device", "replacement", "steps", "task"),
+                ("batch_size", "device", "progress", "replacement", "steps", "task"),
                 note=". Each explanation is scored by the elements it was explained at: explain at the granularity "
                 "you want scored"
                 if granular
@@ -115,6 +118,7 @@ class _Curve:
             device=device,
             seed=0,
             task=task,
+            progress=progress,
         )
 
     def points(self, n: int) -> np.ndarray:
@@ -294,6 +298,8 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
             for e in expls
         ]
     # The causal prefix path is checked once per metric, not once per call (see PerturbationEngine).
+    if len(metrics) > 1:  # one bar (and one name in a warning) for the rows they share
+        s = dataclasses.replace(s, name="+".join(dict.fromkeys(type(m).__name__ for m in metrics)))
     engine = PerturbationEngine(first.model, first.tokenizer, s, first.replacement_id, memo=first)
     device = s.device or model_device(first.model)
     with engine.guarded():
@@ -378,6 +384,8 @@ class Deletion(_Curve):
         replacement: as for the perturbation methods (default: mask, else pad, else zeros).
         steps: read each curve at ``steps + 1`` evenly spaced points (0 and n included; the area uses
             their true x) instead of all n + 1: long prompts cost fewer rows. None (default): all.
+        progress: a bar on stderr while the masked inputs run (``Deletion: [####....] 40/90 rows, 1.2s``);
+            metrics evaluated together draw one (``Deletion+Insertion``).
 
     Example:
         >>> Deletion(model, tokenizer, steps=20).evaluate(Occlusion(model, tokenizer).explain(texts))  # doctest: +SKIP

@@ -365,13 +365,13 @@ def test_compare_methods_ignore_spaces_and_empty_items(value, methods, monkeypat
     compare_module = importlib.import_module("interp_text.compare")  # the package's `compare` is the function
     got = {}
 
-    def compare_default(n_texts, methods, data):
-        got.update(n_texts=n_texts, methods=methods, data=data)
+    def compare_default(n_texts, methods, data, progress):
+        got.update(n_texts=n_texts, methods=methods, data=data, progress=progress)
         return [{"method": "Occlusion", "deletion": 0.5, "insertion": 0.5, "rationale_ap": None, "seconds": 1.0}]
 
     monkeypatch.setattr(compare_module, "compare_default", compare_default)
     assert main(["compare", "--methods", value, "--n-texts", "2"]) == 0
-    assert got == {"n_texts": 2, "methods": methods, "data": "sentiment"}
+    assert got == {"n_texts": 2, "methods": methods, "data": "sentiment", "progress": False}  # no terminal
     assert capsys.readouterr().out.splitlines()[2].startswith("Occlusion")
 
 
@@ -761,6 +761,16 @@ def test_an_interruption_says_results_are_kept_only_where_they_are(file_run, tmp
     assert main(argv) == 130
     kept = "; finished results are kept, rerun to resume" if file_run else ""
     assert capsys.readouterr().err == f"\ninterp-text: interrupted{kept}.\n"
+
+
+def test_compare_draws_its_bars_on_a_terminal_only(monkeypatch, capsys):
+    argv = ["compare", "--methods", "occlusion", "--n-texts", "2"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # a log would keep every redraw
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(argv) == 0
+    lines = capsys.readouterr().err.split("\n")
+    assert "Occlusion: [" in lines[0] and "Deletion+Insertion: [" in lines[1] and lines[2:] == [""]
 
 
 def test_compare_on_the_facts_data(capsys):

@@ -712,11 +712,31 @@ def test_rationale_precision_ranks_text_only(bert, wp_tokenizer):
     assert rationale_average_precision(words, rationale) == want
 
 
-def test_compare_draws_each_methods_bar_once(bert, wp_tokenizer, capsys):
-    """The untimed first call on the first text drew a bar of its own, under the same name."""
+def test_compare_draws_each_methods_bar_once_then_the_scorings(bert, wp_tokenizer, capsys):
+    """The untimed first call on the first text drew a bar of its own, under the same name; the metrics
+    drew none, and their scoring was the longest part of a comparison on a real-size model."""
     compare(bert, wp_tokenizer, ["The food was good.", "Cold soup."], methods=["occlusion"], progress=True)
+    lines = capsys.readouterr().err.split("\n")
+    assert len(lines) == 3 and lines[2] == ""
+    assert "Occlusion: [" in lines[0] and "Deletion+Insertion: [" in lines[1]
+
+
+def test_metrics_draw_a_bar_of_their_distinct_masked_inputs_when_asked(bert, wp_tokenizer, capsys):
+    texts = ["the food was cold", "not good at all"]  # 4 words each
+    explanations = Occlusion(bert, wp_tokenizer).explain(texts)
+    Deletion(bert, wp_tokenizer).evaluate(explanations)
+    assert capsys.readouterr().err == ""
+    Deletion(bert, wp_tokenizer, progress=True).evaluate(explanations)
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.endswith("\n") and "Occlusion: [" in err
+    assert err.startswith("\rDeletion: [..............................] 0/10 rows") and err.endswith("\n")
+    assert "10/10 rows" in err  # 5 points a text
+    together = [Deletion(bert, wp_tokenizer, progress=True), Insertion(bert, wp_tokenizer, progress=True)]
+    evaluate_together(together, explanations)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Deletion+Insertion: [" in err
+    assert "16/16 rows" in err  # 5 + 5 a text, nothing and everything masked shared
+    with pytest.raises(InterpTextError, match="progress='yes' must be True or False"):
+        Insertion(bert, wp_tokenizer, progress="yes")
 
 
 def test_compare_takes_texts_from_a_generator(bert, wp_tokenizer):
