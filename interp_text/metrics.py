@@ -8,7 +8,6 @@ embedding). The rationale score needs no model: it compares the ranking with gol
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Iterable
 from typing import Any
 
