@@ -276,7 +276,7 @@ def done_results(path: Path) -> dict:
     any other line that is not a result stops the run, so a file the tool did not write is never lost.
     Each result keeps what ``check_resumable`` compares, not its scores.
     """
-    if not path.exists():
+    if not path.is_file():  # nothing written yet, or a pipe or terminal (reading one would wait forever)
         return {}
     data = path.read_bytes()
     lines = data.split(b"\n")  # the last piece is b"" when the file ends with a newline
@@ -522,6 +522,7 @@ def explain_file(args) -> int:
         return 0
     n_done = len(rows) - len(todo)
     bar = ProgressBar(len(rows))
+    regular = not out.exists() or out.is_file()  # a pipe or terminal takes no fsync
     with out.open("a", encoding="utf-8") as f:
         for i in range(0, len(todo), args.texts_per_call):
             chunk = todo[i : i + args.texts_per_call]
@@ -529,7 +530,8 @@ def explain_file(args) -> int:
             for (_, r), expl in zip(chunk, results):
                 f.write(json.dumps({"id": r["id"], **expl.to_dict()}, ensure_ascii=False) + "\n")
             f.flush()  # an interrupted run keeps every finished chunk
-            os.fsync(f.fileno())
+            if regular:
+                os.fsync(f.fileno())
             bar.update(n_done + i + len(chunk))
     bar.close()
     print(f"{len(todo)} explanations written to {out} ({n_done} were already there)", file=sys.stderr)

@@ -201,7 +201,14 @@ def test_file_mode_resumes_after_a_result_cut_before_its_newline(tmp_path):
     full = out.read_text()
     out.write_text(full.splitlines()[0])  # the first result, cut off just before its newline
     assert main(argv) == 0
-    assert out.read_text() == full
+    got = out.read_text()
+    assert got.endswith("\n") and got.splitlines()[0] == full.splitlines()[0]
+    # The second text ran alone this time, not batched with the first: the same numbers up to rounding.
+    again, before = (json.loads(text.splitlines()[1]) for text in (got, full))
+    np.testing.assert_allclose(again.pop("scores"), before.pop("scores"), rtol=1e-5, atol=1e-12)
+    assert again["targets"][0].pop("score") == pytest.approx(before["targets"][0].pop("score"), rel=1e-6)
+    assert again["targets"][0].pop("probability") == pytest.approx(before["targets"][0].pop("probability"), rel=1e-6)
+    assert again == before and len(got.splitlines()) == 2
 
 
 def test_file_mode_keeps_a_line_separator_inside_a_text(tmp_path, capsys):
@@ -848,3 +855,21 @@ def test_compare_names_the_flag_for_more_texts_than_the_split_has(capsys):
     assert capsys.readouterr().err == (
         "interp-text: error: --n-texts 500: the facts test split has 137 distinct texts; pass --n-texts 137 or fewer.\n"
     )
+
+
+def test_output_to_a_pipe_streams_instead_of_waiting_to_read_it(tmp_path):
+    """Reading a FIFO's earlier results blocked for ever: only a regular file holds results to resume."""
+    import subprocess
+    import threading
+
+    inp, fifo = tmp_path / "in.jsonl", tmp_path / "out.fifo"
+    inp.write_text('{"text": "The food was good."}\n')
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    argv = [sys.executable, "-m", "interp_text", "explain", "--input", str(inp), "--output", str(fifo)]
+    run = subprocess.run(argv + ["--method", "occlusion"], capture_output=True, text=True, timeout=120)
+    reader.join(timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(got[0])["text"] == "The food was good."

@@ -106,7 +106,10 @@ def test_a_folder_without_its_tokenizer_is_refused(tmp_path, bert, wp_tokenizer)
     got = Saliency(tmp_path, wp_tokenizer).explain(TEXT)  # given one, the folder's model is used with it
     assert got.model == str(tmp_path.resolve())
     got.model = None  # the same weights, built in memory: no name
-    assert got == Saliency(bert, wp_tokenizer).explain(TEXT)
+    want = Saliency(bert, wp_tokenizer).explain(TEXT)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)  # float32 kernels may round the loaded copy apart
+    got.scores = want.scores
+    assert got == want
 
 
 def test_what_cannot_be_loaded_is_named(bert, tmp_path, monkeypatch):

@@ -135,7 +135,7 @@ def test_metric_errors(bert, gpt2, bpe, wp_tokenizer):
     assert Deletion(bert, wp_tokenizer).evaluate(iter([expl])) == Deletion(bert, wp_tokenizer).evaluate([expl])
     with pytest.raises(InterpTextError, match="replacement='mask': the tokenizer has no mask token"):
         Deletion(gpt2, bpe, replacement="mask")
-    own = "its own options are ['batch_size', 'device', 'replacement', 'steps', 'task']"
+    own = "its own options are ['batch_size', 'device', 'progress', 'replacement', 'steps', 'task']"
     with pytest.raises(InterpTextError) as err:
         Insertion(bert, wp_tokenizer, n_samples=3)
     assert str(err.value) == f"Insertion got unknown option(s) ['n_samples']; {own}."
