@@ -57,6 +57,15 @@ def checked_device(device) -> torch.device | None:
             )
     if d.type == "mps" and not torch.backends.mps.is_available():
         raise InterpTextError(f"device={device!r}: torch here has no MPS device; pass device='cpu'.")
+    if d.type not in ("cpu", "cuda", "mps"):  # xpu, hpu, xla, a backend's own: usable only where installed
+        try:
+            torch.empty(0, device=d)
+        except Exception as e:  # torch says it otherwise for each (RuntimeError, ModuleNotFoundError, ...)
+            why = str(e).strip().split(". ")[0][:160]  # its first sentence
+            raise InterpTextError(
+                f"device={device!r}: torch here cannot compute on it ({type(e).__name__}: {why}); "
+                "pass device='cpu' (or 'cuda'), or leave device unset to compute where the model is."
+            ) from None
     return d
 
 

@@ -25,6 +25,10 @@ def test_meta_and_unknown_devices_are_refused_and_the_model_is_untouched(bert, w
         Occlusion(bert, wp_tokenizer, device="meta")
     with pytest.raises(InterpTextError, match="device='gpu' is not a device torch knows"):
         Saliency(bert, wp_tokenizer, device="gpu")
+    for device in ("xla", "hpu"):  # torch knows their names; without their backends it failed at the first forward
+        if device == "xla" or not hasattr(torch, "hpu"):
+            with pytest.raises(InterpTextError, match=rf"device='{device}': torch here cannot compute on it \("):
+                Occlusion(bert, wp_tokenizer, device=device)
     assert bert.device.type == "cpu"
     assert torch.equal(bert.bert.embeddings.word_embeddings.weight, before)
 
