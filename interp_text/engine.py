@@ -25,7 +25,15 @@ from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation, Target
 from .granularity import group_tokens, pool
 from .model_guard import checked_device, explaining, model_device
-from .options import Granularity, GranularityAggregationStrategy, InferenceModes, as_enum, positive_int, seed_int
+from .options import (
+    Granularity,
+    GranularityAggregationStrategy,
+    InferenceModes,
+    as_enum,
+    as_int,
+    positive_int,
+    seed_int,
+)
 from .statistics import Streaming
 from .tasks import (
     CAUSAL_LM,
@@ -176,7 +184,8 @@ def checked_baseline(baseline: Any, model, tokenizer) -> Any:
                 "('pad', 'mask', 'unk'), a token id or a tensor."
             )
         baseline = token_id
-    if isinstance(baseline, int) and not isinstance(baseline, bool):
+    if as_int(baseline) is not None and not isinstance(baseline, torch.Tensor):
+        baseline = as_int(baseline)
         if not 0 <= baseline < rows:
             raise InterpTextError(
                 f"baseline token id {baseline} has no embedding in this model (0..{rows - 1}; a token added to "
@@ -576,8 +585,10 @@ class Engine:
                 "prompt cannot follow them; explain the prompts that need another start in separate calls."
             )
         new_tokens = options.get("max_new_tokens")
-        if new_tokens is not None and (isinstance(new_tokens, bool) or not isinstance(new_tokens, int)):
-            raise InterpTextError(f"max_new_tokens={new_tokens!r} must be an int.")
+        if new_tokens is not None:
+            if as_int(new_tokens) is None:
+                raise InterpTextError(f"max_new_tokens={new_tokens!r} must be an int.")
+            new_tokens = options["max_new_tokens"] = as_int(new_tokens)
         if "stop_strings" in options:
             options.setdefault("tokenizer", tok)  # generate() needs it to find the strings
         by_len: dict[int, list[Item]] = {}

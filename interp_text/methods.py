@@ -24,8 +24,10 @@ from .options import (
     Granularity,
     GranularityAggregationStrategy,
     InferenceModes,
+    as_int,
     non_negative_float,
     positive_int,
+    seed_int,
 )
 from .tasks import (
     INPUT_SCALES,
@@ -199,7 +201,7 @@ class GradientMethod:
                 None if targets_per_backward is None else positive_int(targets_per_backward, "targets_per_backward")
             ),
             baseline=checked_baseline(self.baseline, model, tokenizer) if self.uses_baseline else None,
-            options={**self._options(), **({"seed": seed} if self.seeded else {})},
+            options={**self._options(), **({"seed": seed_int(seed)} if self.seeded else {})},
         )
 
     # Subclasses override these three.
@@ -386,7 +388,7 @@ class VarGrad(SmoothGrad):
         return 2
 
     def _set_options(self, n_perturbations: int = 10, **kw):
-        if isinstance(n_perturbations, int) and not isinstance(n_perturbations, bool) and n_perturbations < 2:
+        if as_int(n_perturbations) is not None and n_perturbations < 2:
             raise InterpTextError(f"VarGrad needs n_perturbations >= 2 to take a variance; got {n_perturbations}.")
         super()._set_options(n_perturbations=n_perturbations, **kw)
 

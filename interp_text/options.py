@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import operator
 from enum import Enum
 from typing import Any
 
@@ -51,26 +53,43 @@ def as_enum(enum_type: type[Enum], value: Any, name: str) -> Enum:
     raise InterpTextError(f"{name}={value!r} is not valid; use one of {allowed} (or its name as a string).")
 
 
+def as_int(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer of any kind (numpy's, a 0-d integer tensor), else None.
+
+    ``True`` is not an integer here: ``n_samples=True`` is a mistake, not 1.
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    number = as_int(value)
+    if number is None or number < minimum:
         raise InterpTextError(f"{name}={value!r} must be an integer >= {minimum}.")
-    return value
+    return number
 
 
 def non_negative_float(value: Any, name: str) -> float:
     # `not value >= 0` also refuses NaN; inf is refused apart: it would turn every score into NaN.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+    # numbers.Real takes numpy's floats and ints as well as Python's.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or value == float("inf"):
         raise InterpTextError(f"{name}={value!r} must be a finite number >= 0.")
     return float(value)
 
 
 def seed_int(value: Any) -> int:
-    """A seed torch's generators take: an int in [-2**63, 2**64)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """A seed torch's and numpy's generators both take: an int in [0, 2**64)."""
+    seed = as_int(value)
+    if seed is None:
         raise InterpTextError(f"seed={value!r} must be an int.")
-    if not -(2**63) <= value < 2**64:
+    if not 0 <= seed < 2**64:
+        # torch would take a negative seed as its two's complement (-1 as 2**64 - 1): refused, not guessed.
         raise InterpTextError(f"seed={value!r} is out of range; use an int between 0 and 2**64 - 1.")
-    return value
+    return seed
 
 
 def method_key(name: str) -> str:

@@ -37,8 +37,10 @@ from .options import (
     Granularity,
     GranularityAggregationStrategy,
     InferenceModes,
+    as_int,
     non_negative_float,
     positive_int,
+    seed_int,
 )
 from .tasks import (
     CAUSAL_LM,
@@ -103,10 +105,11 @@ def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
     if isinstance(replacement, str) and replacement in getattr(tokenizer, "all_special_tokens", ()):
         # A special token as the tokenizer writes it ("[CLS]", "<pad>"): its id.
         return resolve_replacement(int(tokenizer.convert_tokens_to_ids(replacement)), model, tokenizer)
-    if isinstance(replacement, int) and not isinstance(replacement, bool):
-        if not 0 <= replacement < n_vocab:
-            raise InterpTextError(f"replacement={replacement} is not a token id of this model (0..{n_vocab - 1}).")
-        return replacement
+    token_id = as_int(replacement)
+    if token_id is not None:
+        if not 0 <= token_id < n_vocab:
+            raise InterpTextError(f"replacement={replacement!r} is not a token id of this model (0..{n_vocab - 1}).")
+        return token_id
     raise InterpTextError(
         f"replacement={replacement!r} is not valid; use one of {REPLACEMENTS} (or another special token's name, "
         "'cls', 'eos'...), a special token as the tokenizer writes it ('[MASK]', '<pad>'), a token id, or None (mask "
@@ -747,7 +750,7 @@ class PerturbationMethod:
             shared_options(PerturbationMethod),
         )
         self._set_options(**method_options)
-        self.replacement = replacement
+        self.replacement = replacement if as_int(replacement) is None else as_int(replacement)  # as results record it
         self.replacement_id = resolve_replacement(replacement, model, tokenizer)
         self.settings = forward_only(
             type(self).__name__,
@@ -760,7 +763,11 @@ class PerturbationMethod:
             seed=seed,
             task=task,
             progress=progress,
-            options={"replacement": replacement, **self._options(), **({"seed": seed} if self.seeded else {})},
+            options={
+                "replacement": self.replacement,
+                **self._options(),
+                **({"seed": seed_int(seed)} if self.seeded else {}),
+            },
         )
 
     # Subclasses override these four.

@@ -4,6 +4,7 @@ embeddings, byte-fallback outputs, position offsets; and inputs no model can rea
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -12,7 +13,7 @@ from packaging.version import Version
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from interp_text import InterpTextError, Lime, Occlusion, Saliency, SmoothGrad, VarGrad
+from interp_text import IntegratedGradients, InterpTextError, Lime, Occlusion, Saliency, SmoothGrad, VarGrad
 from interp_text.inputs import decoded_offsets, max_input_length
 from interp_text.methods import default_noise_std
 
@@ -288,6 +289,34 @@ def test_a_seed_out_of_range_is_refused_when_built(seed, bert, wp_tokenizer):
     with pytest.raises(InterpTextError, match=rf"seed={seed} is out of range; use an int between 0 and 2\*\*64 - 1"):
         VarGrad(bert, wp_tokenizer, seed=seed)
     assert VarGrad(bert, wp_tokenizer, seed=2**64 - 1, n_perturbations=2).explain("the food").scores.shape == (1, 2)
+
+
+@pytest.mark.parametrize("seed", [-1, np.int64(-1)])
+def test_a_negative_seed_is_refused_not_wrapped_around(seed, bert, wp_tokenizer):
+    # torch would read -1 as 2**64 - 1: two spellings of one seed, neither of them what the user meant.
+    with pytest.raises(InterpTextError, match=r"seed=(np.int64\()?-1\)? is out of range; use an int between 0 and"):
+        Occlusion(bert, wp_tokenizer, seed=seed)
+
+
+def test_numpy_numbers_are_taken_as_the_python_numbers_they_hold(bert, wp_tokenizer):
+    text = "the food was not good"
+    pad = wp_tokenizer.pad_token_id
+    plain = dict(n_samples=8, batch_size=4, seed=3, kernel_width=0.5, replacement=pad)
+    as_numpy = dict(
+        n_samples=np.int64(8), batch_size=np.int32(4), seed=np.uint64(3), kernel_width=np.float32(0.5),
+        replacement=np.int64(pad),
+    )  # fmt: skip
+    want, got = (Lime(bert, wp_tokenizer, **options).explain(text) for options in (plain, as_numpy))
+    assert got.scores.tolist() == want.scores.tolist()
+    assert got.options == want.options and all(type(v) is type(want.options[k]) for k, v in got.options.items())
+
+    want = IntegratedGradients(bert, wp_tokenizer, n_interpolations=4, baseline=pad).explain(text)
+    got = IntegratedGradients(bert, wp_tokenizer, n_interpolations=np.int64(4), baseline=np.int64(pad)).explain(text)
+    assert got.scores.tolist() == want.scores.tolist()
+    with pytest.raises(InterpTextError, match="VarGrad needs n_perturbations >= 2 to take a variance; got 1"):
+        VarGrad(bert, wp_tokenizer, n_perturbations=np.int64(1))
+    with pytest.raises(InterpTextError, match=r"n_samples=True must be an integer >= 2"):
+        Lime(bert, wp_tokenizer, n_samples=True)
 
 
 @pytest.mark.parametrize("method", [Saliency, VarGrad, Occlusion])
