@@ -163,6 +163,7 @@ class Glyphs(NamedTuple):
     arrow: str  # "output element -> its columns"
     newline: str  # a line break inside a one-line label
     tab: str  # a tab inside a one-line label
+    space: str  # a label of spaces only, which would read as nothing
     controls: dict[int, str]  # str.translate table: control characters as visible symbols
     # With the ASCII decorations: standard output's encoding. The user's characters it cannot write
     # are shown as Python escapes ("\\xe9"), so that printing an explanation never fails.
@@ -175,15 +176,17 @@ _CONTROL_PICTURES |= {c: "\ufffd" for c in range(0x80, 0xA0)}
 _CONTROL_CARETS = {c: "^" + chr(c + 64) for c in range(32) if c not in (9, 10)} | {0x7F: "^?"}
 _CONTROL_CARETS |= {c: "?" for c in range(0x80, 0xA0)}
 
-UNICODE_GLYPHS = Glyphs(" \u00b7 ", "\u25b6", "\u2502", "\u2192", "\u21b5", "\u2192", _CONTROL_PICTURES)
+UNICODE_GLYPHS = Glyphs(" \u00b7 ", "\u25b6", "\u2502", "\u2192", "\u21b5", "\u2192", "\u2423", _CONTROL_PICTURES)
 # For a standard output that cannot encode the above (a Windows cp1252 console, LANG=C): printing
 # must not fail on characters we chose.
-ASCII_GLYPHS = Glyphs(" | ", ">", "|", "->", "\\n", "\\t", _CONTROL_CARETS)
+ASCII_GLYPHS = Glyphs(" | ", ">", "|", "->", "\\n", "\\t", "\\x20", _CONTROL_CARETS)
 
 
 def _visible(label: str, glyphs: Glyphs = UNICODE_GLYPHS) -> str:
-    """A label with its line breaks and tabs made visible, for one-line places (tables, buttons)."""
-    return label.replace("\r", "").replace("\n", glyphs.newline).replace("\t", glyphs.tab)
+    """A label with its line breaks (\\n, \\r\\n or a lone \\r) and tabs made visible, for one-line
+    places (tables, buttons)."""
+    one_kind = label.replace("\r\n", "\n").replace("\r", "\n")
+    return one_kind.replace("\n", glyphs.newline).replace("\t", glyphs.tab)
 
 
 def _esc(text: str) -> str:
@@ -506,13 +509,21 @@ _JS = """
       return (l + 0.05) / (luminance(D.dark) + 0.05) >= 1.05 / (l + 0.05) ? D.dark : D.light;
     }
     function css(c) { return "rgb(" + c[0] + ", " + c[1] + ", " + c[2] + ")"; }
-    function fmt(v) {
+    function fmt(v) {  // as _fmt_exact does: Python's "%+.6g"
       if (Math.abs(v) >= INF) { return v > 0 ? "+inf" : "-inf"; }  // JSON's stand-in for an infinite score
-      var a = Number(v.toPrecision(6));
-      return (a >= 0 ? "+" : "") + String(a);
+      var sign = v < 0 || (v === 0 && 1 / v < 0) ? "-" : "+";
+      var a = Math.abs(v), e = a.toExponential(5).split("e"), exp = Number(e[1]), digits;
+      if (exp < -4 || exp >= 6) {  // mantissa without its trailing zeros, exponent of two digits at least
+        var x = Math.abs(exp);
+        digits = trim(e[0]) + "e" + (exp < 0 ? "-" : "+") + (x < 10 ? "0" : "") + x;
+      } else {
+        digits = trim(a.toFixed(5 - exp));
+      }
+      return sign + digits;
     }
+    function trim(s) { return s.indexOf(".") < 0 ? s : s.replace(/0+$/, "").replace(/\\.$/, ""); }
     function shown(s) {  // as _shown does
-      var v = s.replace(/\\r/g, "").replace(/\\n/g, "\\u21b5").replace(/\\t/g, "\\u2192");
+      var v = s.replace(/\\r\\n?/g, "\\n").replace(/\\n/g, "\\u21b5").replace(/\\t/g, "\\u2192");
       return s && !s.trim() ? v.replace(/\\s/g, "") || "\\u2423" : v;
     }
 
@@ -624,15 +635,16 @@ def _element_span(
     return f'<span class="{" ".join(classes)}" {" ".join(attrs)}{style}>{_esc(piece)}</span>'
 
 
-def _whitespace_mark(piece: str) -> str:
+def _whitespace_mark(piece: str, glyphs: Glyphs = UNICODE_GLYPHS) -> str:
     """What a whitespace-only piece shows: a symbol per line break or tab, else one for spaces."""
-    return "".join(c for c in _visible(piece) if not c.isspace()) or "\u2423"
+    return "".join(c for c in _visible(piece, glyphs) if not c.isspace()) or glyphs.space
 
 
-def _shown(label: str) -> str:
-    """A label on one line of the page: line breaks and tabs as symbols, and a label of whitespace
-    only as its symbols (it would read as nothing). The page's JavaScript does the same (``shown``)."""
-    return _whitespace_mark(label) if label.isspace() else _visible(label)
+def _shown(label: str, glyphs: Glyphs = UNICODE_GLYPHS) -> str:
+    """A label on one line (of the page, a terminal table): line breaks and tabs as symbols, and a
+    label of whitespace only as its symbols (it would read as nothing). The page's JavaScript does
+    the same (``shown``)."""
+    return _whitespace_mark(label, glyphs) if label.isspace() else _visible(label, glyphs)
 
 
 def _text_block(
@@ -1166,7 +1178,7 @@ def _glyphs() -> Glyphs:
     encoding = getattr(sys.stdout, "encoding", None)
     if not encoding:
         return UNICODE_GLYPHS
-    every = "".join(UNICODE_GLYPHS[:6]) + "".join(UNICODE_GLYPHS.controls.values())
+    every = "".join(UNICODE_GLYPHS[:7]) + "".join(UNICODE_GLYPHS.controls.values())
     try:
         every.encode(encoding)
     except UnicodeEncodeError:
@@ -1362,7 +1374,7 @@ def explanation_terminal(
             ]
             chips = []
             for j in order[:5]:
-                name = _term_safe(_visible(columns[j], glyphs), glyphs)
+                name = _term_safe(_shown(columns[j], glyphs), glyphs)
                 name = f"out:{name}" if j >= n_prompt else name  # an earlier output, not the prompt
                 if use_color:
                     bg = score_rgb(float(row[j]), scales[i])

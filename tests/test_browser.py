@@ -351,8 +351,9 @@ def test_long_labels_stay_inside_the_card(page, tmp_path):
     shot(page, "long-labels")
 
 
-def test_whitespace_only_elements_can_be_seen_and_hovered(page, tmp_path):
-    text = "Question: capital?\nAnswer:  Paris"
+@pytest.mark.parametrize("line_break", ["\n", "\r"])
+def test_whitespace_only_elements_can_be_seen_and_hovered(line_break, page, tmp_path):
+    text = f"Question: capital?{line_break}Answer:  Paris"
     spans = [(0, 9), (10, 18), (18, 19), (19, 26), (26, 28), (28, 33)]  # "\n" and "  " are elements, as tokens can be
     elements = [text[s:e] for s, e in spans]
     scores = np.array([[0.1, 0.2, 1.0, -0.3, 0.5, 0.0], [0.0] * 6])  # (2 rows, 6 elements)
@@ -365,7 +366,8 @@ def test_whitespace_only_elements_can_be_seen_and_hovered(page, tmp_path):
     # the line break is still one: "Answer:" starts a new line
     answer = page.query_selector(f"{PROMPT}[data-col='3']").bounding_box()
     assert answer["y"] > box["y"] + box["height"] / 2
-    assert page.eval_on_selector(".itx-text[data-side=prompt]", "e => e.textContent") == text
+    # (an HTML page holds every line break as \n: the browser reads a lone \r as one)
+    assert page.eval_on_selector(".itx-text[data-side=prompt]", "e => e.textContent") == text.replace("\r", "\n")
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # what the pointer finds there
     assert page.evaluate(f"document.elementFromPoint({x}, {y}).title") == "\u21b5: +1"
     static = page.eval_on_selector_all(PROMPT, "els => els.map(e => e.title)")
@@ -373,6 +375,29 @@ def test_whitespace_only_elements_can_be_seen_and_hovered(page, tmp_path):
     page.click(".itx-btn[data-row='1']")
     page.click(".itx-btn[data-row='0']")
     assert page.eval_on_selector_all(PROMPT, "els => els.map(e => e.title)") == static  # the script names them alike
+
+
+def test_the_script_writes_scores_as_the_page_does(page, tmp_path):
+    # Python writes "%+.6g"; the script, which rewrites the titles when another row is shown, must
+    # write the same text: its own number formatting would give "+1e-7", "+1234570" and "+0" here.
+    values = [1e-7, 1234567.0, -0.0, -98765.4321, 0.000123456789, 99999.95]
+    text = " ".join(f"w{i}" for i in range(len(values)))
+    spans = [(3 * i, 3 * i + 2) for i in range(len(values))]
+    elements = [text[a:b] for a, b in spans]
+    expl = Explanation(
+        text,
+        elements,
+        spans,
+        np.array([values, [1.0] * len(values)]),
+        [Target("pos", 0), Target("neg", 1)],
+        method="saliency",
+    )
+    open_page(page, save_html(expl, tmp_path / "numbers.html"))
+    static = page.eval_on_selector_all(PROMPT, "els => els.map(e => e.title)")
+    assert static == ["w0: +1e-07", "w1: +1.23457e+06", "w2: -0", "w3: -98765.4", "w4: +0.000123457", "w5: +99999.9"]
+    page.click(".itx-btn[data-row='1']")
+    page.click(".itx-btn[data-row='0']")
+    assert page.eval_on_selector_all(PROMPT, "els => els.map(e => e.title)") == static
 
 
 def test_right_to_left_text_keeps_its_punctuation_at_the_end(page, tmp_path):

@@ -678,15 +678,16 @@ def test_terminal_generation_is_ascii_where_stdout_is(monkeypatch):
     monkeypatch.setattr("sys.stdout", encoded_stdout("ascii"))
     expl = causal()
     expl.elements[3] = "France\tx\ny"  # a column name holding a tab and a line break, shown on one line
+    expl.elements[1:3] = ["  ", "\r"]  # columns of whitespace only: they must not read as nothing
     lines = explanation_terminal(expl, color=False).splitlines()
     assert lines[3:5] == [
         "output element -> its 5 columns of largest |score| (earlier outputs included)",
-        "  'Paris.' p=0.500 | is[+5.00]  France\\tx\\ny[-4.00]  of[+3.00]  capital[-2.00]  The[+1.00]",
+        "  'Paris.' p=0.500 | is[+5.00]  France\\tx\\ny[-4.00]  \\n[+3.00]  \\x20[-2.00]  The[+1.00]",
     ]
     monkeypatch.setattr("sys.stdout", encoded_stdout("utf-8"))
     assert explanation_terminal(expl, color=False).splitlines()[3:5] == [
         "output element \u2192 its 5 columns of largest |score| (earlier outputs included)",
-        "  'Paris.' p=0.500 \u2502 is[+5.00]  France\u2192x\u21b5y[-4.00]  of[+3.00]  capital[-2.00]  The[+1.00]",
+        "  'Paris.' p=0.500 \u2502 is[+5.00]  France\u2192x\u21b5y[-4.00]  \u21b5[+3.00]  \u2423[-2.00]  The[+1.00]",
     ]
 
 
