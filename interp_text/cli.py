@@ -6,11 +6,13 @@ import argparse
 import codecs
 import difflib
 import json
+import math
 import os
 import re
 import select
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +224,10 @@ def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
         key = value.setdefault("id", n)
         if isinstance(key, (list, dict)):
             raise InterpTextError(f'{where} has an "id" that is a {type(key).__name__}; use a string or a number.')
+        if isinstance(key, float) and not math.isfinite(key):  # Python's json reads NaN; strict JSON has none
+            raise InterpTextError(
+                f'{where} has the "id" {id_key(key)}, which JSON has no number for; use a string or a number.'
+            )
         if id_key(key) in line_of:
             raise InterpTextError(
                 f"{where} repeats the id {key!r} of line {line_of[id_key(key)]}; give each text its own id "
@@ -477,22 +483,28 @@ def check_resumable(
             )
 
 
-def explain_records(explainer, records: list[tuple[int, dict]], target: Any, kwargs: dict, path: Path) -> list:
-    """Explanations of ``records`` in one call; if that fails, one record at a time, so the error names its line."""
+def explain_records(
+    explainer, records: list[tuple[int, dict]], target: Any, kwargs: dict, path: Path
+) -> Iterator[tuple[dict, Any]]:
+    """``(record, explanation)`` for ``records``, explained in one call; if that fails, one record at a
+    time, so that the error names its line and the records before it still come out."""
     # A record with a "text_pair" is a pair a classifier reads together (premise and hypothesis).
     texts = [{"text": r["text"], "text_pair": r["text_pair"]} if "text_pair" in r else r["text"] for _, r in records]
     targets = [r.get("target", target) for _, r in records]
     if all(t is not None for t in targets):  # nothing to generate in this call: no generation options
         kwargs = {}
     try:
-        return list(explainer.explain(texts, targets=targets, **kwargs))
+        results = list(explainer.explain(texts, targets=targets, **kwargs))
     except InterpTextError as err:
         if len(records) > 1:
-            return [explain_records(explainer, [one], target, kwargs, path)[0] for one in records]
+            for one in records:
+                yield from explain_records(explainer, [one], target, kwargs, path)
+            return
         n, record = records[0]
         # Explained alone, the record is "text 0" / "prompt 0" of its call: the line says which it is.
         message = re.sub(r"\b(text|prompt) 0\b", r"the \1", str(err))
         raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {message}") from None
+    yield from zip((r for _, r in records), results)
 
 
 def explain_file(args) -> int:
@@ -523,16 +535,18 @@ def explain_file(args) -> int:
     n_done = len(rows) - len(todo)
     bar = ProgressBar(len(rows))
     regular = not out.exists() or out.is_file()  # a pipe or terminal takes no fsync
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = n_done
     with out.open("a", encoding="utf-8") as f:
         for i in range(0, len(todo), args.texts_per_call):
-            chunk = todo[i : i + args.texts_per_call]
-            results = explain_records(explainer, chunk, target, kwargs, path)
-            for (_, r), expl in zip(chunk, results):
+            # A chunk is written as its results come: a line that fails keeps the lines before it.
+            for r, expl in explain_records(explainer, todo[i : i + args.texts_per_call], target, kwargs, path):
                 f.write(json.dumps({"id": r["id"], **expl.to_dict()}, ensure_ascii=False) + "\n")
-            f.flush()  # an interrupted run keeps every finished chunk
+                f.flush()  # an interrupted run keeps every finished result
+                written += 1
             if regular:
                 os.fsync(f.fileno())
-            bar.update(n_done + i + len(chunk))
+            bar.update(written)
     bar.close()
     print(f"{len(todo)} explanations written to {out} ({n_done} were already there)", file=sys.stderr)
     return 0

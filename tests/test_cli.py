@@ -690,6 +690,10 @@ def test_file_mode_refuses_to_generate_what_was_forced(tmp_path, capsys):
             '{inp}:1 has the key "targets"; did you mean "target"?',
         ),
         (
+            b'{"id": 1, "text": "a"}\n{"id": NaN, "text": "b"}\n',
+            '{inp}:2 has the "id" NaN, which JSON has no number for; use a string or a number.',
+        ),
+        (
             b'{"id": 1, "text": "a"}\n{"id": true, "text": "b"}\n{"id": 1.0, "text": "c"}\n{"id": "1", "text": "d"}\n'
             b'{"id": 1, "text": "e"}\n',
             "{inp}:5 repeats the id 1 of line 1; give each text its own id (a rerun skips the ids already in --output).",
@@ -701,6 +705,24 @@ def test_file_mode_input_errors_name_the_line(content, message, tmp_path, capsys
     inp.write_bytes(content)
     assert main(argv) == 2
     assert capsys.readouterr().err == f"interp-text: error: {message.format(inp=inp)}\n"
+
+
+def test_a_line_that_fails_keeps_the_results_before_it_and_a_rerun_goes_on_from_it(tmp_path, capsys):
+    records = [{"text": "Good food.", "id": i} for i in range(4)]
+    records[2] |= {"target": 5}  # out of range: this line fails, in the same call as the others
+    argv, inp, out = file_run(tmp_path, records)
+    out = tmp_path / "new folder" / "out.jsonl"  # --output's folder is made, as --html's and --json's are
+    argv[argv.index("--output") + 1] = str(out)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.endswith(
+        f"{inp}:3 (id 2): target 5 is out of range: the model has 2 classes (0..1).\n"
+    )
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [0, 1]
+    del records[2]["target"]
+    inp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(argv) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [0, 1, 2, 3]
+    assert "2 explanations written to" in capsys.readouterr().err
 
 
 def test_file_mode_keeps_the_users_own_keys_unread(tmp_path):
