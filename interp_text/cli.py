@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import difflib
 import json
 import math
@@ -12,7 +13,8 @@ import re
 import select
 import sys
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +155,10 @@ def cmd_explain(args) -> int:
             "drop one of them."
         )
     try:
-        expl = explainer.explain(text, targets=target, **generate_kwargs(args, explainer))
-    except InterpTextError as err:  # the command line's one text is "text 0" of its call
-        raise InterpTextError(re.sub(r"\b(text|prompt) 0\b", r"the \1", str(err))) from None
+        with renamed_warnings(the_text):
+            expl = explainer.explain(text, targets=target, **generate_kwargs(args, explainer))
+    except InterpTextError as err:
+        raise InterpTextError(the_text(str(err))) from None
     # Files first: a console that cannot print the text must not cost them.
     written = []
     if args.html:
@@ -493,18 +496,41 @@ def explain_records(
     targets = [r.get("target", target) for _, r in records]
     if all(t is not None for t in targets):  # nothing to generate in this call: no generation options
         kwargs = {}
+    lines = {i: f"{path}:{n} (id {r['id']!r})" for i, (n, r) in enumerate(records)}
     try:
-        results = list(explainer.explain(texts, targets=targets, **kwargs))
+        with renamed_warnings(lambda m: re.sub(r"\b(?:text|prompt) (\d+)\b", lambda k: lines[int(k[1])], m)):
+            results = list(explainer.explain(texts, targets=targets, **kwargs))
     except InterpTextError as err:
         if len(records) > 1:
             for one in records:
                 yield from explain_records(explainer, [one], target, kwargs, path)
             return
-        n, record = records[0]
         # Explained alone, the record is "text 0" / "prompt 0" of its call: the line says which it is.
-        message = re.sub(r"\b(text|prompt) 0\b", r"the \1", str(err))
-        raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {message}") from None
+        raise InterpTextError(f"{lines[0]}: {the_text(str(err))}") from None
     yield from zip((r for _, r in records), results)
+
+
+def the_text(message: str) -> str:
+    """A message about the one text of a call ("text 0", "prompt 0") as the command line says it."""
+    return re.sub(r"\b(text|prompt) 0\b", r"the \1", message)
+
+
+@contextlib.contextmanager
+def renamed_warnings(rename: Callable[[str], str]) -> Iterator[None]:
+    """The warnings of the block, shown when it ends with ``rename`` applied to their text (which
+    names texts by their index in the library's call). A block that raises shows none: its error
+    says what matters, and a file run retries its lines one by one, warning again."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        warnings.showwarning(rename(str(w.message)), w.category, w.filename, w.lineno)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as this command's own line on standard error, not Python's two (file, line, source)."""
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    print(f"interp-text: warning{kind}: {as_flags(str(message))}", file=sys.stderr)
 
 
 def explain_file(args) -> int:
@@ -792,6 +818,13 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a command prints its own progress, not the weight loader's
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        return run_command(args)
+
+
+def run_command(args) -> int:
+    """``args``' command; its errors as one line each, with the exit status a shell expects."""
     try:
         return args.func(args)
     except BrokenPipeError as err:

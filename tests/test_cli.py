@@ -252,6 +252,29 @@ def test_generation_target_is_the_text_to_force(capsys):
     assert "'Paris' p=0.97" in capsys.readouterr().out
 
 
+UNSPACED = (
+    "starts with a token of probability 5.6e-07, and the same word after a space with one of 9.7e-01: a forced "
+    "text is tokenized as written, and this tokenizer writes the space before a word into the word's token. To force "
+    "the word after the prompt, pass ' Paris'.\n"
+)
+
+
+def test_warnings_are_one_line_of_the_command_naming_the_text_as_given(tmp_path, capsys):
+    # Not Python's "cli.py:530: UserWarning: ..." and its source line, and not the library's "prompt 0".
+    argv = ["explain", "The capital of France is", "--task", "generation", "--method", "saliency", "--target", "Paris"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == f"interp-text: warning: the forced target of the prompt ('Paris') {UNSPACED}"
+    records = [{"text": "The capital of France is", "target": t} for t in (" Paris", "Paris")]
+    _, inp, out = file_run(tmp_path, records)
+    assert (
+        main(["explain", "--input", str(inp), "--output", str(out), "--task", "generation", "--method", "saliency"])
+        == 0
+    )
+    err = capsys.readouterr().err.splitlines(keepends=True)
+    assert err[0] == f"interp-text: warning: the forced target of {inp}:2 (id 1) ('Paris') {UNSPACED}"
+    assert not any(line.startswith("interp-text: warning") for line in err[1:])  # shown once, not again per line
+
+
 @pytest.mark.parametrize(
     "value,task,target",
     [
