@@ -323,8 +323,9 @@ def done_results(path: Path) -> dict:
 
 # What decides a result's numbers besides its text and target: a resumed run must ask for the same.
 SETTINGS = ("method", "task", "granularity", "aggregation", "inference_mode", "token_reduction")
-# Options an explanation records about its own text, not about the run (see engine.text_kind).
-PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id", "generation", "forced")
+# Options an explanation records about its own text, not about the run (see engine.text_kind, and
+# KernelShap.text_options).
+PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id", "generation", "forced", "coalitions")
 
 
 def written_input(result: dict) -> Any:

@@ -650,6 +650,11 @@ class PerturbationEngine(Engine):
                 return ref_chosen, ref_norm
         return chosen, log_norm
 
+    def _explanation(self, it: Item, *parts: Any) -> Explanation:
+        expl = super()._explanation(it, *parts)
+        expl.options.update(self.method.text_options(self.players[it.index].n))
+        return expl
+
     def _assemble(self, it: Item) -> Explanation:
         s = self.s
         players = self.players[it.index]
@@ -780,6 +785,11 @@ class PerturbationMethod:
     def _set_options(self) -> None:
         pass
 
+    def text_options(self, n: int) -> dict[str, Any]:
+        """What ``Explanation.options`` says for a text of ``n`` elements where it differs from the
+        explainer's options (a default that grows with the text)."""
+        return {}
+
     def check_players(self, n: int, index: int) -> None:
         """Refuse a text whose ``n`` elements this method's settings cannot estimate."""
 
@@ -871,7 +881,8 @@ class KernelShap(PerturbationMethod):
     of n − 1 independent equations, as many more pairs are drawn as are missing (and two).
 
     Args (besides the shared ones):
-        n_samples: coalitions to score (default 200, or 2n for a text of n > 100 elements).
+        n_samples: coalitions to score (default 200, or 2n for a text of n > 100 elements,
+            recorded as ``options["coalitions"]`` of its explanation).
             ``n_perturbations`` (interpreto's name) is accepted too.
 
     Example:
@@ -891,6 +902,11 @@ class KernelShap(PerturbationMethod):
     def samples(self, n: int) -> int:
         """Coalitions for a text of ``n`` elements: ``n_samples`` as given, else at least 2n."""
         return self.n_samples if self.chosen else max(self.n_samples, 2 * n)
+
+    def text_options(self, n):
+        # A default grown for this text: n_samples=<this> gives the same scores (200 would be refused).
+        grown = self.samples(n) != self.n_samples
+        return {"coalitions": self.samples(n)} if grown else {}
 
     def exhaustive(self, n: int) -> bool:
         return n <= 1 or 2**n - 2 <= self.samples(n)

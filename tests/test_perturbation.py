@@ -534,6 +534,19 @@ def test_kernelshap_adds_only_the_pairs_it_is_short_of(n, additive, wp_tokenizer
         assert n <= pairs <= n + 30
 
 
+def test_kernelshap_records_the_coalitions_a_long_text_took(additive, wp_tokenizer):
+    # The default is 200, or 2n above 100 elements: the record says what a text took where it grew,
+    # which, passed back, gives the same scores (200 would be refused for 120 elements).
+    tok = copy.deepcopy(wp_tokenizer)
+    tok.model_max_length = 512  # the additive model has no length limit
+    short, long = "the food was good", " ".join(["the food was not good"] * 24)
+    default = KernelShap(additive, tok).explain([short, long])
+    assert [e.options["n_samples"] for e in default] == [200, 200]
+    assert [e.options.get("coalitions") for e in default] == [None, 240]
+    again = KernelShap(additive, tok, n_samples=240).explain(long)
+    assert "coalitions" not in again.options and again.scores.tolist() == default[1].scores.tolist()
+
+
 @pytest.mark.parametrize("cls,opts", [(Occlusion, {}), (Lime, {"n_samples": 30}), (Sobol, {"n_samples": 4})])
 def test_texts_that_share_a_masked_input_run_it_once(cls, opts, sharp_bert, wp_tokenizer):
     """Two texts that differ in their last word only: any mask hiding that word is one input for both."""
