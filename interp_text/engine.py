@@ -31,6 +31,7 @@ from .options import (
     InferenceModes,
     as_enum,
     as_int,
+    plain,
     positive_int,
     seed_int,
 )
@@ -1038,7 +1039,7 @@ def json_options(options: dict) -> dict:
     out = {}
     for key, value in options.items():
         try:
-            out[key] = json.loads(json.dumps(value))
+            out[key] = json.loads(json.dumps(value, default=_numpy_number))
         except (TypeError, ValueError):
             if hasattr(value, "to_diff_dict"):
                 settings = {k: v for k, v in value.to_diff_dict().items() if k != "transformers_version"}
@@ -1046,6 +1047,14 @@ def json_options(options: dict) -> dict:
             else:
                 out[key] = repr(value)[:200]
     return out
+
+
+def _numpy_number(value: Any) -> Any:
+    """``json.dumps``' fallback: a numpy number (``max_new_tokens=np.int64(5)``) as the number it holds."""
+    number = plain(value)
+    if number is value:
+        raise TypeError(f"{type(value).__name__} is not a JSON value")
+    return number
 
 
 def text_kind(text: str) -> dict:

@@ -26,6 +26,7 @@ from .options import (
     InferenceModes,
     as_int,
     non_negative_float,
+    plain,
     positive_int,
     seed_int,
 )
@@ -218,7 +219,7 @@ class GradientMethod:
     def _options(self) -> dict[str, Any]:
         # A tensor (a baseline) is kept as its shape: JSON holds it, and it still tells runs apart.
         return {
-            k: f"tensor of shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else v
+            k: f"tensor of shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else plain(v)
             for k, v in ((k, getattr(self, k)) for k in self._option_names())
         }
 

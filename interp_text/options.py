@@ -66,6 +66,15 @@ def as_int(value: Any) -> int | None:
         return None
 
 
+def plain(value: Any) -> Any:
+    """A numpy number (``np.int64(0)``, ``np.float32(0.5)``) as the Python number it holds, for
+    records that JSON writes; anything else as it is."""
+    item = getattr(value, "item", None)
+    if type(value).__module__ == "numpy" and callable(item) and getattr(value, "ndim", None) == 0:
+        return item()
+    return value
+
+
 def positive_int(value: Any, name: str, minimum: int = 1) -> int:
     number = as_int(value)
     if number is None or number < minimum:

@@ -313,10 +313,16 @@ def test_numpy_numbers_are_taken_as_the_python_numbers_they_hold(bert, wp_tokeni
     want = IntegratedGradients(bert, wp_tokenizer, n_interpolations=4, baseline=pad).explain(text)
     got = IntegratedGradients(bert, wp_tokenizer, n_interpolations=np.int64(4), baseline=np.int64(pad)).explain(text)
     assert got.scores.tolist() == want.scores.tolist()
+    assert got.to_json() == want.to_json()  # the options as Python numbers: JSON writes them
     with pytest.raises(InterpTextError, match="VarGrad needs n_perturbations >= 2 to take a variance; got 1"):
         VarGrad(bert, wp_tokenizer, n_perturbations=np.int64(1))
     with pytest.raises(InterpTextError, match=r"n_samples=True must be an integer >= 2"):
         Lime(bert, wp_tokenizer, n_samples=True)
+
+
+def test_numpy_generation_options_are_recorded_as_numbers(gpt2, bpe):
+    want, got = (Saliency(gpt2, bpe).explain("the cat", max_new_tokens=n) for n in (2, np.int64(2)))
+    assert got.options["generation"] == want.options["generation"] == {"max_new_tokens": 2}
 
 
 @pytest.mark.parametrize("method", [Saliency, VarGrad, Occlusion])
