@@ -5,6 +5,7 @@ Rendering reads it and never recomputes anything.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import MISSING, dataclass, field, fields
@@ -108,6 +109,15 @@ class Explanation:
             self.output_spans = [(int(a), int(b)) for a, b in self.output_spans]
         if self.completeness_gap is not None:
             self.completeness_gap = np.asarray(self.completeness_gap, dtype=np.float64)
+        for what, elements, spans in (
+            ("", self.elements, self.spans),
+            ("output ", self.output_elements, self.output_spans),
+        ):
+            if spans is not None and len(spans) != len(elements or ()):
+                raise InterpTextError(
+                    f"an explanation has one span per {what}element: {len(elements or ())} {what}elements here, but "
+                    f"{len(spans)} spans."
+                )
         want = (len(self.targets), len(self.columns))
         if self.scores.shape != want:
             causal = " (prompt elements, then output elements)" if self.task == "causal_lm" else ""
@@ -239,13 +249,13 @@ class Explanation:
             "inference_mode": self.inference_mode,
             "token_reduction": self.token_reduction,
             "output_text": self.output_text,
-            "output_elements": self.output_elements,
+            "output_elements": None if self.output_elements is None else list(self.output_elements),
             "output_spans": None if self.output_spans is None else [list(s) for s in self.output_spans],
             "predicted": self.predicted,
             "completeness_gap": None
             if self.completeness_gap is None
             else [clean(float(v)) for v in self.completeness_gap],
-            "options": self.options,
+            "options": copy.deepcopy(self.options),  # the caller's to edit, not this explanation's
             "output_ids": None if self.output_ids is None else [int(i) for i in self.output_ids],
             "predicted_label": self.predicted_label,
             "model": self.model,
@@ -261,7 +271,14 @@ class Explanation:
         def num(x: Any) -> float:
             return float("nan") if x is None else float(x)
 
-        data = {k: v for k, v in data.items() if k != "id"}
+        if not isinstance(data, dict):
+            raise InterpTextError(
+                f"an explanation is read from a dict (a JSON object), not a {type(data).__name__}; write it with "
+                "Explanation.to_dict() (a list of them: ExplanationList.load)."
+            )
+        # A copy: the explanation must not share its lists and options with the caller's dict.
+        scores = {"scores": data["scores"]} if "scores" in data else {}  # rebuilt as an array below
+        data = copy.deepcopy({k: v for k, v in data.items() if k not in ("id", "scores")}) | scores
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(known))
         if unknown:
@@ -282,6 +299,14 @@ class Explanation:
                 "element: write it with Explanation.to_dict()."
             )
         data["scores"] = np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+        target_keys = ("label", "index", "token_ids", "probability", "score")
+        for t in data["targets"]:
+            lacking = [k for k in target_keys if not isinstance(t, dict) or k not in t]
+            if lacking:
+                raise InterpTextError(
+                    f"an explanation's target {t!r} has no {', '.join(lacking)}; each target is a dict of "
+                    f"{', '.join(target_keys)}: write it with Explanation.to_dict()."
+                )
         data["targets"] = [
             Target(t["label"], t["index"], list(t["token_ids"]), num(t["probability"]), num(t["score"]))
             for t in data["targets"]

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -518,6 +519,38 @@ def test_from_dict_names_an_unknown_or_missing_key(bert, wp_tokenizer):
     assert str(err.value) == (
         "cannot read an explanation from a dict without key(s) ['scores']; write it with Explanation.to_dict()."
     )
+
+
+def test_a_dict_in_or_out_is_a_copy_not_the_explanations_own(bert, wp_tokenizer):
+    # A metric reads options back (text_pair_start): editing an export must not change the explanation.
+    expl = Saliency(bert, wp_tokenizer).explain({"text": "the food", "text_pair": "was good"})
+    data = expl.to_dict()
+    data["options"].clear()
+    data["elements"].append("x")
+    assert expl.options == {"text_pair_start": 9} and expl.elements == ["the", "food", "was", "good"]
+    again = Explanation.from_dict(expl.to_dict())
+    data = expl.to_dict()
+    rebuilt = Explanation.from_dict(data)
+    data["options"]["x"] = 1
+    data["targets"][0]["token_ids"].append(5)
+    assert rebuilt == again
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: [d], "an explanation is read from a dict (a JSON object), not a list; write it with"),
+        (
+            lambda d: d | {"targets": [{"label": "a", "index": 0}]},
+            "an explanation's target {'label': 'a', 'index': 0} has no token_ids, probability, score; each target is",
+        ),
+        (lambda d: d | {"spans": d["spans"][:-1]}, "an explanation has one span per element: 4 elements here, but 3"),
+    ],
+)
+def test_a_dict_that_is_no_explanation_is_refused_with_what_it_lacks(edit, message, bert, wp_tokenizer):
+    data = Saliency(bert, wp_tokenizer).explain("the food was good").to_dict()
+    with pytest.raises(InterpTextError, match=re.escape(message)):
+        Explanation.from_dict(edit(data))
 
 
 def test_progress_draws_a_bar_of_rows_on_stderr_only_when_asked(bert, wp_tokenizer, capsys):
