@@ -90,6 +90,10 @@ def load_tokenizer(name: str):
     would otherwise make one with a vocabulary of five tokens, and every word would be unknown)."""
     from transformers import AutoTokenizer
 
+    from .bundled import default_path
+
+    if _is_bundled(name):  # a bundled model's name ("sentiment"): its tokenizer
+        return AutoTokenizer.from_pretrained(default_path(name.lower()))
     folder = Path(name)
     if folder.is_dir() and not any((folder / f).exists() for f in TOKENIZER_FILES):
         raise InterpTextError(

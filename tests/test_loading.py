@@ -62,6 +62,8 @@ def test_bundled_names_everywhere():
     assert compare("sentiment", texts=[text], methods=["occlusion"])[0]["deletion"] == want
     with pytest.raises(InterpTextError, match=r"compare\(\) needs texts"):
         compare(model, tokenizer)
+    # The tokenizer by name too, as the model may be; "Sentiment" as any name is read.
+    assert Occlusion(model, "Sentiment").explain(text) == Occlusion(model, tokenizer).explain(text)
 
 
 def test_a_loaded_model_is_placed_on_the_device_once(saved):
