@@ -206,7 +206,14 @@ def group_tokens(
         for s, e in written:
             chars[s:e] = " " * (e - s)
         scan = "".join(chars)
-    spans = word_spans(scan) if granularity == Granularity.WORD else sentence_spans(scan)
+    if granularity == Granularity.WORD:
+        spans = word_spans(scan)
+    else:  # a written special token ends a sentence (a chat message that ends without a period)
+        spans, start = [], 0
+        for s, e in sorted(written) + [(len(text), len(text))]:
+            if s > start:
+                spans += [(a + start, b + start) for a, b in sentence_spans(scan[start:s])]
+            start = max(start, e)
     starts = [s for s, _ in spans]
     mapping = []
     reach = list(range(len(spans)))  # reach[j]: the last span a token starting in span j runs into

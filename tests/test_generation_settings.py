@@ -62,6 +62,15 @@ def test_unnamed_special_tokens_of_a_chat_template_are_no_words(llama3):
     assert e.targets[0].score == pytest.approx(float(logits[len(ids) - 1, out[0]]), abs=1e-5)
 
 
+def test_a_chat_message_is_a_sentence_of_its_own_without_a_period(llama3):
+    # The template's special tokens end a sentence: a message ending in no punctuation did not, and
+    # took the next message's role with it ("Be brief<|eot_id|><|start_header_id|>user").
+    model, tok = llama3
+    messages = [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "The capital of France is"}]
+    e = Occlusion(model, tok, granularity="sentence").explain(messages, targets=" Paris")
+    assert e.elements == ["system", "Be brief", "user", "The capital of France is", "assistant"]
+
+
 def test_a_conversation_ending_with_the_assistant_is_continued(llama3):
     model, tok = llama3
     messages = [{"role": "user", "content": "The capital?"}, {"role": "assistant", "content": "The capital is"}]
