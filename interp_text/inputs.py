@@ -15,7 +15,13 @@ from .tasks import CAUSAL_LM, CLASSIFICATION, SEQ2SEQ, Item, accepts, unwrapped
 
 
 def _is_chat(x: Any) -> bool:
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(m, dict) and "role" in m for m in x)
+    """Chat messages: dicts, one of them at least with a "role" (a list of text pairs has none)."""
+    return (
+        isinstance(x, (list, tuple))
+        and len(x) > 0
+        and all(isinstance(m, dict) for m in x)
+        and any("role" in m for m in x)
+    )
 
 
 class TextPair(str):
@@ -73,11 +79,18 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
     for i, t in enumerate(texts):
         if _is_chat(t):
             for k, message in enumerate(t):
+                if "role" not in message:
+                    raise InterpTextError(
+                        f'message {k} of conversation {i} has no "role": a chat message is '
+                        '{"role": ..., "content": "..."}.'
+                    )
                 if not isinstance(message.get("content"), (str, list)):
                     raise InterpTextError(
                         f"message {k} of conversation {i} has no text: a chat message is "
                         '{"role": ..., "content": "..."}.'
                     )
+                if isinstance(message["content"], str):
+                    _check_unicode(message["content"], i, f"message {k} of conversation {i}")
             continue
         if isinstance(t, dict):
             texts[i] = _text_pair(t, i)
@@ -94,13 +107,13 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
     return texts, single
 
 
-def _check_unicode(text: str, index: int) -> None:
+def _check_unicode(text: str, index: int, what: str | None = None) -> None:
     """Refuse a lone surrogate (half of a UTF-16 pair, as a bad decode leaves): no tokenizer reads it."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
         raise InterpTextError(
-            f"text {index} holds {text[err.start]!r} at character {err.start}, a lone surrogate that is not valid "
+            f"{what or f'text {index}'} holds {text[err.start]!r} at character {err.start}, a lone surrogate that is not valid "
             "Unicode; decode the text's source correctly (or drop that character)."
         ) from None
 

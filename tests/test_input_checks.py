@@ -142,6 +142,11 @@ def test_token_reduction_takes_any_case(bert, wp_tokenizer):
 def test_a_chat_message_without_content_is_refused(gpt2, bpe):
     with pytest.raises(InterpTextError, match=r"message 1 of conversation 0 has no text"):
         Saliency(gpt2, bpe).explain([{"role": "user", "content": "hi"}, {"role": "assistant"}], targets=" ok")
+    # A message without its role is named as such (the list was read as texts, and a pair's keys asked for).
+    with pytest.raises(InterpTextError, match=r'message 1 of conversation 0 has no "role": a chat message is'):
+        Saliency(gpt2, bpe).explain([{"role": "user", "content": "hi"}, {"content": "ok"}], targets=" ok")
+    with pytest.raises(InterpTextError, match=r"message 0 of conversation 0 holds '\\ud800' at character 2, a lone"):
+        Saliency(gpt2, bpe).explain([{"role": "user", "content": "hi\ud800"}], targets=" ok")
 
 
 def test_the_seed_is_kept_where_it_changes_the_result(bert, wp_tokenizer):
