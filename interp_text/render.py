@@ -115,10 +115,10 @@ def _fmt_exact(value: float) -> str:
 
 
 def _fmt_short(value: float, signed: bool = True) -> str:
-    """A score in two decimals, or in scientific notation when two decimals would read 0; with a
-    "+" unless the scores have no sign (``unsigned``)."""
+    """A score in two decimals, or in scientific notation when two decimals would read 0 or take
+    more than ten characters; with a "+" unless the scores have no sign (``unsigned``)."""
     plus = "+" if signed else ""
-    if value == 0 or math.isinf(value) or abs(value) >= 0.005:
+    if value == 0 or math.isinf(value) or 0.005 <= abs(value) < 1e6:
         return f"{value:{plus}.2f}"
     return f"{value:{plus}.1e}"
 

@@ -715,6 +715,13 @@ def test_print_to_a_narrow_console_does_not_fail(encoding):
     assert f"{cafe}[+0.50] \\U0001f600[-0.25]" in lines
 
 
+def test_terminal_scores_keep_to_a_few_characters_whatever_their_size():
+    expl = classification("good food here", [[1e300, 123456.0, 0.001], [0.0, -2.5e6, 0.5]], predicted=0)
+    lines = explanation_terminal(expl, color=False).splitlines()
+    assert "good[+1.0e+300] food[+123456.00] here[+1.0e-03]" in lines
+    assert "good[+0.00] food[-2.5e+06] here[+0.50]" in lines
+
+
 def test_terminal_generation():
     expl = causal()
     out = explanation_terminal(expl, color=False)
