@@ -49,6 +49,13 @@ def _model_class(name: str, config, task: str | None):
             f"task={task!r} does not fit {name!r}: it was saved as {saved.__name__}, a {saved_task} model; leave "
             f"task unset (or pass task={saved_task!r})."
         )
+    named = list(getattr(config, "architectures", None) or [])
+    if task is None and saved is None and named:
+        raise InterpTextError(
+            f"{name!r} was saved as {', '.join(named)}, which transformers does not have (a class of your own?); "
+            "load the model with that class and pass it, or pass task='classification', 'causal_lm' or 'seq2seq' "
+            "to load it with transformers' class for that task (a saved head loads where its weights' names match)."
+        )
     if task is None:
         what = f"a {saved.__name__} checkpoint" if saved is not None else "a checkpoint that names no architecture"
         raise InterpTextError(

@@ -173,6 +173,27 @@ def test_only_a_model_is_asked_for_its_tokenizer():
         Saliency(42)
 
 
+def test_a_folder_of_a_class_of_ones_own_names_it_and_loads_with_a_task(tmp_path, bert, wp_tokenizer):
+    from transformers import BertForSequenceClassification
+
+    class MyClassifier(BertForSequenceClassification):
+        pass
+
+    mine = MyClassifier(bert.config).eval()
+    mine.load_state_dict(bert.state_dict())
+    mine.save_pretrained(tmp_path)
+    wp_tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(InterpTextError) as err:
+        Saliency(str(tmp_path))
+    assert str(err.value).startswith(
+        f"{str(tmp_path)!r} was saved as MyClassifier, which transformers does not have (a class of your own?); "
+    )
+    got = Saliency(str(tmp_path), task="classification").explain("the food was cold")
+    want = Saliency(bert, wp_tokenizer).explain("the food was cold")  # the saved head, not a new one
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+    assert got.targets[0].score == pytest.approx(want.targets[0].score, abs=1e-6)
+
+
 def test_the_cli_gives_task_to_a_checkpoint_saved_without_a_head(tmp_path, wp_tokenizer, capsys):
     from interp_text.cli import main
 
