@@ -19,7 +19,7 @@ from .engine import Engine, forward_only
 from .errors import InterpTextError, short
 from .inputs import as_plain, normalise_texts
 from .loading import resolve
-from .methods import GRADIENT_METHODS, GradientMethod, check_model
+from .methods import GRADIENT_METHODS, GradientMethod, check_model, explain_arguments
 from .metrics import Deletion, Insertion, checked_spans, evaluate_together, rationale_average_precision
 from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes, method_key, positive_int
@@ -194,6 +194,12 @@ def compare(
                 shared = sorted(k for k in options if f"'{k}'" in str(err))  # the refused ones compare() gave all
                 if f"{cls.__name__} got unknown option(s)" not in str(err) or not shared:
                     raise
+                generation = explain_arguments(shared)
+                if generation:  # max_new_tokens=, do_sample=: generate()'s, as explain() takes them
+                    raise InterpTextError(
+                        f"compare() got {generation} as options of the methods; generate()'s options go in "
+                        f"generate_kwargs={{{', '.join(repr(k) + ': ...' for k in generation)}}}."
+                    ) from None
                 raise InterpTextError(
                     f"{err} compare() gives its keyword options ({shared}) to every method: give a method's "
                     "own options to it alone, method_options={'<method name>': {...}}."

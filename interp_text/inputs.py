@@ -302,8 +302,10 @@ def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: 
             nested = len(targets) == 1 and (isinstance(targets[0], (list, tuple)) or targets[0] in (None, "all"))
             return [many(targets[0] if nested else list(targets))]
         if len(targets) != n_texts:
+            several = f" ({list(targets)!r} as classes of the one text: [{list(targets)!r}])" if n_texts == 1 else ""
             raise InterpTextError(
-                f"got {len(targets)} targets for {n_texts} texts; pass one target (or list of targets) per text."
+                f"got {len(targets)} targets for {n_texts} texts; pass one target (or list of targets) per "
+                f"text{several}."
             )
         return [many(t) for t in targets]
     raise InterpTextError(f"targets={targets!r} is not understood; pass an int, a class name, a list, or None.")

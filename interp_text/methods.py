@@ -89,6 +89,26 @@ def check_options(
         raise InterpTextError(f"{name} got unknown option(s) {unknown}{meant}; {own}{besides}{note}.")
 
 
+def explain_arguments(names: Any) -> list[str]:
+    """Those of ``names`` that ``explain()`` takes, not a constructor: targets and ``generate()``'s options."""
+    from transformers import GenerationConfig
+
+    call = {"targets", "target", "generation_config", "stop_strings", "streamer", "logits_processor"}
+    return sorted(n for n in names if n in call or n in vars(GenerationConfig()))
+
+
+def check_explainer_options(name: str, given: dict, allowed: tuple[str, ...], shared: tuple[str, ...]) -> None:
+    """``check_options`` for an explainer's constructor, whose message sends ``explain()``'s arguments there."""
+    misplaced = explain_arguments(set(given) - set(allowed) - set(shared))
+    note = (
+        f". {', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for the call, not the constructor: "
+        "explainer.explain(text, targets=..., max_new_tokens=...)"
+        if misplaced
+        else ""
+    )
+    check_options(name, given, allowed, shared, note)
+
+
 def shared_options(cls: type) -> tuple[str, ...]:
     """The options every explainer of ``cls``'s kind takes: its constructor's keyword-only ones."""
     params = inspect.signature(cls.__init__).parameters.values()
@@ -174,7 +194,9 @@ class GradientMethod:
         # gradient method takes one per target: the module it compiled runs instead (same weights).
         inner = getattr(model, "_orig_mod", None)
         self.model, self.tokenizer = (inner if isinstance(inner, torch.nn.Module) else model), tokenizer
-        check_options(type(self).__name__, method_options, self._option_names(), shared_options(GradientMethod))
+        check_explainer_options(
+            type(self).__name__, method_options, self._option_names(), shared_options(GradientMethod)
+        )
         self._set_options(**method_options)
         reduction = self.default_reduction if token_reduction is None else token_reduction
         if isinstance(reduction, str):

@@ -32,7 +32,7 @@ from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
 from .granularity import group_tokens, output_sums, pool
 from .loading import resolve
-from .methods import check_explain_options, check_model, check_options, shared_options
+from .methods import check_explain_options, check_explainer_options, check_model, shared_options
 from .options import (
     Granularity,
     GranularityAggregationStrategy,
@@ -748,7 +748,7 @@ class PerturbationMethod:
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
-        check_options(
+        check_explainer_options(
             type(self).__name__,
             method_options,
             self._option_names(),

@@ -272,6 +272,13 @@ def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
         (lambda m, t: VarGrad(m, t).explain("ok", targets=3), r"target 3 is out of range: the model has 3 classes"),
         (lambda m, t: VarGrad(m, t).explain("ok", targets="happy"), "not a class name"),
         (lambda m, t: VarGrad(m, t).explain(["a", "b"], targets=[0, 1, 2]), "got 3 targets for 2 texts"),
+        (
+            lambda m, t: VarGrad(m, t).explain(["a"], targets=[0, 1]),
+            re.escape(
+                "got 2 targets for 1 texts; pass one target (or list of targets) per text ([0, 1] as classes of "
+                "the one text: [[0, 1]])."
+            ),
+        ),
         (lambda m, t: VarGrad(m, t, n_perturbations=1), "VarGrad needs n_perturbations >= 2"),
         (lambda m, t: VarGrad(m, t, n_samples=3), r"unknown option\(s\) \['n_samples'\]"),
         (lambda m, t: VarGrad(m, t, granularity="paragraph"), "granularity='paragraph' is not valid"),

@@ -12,6 +12,7 @@ from interp_text import (
     InputXGradient,
     IntegratedGradients,
     InterpTextError,
+    Occlusion,
     Saliency,
     SmoothGrad,
     SquareGrad,
@@ -374,3 +375,10 @@ def test_an_unknown_option_names_the_shared_ones_and_the_likely_meant(bert, wp_t
     )
     with pytest.raises(InterpTextError, match=r"\['n_perturbation'\] \(did you mean 'n_perturbations'\?\); its own"):
         VarGrad(bert, wp_tokenizer, n_perturbation=3)
+    # explain()'s arguments, given to the constructor, are sent where they go.
+    with pytest.raises(InterpTextError) as err:
+        Occlusion(bert, wp_tokenizer, targets="positive", max_new_tokens=3)
+    assert str(err.value).endswith(
+        "progress). max_new_tokens, targets are for the call, not the constructor: explainer.explain(text, "
+        "targets=..., max_new_tokens=...)."
+    )

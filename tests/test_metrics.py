@@ -625,6 +625,12 @@ def test_compare_names_what_it_got_wrong_in_methods_and_options(bert, wp_tokeniz
         "compare() gives its keyword options (['n_samples']) to every method: give a method's own options to it "
         "alone, method_options={'<method name>': {...}}."
     )
+    with pytest.raises(InterpTextError) as err:  # generate()'s, which no method takes: generate_kwargs=
+        compare(bert, wp_tokenizer, texts, methods=["saliency"], max_new_tokens=2, do_sample=True)
+    assert str(err.value) == (
+        "compare() got ['do_sample', 'max_new_tokens'] as options of the methods; generate()'s options go in "
+        "generate_kwargs={'do_sample': ..., 'max_new_tokens': ...}."
+    )
 
 
 @needs_compiler
