@@ -165,6 +165,8 @@ class Explanation:
         if isinstance(target, str):
             labels = self.target_labels
             rows = [i for i, label in enumerate(labels) if label == target]
+            if not rows and target.strip() != target:  # " Paris", as forced: its label is the word, "Paris"
+                rows = [i for i, label in enumerate(labels) if label == target.strip()]
             if not rows:
                 raise InterpTextError(f"target {target!r} is not explained here; explained: {labels}.")
             if len(rows) > 1:  # a generated text can repeat a word: the label alone does not say which

@@ -470,6 +470,14 @@ def test_a_label_shared_by_several_rows_must_be_chosen_by_row_number(call, label
     np.testing.assert_array_equal(expl.row(rows[1]), expl.scores[rows[1]])
 
 
+def test_a_row_is_found_by_the_forced_text_as_written(gpt2, bpe):
+    expl = Saliency(gpt2, bpe).explain("The capital of France is", targets=" Paris.")
+    assert expl.target_labels == ["Paris", "."]  # the label is the word, without the space it was forced with
+    np.testing.assert_array_equal(expl.row(" Paris"), expl.scores[0])
+    with pytest.raises(InterpTextError, match=r"target ' Rome' is not explained here; explained: \['Paris', '\.'\]"):
+        expl.row(" Rome")
+
+
 def test_equality_compares_every_field_by_value(tmp_path, bert, wp_tokenizer, gpt2, bpe):
     classified = IntegratedGradients(bert, wp_tokenizer).explain(TEXTS[0], targets="all")  # completeness gaps
     generated = Saliency(gpt2, bpe).explain("The capital of France is", targets=" Paris.")  # NaN scores and f(x)
