@@ -145,6 +145,8 @@ def cmd_explain(args) -> int:
         raise InterpTextError("give a text to explain, or --input FILE.jsonl --output FILE.jsonl.")
     if args.output:
         raise InterpTextError("--output is for --input FILE.jsonl; for one text use --json or --html.")
+    if args.texts_per_call is not None:
+        raise InterpTextError("--texts-per-call is for --input FILE.jsonl; one text is explained in one call.")
     model, tok = load_model(args.model, args.task)
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
@@ -188,6 +190,7 @@ def cmd_explain(args) -> int:
 
 
 # The keys of an input record; any other is the user's own (a label, a source), carried along unread.
+TEXTS_PER_CALL = 64  # --texts-per-call's default (see the README for why)
 RECORD_KEYS = frozenset({"text", "text_pair", "target", "id"})
 
 
@@ -487,13 +490,37 @@ def check_resumable(
             )
 
 
+def record_input(record: dict) -> Any:
+    """What ``explain()`` takes for a record: its text, or its text and "text_pair" (a pair a classifier
+    reads together: premise and hypothesis)."""
+    return {"text": record["text"], "text_pair": record["text_pair"]} if "text_pair" in record else record["text"]
+
+
+def check_records(explainer, rows: list[tuple[int, dict]], target: Any, path: Path) -> None:
+    """Each line's text and target as ``explain()`` checks them, before any line runs: a bad line near
+    the end of a long file is named at once, not after the work before it."""
+    from . import inputs as inp
+
+    model = explainer.model
+    label2id = {str(v): int(k) for k, v in (model.config.id2label or {}).items()}
+    for n, record in rows:
+        t = record.get("target", target)
+        try:
+            inp.normalise_texts(record_input(record))
+            if explainer.settings.task == "classification":
+                inp.classification_targets(t, 1, True, int(model.config.num_labels), label2id)
+            else:
+                inp.generation_targets(t, 1, True)
+        except InterpTextError as err:
+            raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {the_text(str(err))}") from None
+
+
 def explain_records(
     explainer, records: list[tuple[int, dict]], target: Any, kwargs: dict, path: Path
 ) -> Iterator[tuple[dict, Any]]:
     """``(record, explanation)`` for ``records``, explained in one call; if that fails, one record at a
     time, so that the error names its line and the records before it still come out."""
-    # A record with a "text_pair" is a pair a classifier reads together (premise and hypothesis).
-    texts = [{"text": r["text"], "text_pair": r["text_pair"]} if "text_pair" in r else r["text"] for _, r in records]
+    texts = [record_input(r) for _, r in records]
     targets = [r.get("target", target) for _, r in records]
     if all(t is not None for t in targets):  # nothing to generate in this call: no generation options
         kwargs = {}
@@ -552,6 +579,7 @@ def explain_file(args) -> int:
             "so nothing is generated; drop --max-new-tokens."
         )
     check_resumable(done, rows, explainer, target, kwargs, path, out)
+    check_records(explainer, rows, target, path)
     todo = [(n, r) for n, r in rows if id_key(r["id"]) not in done]
     if not rows:
         print(f"nothing to do: {path} holds no text", file=sys.stderr)
@@ -563,11 +591,11 @@ def explain_file(args) -> int:
     bar = ProgressBar(len(rows))
     regular = not out.exists() or out.is_file()  # a pipe or terminal takes no fsync
     out.parent.mkdir(parents=True, exist_ok=True)
-    written = n_done
+    written, per_call = n_done, args.texts_per_call or TEXTS_PER_CALL
     with out.open("a", encoding="utf-8") as f:
-        for i in range(0, len(todo), args.texts_per_call):
+        for i in range(0, len(todo), per_call):
             # A chunk is written as its results come: a line that fails keeps the lines before it.
-            for r, expl in explain_records(explainer, todo[i : i + args.texts_per_call], target, kwargs, path):
+            for r, expl in explain_records(explainer, todo[i : i + per_call], target, kwargs, path):
                 f.write(json.dumps({"id": r["id"], **expl.to_dict()}, ensure_ascii=False) + "\n")
                 f.flush()  # an interrupted run keeps every finished result
                 written += 1
@@ -733,7 +761,6 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--texts-per-call",
         type=positive_int,
-        default=64,
         help="texts explained (and written) together in file mode: more packs rows of one length into fewer "
         "forwards, fewer lose less to an interruption (default 64)",
     )

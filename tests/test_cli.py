@@ -340,6 +340,10 @@ def test_counts_must_be_positive(argv, message, capsys):
             "--output is for --input FILE.jsonl; for one text use --json or --html.",
         ),
         (
+            ["explain", "ok", "--texts-per-call", "5"],
+            "--texts-per-call is for --input FILE.jsonl; one text is explained in one call.",
+        ),
+        (
             ["explain", "ok", "--model", "sentiment", "--max-new-tokens", "3"],
             "--max-new-tokens is for generation; this model is a classifier.",
         ),
@@ -732,20 +736,34 @@ def test_file_mode_input_errors_name_the_line(content, message, tmp_path, capsys
 
 def test_a_line_that_fails_keeps_the_results_before_it_and_a_rerun_goes_on_from_it(tmp_path, capsys):
     records = [{"text": "Good food.", "id": i} for i in range(4)]
-    records[2] |= {"target": 5}  # out of range: this line fails, in the same call as the others
+    records[2]["text"] = "good " * 200  # too long for the model: found as it runs, in the same call as the others
     argv, inp, out = file_run(tmp_path, records)
     out = tmp_path / "new folder" / "out.jsonl"  # --output's folder is made, as --html's and --json's are
     argv[argv.index("--output") + 1] = str(out)
     assert main(argv) == 2
-    assert capsys.readouterr().err.endswith(
-        f"{inp}:3 (id 2): target 5 is out of range: the model has 2 classes (0..1).\n"
-    )
+    assert re.search(rf"{re.escape(str(inp))}:3 \(id 2\): the text has \d+ tokens", capsys.readouterr().err)
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [0, 1]
-    del records[2]["target"]
+    records[2]["text"] = "Good food."
     inp.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert main(argv) == 0
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [0, 1, 2, 3]
     assert "2 explanations written to" in capsys.readouterr().err
+
+
+def test_a_bad_target_or_text_anywhere_is_refused_before_any_line_runs(tmp_path, capsys):
+    records = [{"text": "Good food."}] * 50 + [{"text": "Bad food.", "target": "neutral"}]
+    argv, inp, out = file_run(tmp_path, records)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {inp}:51 (id 50): target 'neutral' is not a class name; the classes are ['negative', "
+        "'positive'].\n"
+    )
+    assert not out.exists()
+    inp.write_text(json.dumps({"text": "Good."}) + "\n" + json.dumps({"text": " "}) + "\n")
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {inp}:2 (id 1): the text is empty; pass a text with at least one non-space character.\n"
+    )
 
 
 def test_file_mode_keeps_the_users_own_keys_unread(tmp_path):
