@@ -90,8 +90,15 @@ def resolve_replacement(replacement: Any, model, tokenizer) -> int | None:
         # Any special token the tokenizer names: "mask", "pad", "unk", "eos", "bos", ...
         token_id = getattr(tokenizer, f"{replacement}_token_id", None)
         if not isinstance(token_id, int):
+            word = tokenizer.get_vocab().get(replacement) if hasattr(tokenizer, "get_vocab") else None
+            hint = (
+                f" ({replacement!r} is a token of the vocabulary, not a special token's name: to mask with it, pass "
+                f"its id, replacement={word})"
+                if isinstance(word, int)
+                else ""
+            )
             raise InterpTextError(
-                f"replacement={replacement!r}: the tokenizer has no {replacement} token; use one of "
+                f"replacement={replacement!r}: the tokenizer has no {replacement} token{hint}; use one of "
                 f"{REPLACEMENTS}, another special token's name, a token id, or None (mask token, else pad "
                 "token, else zeros)."
             )

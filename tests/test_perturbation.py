@@ -409,6 +409,15 @@ def test_a_special_token_as_written_replaces_masked_elements(additive, wp_tokeni
 def test_replacement_the_tokenizer_lacks(gpt2, bpe):
     with pytest.raises(InterpTextError, match="replacement='mask': the tokenizer has no mask token"):
         Occlusion(gpt2, bpe, replacement="mask")
+    # A word is not a special token's name: its id is what masks with it.
+    word = bpe.get_vocab()["the"]
+    with pytest.raises(InterpTextError) as err:
+        Occlusion(gpt2, bpe, replacement="the")
+    assert str(err.value).startswith(
+        f"replacement='the': the tokenizer has no the token ('the' is a token of the vocabulary, not a special "
+        f"token's name: to mask with it, pass its id, replacement={word}); use one of"
+    )
+    assert Occlusion(gpt2, bpe, replacement=word).replacement_id == word
 
 
 def test_interpreto_name_for_the_sample_count(additive, wp_tokenizer):
