@@ -1190,8 +1190,9 @@ def _glyphs() -> Glyphs:
 
 def _term_safe(text: str, glyphs: Glyphs) -> str:
     """Control characters as visible symbols, so no user text can drive the terminal (ESC, CR...);
-    where standard output cannot write a character, its Python escape."""
-    text = text.translate(glyphs.controls)
+    where standard output cannot write a character, its Python escape. A Windows line break
+    ("\\r\\n") is a line break, not a carriage return to show."""
+    text = text.replace("\r\n", "\n").translate(glyphs.controls)
     if glyphs.encoding:
         text = text.encode(glyphs.encoding, "backslashreplace").decode(glyphs.encoding)
     return text

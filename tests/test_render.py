@@ -715,6 +715,12 @@ def test_print_to_a_narrow_console_does_not_fail(encoding):
     assert f"{cafe}[+0.50] \\U0001f600[-0.25]" in lines
 
 
+def test_a_windows_line_break_is_a_line_break_in_the_terminal_and_a_lone_cr_is_shown():
+    expl = classification("good\r\nfood\rhere", [[0.5, -0.25, 0.125], [0.0, 0.0, 0.0]], predicted=0)
+    lines = explanation_terminal(expl, color=False).splitlines()
+    assert lines[2:4] == ["good[+0.50]", "food[-0.25]\u240dhere[+0.12]"]  # a lone CR cannot move the cursor
+
+
 def test_terminal_scores_keep_to_a_few_characters_whatever_their_size():
     expl = classification("good food here", [[1e300, 123456.0, 0.001], [0.0, -2.5e6, 0.5]], predicted=0)
     lines = explanation_terminal(expl, color=False).splitlines()
