@@ -523,6 +523,7 @@ _JS = """
     }
     function trim(s) { return s.indexOf(".") < 0 ? s : s.replace(/0+$/, "").replace(/\\.$/, ""); }
     function shown(s) {  // as _shown does
+      if (!s) { return '""'; }
       var v = s.replace(/\\r\\n?/g, "\\n").replace(/\\n/g, "\\u21b5").replace(/\\t/g, "\\u2192");
       return s && !s.trim() ? v.replace(/\\s/g, "") || "\\u2423" : v;
     }
@@ -644,6 +645,8 @@ def _shown(label: str, glyphs: Glyphs = UNICODE_GLYPHS) -> str:
     """A label on one line (of the page, a terminal table): line breaks and tabs as symbols, and a
     label of whitespace only as its symbols (it would read as nothing). The page's JavaScript does
     the same (``shown``)."""
+    if not label:  # a class named "" (id2label {0: ""}): an empty button would read as no class
+        return '""'
     return _whitespace_mark(label, glyphs) if label.isspace() else _visible(label, glyphs)
 
 

@@ -961,6 +961,12 @@ def test_a_predicted_label_with_control_characters_stays_on_the_header_line():
     assert "\x1b" not in "".join(lines)
 
 
+def test_a_class_named_nothing_shows_as_an_empty_string_not_an_empty_button():
+    expl = classification("good", [[0.5], [0.0]], labels=("", "pos"), predicted=1)
+    buttons = [b.find("span").text() for b in dom(explanation_html(expl)).find_all("button", "itx-btn")]
+    assert buttons == ['""', "pos"]
+
+
 def test_the_model_is_named_in_the_terminal_and_on_the_page(monkeypatch):
     monkeypatch.setattr("sys.stdout", encoded_stdout("utf-8"))
     expl = classification("good", [[0.5], [0.0]], predicted=1)
