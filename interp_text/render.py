@@ -133,14 +133,14 @@ def _fmt_prob(p: float) -> str:
 
 def _columns(text: str) -> int:
     """Terminal columns ``text`` takes: wide (CJK, most emoji) characters two, combining marks and
-    zero-width characters none."""
+    zero-width characters none; a character that U+FE0F asks to draw as an emoji ("\u2764\ufe0f") two."""
     return sum(
         0
         if unicodedata.combining(c) or unicodedata.category(c) in ("Cf", "Mn", "Me")
         else 2
-        if unicodedata.east_asian_width(c) in ("W", "F")
+        if unicodedata.east_asian_width(c) in ("W", "F") or text.startswith("\ufe0f", i + 1)
         else 1
-        for c in text
+        for i, c in enumerate(text)
     )
 
 

@@ -776,6 +776,13 @@ def test_terminal_generation_rows_line_up_in_terminal_columns_and_cut_long_label
     assert len({row.index(" | ") for row in rows}) == 1  # escapes ("\\u6771") are ASCII: one column each
 
 
+def test_terminal_columns_of_emoji_drawn_wide():
+    from interp_text.render import _columns
+
+    # A heart alone is one column; asked for as an emoji (U+FE0F after it) terminals draw it in two.
+    assert [_columns(t) for t in ("\u2764\ufe0f", "\u2764", "\U0001f600", "\u6771\u4eac", "e\u0301")] == [2, 1, 2, 4, 1]
+
+
 def test_terminal_neutralises_control_characters():
     expl = classification("evil\x1b[2Jtext ok", [[1.0, 0.5], [0.0, 0.0]])
     for color in (True, False):
