@@ -526,7 +526,9 @@ def explain_records(
         kwargs = {}
     lines = {i: f"{path}:{n} (id {r['id']!r})" for i, (n, r) in enumerate(records)}
     try:
-        with renamed_warnings(lambda m: re.sub(r"\b(?:text|prompt) (\d+)\b", lambda k: lines[int(k[1])], m)):
+        # The first "text N" of a message is the library's index (a later one is in the user's quoted text).
+        line_of = lambda k: lines.get(int(k[1]), k[0])  # noqa: E731
+        with renamed_warnings(lambda m: re.sub(r"\b(?:text|prompt) (\d+)\b", line_of, m, count=1)):
             results = list(explainer.explain(texts, targets=targets, **kwargs))
     except InterpTextError as err:
         if len(records) > 1:
@@ -539,17 +541,19 @@ def explain_records(
 
 
 def the_text(message: str) -> str:
-    """A message about the one text of a call ("text 0", "prompt 0") as the command line says it."""
-    return re.sub(r"\b(text|prompt) 0\b", r"the \1", message)
+    """A message about the one text of a call ("text 0", "prompt 0") as the command line says it. Only
+    the first mention is the library's: a later one is in the user's text, quoted."""
+    return re.sub(r"\b(text|prompt) 0\b", r"the \1", message, count=1)
 
 
 @contextlib.contextmanager
 def renamed_warnings(rename: Callable[[str], str]) -> Iterator[None]:
     """The warnings of the block, shown when it ends with ``rename`` applied to their text (which
     names texts by their index in the library's call). A block that raises shows none: its error
-    says what matters, and a file run retries its lines one by one, warning again."""
+    says what matters, and a file run retries its lines one by one, warning again. Python's
+    warning filters still choose which are caught (-W ignore, PYTHONWARNINGS, DeprecationWarning
+    hidden by default; -W error raises)."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
         yield
     for w in caught:
         warnings.showwarning(rename(str(w.message)), w.category, w.filename, w.lineno)

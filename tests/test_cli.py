@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +274,23 @@ def test_warnings_are_one_line_of_the_command_naming_the_text_as_given(tmp_path,
     err = capsys.readouterr().err.splitlines(keepends=True)
     assert err[0] == f"interp-text: warning: the forced target of {inp}:2 (id 1) ('Paris') {UNSPACED}"
     assert not any(line.startswith("interp-text: warning") for line in err[1:])  # shown once, not again per line
+
+
+def test_warnings_keep_the_users_words_and_pythons_filters(tmp_path, capsys):
+    # A forced target quoting "prompt 5": only the library's own index is renamed (it crashed: no line 5).
+    records = [{"text": "The capital of France is", "target": "Paris, as prompt 5 says"}]
+    _, inp, out = file_run(tmp_path, records)
+    assert (
+        main(["explain", "--input", str(inp), "--output", str(out), "--task", "generation", "--method", "saliency"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert f"the forced target of {inp}:1 (id 0) ('Paris, as prompt 5 says')" in err
+    argv = ["explain", "The capital of France is", "--task", "generation", "--method", "saliency", "--target", "Paris"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # python -W ignore, PYTHONWARNINGS=ignore
+        assert main(argv) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
