@@ -509,17 +509,24 @@ _JS = """
       return (l + 0.05) / (luminance(D.dark) + 0.05) >= 1.05 / (l + 0.05) ? D.dark : D.light;
     }
     function css(c) { return "rgb(" + c[0] + ", " + c[1] + ", " + c[2] + ")"; }
-    function fmt(v) {  // as _fmt_exact does: Python's "%+.6g"
+    function fmt(v) {  // as _fmt_exact does: Python's "%+.6g", exact halves to even as Python rounds them
       if (Math.abs(v) >= INF) { return v > 0 ? "+inf" : "-inf"; }  // JSON's stand-in for an infinite score
-      var sign = v < 0 || (v === 0 && 1 / v < 0) ? "-" : "+";
-      var a = Math.abs(v), e = a.toExponential(5).split("e"), exp = Number(e[1]), digits;
-      if (exp < -4 || exp >= 6) {  // mantissa without its trailing zeros, exponent of two digits at least
-        var x = Math.abs(exp);
-        digits = trim(e[0]) + "e" + (exp < 0 ? "-" : "+") + (x < 10 ? "0" : "") + x;
+      var sign = v < 0 || (v === 0 && 1 / v < 0) ? "-" : "+", a = Math.abs(v);
+      if (a === 0) { return sign + "0"; }
+      // 26 exact significant digits: a double that is not an exact half shows a non-zero digit in them.
+      var e = a.toExponential(25).split("e"), exp = Number(e[1]), d = e[0].replace(".", "");
+      var rest = d.slice(6), up = rest[0] > "5" || (rest[0] === "5" && (/[1-9]/.test(rest.slice(1)) || d[5] % 2 === 1));
+      var n = Number(d.slice(0, 6)) + (up ? 1 : 0);
+      if (n === 1000000) { n = 100000; exp += 1; }
+      var ds = String(n), x = Math.abs(exp), out;
+      if (exp < -4 || exp >= 6) {
+        out = trim(ds[0] + "." + ds.slice(1)) + "e" + (exp < 0 ? "-" : "+") + (x < 10 ? "0" : "") + x;
+      } else if (exp >= 0) {
+        out = trim(ds.slice(0, exp + 1) + "." + ds.slice(exp + 1));
       } else {
-        digits = trim(a.toFixed(5 - exp));
+        out = trim("0." + "0".repeat(x - 1) + ds);
       }
-      return sign + digits;
+      return sign + out;
     }
     function trim(s) { return s.indexOf(".") < 0 ? s : s.replace(/0+$/, "").replace(/\\.$/, ""); }
     function shown(s) {  // as _shown does
