@@ -505,12 +505,12 @@ def check_records(explainer, rows: list[tuple[int, dict]], target: Any, path: Pa
     label2id = {str(v): int(k) for k, v in (model.config.id2label or {}).items()}
     for n, record in rows:
         t = record.get("target", target)
-        try:
-            inp.normalise_texts(record_input(record))
+        try:  # as one entry of a list, the way explain_records passes it
+            inp.normalise_texts([record_input(record)])
             if explainer.settings.task == "classification":
-                inp.classification_targets(t, 1, True, int(model.config.num_labels), label2id)
+                inp.classification_targets([t], 1, False, int(model.config.num_labels), label2id)
             else:
-                inp.generation_targets(t, 1, True)
+                inp.generation_targets([t], 1, False)
         except InterpTextError as err:
             raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {the_text(str(err))}") from None
 

@@ -782,6 +782,15 @@ def test_a_bad_target_or_text_anywhere_is_refused_before_any_line_runs(tmp_path,
     assert capsys.readouterr().err == (
         f"interp-text: error: {inp}:2 (id 1): the text is empty; pass a text with at least one non-space character.\n"
     )
+    # Read as the call reads them: one entry of a list of texts, not a list of its own.
+    for bad, why in (
+        ({"text": "Good.", "target": [[0, 1]]}, "target [0, 1] must be a class index (int) or class name (str)."),
+        ({"text": ["Good.", "Bad."]}, "the text is a list but not chat messages;"),
+    ):
+        inp.write_text(json.dumps({"text": "Good."}) + "\n" + json.dumps(bad) + "\n")
+        assert main([*argv, "--texts-per-call", "1"]) == 2
+        assert capsys.readouterr().err.startswith(f"interp-text: error: {inp}:2 (id 1): {why}")
+        assert not out.exists()
 
 
 def test_file_mode_keeps_the_users_own_keys_unread(tmp_path):
