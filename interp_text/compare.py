@@ -195,6 +195,11 @@ def compare(
                 if f"{cls.__name__} got unknown option(s)" not in str(err) or not shared:
                     raise
                 generation = explain_arguments(shared)
+                if generation and not generator:
+                    raise InterpTextError(
+                        f"compare() got {generation}, generate() options, but this model is a classifier, which "
+                        "generates nothing: drop them."
+                    ) from None
                 if generation:  # max_new_tokens=, do_sample=: generate()'s, as explain() takes them
                     raise InterpTextError(
                         f"compare() got {generation} as options of the methods; generate()'s options go in "

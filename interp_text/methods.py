@@ -31,6 +31,7 @@ from .options import (
     seed_int,
 )
 from .tasks import (
+    CLASSIFICATION,
     INPUT_SCALES,
     SEQ2SEQ,
     check_accepts_embeddings,
@@ -97,16 +98,28 @@ def explain_arguments(names: Any) -> list[str]:
     return sorted(n for n in names if n in call or n in vars(GenerationConfig()))
 
 
-def check_explainer_options(name: str, given: dict, allowed: tuple[str, ...], shared: tuple[str, ...]) -> None:
-    """``check_options`` for an explainer's constructor, whose message sends ``explain()``'s arguments there."""
+def check_explainer_options(
+    name: str, given: dict, allowed: tuple[str, ...], shared: tuple[str, ...], model: Any, task: str | None
+) -> None:
+    """``check_options`` for an explainer's constructor, whose message sends ``explain()``'s arguments
+    there (``generate()``'s only for a model that generates)."""
     misplaced = explain_arguments(set(given) - set(allowed) - set(shared))
-    note = (
-        f". {', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for the call, not the constructor: "
-        "explainer.explain(text, targets=..., max_new_tokens=...)"
-        if misplaced
-        else ""
-    )
-    check_options(name, given, allowed, shared, note)
+    targets = [n for n in misplaced if n in ("targets", "target")]
+    generation = [n for n in misplaced if n not in targets]
+    notes = []
+    if targets:
+        notes.append("The call takes targets: explainer.explain(text, targets=...)")
+    if generation:
+        try:
+            classifier = detect_task(model, task) == CLASSIFICATION
+        except InterpTextError:  # the settings' own check names what is wrong with the task
+            classifier = False
+        notes.append(
+            f"This model is a classifier, which generates nothing: drop {', '.join(generation)}"
+            if classifier
+            else f"The call takes generate()'s options: explainer.explain(prompt, {generation[0]}=...)"
+        )
+    check_options(name, given, allowed, shared, "".join(f". {n}" for n in notes))
 
 
 def shared_options(cls: type) -> tuple[str, ...]:
@@ -195,7 +208,7 @@ class GradientMethod:
         inner = getattr(model, "_orig_mod", None)
         self.model, self.tokenizer = (inner if isinstance(inner, torch.nn.Module) else model), tokenizer
         check_explainer_options(
-            type(self).__name__, method_options, self._option_names(), shared_options(GradientMethod)
+            type(self).__name__, method_options, self._option_names(), shared_options(GradientMethod), model, task
         )
         self._set_options(**method_options)
         reduction = self.default_reduction if token_reduction is None else token_reduction

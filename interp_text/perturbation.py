@@ -756,10 +756,7 @@ class PerturbationMethod:
         check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
         check_explainer_options(
-            type(self).__name__,
-            method_options,
-            self._option_names(),
-            shared_options(PerturbationMethod),
+            type(self).__name__, method_options, self._option_names(), shared_options(PerturbationMethod), model, task
         )
         self._set_options(**method_options)
         self.replacement = replacement if as_int(replacement) is None else as_int(replacement)  # as results record it

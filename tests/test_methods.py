@@ -379,6 +379,14 @@ def test_an_unknown_option_names_the_shared_ones_and_the_likely_meant(bert, wp_t
     with pytest.raises(InterpTextError) as err:
         Occlusion(bert, wp_tokenizer, targets="positive", max_new_tokens=3)
     assert str(err.value).endswith(
-        "progress). max_new_tokens, targets are for the call, not the constructor: explainer.explain(text, "
-        "targets=..., max_new_tokens=...)."
+        "progress). The call takes targets: explainer.explain(text, targets=...). This model is a classifier, which "
+        "generates nothing: drop max_new_tokens."
+    )
+
+
+def test_generate_options_given_to_a_generators_constructor_are_sent_to_the_call(gpt2, bpe):
+    with pytest.raises(InterpTextError) as err:
+        Saliency(gpt2, bpe, max_new_tokens=3)
+    assert str(err.value).endswith(
+        "progress). The call takes generate()'s options: explainer.explain(prompt, max_new_tokens=...)."
     )

@@ -573,6 +573,12 @@ def test_compare_checks_every_option_before_generating(gpt2, bpe, monkeypatch):
         compare(gpt2, bpe, ["The capital of"], methods=["occlusion"], method_options={"lime": {"n_samples": 9}})
     with pytest.raises(InterpTextError, match=r"n_samples=0 must be an integer >= 1"):
         compare(gpt2, bpe, ["The capital of"], methods=["kernelshap"], method_options={"kernelshap": {"n_samples": 0}})
+    with pytest.raises(InterpTextError) as err:  # generate()'s options, as explain() would take them
+        compare(gpt2, bpe, ["The capital of"], methods=["saliency"], max_new_tokens=2)
+    assert str(err.value) == (
+        "compare() got ['max_new_tokens'] as options of the methods; generate()'s options go in "
+        "generate_kwargs={'max_new_tokens': ...}."
+    )
     assert calls == []
 
 
@@ -625,11 +631,11 @@ def test_compare_names_what_it_got_wrong_in_methods_and_options(bert, wp_tokeniz
         "compare() gives its keyword options (['n_samples']) to every method: give a method's own options to it "
         "alone, method_options={'<method name>': {...}}."
     )
-    with pytest.raises(InterpTextError) as err:  # generate()'s, which no method takes: generate_kwargs=
+    with pytest.raises(InterpTextError) as err:  # generate()'s, which no method takes, to a classifier
         compare(bert, wp_tokenizer, texts, methods=["saliency"], max_new_tokens=2, do_sample=True)
     assert str(err.value) == (
-        "compare() got ['do_sample', 'max_new_tokens'] as options of the methods; generate()'s options go in "
-        "generate_kwargs={'do_sample': ..., 'max_new_tokens': ...}."
+        "compare() got ['do_sample', 'max_new_tokens'], generate() options, but this model is a classifier, which "
+        "generates nothing: drop them."
     )
 
 
