@@ -425,7 +425,7 @@ class Engine:
             if generate_kwargs:
                 recorded = json_options(generate_kwargs)
                 for it in to_generate:
-                    it.generation = recorded
+                    it.generation = copy.deepcopy(recorded)  # each explanation its own
         if s.task != CLASSIFICATION:  # with its output: an encoder-decoder's check reads the decoder too
             self._check_input_scale(items[0], device)
         self._device = device

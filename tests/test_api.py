@@ -551,6 +551,12 @@ def test_a_dict_in_or_out_is_a_copy_not_the_explanations_own(bert, wp_tokenizer)
     assert rebuilt == again
 
 
+def test_explanations_of_one_call_share_no_options(gpt2, bpe):
+    a, b = Saliency(gpt2, bpe).explain(["The capital of", "The cat"], max_new_tokens=2)
+    a.options["generation"]["max_new_tokens"] = 5
+    assert b.options["generation"] == {"max_new_tokens": 2}
+
+
 @pytest.mark.parametrize(
     "edit,message",
     [
