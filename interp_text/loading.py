@@ -92,6 +92,26 @@ def _failed(name: str, err: Exception) -> InterpTextError:
     )
 
 
+def _refuse_what_the_hub_would_refuse(name: str) -> None:
+    """Refuse, at once, a name only the Hub could still answer, with a no after half a minute offline:
+    a misspelt bundled name, a file, a path that does not exist."""
+    from .bundled import NAMES
+
+    close = difflib.get_close_matches(name.lower(), NAMES, n=1, cutoff=0.75)
+    if close and not Path(name).exists() and "/" not in name:
+        raise InterpTextError(
+            f"{name!r} is not a bundled model or a folder here; did you mean {close[0]!r}? (A Hub model of that "
+            "name: pass it as owner/name.)"
+        )
+    if Path(name).is_file():
+        raise InterpTextError(f"{name!r} is a file; pass the folder save_pretrained wrote.")
+    if not Path(name).exists() and not _HUB_ID.fullmatch(name):  # a path: asking the Hub only waits for a no
+        raise InterpTextError(
+            f"cannot load {name!r}: there is no such folder (from {os.getcwd()}), and it is not a bundled model "
+            f"({', '.join(NAMES)}) or a Hugging Face Hub name (owner/name)."
+        )
+
+
 def load_tokenizer(name: str):
     """The tokenizer saved in folder (or Hub repo) ``name``; a folder must hold its files (transformers
     would otherwise make one with a vocabulary of five tokens, and every word would be unknown)."""
@@ -101,6 +121,7 @@ def load_tokenizer(name: str):
 
     if _is_bundled(name):  # a bundled model's name ("sentiment"): its tokenizer
         return AutoTokenizer.from_pretrained(default_path(name.lower()))
+    _refuse_what_the_hub_would_refuse(name)
     folder = Path(name)
     if folder.is_dir() and not any((folder / f).exists() for f in TOKENIZER_FILES):
         raise InterpTextError(
@@ -160,25 +181,11 @@ def _source(name: str) -> tuple:
 
 
 def _load(name: str, task: str | None, device: Any, tokenizer: bool) -> tuple[torch.nn.Module, Any]:
-    from .bundled import NAMES
 
     if _is_bundled(name):
         model, own = load_default(name.lower())
     else:
-        close = difflib.get_close_matches(name.lower(), NAMES, n=1, cutoff=0.75)
-        if close and not Path(name).exists() and "/" not in name:
-            # Asking the Hub for a misspelt bundled name waits half a minute offline before its no.
-            raise InterpTextError(
-                f"{name!r} is not a bundled model or a folder here; did you mean {close[0]!r}? (A Hub model of that "
-                "name: pass it as owner/name.)"
-            )
-        if Path(name).is_file():
-            raise InterpTextError(f"{name!r} is a file; pass the folder save_pretrained wrote.")
-        if not Path(name).exists() and not _HUB_ID.fullmatch(name):  # a path: asking the Hub only waits for a no
-            raise InterpTextError(
-                f"cannot load {name!r}: there is no such folder (from {os.getcwd()}), and it is not a bundled model "
-                f"({', '.join(NAMES)}) or a Hugging Face Hub name (owner/name)."
-            )
+        _refuse_what_the_hub_would_refuse(name)
         if Path(name).is_dir() and not (Path(name) / "config.json").exists():
             # Before transformers 5.1, AutoConfig guesses a model type from the path's name (".../empty" holds "mpt").
             raise InterpTextError(

@@ -64,6 +64,8 @@ def test_bundled_names_everywhere():
         compare(model, tokenizer)
     # The tokenizer by name too, as the model may be; "Sentiment" as any name is read.
     assert Occlusion(model, "Sentiment").explain(text) == Occlusion(model, tokenizer).explain(text)
+    with pytest.raises(InterpTextError, match=r"'sentimen' is not a bundled model or a folder here; did you mean"):
+        Occlusion(model, "sentimen")  # at once, not after the Hub's offline timeout
 
 
 def test_a_loaded_model_is_placed_on_the_device_once(saved):
