@@ -822,8 +822,10 @@ def as_flags(message: str) -> str:
     """A library message in the words of this command line: ``n_perturbations=3`` is
     ``--n-perturbations 3``, ``targets=None`` no ``--target``. Paths and quoted values are left as
     they are."""
-    message = message.replace("leave targets=None", "leave out --target").replace(
-        "leave device unset", "leave out --device"
+    message = (
+        message.replace("leave targets=None", "leave out --target")
+        .replace("leave device unset", "leave out --device")
+        .replace("task='classification', 'causal_lm' or 'seq2seq'", "--task classification or --task generation")
     )
 
     def flag(m: re.Match) -> str:

@@ -94,6 +94,11 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
             continue
         if isinstance(t, dict):
             texts[i] = _text_pair(t, i)
+        elif isinstance(t, (list, tuple)) and t and all(isinstance(m, dict) for m in t):  # no message has a role
+            raise InterpTextError(
+                f'text {i} is a list of dicts, but none has a "role": a chat message is '
+                '{"role": ..., "content": "..."}.'
+            )
         elif isinstance(t, (list, tuple)):  # not chat messages (see _is_chat)
             raise InterpTextError(
                 f"text {i} is a {type(t).__name__} but not chat messages; a text is a string, a text pair "

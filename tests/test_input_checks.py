@@ -145,6 +145,8 @@ def test_a_chat_message_without_content_is_refused(gpt2, bpe):
     # A message without its role is named as such (the list was read as texts, and a pair's keys asked for).
     with pytest.raises(InterpTextError, match=r'message 1 of conversation 0 has no "role": a chat message is'):
         Saliency(gpt2, bpe).explain([{"role": "user", "content": "hi"}, {"content": "ok"}], targets=" ok")
+    with pytest.raises(InterpTextError, match=r'text 1 is a list of dicts, but none has a "role": a chat message is'):
+        Saliency(gpt2, bpe).explain([[{"role": "user", "content": "hi"}], [{"content": "ok"}]], targets=[" a", " b"])
     with pytest.raises(InterpTextError, match=r"message 0 of conversation 0 holds '\\ud800' at character 2, a lone"):
         Saliency(gpt2, bpe).explain([{"role": "user", "content": "hi\ud800"}], targets=" ok")
 

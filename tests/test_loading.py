@@ -201,7 +201,9 @@ def test_the_cli_gives_task_to_a_checkpoint_saved_without_a_head(tmp_path, wp_to
 
     tiny_bert_checkpoint(tmp_path, wp_tokenizer)
     assert main(["explain", "the food was cold", "--model", str(tmp_path), "--method", "occlusion"]) == 2
-    assert "is a BertModel checkpoint, with no classification or language-model head" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is a BertModel checkpoint, with no classification or language-model head to explain; pass --task " in err
+    assert "pass --task classification or --task generation to load it with one" in err  # the command's own flags
     argv = [
         "explain",
         "the food was cold",
