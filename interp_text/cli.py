@@ -189,8 +189,8 @@ def cmd_explain(args) -> int:
     return 0
 
 
-# The keys of an input record; any other is the user's own (a label, a source), carried along unread.
 TEXTS_PER_CALL = 64  # --texts-per-call's default (see the README for why)
+# The keys of an input record; any other is the user's own (a label, a source), carried along unread.
 RECORD_KEYS = frozenset({"text", "text_pair", "target", "id"})
 
 
@@ -525,10 +525,13 @@ def explain_records(
     if all(t is not None for t in targets):  # nothing to generate in this call: no generation options
         kwargs = {}
     lines = {i: f"{path}:{n} (id {r['id']!r})" for i, (n, r) in enumerate(records)}
-    try:
+
+    def by_line(message: str) -> str:
         # The first "text N" of a message is the library's index (a later one is in the user's quoted text).
-        line_of = lambda k: lines.get(int(k[1]), k[0])  # noqa: E731
-        with renamed_warnings(lambda m: re.sub(r"\b(?:text|prompt) (\d+)\b", line_of, m, count=1)):
+        return re.sub(r"\b(?:text|prompt) (\d+)\b", lambda k: lines.get(int(k[1]), k[0]), message, count=1)
+
+    try:
+        with renamed_warnings(by_line):
             results = list(explainer.explain(texts, targets=targets, **kwargs))
     except InterpTextError as err:
         if len(records) > 1:
