@@ -555,6 +555,10 @@ class Engine:
         pad = tok.pad_token_id if tok.pad_token_id is not None else (min(stop) if stop else None)
         options = dict(kwargs)
         given = kwargs.get("generation_config")
+        if isinstance(given, dict):  # {"max_new_tokens": 3}: the config it spells
+            from transformers import GenerationConfig
+
+            options["generation_config"] = given = GenerationConfig(**given)
         if given is None:  # greedy, 20 new tokens; a generation_config= the user passes says for itself
             options = {"do_sample": False, **({} if "max_length" in kwargs else {"max_new_tokens": 20}), **options}
             options.setdefault("pad_token_id", pad)
@@ -571,6 +575,7 @@ class Engine:
                     return value
             return default
 
+        filler = setting("pad_token_id", pad)  # what generate() fills a finished row with
         if setting("num_return_sequences", 1) != 1:
             raise InterpTextError(
                 f"num_return_sequences must be 1 (the options or a generation config set {setting('num_return_sequences')}"
@@ -590,7 +595,7 @@ class Engine:
             if as_int(new_tokens) is None:
                 raise InterpTextError(f"max_new_tokens={new_tokens!r} must be an int.")
             new_tokens = options["max_new_tokens"] = as_int(new_tokens)
-        if "stop_strings" in options:
+        if setting("stop_strings") is not None:  # given here or in a generation config
             options.setdefault("tokenizer", tok)  # generate() needs it to find the strings
         by_len: dict[int, list[Item]] = {}
         for it in items:
@@ -647,12 +652,12 @@ class Engine:
                         new = row[it.n_prompt :] if self.s.task == CAUSAL_LM else row[1:]
                         if self.s.task == SEQ2SEQ:  # the start it was given (decoder_start_token_id=...)
                             it.decoder_start = row[0]
-                        ids_out = inp.strip_generated(new, stop, pad)
+                        ids_out = inp.strip_generated(new, stop, filler)
                         if not ids_out and new and new[0] not in stop:  # pad tokens only, which are dropped
                             raise InterpTextError(
-                                f"the output for prompt {it.index} is only pad tokens (id {pad}), which are dropped: "
-                                f"the model generated nothing else. Pass the output to explain as targets=, or "
-                                f"suppress_tokens=[{pad}] in the generation options."
+                                f"the output for prompt {it.index} is only pad tokens (id {filler}), which are "
+                                f"dropped: the model generated nothing else. Pass the output to explain as targets=, "
+                                f"or suppress_tokens=[{filler}] in the generation options."
                             )
                         inp.set_outputs(model, tok, self.s.task, it, ids_out, max_len, rows)
         except InterpTextError:

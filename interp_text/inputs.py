@@ -327,8 +327,8 @@ def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
     if isinstance(targets, (list, tuple)):
         if single and all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
             return [list(targets)]
-        if single and len(targets) == 1:
-            return list(targets)
+        if single and len(targets) == 1:  # [target] for the one prompt: checked as an entry of a list is
+            return [_one_generation_target(targets[0], 0)]
         if len(targets) != n_texts:
             raise InterpTextError(
                 f"got {len(targets)} targets for {n_texts} prompts; pass one target (string, token ids or None) per prompt."
@@ -479,14 +479,16 @@ def special_token_ids(tokenizer) -> set[int]:
 
 
 def strip_generated(ids: list[int], stop: set[int], pad: int | None) -> list[int]:
-    """Cut generated ids at the first end-of-sequence token; drop padding."""
+    """Cut generated ids at the first end-of-sequence token, and drop the padding after an output
+    that ended before the rest of its batch (generate() fills the row with ``pad``, the pad token it
+    was given). A pad token inside an output was generated there: it stays, as later tokens read it."""
     out = []
     for t in ids:
         if t in stop:
             break
-        if pad is not None and t == pad and pad not in stop:
-            continue
         out.append(t)
+    while pad is not None and pad not in stop and out and out[-1] == pad:
+        out.pop()
     return out
 
 

@@ -183,3 +183,57 @@ def test_prompts_of_one_total_length_with_outputs_of_other_lengths(batch_size):
         assert e.output_ids == alone.output_ids
         np.testing.assert_allclose(e.scores, alone.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
     assert all(0 <= d <= 1 for d in Deletion(model, tok, batch_size=batch_size).evaluate(together))
+
+
+@pytest.fixture(scope="module")
+def facts():
+    from interp_text import load_default
+
+    return load_default("facts")
+
+
+def test_the_pad_token_generate_was_given_is_the_padding_dropped(facts):
+    # generate() fills a row that ended early with the pad_token_id it is given (here not the
+    # tokenizer's): batched, the first prompt's output is its token and padding, as alone it is its token.
+    model, tok = facts
+    prompts, options = (
+        ["Paris is a city", "Rome is the capital"],
+        dict(max_new_tokens=6, eos_token_id=14, pad_token_id=5),
+    )
+    together = Saliency(model, tok).explain(prompts, **options)
+    alone = [Saliency(model, tok).explain(p, **options) for p in prompts]
+    assert [e.output_ids for e in together] == [e.output_ids for e in alone]
+    assert all(5 not in e.output_ids for e in together)
+
+
+def test_a_pad_token_inside_an_output_stays_only_trailing_padding_goes():
+    from interp_text.inputs import strip_generated
+
+    # 143 inside was generated, and the tokens after it read it; at the end it is generate()'s filler.
+    assert strip_generated([13, 143, 182, 271, 143, 143], {2}, 143) == [13, 143, 182, 271]
+    assert strip_generated([13, 182, 2, 143, 9], {2}, 143) == [13, 182]  # cut at the end of sequence
+    assert strip_generated([13, 2, 2], {2}, 2) == [13]  # pad = eos: cut there
+
+
+def test_generation_config_as_a_dict_or_with_stop_strings_runs_as_generate_reads_it(facts):
+    model, tok = facts
+    want = Saliency(model, tok).explain(PROMPT, max_new_tokens=3)
+    assert Saliency(model, tok).explain(PROMPT, generation_config={"max_new_tokens": 3}).output_ids == want.output_ids
+    # stop_strings in a config needs the tokenizer passed to generate(), as it does when given to explain().
+    direct = Saliency(model, tok).explain(PROMPT, max_new_tokens=8, stop_strings=["."])
+    config = GenerationConfig(max_new_tokens=8, stop_strings=["."])
+    assert Saliency(model, tok).explain(PROMPT, generation_config=config).output_ids == direct.output_ids
+
+
+@pytest.mark.parametrize(
+    "targets,message",
+    [
+        (["all"], r"targets='all' \(prompt 0\): 'all' means every class of a classifier"),
+        ([758.0], r"the target of prompt 0 \(758.0\) is not understood"),
+        ([[True, 14]], r"the target of prompt 0 \(\[True, 14\]\) is not understood"),
+    ],
+)
+def test_a_one_entry_target_list_for_one_prompt_is_checked_as_any_entry(targets, message, facts):
+    model, tok = facts
+    with pytest.raises(InterpTextError, match=message):
+        Saliency(model, tok).explain(PROMPT, targets=targets)
