@@ -418,9 +418,9 @@ class Engine:
                 if ids is not None:
                     if isinstance(target, str):  # text: as generate() would write it; token ids: as given
                         ids = inp.forced_first_token(model, s.task, ids)
-                    inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
-                    it.forced = True
+                    it.forced = True  # before set_outputs, whose length check names the fix by it
                     it.forced_text = target if isinstance(target, str) else None
+                    inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
             self._generate(to_generate, device, generate_kwargs, max_len)
             if generate_kwargs:
                 recorded = json_options(generate_kwargs)

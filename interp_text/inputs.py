@@ -588,7 +588,11 @@ def check_length(item: Item, task: str, max_length: int | None) -> None:
     if n > max_length:
         what = " (prompt + output)" if task == CAUSAL_LM and item.output_ids else ""
         if what:
-            fix = "shorten the prompt or the output (max_new_tokens)"
+            fix = (
+                "shorten the prompt or the forced output (the target)"
+                if item.forced
+                else ("shorten the prompt or the output (max_new_tokens)")
+            )
         else:
             fix = "shorten the text" if task == CLASSIFICATION else "shorten the prompt"
         raise InterpTextError(

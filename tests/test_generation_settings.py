@@ -237,3 +237,13 @@ def test_a_one_entry_target_list_for_one_prompt_is_checked_as_any_entry(targets,
     model, tok = facts
     with pytest.raises(InterpTextError, match=message):
         Saliency(model, tok).explain(PROMPT, targets=targets)
+
+
+def test_a_forced_output_past_the_models_length_names_the_target_not_max_new_tokens(facts):
+    model, tok = facts
+    prompt = " ".join(["capital"] * 58)  # 59 tokens of the 64 the model reads
+    with pytest.raises(InterpTextError) as err:
+        Occlusion(model, tok).explain(prompt, targets=" Paris. The capital of France")
+    assert str(err.value).endswith(
+        "(prompt + output) but the model accepts at most 64; shorten the prompt or the forced output (the target)."
+    )
