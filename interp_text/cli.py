@@ -384,13 +384,11 @@ def target_difference(result: dict, target: Any, explainer) -> str | None:
 
     model, tok = explainer.model, explainer.tokenizer
     if explainer.settings.task == "classification":
-        id2label = dict(model.config.id2label or {})
-        label2id = {str(v): int(k) for k, v in id2label.items()}
-        (classes,) = inp.classification_targets(target, 1, True, int(model.config.num_labels), label2id)
+        (classes,) = inp.model_class_targets(model, target, 1, True)
         if classes is None:  # the predicted class, which the result recorded
             classes = [result.get("predicted")]
         written = [(t.get("index"), t.get("label")) for t in result.get("targets") or []]
-        asked = [(c, str(id2label.get(c, c))) for c in classes]
+        asked = [(c, str((model.config.id2label or {}).get(c, c))) for c in classes]
         if written != asked:
             return f"class(es) {[label for _, label in written]} there, this run {[label for _, label in asked]}"
         return None
@@ -501,14 +499,12 @@ def check_records(explainer, rows: list[tuple[int, dict]], target: Any, path: Pa
     the end of a long file is named at once, not after the work before it."""
     from . import inputs as inp
 
-    model = explainer.model
-    label2id = {str(v): int(k) for k, v in (model.config.id2label or {}).items()}
     for n, record in rows:
         t = record.get("target", target)
         try:  # as one entry of a list, the way explain_records passes it
             inp.normalise_texts([record_input(record)])
             if explainer.settings.task == "classification":
-                inp.classification_targets([t], 1, False, int(model.config.num_labels), label2id)
+                inp.model_class_targets(explainer.model, [t], 1, False)
             else:
                 inp.generation_targets([t], 1, False)
         except InterpTextError as err:

@@ -389,9 +389,7 @@ class Engine:
         s, model, tok = self.s, self.model, self.tokenizer
         max_len = inp.max_input_length(model, tok)
         if s.task == CLASSIFICATION:
-            n_classes = int(model.config.num_labels)
-            label2id = {str(v): int(k) for k, v in (model.config.id2label or {}).items()}
-            per_text = inp.classification_targets(targets, len(texts), single, n_classes, label2id)
+            per_text = inp.model_class_targets(model, targets, len(texts), single)
         else:
             per_text = inp.generation_targets(targets, len(texts), single)
         items = inp.build_items(model, tok, s.task, texts, per_text, max_len)

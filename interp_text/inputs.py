@@ -316,6 +316,12 @@ def classification_targets(targets: Any, n_texts: int, single: bool, n_classes: 
     raise InterpTextError(f"targets={targets!r} is not understood; pass an int, a class name, a list, or None.")
 
 
+def model_class_targets(model, targets: Any, n_texts: int, single: bool) -> list:
+    """``classification_targets`` for ``model``'s classes: its ``num_labels``, named by its ``id2label``."""
+    label2id = {str(v): int(k) for k, v in (model.config.id2label or {}).items()}
+    return classification_targets(targets, n_texts, single, int(model.config.num_labels), label2id)
+
+
 def generation_targets(targets: Any, n_texts: int, single: bool) -> list:
     """One entry per prompt: None (generate), a string to force, or a list of token ids."""
     targets = as_plain(targets)
@@ -588,10 +594,8 @@ def check_length(item: Item, task: str, max_length: int | None) -> None:
     if n > max_length:
         what = " (prompt + output)" if task == CAUSAL_LM and item.output_ids else ""
         if what:
-            fix = (
-                "shorten the prompt or the forced output (the target)"
-                if item.forced
-                else ("shorten the prompt or the output (max_new_tokens)")
+            fix = "shorten the prompt or the " + (
+                "forced output (the target)" if item.forced else "output (max_new_tokens)"
             )
         else:
             fix = "shorten the text" if task == CLASSIFICATION else "shorten the prompt"

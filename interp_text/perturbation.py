@@ -759,7 +759,8 @@ class PerturbationMethod:
             type(self).__name__, method_options, self._option_names(), shared_options(PerturbationMethod), model, task
         )
         self._set_options(**method_options)
-        self.replacement = replacement if as_int(replacement) is None else as_int(replacement)  # as results record it
+        token_id = as_int(replacement)  # np.int64(103): recorded as the int it is
+        self.replacement = replacement if token_id is None else token_id
         self.replacement_id = resolve_replacement(replacement, model, tokenizer)
         self.settings = forward_only(
             type(self).__name__,
