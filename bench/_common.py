@@ -229,7 +229,11 @@ def timed(fn, repeats: int = 3, warmup=None) -> dict:
 
 
 def interleaved(fns: dict, repeats: int = 3, warmups: dict | None = None) -> dict[str, dict]:
-    """Like ``timed`` for several functions, run round-robin so background load hits all alike."""
+    """Like ``timed`` for several functions, run round-robin so background load hits all alike.
+
+    A function may be a ``Remote`` (a job of a peer process): its times are the ones the peer
+    measured around the job, so they hold neither the request's round trip nor this process's CPU.
+    """
     for k, fn in fns.items():
         (warmups or {}).get(k, fn)()
     out: dict[str, dict] = {k: {"times": [], "cpus": []} for k in fns}
@@ -240,6 +244,8 @@ def interleaved(fns: dict, repeats: int = 3, warmups: dict | None = None) -> dic
             result = fn()
             sync()
             w1, c1 = _clock()
+            if isinstance(fn, Remote):
+                (w0, c0), (w1, c1) = (0.0, 0.0), (result["wall"], result["cpu"])
             out[k]["result"] = result
             out[k]["times"].append(w1 - w0)
             out[k]["cpus"].append(c1 - c0)
@@ -342,6 +348,124 @@ def run_worker(script: str, worker: str, workdir: str, threads: int, timeout: fl
     return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
 
 
+class Peer:
+    """A peer worker kept running (``python script --worker NAME --serve``), so that its timed runs
+    alternate with interp_text's in ``interleaved`` and a burst of background load hits both alike:
+    a worker run after interp_text's runs, as ``run_worker`` does, can meet another machine.
+
+    The worker sets up once, prints ``BENCH_READY {json}`` (its versions, its jobs, or why it has
+    none), then answers each request line ``{"job": NAME, "do": "warm" | "run" | "count"}`` with one
+    ``BENCH_REPLY {json}`` line. A failure never raises: ``ask`` then returns ``{"error": why}``.
+    """
+
+    def __init__(self, script: str, worker: str, workdir: str, threads: int, timeout: float = 600):
+        import queue
+        import tempfile
+        import threading
+
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "bench"), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        )
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env["HF_HUB_OFFLINE"] = "1"
+        env["TRANSFORMERS_OFFLINE"] = "1"
+        cmd = [peer_python(), script, "--worker", worker, "--serve", "--workdir", workdir, "--threads", str(threads)]
+        cmd += ["--device", DEVICE]
+        self.timeout, self.lines, self.proc = timeout, queue.Queue(), None
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env, bufsize=1
+            )
+        except OSError as err:
+            self.ready = {"error": f"could not start {cmd[0]}: {err}"}
+            return
+
+        def read() -> None:  # a thread, so that a wait for a line can time out
+            for line in self.proc.stdout:
+                self.lines.put(line)
+            self.lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        self.ready = self._reply("BENCH_READY ")
+
+    def _reply(self, prefix: str) -> dict:
+        import queue
+
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                self.close()
+                return {"error": f"no answer in {self.timeout:.0f} s"}
+            if line is None:
+                self.stderr.seek(0)
+                tail = self.stderr.read().strip().splitlines()[-6:]
+                return {"error": f"exit {self.proc.wait()}: " + " | ".join(tail)}
+            if line.startswith(prefix):  # anything else the peer prints is not an answer
+                return json.loads(line[len(prefix) :])
+
+    def ask(self, job: str, do: str) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            return {"error": self.ready.get("error", "the peer has stopped")}
+        self.proc.stdin.write(json.dumps({"job": job, "do": do}) + "\n")
+        self.proc.stdin.flush()
+        return self._reply("BENCH_REPLY ")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Remote:
+    """``do`` of a peer's job as a function for ``interleaved``: it raises when the job fails."""
+
+    def __init__(self, peer: Peer, job: str, do: str = "run"):
+        self.peer, self.job, self.do = peer, job, do
+
+    def __call__(self) -> dict:
+        reply = self.peer.ask(self.job, self.do)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+
+def worker_serve(servers: dict, args) -> None:
+    """The peer side of ``Peer``: ``servers[args.worker](workdir)`` gives ``{"versions": {...},
+    "jobs": {name: {"run": f, "warm": f, "count": f}}, "errors": {name: why}}``; then each request
+    is answered until stdin closes. ``run`` is timed here (wall and CPU, after a device sync)."""
+    set_threads(args.threads)
+    quiet()
+    try:
+        setup = servers[args.worker](args.workdir)
+    except Exception as err:  # a peer failing offline is a result, not a crash
+        setup = {"error": f"{type(err).__name__}: {err}"[:400]}
+    jobs = setup.pop("jobs", {})
+    print("BENCH_READY " + json.dumps({**setup, "jobs": sorted(jobs)}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            job = jobs[request["job"]]
+            if request["do"] == "run":
+                sync()
+                w0, c0 = _clock()
+                job["run"]()
+                sync()
+                w1, c1 = _clock()
+                reply = {"wall": w1 - w0, "cpu": c1 - c0}
+            elif request["do"] == "warm":
+                job["warm"]()
+                reply = {}
+            else:
+                reply = job["count"]()
+        except Exception as err:
+            reply = {"error": f"{type(err).__name__}: {err}"[:400]}
+        print("BENCH_REPLY " + json.dumps(reply), flush=True)
+
+
 def emit(result: dict) -> None:
     result = {k: v for k, v in result.items() if k != "result"}
     print("BENCH_RESULT " + json.dumps(result), flush=True)
@@ -383,7 +507,7 @@ def load_average() -> str:
     return f"{one:.1f} on {os.cpu_count()} cores"
 
 
-def parse_args(description: str, peers: str, extra: list[tuple[str, dict]] = ()):
+def parse_args(description: str, peers: str, extra: list[tuple[str, dict]] = (), repeats: int = 3):
     """The options every benchmark takes (and the hidden ones its peer workers are run with).
 
     ``extra``: more ``(flag, add_argument keywords)`` of one script.
@@ -393,13 +517,16 @@ def parse_args(description: str, peers: str, extra: list[tuple[str, dict]] = ())
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--threads",
         type=int,
         default=int(os.environ.get("BENCH_THREADS", "1")),
         help="torch threads in every process (default 1, or $BENCH_THREADS; 0: torch's default)",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median)")
+    parser.add_argument(
+        "--repeats", type=int, default=repeats, help=f"timed repeats after one warm-up (median; default {repeats})"
+    )
     parser.add_argument("--no-peers", action="store_true", help=f"skip {peers}")
     parser.add_argument(
         "--device",

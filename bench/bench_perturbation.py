@@ -38,9 +38,16 @@ else this one) on the same model files and texts. Note: interpreto adds a mask t
 tokenizer and resizes the model's embeddings when the tokenizer lacks one (the facts GPT-2); it
 runs in its own process, so interp_text's model is not touched.
 
+Timing: interp_text, the floor and interpreto run round-robin, ``--repeats`` rounds after one
+warm-up on the shortest text; interpreto in a peer process kept running between its runs
+(``_common.Peer``), so the three runs of a round are next to each other in time. Each ratio is the
+median over rounds of the ratio within a round: on a shared machine whose speed drifts (here the
+same forwards vary by 30 % from one second to the next), that is steadier than a ratio of medians
+taken minutes apart.
+
 Run: ``python bench/bench_perturbation.py`` (``--workload bert4|sentiment|facts``, ``--device cuda``,
-``--repeats N``, ``--threads N``, ``--no-peers``). Prints each time (median of the repeats after one
-warm-up on the shortest text, wall and CPU) and the ratio interpreto / interp_text (target >= 2).
+``--repeats N`` (default 5 here), ``--threads N``, ``--no-peers``). Prints each time (median, wall
+and CPU) and the ratio interpreto / interp_text (target >= 2).
 """
 
 from __future__ import annotations
@@ -148,13 +155,12 @@ class Rows:
         return {"rows": self.rows, "tokens": self.tokens, "forwards": self.calls}
 
 
-def measure(model, run, warm, repeats: int) -> dict:
-    """Times ``run`` (after ``warm``), then counts its rows in one more untimed call."""
-    res = C.timed(run, repeats=repeats, warmup=warm)
-    res.pop("result", None)
-    with Rows(model) as rows:
-        run()
-    return {**res, **rows.as_dict()}
+def paired(num: list[float], den: list[float]) -> float:
+    """The median of the ratios of times taken in the same round (next to each other in time): a
+    machine whose speed drifts between rounds moves both times of a round alike."""
+    import statistics
+
+    return statistics.median(x / y for x, y in zip(num, den))
 
 
 def capture_forwards(model, run) -> list | None:
@@ -192,7 +198,8 @@ def floor_run(model, calls) -> None:
 
 
 # --------------------------------------------------------------------------- peers (worker mode)
-def worker_interpreto(workdir: str, repeats: int) -> dict:
+def serve_interpreto(workdir: str) -> dict:
+    """The peer's jobs (``_common.Peer``): one per method, each ``run`` explaining every text."""
     import interpreto
     import torch
     from interpreto import Granularity
@@ -201,7 +208,7 @@ def worker_interpreto(workdir: str, repeats: int) -> dict:
     samples = WORKLOADS[config["workload"]]["samples"]
     common = dict(batch_size=BATCH_SIZE, granularity=Granularity.WORD, device=torch.device(config["device"]))
     texts, targets = config["texts"], config["targets"]
-    out: dict = {"methods": {}, "versions": C.versions("interpreto", "torch", "transformers")}
+    out: dict = {"jobs": {}, "errors": {}, "versions": C.versions("interpreto", "torch", "transformers")}
     k = min(range(len(texts)), key=lambda i: len(texts[i]))
     for name in WORKLOADS[config["workload"]].get("methods", METHODS):
         try:
@@ -219,18 +226,26 @@ def worker_interpreto(workdir: str, repeats: int) -> dict:
                     sampler=cls.samplers.SOBOL,
                     **common,
                 )
-            if targets is None:
-                run, warm = (lambda ex=explainer: ex.explain(texts)), (lambda ex=explainer: ex.explain([texts[k]]))
-            else:
-                run = lambda ex=explainer: ex.explain(texts, targets=targets)  # noqa: E731
-                warm = lambda ex=explainer: ex.explain([texts[k]], targets=[targets[k]])  # noqa: E731
-            out["methods"][name] = measure(model, run, warm, repeats)
         except Exception as err:  # a method failing is a result, not a crash
-            out["methods"][name] = {"error": f"{type(err).__name__}: {err}"[:300]}
+            out["errors"][name] = f"{type(err).__name__}: {err}"[:300]
+            continue
+        if targets is None:
+            run, warm = (lambda ex=explainer: ex.explain(texts)), (lambda ex=explainer: ex.explain([texts[k]]))
+        else:
+            run = lambda ex=explainer: ex.explain(texts, targets=targets)  # noqa: E731
+            warm = lambda ex=explainer: ex.explain([texts[k]], targets=[targets[k]])  # noqa: E731
+        out["jobs"][name] = {"run": run, "warm": warm, "count": lambda run=run: count_rows(model, run)}
     return out
 
 
-WORKERS = {"interpreto": worker_interpreto}
+def count_rows(model, run) -> dict:
+    """The rows, tokens and forwards of one more (untimed) call of ``run``."""
+    with Rows(model) as rows:
+        run()
+    return rows.as_dict()
+
+
+SERVERS = {"interpreto": serve_interpreto}
 
 
 # --------------------------------------------------------------------------- main
@@ -268,32 +283,50 @@ def run_workload(workload: str, args, threads: int) -> dict:
         k = min(range(len(texts)), key=lambda i: len(texts[i]))
         warm_t = None if targets is None else [targets[k]]
         methods = WORKLOADS[workload].get("methods", METHODS)
+        peer = None if args.no_peers else C.Peer(__file__, "interpreto", workdir, threads, timeout=1800)
+        theirs = {"error": "skipped (--no-peers)"} if peer is None else {**peer.ready, "methods": {}}
         ours = {}
-        for name in methods:
-            ex = explainers[name]
-            run = lambda ex=ex: ex.explain(texts, targets=targets)  # noqa: E731
-            ours[name] = measure(model, run, lambda ex=ex: ex.explain([texts[k]], targets=warm_t), args.repeats)
-            calls = capture_forwards(model, run)
-            if calls is not None:  # interp_text and the floor again, round-robin, for their ratio
-                both = C.interleaved(
-                    {"interp_text": run, "floor": lambda c=calls: floor_run(model, c)},
-                    repeats=args.repeats,
-                    warmups={"interp_text": lambda: None, "floor": lambda c=calls: floor_run(model, c[:1])},
+        try:
+            for name in methods:
+                ex = explainers[name]
+                run = lambda ex=ex: ex.explain(texts, targets=targets)  # noqa: E731
+                fns = {"interp_text": run}
+                warms = {"interp_text": lambda ex=ex: ex.explain([texts[k]], targets=warm_t)}
+                calls = capture_forwards(model, run)
+                if calls is not None:  # None: cache reuse, which a replay cannot reproduce
+                    fns["floor"] = lambda c=calls: floor_run(model, c)
+                    warms["floor"] = lambda c=calls: floor_run(model, c[:1])
+                if peer is not None and name in theirs.get("jobs", []):
+                    fns["interpreto"], warms["interpreto"] = C.Remote(peer, name), C.Remote(peer, name, "warm")
+                elif peer is not None:
+                    theirs["methods"][name] = {"error": theirs.get("errors", {}).get(name, theirs.get("error", "?"))}
+                try:  # all three round-robin, so that a burst of background load hits each alike
+                    res = C.interleaved(fns, repeats=args.repeats, warmups=warms)
+                except RuntimeError as err:  # the peer failed: a result; the others are timed again
+                    theirs["methods"][name] = {"error": str(err)}
+                    fns.pop("interpreto")
+                    res = C.interleaved(fns, repeats=args.repeats, warmups=warms)
+                ours[name] = {**res["interp_text"], **count_rows(model, run)}
+                ours[name].pop("result", None)
+                if "floor" in res:
+                    ours[name]["vs_floor"] = paired(res["interp_text"]["times"], res["floor"]["times"])
+                    ours[name]["floor_times"] = res["floor"]["times"]
+                if "interpreto" in res:
+                    theirs["methods"][name] = {**res["interpreto"], **peer.ask(name, "count")}
+                    theirs["methods"][name].pop("result", None)
+                print(
+                    f"  interp_text {name:<10} {ours[name]['time']:.3f} s wall, {ours[name]['cpu']:.3f} s cpu"
+                    + (
+                        f"; / floor {ours[name]['vs_floor']:.2f}"
+                        if "vs_floor" in ours[name]
+                        else "; no floor (cache reuse)"
+                    ),
+                    flush=True,
                 )
-                ours[name]["vs_floor"] = both["interp_text"]["time"] / both["floor"]["time"]
-                ours[name]["floor"] = both["floor"]["time"]
-            print(
-                f"  interp_text {name:<10} {ours[name]['time']:.3f} s wall, {ours[name]['cpu']:.3f} s cpu"
-                + (
-                    f"; / floor {ours[name]['vs_floor']:.2f}"
-                    if "vs_floor" in ours[name]
-                    else "; no floor (cache reuse)"
-                ),
-                flush=True,
-            )
-        peer = {"error": "skipped (--no-peers)"}
-        if not args.no_peers:
-            peer = C.run_worker(__file__, "interpreto", workdir, threads, timeout=1800)
+        finally:
+            if peer is not None:
+                peer.close()
+        peer = theirs
     print(
         f"{'method':<11}{'it / floor':>11}{'interp_text s':>14}{'interpreto s':>13}{'ratio':>7}{'cpu ratio':>10}"
         f"{'bound':>7}{'forwards it | ipto':>20}{'rows it | ipto':>18}{'tokens it | ipto':>20}  target >= 2"
@@ -310,8 +343,8 @@ def run_workload(workload: str, args, threads: int) -> dict:
         rows = f"{a['rows']} | {b.get('rows', '-')}"
         toks = f"{a['tokens']} | {b.get('tokens', '-')}"
         if "time" in b:
-            wr, cr = b["time"] / a["time"], b["cpu"] / a["cpu"]
-            bound = f"{b['time'] / a['floor']:.2f}" if "floor" in a else "-"
+            wr, cr = paired(b["times"], a["times"]), paired(b["cpus"], a["cpus"])
+            bound = f"{paired(b['times'], a['floor_times']):.2f}" if "floor_times" in a else "-"
             ratios[name] = wr
             print(
                 f"{name:<11}{vs_floor:>11}{a['time']:>14.3f}{b['time']:>13.3f}{wr:>7.2f}{cr:>10.2f}{bound:>7}{fwd:>20}"
@@ -338,6 +371,7 @@ def main() -> None:
     args = C.parse_args(
         __doc__.splitlines()[0],
         peers="interpreto",
+        repeats=5,
         extra=[
             (
                 "--workload",
@@ -346,7 +380,7 @@ def main() -> None:
         ],
     )
     if args.worker:
-        return C.worker_entry(WORKERS, args)
+        return C.worker_serve(SERVERS, args)
     threads = C.set_threads(args.threads)
     C.quiet()
     print(f"bench_perturbation: batch_size={BATCH_SIZE}, WORD granularity, LOGITS, {threads} torch threads")
