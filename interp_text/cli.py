@@ -508,7 +508,10 @@ def check_records(explainer, rows: list[tuple[int, dict]], target: Any, path: Pa
             else:
                 inp.generation_targets([t], 1, False)
         except InterpTextError as err:
-            raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {the_text(str(err))}") from None
+            message = the_text(str(err))
+            if "target" in record:  # the line's own "target", not --target
+                message = message.replace("leave targets=None", 'leave out "target"').replace("targets=", '"target": ')
+            raise InterpTextError(f"{path}:{n} (id {record['id']!r}): {message}") from None
 
 
 def explain_records(
@@ -821,6 +824,8 @@ def as_flags(message: str) -> str:
     """A library message in the words of this command line: ``n_perturbations=3`` is
     ``--n-perturbations 3``, ``targets=None`` no ``--target``. Paths and quoted values are left as
     they are."""
+    if "targets=" in message:  # --target: a string, never token ids (a line's "target" can be)
+        message = message.replace(" (with the space before it) or its token ids.", " (with the space before it).")
     message = (
         message.replace("leave targets=None", "leave out --target")
         .replace("leave device unset", "leave out --device")

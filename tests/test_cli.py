@@ -963,3 +963,20 @@ def test_output_to_a_pipe_streams_instead_of_waiting_to_read_it(tmp_path):
     reader.join(timeout=30)
     assert run.returncode == 0, run.stderr
     assert json.loads(got[0])["text"] == "The food was good."
+
+
+def test_target_all_to_a_generator_is_told_in_the_words_of_where_it_was_given(tmp_path, capsys):
+    """--target is a string (never token ids); a line's "target" is that key, not --target."""
+    why = "'all' means every class of a classifier, but this model generates; leave out "
+    assert main(["explain", "The capital of France is", "--task", "generation", "--target", "all"]) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: --target all: {why}--target to explain what it generates, or force a text. To force "
+        "the word itself, pass ' all' (with the space before it).\n"
+    )
+    argv, inp, out = file_run(tmp_path, [{"text": "The capital of France is", "target": "all"}], "--task", "generation")
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f'interp-text: error: {inp}:1 (id 0): "target": \'all\' (the prompt): {why}"target" to explain what it '
+        "generates, or force a text. To force the word itself, pass ' all' (with the space before it) or its token ids.\n"
+    )
+    assert not out.exists()
