@@ -419,9 +419,10 @@ class Engine:
                     it.forced = True  # before set_outputs, whose length check names the fix by it
                     it.forced_text = target if isinstance(target, str) else None
                     inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
-            self._generate(to_generate, device, generate_kwargs, max_len)
+            sampled = self._generate(to_generate, device, generate_kwargs, max_len)
             if generate_kwargs:
-                recorded = json_options(generate_kwargs)
+                # A sampled output is the seed's draw: recorded with it, whether or not the method uses one.
+                recorded = {**json_options(generate_kwargs), **({"seed": s.seed} if sampled else {})}
                 for it in to_generate:
                     it.generation = copy.deepcopy(recorded)  # each explanation its own
         if s.task != CLASSIFICATION:  # with its output: an encoder-decoder's check reads the decoder too
@@ -545,9 +546,10 @@ class Engine:
                     "or another target."
                 )
 
-    def _generate(self, items: list[Item], device, kwargs: dict, max_len) -> None:
+    def _generate(self, items: list[Item], device, kwargs: dict, max_len) -> bool:
+        """The outputs of ``items``, generated; returns whether they were sampled (do_sample)."""
         if not items:
-            return
+            return False
         model, tok = self.model, self.tokenizer
         stop, rows = inp.eos_ids(model, tok), inp.embedding_rows(model)
         pad = tok.pad_token_id if tok.pad_token_id is not None else (min(stop) if stop else None)
@@ -662,6 +664,7 @@ class Engine:
             raise
         except (TypeError, ValueError) as err:
             raise InterpTextError(f"generation failed with options {kwargs}: {err}") from err
+        return sampling
 
     def _clean_pass(self, items: list[Item]) -> None:
         """Generation: f(x) and log p on the unperturbed input (and f(baseline) when the method has one).

@@ -468,6 +468,22 @@ def test_sampling_is_seeded_and_leaves_the_global_generator_alone(gpt2, bpe):
     assert torch.equal(torch.get_rng_state(), state)
 
 
+def test_a_sampled_output_records_the_seed_it_was_drawn_with(gpt2, bpe):
+    """Saliency and Occlusion use no seed of their own: the output's record keeps it, so the draw can be
+    made again; a greedy output and a forced one depend on none."""
+    for method in (Saliency, Occlusion):
+        sampled = method(gpt2, bpe, seed=5).explain(PROMPT, do_sample=True, max_new_tokens=4)
+        assert sampled.options["generation"] == {"do_sample": True, "max_new_tokens": 4, "seed": 5}
+        again = method(gpt2, bpe, seed=sampled.options["generation"]["seed"]).explain(
+            PROMPT, do_sample=True, max_new_tokens=4
+        )
+        assert again.output_ids == sampled.output_ids
+    greedy = Saliency(gpt2, bpe, seed=5).explain(PROMPT, max_new_tokens=4)
+    assert greedy.options["generation"] == {"max_new_tokens": 4}
+    forced = Saliency(gpt2, bpe, seed=5).explain([PROMPT, PROMPT], targets=[" Paris", None], do_sample=True)
+    assert "generation" not in forced[0].options and forced[1].options["generation"]["seed"] == 5
+
+
 def test_one_token_id_per_prompt(gpt2, bpe):
     ids = [bpe(w, add_special_tokens=False)["input_ids"][0] for w in ("Paris", "the")]  # no lone-space tokens
     by_int = Saliency(gpt2, bpe).explain([PROMPT, "The food"], targets=ids)
