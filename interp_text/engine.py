@@ -686,6 +686,7 @@ class Engine:
                 for r, it in enumerate(batch):
                     it.target_logprobs = log_p[r, : it.n_targets].double().cpu()
                     it.target_scores = f[r, : it.n_targets].double().cpu()
+                    check_finite(self.model, it)
                 if s.uses_baseline:
                     b = torch.stack([it.baseline for it in batch])
                     fb, _ = target_scores(self.model, s.task, b, batch, s.inference_mode, self.head or None)
@@ -901,6 +902,7 @@ class Engine:
                 if not it.classes:
                     it.classes = [it.predicted]
                 it.target_scores, it.target_logprobs = f[k, it.classes], log_p[k, it.classes]
+                check_finite(self.model, it)
             else:
                 it.baseline_scores = f[k, it.classes]
 
@@ -1004,6 +1006,29 @@ class Engine:
             predicted_label=None if it.predicted is None else self._label(it.predicted),
             model=self._model_name,
         )
+
+
+def check_finite(model, it: Item) -> None:
+    """Refuse a text whose target scores or log-probabilities on the unchanged input are not finite (a
+    float16 model's activations overflow past 65504): every attribution would be NaN, or worse, zeros."""
+    bad = ~(torch.isfinite(it.target_scores) & torch.isfinite(it.target_logprobs))
+    if not bool(bad.any()):
+        return
+    k = int(bad.nonzero()[0, 0])
+    value = (
+        float(it.target_scores[k]) if not math.isfinite(float(it.target_scores[k])) else float(it.target_logprobs[k])
+    )
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    fix = (
+        "a float16 model's activations overflow past 65504, the largest float16: load it in bfloat16 or float32 "
+        "(model.to(torch.bfloat16) or model.float())"
+        if dtype == torch.float16
+        else "check the model's weights for NaN or inf"
+    )
+    raise InterpTextError(
+        f"text {it.index}: the model's output on the unchanged text is not finite ({value} for target {k}), so "
+        f"nothing can be attributed to its words; {fix}."
+    )
 
 
 def input_grad(model, f: torch.Tensor, x: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor]:

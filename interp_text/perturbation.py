@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .engine import Engine, Progress, Settings, _group, forward_only
+from .engine import Engine, Progress, Settings, _group, check_finite, forward_only
 from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation
 from .granularity import group_tokens, output_sums, pool
@@ -359,6 +359,7 @@ class PerturbationEngine(Engine):
             i = it.index
             scores, it.target_logprobs = f[i], log_p[i][0]
             it.target_scores = scores[0]
+            check_finite(self.model, it)
             if self._scores_outputs():
                 scores = scores @ output_sums(it.output_groups[2], len(it.output_groups[0]), scores.dtype)
             by_n.setdefault(self.players[i].n, []).append((it, scores))

@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import bpe_tokenizer, tiny_bert
+from conftest import bpe_tokenizer, cpu_float16_works, tiny_bert
 
 from interp_text import InterpTextError, Saliency, VarGrad
-from interp_text.perturbation import KernelShap, Occlusion
+from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
@@ -289,3 +289,27 @@ def test_a_model_with_no_input_gradient_gets_a_gradient_free_method_named(bert, 
     with pytest.raises(InterpTextError, match="has no gradient with respect to its input embeddings"):
         VarGrad(frozen, wp_tokenizer, n_perturbations=2).explain("the food was cold")
     assert torch.equal(frozen(input_ids=torch.tensor([[2, 5, 3]])).logits, logits)
+
+
+@pytest.mark.skipif(not cpu_float16_works(), reason="float16 models run on the CPU from torch 2.3 on")
+@pytest.mark.parametrize("cls", [Saliency, VarGrad, Occlusion, Lime, KernelShap, Sobol])
+def test_an_output_that_overflows_float16_is_refused_with_the_fix(cls, wp_tokenizer, gpt2, bpe):
+    """Its scores would be all NaN (Sobol: all zeros, as if no word mattered; KernelShap: a torch assert)."""
+    model = tiny_bert(wp_tokenizer)
+    with torch.no_grad():
+        model.classifier.bias.fill_(1e5)  # logits past 65504: inf in float16
+    model = model.half()
+    with pytest.raises(InterpTextError) as err:
+        cls(model, wp_tokenizer).explain(["the food was good", "the staff were lovely and kind"])
+    assert str(err.value) == (
+        "text 0: the model's output on the unchanged text is not finite (inf for target 0), so nothing can be "
+        "attributed to its words; a float16 model's activations overflow past 65504, the largest float16: load it "
+        "in bfloat16 or float32 (model.to(torch.bfloat16) or model.float())."
+    )
+    lm = copy.deepcopy(gpt2)
+    with torch.no_grad():
+        lm.transformer.ln_f.bias.fill_(float("nan"))
+    with pytest.raises(
+        InterpTextError, match=r"^text 0: .* not finite \(nan for target 0\).*check the model's weights"
+    ):
+        cls(lm, bpe).explain("The capital of France is", targets=" Paris")
