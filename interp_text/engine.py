@@ -273,6 +273,7 @@ class Engine:
         self.model, self.tokenizer, self.s = model, tokenizer, settings
         self.head = None  # causal LMs: the checked (base, LM head) split, or False
         self.loop_only = False  # set when a vmapped backward ran out of memory
+        self.grad_scale = FLOAT16_GRAD_SCALE  # float16 models: the backward's seed scale (see _grad)
         self.id2label: dict | None = None
         self.regression: bool | None = None  # a regression model: no probability (read once)
         self._trailing_pads: str | None = None  # _check_pad_tokens' verdict on texts whose pad tokens trail
@@ -306,6 +307,7 @@ class Engine:
         def run() -> list[Explanation]:
             # Inside a caller's torch.inference_mode() no tensor could take a gradient: lifted here.
             with self.guarded(), torch.inference_mode(False):
+                self.grad_scale = FLOAT16_GRAD_SCALE  # each call starts from the same scale
                 items = self._prepare(texts, targets, single, device, generate_kwargs)
                 self._group_outputs(items)
                 self._clean_pass(items)
@@ -847,8 +849,7 @@ class Engine:
                 if len(js) == 1:
                     # torch.where, not boolean indexing: that would wait for the device.
                     f = torch.where(valid[:, j0], cols[j0], 0).sum()
-                    (g,) = input_grad(self.model, f, x, retain_graph=js[-1] < width - 1)
-                    grads = g[None]  # (1, rows, seq, hidden)
+                    grads = self._grad(f, x, retain_graph=js[-1] < width - 1)[None]  # (1, rows, seq, hidden)
                 else:
                     grads = self._vmapped_grads(x, cols, valid, js)  # (k, rows, seq, hidden)
                     if grads is None:  # out of memory: the loop, for the rest of this call
@@ -876,13 +877,42 @@ class Engine:
         for i, j in enumerate(js):
             seeds[i, :, i] = valid[:, j].to(f.dtype)
         try:
-            (grads,) = input_grad(self.model, f, x, grad_outputs=seeds, retain_graph=True, is_grads_batched=True)
-            return grads
+            return self._grad(f, x, grad_outputs=seeds, retain_graph=True, is_grads_batched=True)
         except torch.cuda.OutOfMemoryError:
             pass
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # outside the except block, whose frame held the failed buffers
         return None
+
+    def _grad(self, f: torch.Tensor, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """The gradient of ``f`` with respect to ``x`` (``input_grad``'s keywords).
+
+        A float16 model's backward underflows where a float32 one would not (gradients under 6e-8
+        are 0, under 6e-5 lose digits): a SOFTMAX target's gradients, whole words of them, came out
+        exactly 0. So its seed is scaled by ``grad_scale`` (a power of two, which changes no digit
+        where nothing under- or overflows) and the gradient divided back in float32, as mixed
+        precision training scales its loss; if the scaled backward overflows, the scale drops 16×
+        for the rest of the call and the backward runs again.
+        """
+        if x.dtype != torch.float16:
+            (g,) = input_grad(self.model, f, x, **kwargs)
+            return g
+        retain = kwargs.pop("retain_graph", False)
+        seeds = kwargs.pop("grad_outputs", None)
+        while True:
+            scale = self.grad_scale
+            scaled = {"grad_outputs": seeds * scale} if seeds is not None else {}
+            (g,) = input_grad(
+                self.model,
+                f if seeds is not None else f * scale,
+                x,
+                retain_graph=retain or scale > 1,
+                **scaled,
+                **kwargs,
+            )
+            if scale == 1 or bool(torch.isfinite(g).all()):  # one host sync per backward, for float16 only
+                return g.float() / scale
+            self.grad_scale = max(1.0, scale / 16)
 
     def _read_unperturbed(self, rows, logits: torch.Tensor) -> None:
         """A classifier's prediction, f(x), log p and f(baseline), from their rows of a batch."""
@@ -1006,6 +1036,12 @@ class Engine:
             predicted_label=None if it.predicted is None else self._label(it.predicted),
             model=self._model_name,
         )
+
+
+# A float16 backward's seed scale at the start of a call: 2**12 lifts gradients of a probability
+# (1e-6 and less on the bundled classifier) clear of float16's underflow, and leaves 16× headroom
+# for gradients up to 1, a logit's; larger ones overflow it and fall back (Engine._grad).
+FLOAT16_GRAD_SCALE = 2.0**12
 
 
 def check_finite(model, it: Item) -> None:

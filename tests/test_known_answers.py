@@ -118,3 +118,39 @@ def test_a_half_precision_model_reads_its_target_in_float32(dtype, mode, sentime
         for row_a, row_b in zip(a.scores, b.scores):
             err = np.nanmax(np.abs(row_a - row_b)) / np.nanmax(np.abs(row_b))
             assert err < 0.1, err
+
+
+@pytest.mark.parametrize("start", [None, 2.0**30])
+def test_a_float16_backward_does_not_underflow_to_zero(start, sentiment, facts, monkeypatch):
+    """A probability's gradients on the bundled classifier are 1e-6 and less: in an unscaled float16
+    backward whole words came out exactly 0 and others 15x off. Each word within 3% of the same
+    weights in float64; a starting scale that overflows falls back to one that fits, to the same numbers."""
+    import copy
+
+    import interp_text.engine as engine
+
+    if not cpu_float16_works():
+        pytest.skip("this torch has no float16 CPU kernels (torch 2.3 has)")
+    if start is not None:
+        monkeypatch.setattr(engine, "FLOAT16_GRAD_SCALE", start)
+    model, tok = sentiment
+    half = copy.deepcopy(model).half()
+    wide = copy.deepcopy(half).double()  # the same rounded weights, exactly
+    texts = ["The staff were not friendly.", "I loved the soup and the view."]
+    a, b = (Saliency(m, tok, inference_mode="softmax").explain(texts) for m in (half, wide))
+    for x, y in zip(a, b):
+        assert np.all(np.abs(x.scores - y.scores) <= 0.03 * np.abs(y.scores)), (x.scores, y.scores)
+    lm, bpe = facts
+    half = copy.deepcopy(lm).half()
+    wide = copy.deepcopy(half).double()
+    prompts, targets = ["The capital of France is", "The capital of Italy is"], [" Paris.", " Rome."]
+    a, b = (
+        VarGrad(m, bpe, inference_mode="softmax", n_perturbations=3, targets_per_backward=2).explain(
+            prompts, targets=targets
+        )
+        for m in (half, wide)
+    )
+    for x, y in zip(a, b):
+        err = np.nanmax(np.abs(x.scores - y.scores) / np.abs(y.scores))
+        assert err < 0.05, err
+    assert engine.FLOAT16_GRAD_SCALE == (start or 2.0**12)  # read, never changed
