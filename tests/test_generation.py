@@ -818,3 +818,29 @@ def test_a_forced_word_missing_its_space_is_named():
         for target, text in ((" Paris", prompt), (",", prompt), ("Paris", prompt + " "), ("Paris", prompt + ' "')):
             Occlusion(model, tok).explain(text, targets=target)
         Occlusion(model, tok).explain(prompt + " (", targets="Berlin")
+
+
+def test_a_bfloat16_model_keeps_the_prefix_path(bpe, monkeypatch):
+    """Its check allows a few bfloat16 rounding steps: the two paths' logits differ by about one
+    there (0.006 on a logit of 1.5 here), which a float32 tolerance read as a broken cache (the
+    plain forwards then, 1.6x slower)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import interp_text.perturbation as P
+    from interp_text.perturbation import Occlusion
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(bpe), n_embd=256, n_layer=4, n_head=4, n_positions=256)
+    model = GPT2LMHeadModel(config).eval().to(torch.bfloat16)
+    prompt = " ".join(["The food was cold but the staff were lovely and the pasta was good."] * 3) + " The capital is"
+    explainer = Occlusion(model, bpe, batch_size=32)
+    fast = explainer.explain(prompt, targets=" Paris")
+    assert explainer.prefix_checked == {id(model): True}
+    monkeypatch.setattr(P, "PREFIX_MIN", 10**9)  # the plain forwards
+    plain = Occlusion(model, bpe, batch_size=32).explain(prompt, targets=" Paris")
+    exact = Occlusion(model.float(), bpe, batch_size=32).explain(prompt, targets=" Paris")  # the same weights
+    # Occlusion's scores are differences of logits near 1.5, whose bfloat16 step is 0.008: both paths
+    # are that far from float32's, and the cached one no farther than the plain one.
+    ulp = 2.0**-7 * 2
+    fast_err, plain_err = (np.nanmax(np.abs(e.scores - exact.scores)) for e in (fast, plain))
+    assert fast_err <= 2 * ulp and plain_err <= 2 * ulp, (fast_err, plain_err)
