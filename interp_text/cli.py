@@ -230,6 +230,11 @@ def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
         key = value.setdefault("id", n)
         if isinstance(key, (list, dict)):
             raise InterpTextError(f'{where} has an "id" that is a {type(key).__name__}; use a string or a number.')
+        if isinstance(key, str) and any("\ud800" <= c <= "\udfff" for c in key):  # "\udc80": no UTF-8 for it
+            raise InterpTextError(
+                f'{where} has an "id" holding a lone surrogate ({key!r}), which is not valid Unicode and cannot be '
+                "written; use another id."
+            )
         if isinstance(key, float) and not math.isfinite(key):  # Python's json reads NaN; strict JSON has none
             raise InterpTextError(
                 f'{where} has the "id" {id_key(key)}, which JSON has no number for; use a string or a number.'
@@ -271,14 +276,16 @@ def not_a_result(record: Any) -> str | None:
 def half_written(line: bytes) -> bool:
     """Whether ``line`` can be a result line cut off anywhere: ``{"id": <id>, "text": ...``."""
     text = line.decode("utf-8", errors="ignore")  # the cut may fall inside a character
-    if not text.startswith(RESULT_START.decode()):
-        return False
+    start = RESULT_START.decode()
+    if not text.startswith(start):
+        return start.startswith(text)  # cut inside '{"id": '
     try:
-        _, end = json.JSONDecoder().raw_decode(text, len(RESULT_START))
+        _, end = json.JSONDecoder().raw_decode(text, len(start))
     except ValueError:
         return True  # cut inside the id
     rest, follows = text[end:], ', "text": '
-    return follows.startswith(rest) or rest.startswith(follows)
+    # A number cut after its point or exponent ("2." of 2.5) reads as the number before the cut.
+    return follows.startswith(rest) or rest.startswith(follows) or re.fullmatch(r"[.eE][-+]?\d*", rest) is not None
 
 
 def done_results(path: Path) -> dict:
@@ -314,8 +321,9 @@ def done_results(path: Path) -> dict:
         key = id_key(record["id"])
         if key in done:  # two runs wrote the same id: not a file this command keeps
             raise InterpTextError(
-                f"{path}:{n} repeats the id {record['id']!r} of line {done[key]['line']}; the file is left as it is: "
-                f"choose another --output, or delete {path} to start over."
+                f"{path}:{n} repeats the id {record['id']!r} of line {done[key]['line']} (two runs wrote to it?); the "
+                f"file is left as it is: delete one of the two lines, choose another --output, or delete {path} to "
+                "start over."
             )
         done[key] = {k: v for k, v in record.items() if k not in ("elements", "spans", "scores")} | {"line": n}
         if last:  # cut off just before its newline: add it, or the next result would join this line
@@ -570,7 +578,7 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
 def explain_file(args) -> int:
     if not args.output:
         raise InterpTextError("--input needs --output FILE.jsonl to write the results to.")
-    path, out = Path(args.input), Path(args.output)
+    path, out = file_paths(args.input, args.output)
     rows = read_jsonl_inputs(path)
     done = done_results(out)
     # The model is loaded even when every id is done: only this run's settings can say whether
@@ -599,6 +607,16 @@ def explain_file(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     written, per_call = n_done, args.texts_per_call or TEXTS_PER_CALL
     with out.open("a", encoding="utf-8") as f:
+        if regular and not locked(f):
+            raise InterpTextError(
+                f"{out} is being written by another interp-text run; wait for it to end (then rerun this command for "
+                "what is left), or choose another --output."
+            )
+        now = done_results(out) if regular else done
+        if now.keys() != done.keys():  # a run that ended since this one read the file
+            check_resumable(now, rows, explainer, target, kwargs, path, out)
+            todo = [(n, r) for n, r in rows if id_key(r["id"]) not in now]
+            written = n_done = len(rows) - len(todo)
         for i in range(0, len(todo), per_call):
             # A chunk is written as its results come: a line that fails keeps the lines before it.
             for r, expl in explain_records(explainer, todo[i : i + per_call], target, kwargs, path):
@@ -611,6 +629,48 @@ def explain_file(args) -> int:
     bar.close()
     print(f"{len(todo)} explanations written to {out} ({n_done} were already there)", file=sys.stderr)
     return 0
+
+
+def file_paths(input_: str, output: str) -> tuple[Path, Path]:
+    """--input and --output as paths, refused where they cannot be what a file run needs."""
+    if input_ == "-" or output == "-":
+        flag, std = ("--input", "/dev/stdin") if input_ == "-" else ("--output", "/dev/stdout")
+        raise InterpTextError(
+            f"{flag} -: give a file path ({flag} {std} reads or writes the terminal or a pipe, where there is one)."
+        )
+    path, out = Path(input_), Path(output)
+    if path.is_dir():
+        raise InterpTextError(f"--input {input_} is a folder; give the JSON-lines file to read.")
+    if out.is_dir() or output.endswith(("/", os.sep)):
+        raise InterpTextError(
+            f"--output {output} is a folder; give the file to write, such as {out / 'results.jsonl'}."
+        )
+    if path.exists() and out.exists() and path.samefile(out):
+        raise InterpTextError(f"--output {output} is the --input file; give another file to write the results to.")
+    folder = next(p for p in out.absolute().parents if p.exists())  # the one it will be made in, if missing
+    if not folder.is_dir():
+        raise InterpTextError(f"--output {output}: {folder} is a file, not a folder; give another path.")
+    if not os.access(out if out.exists() else folder, os.W_OK):
+        raise InterpTextError(
+            f"--output {output}: {'it' if out.exists() else folder} is not writable; give another file."
+        )
+    return path, out
+
+
+def locked(f) -> bool:
+    """Take an exclusive lock on the open output ``f`` for as long as it is open; False if another
+    run holds it. Where there are no such locks (Windows, some network file systems): True."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _stderr_is_tty() -> bool:

@@ -102,8 +102,12 @@ def test_only_a_cut_off_result_line_is_taken_for_one(tmp_path, capsys):
     from interp_text.cli import half_written
 
     line = json.dumps({"id": "t-1", "text": "Ünïcode ✓", "elements": ["a"]}, ensure_ascii=False).encode()
-    assert all(half_written(line[:k]) for k in range(len(b'{"id": '), len(line)))  # cut anywhere
+    # Cut anywhere, inside '{"id": ' too, and after a number's point or exponent ({"id": 2. of 2.5).
+    for key in ("t-1", 2.5, -1500.0, 1e-07, 7):
+        line = json.dumps({"id": key, "text": "Ünïcode ✓", "elements": ["a"]}, ensure_ascii=False).encode()
+        assert all(half_written(line[:k]) for k in range(1, len(line))), key
     assert not half_written(b'{"id": "mine", "note": "not JSON')
+    assert not half_written(b'{"id": 2.5x') and not half_written(b'{"ids": 1') and not half_written(b"[")
     inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps({"text": "The food was good."}) + "\n")
     mine = tmp_path / "mine.jsonl"
@@ -805,7 +809,10 @@ def test_file_mode_refuses_an_output_with_a_repeated_id(tmp_path, capsys):
     out.write_text(out.read_text() * 2)
     capsys.readouterr()
     assert main(argv) == 2
-    assert capsys.readouterr().err.startswith(f"interp-text: error: {out}:2 repeats the id 'a' of line 1;")
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {out}:2 repeats the id 'a' of line 1 (two runs wrote to it?); the file is left as it "
+        f"is: delete one of the two lines, choose another --output, or delete {out} to start over.\n"
+    )
 
 
 def test_file_mode_default_target_with_max_new_tokens_generates_the_lines_without_one(tmp_path):
@@ -980,3 +987,83 @@ def test_target_all_to_a_generator_is_told_in_the_words_of_where_it_was_given(tm
         "generates, or force a text. To force the word itself, pass ' all' (with the space before it) or its token ids.\n"
     )
     assert not out.exists()
+
+
+def test_file_mode_paths_that_cannot_be_a_run_are_named_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    argv, inp, out = file_run(tmp_path, [{"text": "The food was good."}])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+
+    def refused(inp_, out_):
+        assert main(["explain", "--input", inp_, "--output", out_]) == 2
+        return capsys.readouterr().err
+
+    assert refused(str(inp), "-") == (
+        "interp-text: error: --output -: give a file path (--output /dev/stdout reads or writes the terminal or a "
+        "pipe, where there is one).\n"
+    )
+    assert refused("-", "o.jsonl").startswith("interp-text: error: --input -: give a file path (--input /dev/stdin")
+    assert refused(str(inp), "adir") == (
+        "interp-text: error: --output adir is a folder; give the file to write, such as adir/results.jsonl.\n"
+    )
+    assert refused(str(inp), "newdir/") == (
+        "interp-text: error: --output newdir/ is a folder; give the file to write, such as newdir/results.jsonl.\n"
+    )
+    assert refused(str(inp), str(inp)) == (
+        f"interp-text: error: --output {inp} is the --input file; give another file to write the results to.\n"
+    )
+    assert refused(str(inp), f"{inp}/o.jsonl") == (
+        f"interp-text: error: --output {inp}/o.jsonl: {inp} is a file, not a folder; give another path.\n"
+    )
+    assert (
+        refused("adir", "o.jsonl")
+        == "interp-text: error: --input adir is a folder; give the JSON-lines file to read.\n"
+    )
+    assert not (tmp_path / "-").exists() and not (tmp_path / "newdir").exists()
+
+
+def test_file_mode_refuses_an_id_with_a_lone_surrogate_before_any_line_runs(tmp_path, capsys):
+    argv, inp, out = file_run(tmp_path, [{"text": "Good."}, {"id": "s\udc80", "text": "Bad."}])
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"interp-text: error: {inp}:2 has an \"id\" holding a lone surrogate ('s\\udc80'), which is not valid "
+        "Unicode and cannot be written; use another id.\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_file_mode_refuses_an_output_another_run_is_writing(tmp_path, capsys):
+    """Two runs appending at once wrote every id twice, which every later resume refused."""
+    import fcntl
+
+    argv, inp, out = file_run(tmp_path, [{"text": "The food was good."}, {"text": "Lovely room."}])
+    with out.open("a") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # a run writing it now
+        assert main(argv) == 2
+        assert capsys.readouterr().err == (
+            f"interp-text: error: {out} is being written by another interp-text run; wait for it to end (then rerun "
+            "this command for what is left), or choose another --output.\n"
+        )
+    assert out.read_text() == ""
+    assert main(argv) == 0 and len(out.read_text().splitlines()) == 2
+
+
+def test_file_mode_skips_what_a_run_that_ended_meanwhile_wrote(tmp_path, monkeypatch):
+    """Results another run appended after this one read the file, before it took the lock, are not written again."""
+    import interp_text.cli as cli
+
+    records = [{"text": "The food was good."}, {"text": "Lovely room."}, {"text": "I hated the soup."}]
+    argv, inp, out = file_run(tmp_path, records)
+    assert main([*argv[:4], str(tmp_path / "first.jsonl"), *argv[5:]]) == 0
+    first_two = "".join((tmp_path / "first.jsonl").read_text().splitlines(keepends=True)[:2])
+    real = cli.load_model
+
+    def meanwhile(*args):  # while this run loads its model, another one writes two lines and ends
+        out.write_text(first_two)
+        return real(*args)
+
+    monkeypatch.setattr(cli, "load_model", meanwhile)
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in lines] == [0, 1, 2]
