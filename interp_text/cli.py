@@ -37,13 +37,24 @@ def all_methods() -> dict[str, type]:
     return {**GRADIENT_METHODS, **PERTURBATION_METHODS}
 
 
-def method_help() -> str:
-    from .methods import GRADIENT_METHODS
-    from .perturbation import PERTURBATION_METHODS
+# The keys of methods.GRADIENT_METHODS and perturbation.PERTURBATION_METHODS (a test holds them
+# equal): spelt out, so that --help answers without importing torch.
+METHOD_NAMES = {
+    "gradient": (
+        "saliency",
+        "inputxgradient",
+        "smoothgrad",
+        "vargrad",
+        "squaregrad",
+        "integratedgradients",
+        "gradientshap",
+    ),
+    "perturbation": ("occlusion", "lime", "kernelshap", "sobol"),
+}
 
-    return (
-        f"gradient: {', '.join(GRADIENT_METHODS)}; perturbation: {', '.join(PERTURBATION_METHODS)} (default: vargrad)"
-    )
+
+def method_help() -> str:
+    return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in METHOD_NAMES.items()) + " (default: vargrad)"
 
 
 def positive_int(value: str) -> int:
@@ -911,18 +922,56 @@ def _stdout_closed() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from transformers.utils import logging as hf_logging
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # a command prints its own progress, not the weight loader's
-    with warnings.catch_warnings():
-        warnings.showwarning = show_warning
-        return run_command(args)
+        hf_logging.disable_progress_bar()  # a command prints its own progress, not the weight loader's
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return run_command(args)
+    except BaseException as err:
+        # A Ctrl-C while torch or transformers load (the first seconds): some of their imports turn
+        # it into another error (a RuntimeError from a class being built, a ModuleNotFoundError).
+        if not interrupted(err):
+            raise
+        if argv is None:  # the command itself (not a caller's main([...])): it exits next
+            ignore_interrupts()
+        return stopped(args)
+
+
+def interrupted(err: BaseException) -> bool:
+    """Whether ``err`` is a KeyboardInterrupt, or an error raised while handling one."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def ignore_interrupts() -> None:
+    """A second Ctrl-C while Python shuts down (torch's exit hooks) would print a traceback."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stopped(args) -> int:
+    """The one line a Ctrl-C prints."""
+    # Only a file run (--input ... --output ...) keeps its finished results and resumes.
+    resumable = getattr(args, "input", None) and getattr(args, "output", None)
+    kept = "; finished results are kept, rerun to resume" if resumable else ""
+    print(f"\ninterp-text: interrupted{kept}.", file=sys.stderr)
+    return 130
 
 
 def run_command(args) -> int:
-    """``args``' command; its errors as one line each, with the exit status a shell expects."""
+    """``args``' command; its errors as one line each, with the exit status a shell expects (a Ctrl-C:
+    ``main``)."""
     try:
         return args.func(args)
     except BrokenPipeError as err:
@@ -936,12 +985,6 @@ def run_command(args) -> int:
     except (OSError, ValueError) as err:  # InterpTextError is a ValueError
         print(f"interp-text: error: {as_flags(str(err))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        # Only a file run (--input ... --output ...) keeps its finished results and resumes.
-        resumable = getattr(args, "input", None) and getattr(args, "output", None)
-        kept = "; finished results are kept, rerun to resume" if resumable else ""
-        print(f"\ninterp-text: interrupted{kept}.", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

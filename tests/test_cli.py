@@ -867,6 +867,43 @@ def test_an_interruption_says_results_are_kept_only_where_they_are(file_run, tmp
     assert capsys.readouterr().err == f"\ninterp-text: interrupted{kept}.\n"
 
 
+def test_an_interruption_while_torch_loads_is_an_interruption(tmp_path, capsys, monkeypatch):
+    """Some of torch's and transformers' imports turn a Ctrl-C into another error (a RuntimeError from
+    a class being built): exit 130 with the one line, not a traceback and exit 1."""
+    import interp_text.cli as cli
+
+    def importing(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as err:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from err
+
+    monkeypatch.setattr(cli, "run_command", importing)
+    assert main(["compare", "--n-texts", "2"]) == 130
+    assert capsys.readouterr().err == "\ninterp-text: interrupted.\n"
+    monkeypatch.setattr(cli, "run_command", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # any other error stays what it is
+        main(["compare", "--n-texts", "2"])
+
+
+def test_the_command_starts_without_torch():
+    """--help answers at once (it took 2.4 s to import torch), and a Ctrl-C in the first seconds reaches main()."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from interp_text.cli import main, METHOD_NAMES\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['explain', '--help'])\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr
+    from interp_text.cli import METHOD_NAMES
+    from interp_text.methods import GRADIENT_METHODS
+    from interp_text.perturbation import PERTURBATION_METHODS
+
+    assert METHOD_NAMES == {"gradient": tuple(GRADIENT_METHODS), "perturbation": tuple(PERTURBATION_METHODS)}
+
+
 def test_compare_draws_its_bars_on_a_terminal_only(monkeypatch, capsys):
     argv = ["compare", "--methods", "occlusion", "--n-texts", "2"]
     assert main(argv) == 0
