@@ -844,3 +844,24 @@ def test_a_bfloat16_model_keeps_the_prefix_path(bpe, monkeypatch):
     ulp = 2.0**-7 * 2
     fast_err, plain_err = (np.nanmax(np.abs(e.scores - exact.scores)) for e in (fast, plain))
     assert fast_err <= 2 * ulp and plain_err <= 2 * ulp, (fast_err, plain_err)
+
+
+def test_a_generators_forwards_hold_a_bounded_amount_of_logits(gpt2, bpe, monkeypatch):
+    """Rows × scored positions × vocabulary float32 logits per forward: 64 rows of a 198-token output
+    over GPT-2's 50 257 tokens held 5.3 GiB. Capped, the rows per forward shrink; the numbers do not."""
+    import interp_text.perturbation as P
+    from interp_text.perturbation import KernelShap
+
+    prompt, target = "The capital of France is", " Paris, a big city."
+    whole = KernelShap(gpt2, bpe, n_samples=40).explain(prompt, targets=target)
+    positions = len(bpe(target)["input_ids"]) + 1  # the prompt's last position predicts the first target token
+    vocab = gpt2.get_input_embeddings().weight.shape[0]
+    monkeypatch.setattr(P, "LOGITS_BYTES", 4 * vocab * positions * 3)  # three rows
+    rows = []
+    handle = gpt2.register_forward_pre_hook(lambda m, a, k: rows.append(k["inputs_embeds"].shape[0]), with_kwargs=True)
+    try:
+        capped = KernelShap(gpt2, bpe, n_samples=40).explain(prompt, targets=target)
+    finally:
+        handle.remove()
+    assert max(rows) == 3 and len(rows) > 10
+    np.testing.assert_allclose(capped.scores, whole.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
