@@ -151,17 +151,36 @@ def apply_chat_template(tokenizer, messages: list[dict]) -> str:
     return text
 
 
-def max_input_length(model, tokenizer) -> int | None:
+class Limit(int):
+    """The most tokens a text may have. ``model``: what the model's positions take, where the
+    tokenizer's ``model_max_length`` is lower and so is the limit; else None."""
+
+    model: int | None = None
+
+    def words(self) -> str:
+        """Who sets the limit, for a message: "the model accepts at most 512"."""
+        if self.model is None:
+            return f"the model accepts at most {int(self)}"
+        return (
+            f"the tokenizer accepts at most {int(self)} (its model_max_length; the model's positions take "
+            f"{self.model}: raise tokenizer.model_max_length to explain longer texts)"
+        )
+
+
+def max_input_length(model, tokenizer) -> Limit | None:
     config = model.config
     limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions", "n_ctx")]
-    tok_limit = getattr(tokenizer, "model_max_length", None)
-    if tok_limit is not None and tok_limit < 1_000_000:
-        limits.append(tok_limit)
     limits = [v for v in limits if isinstance(v, int) and v > 0]
     offset = _position_offset(model)
     if offset and isinstance(getattr(config, "max_position_embeddings", None), int):
         limits.append(config.max_position_embeddings - offset)
-    return min(limits) if limits else None
+    own = min(limits) if limits else None
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000 and (own is None or tok_limit < own):
+        limit = Limit(tok_limit)
+        limit.model = own
+        return limit
+    return None if own is None else Limit(own)
 
 
 def _position_offset(model) -> int:
@@ -599,9 +618,8 @@ def check_length(item: Item, task: str, max_length: int | None) -> None:
             )
         else:
             fix = "shorten the text" if task == CLASSIFICATION else "shorten the prompt"
-        raise InterpTextError(
-            f"text {item.index} has {n} tokens{what} but the model accepts at most {max_length}; {fix}."
-        )
+        says = max_length.words() if isinstance(max_length, Limit) else f"the model accepts at most {max_length}"
+        raise InterpTextError(f"text {item.index} has {n} tokens{what} but {says}; {fix}.")
     if task == SEQ2SEQ and len(item.output_ids) > max_length:
         raise InterpTextError(
             f"the output of text {item.index} has {len(item.output_ids)} tokens; at most {max_length}."

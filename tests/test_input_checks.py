@@ -313,3 +313,20 @@ def test_an_output_that_overflows_float16_is_refused_with_the_fix(cls, wp_tokeni
         InterpTextError, match=r"^text 0: .* not finite \(nan for target 0\).*check the model's weights"
     ):
         cls(lm, bpe).explain("The capital of France is", targets=" Paris")
+
+
+def test_a_length_limit_set_by_the_tokenizer_is_named_as_the_tokenizers(bert, wp_tokenizer):
+    """The tokenizer's model_max_length may be below what the model's positions take: the message
+    said the model accepted at most that, and never named the setting to raise."""
+    tok = copy.deepcopy(wp_tokenizer)
+    tok.model_max_length = 8
+    text = "the food was cold but the staff were lovely and kind"
+    with pytest.raises(InterpTextError) as err:
+        Saliency(bert, tok).explain(text)
+    n, positions = len(tok(text)["input_ids"]), bert.config.max_position_embeddings
+    assert str(err.value) == (
+        f"text 0 has {n} tokens but the tokenizer accepts at most 8 (its model_max_length; the model's positions "
+        f"take {positions}: raise tokenizer.model_max_length to explain longer texts); shorten the text."
+    )
+    tok.model_max_length = 10**9  # no limit of its own (transformers' "very large" default): the model's
+    assert Saliency(bert, tok).explain(text).elements[0] == "the"
