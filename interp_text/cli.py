@@ -592,6 +592,7 @@ def explain_file(args) -> int:
     path, out = file_paths(args.input, args.output)
     rows = read_jsonl_inputs(path)
     done = done_results(out)
+    size = out.stat().st_size if out.is_file() else 0  # what it held, to see if another run wrote since
     # The model is loaded even when every id is done: only this run's settings can say whether
     # the results there are the ones asked for.
     model, tok = load_model(args.model, args.task)
@@ -623,7 +624,7 @@ def explain_file(args) -> int:
                 f"{out} is being written by another interp-text run; wait for it to end (then rerun this command for "
                 "what is left), or choose another --output."
             )
-        now = done_results(out) if regular else done
+        now = done_results(out) if regular and out.stat().st_size != size else done
         if now.keys() != done.keys():  # a run that ended since this one read the file
             check_resumable(now, rows, explainer, target, kwargs, path, out)
             todo = [(n, r) for n, r in rows if id_key(r["id"]) not in now]
