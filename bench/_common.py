@@ -322,17 +322,23 @@ def peer_python() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
+def peer_env() -> dict:
+    """A peer process's environment: this repo's bench helpers importable, offline, quiet tokenizers."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "bench"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    return env
+
+
 def run_worker(script: str, worker: str, workdir: str, threads: int, timeout: float = 600) -> dict:
     """Run ``python script --worker NAME --workdir DIR`` in the peer interpreter; return its JSON.
 
     The worker prints one line ``BENCH_RESULT {json}``; anything else it prints is kept for
     the error message. A failure never raises: the result then has ``{"error": why}``.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "bench"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env["HF_HUB_OFFLINE"] = "1"
-    env["TRANSFORMERS_OFFLINE"] = "1"
+    env = peer_env()
     cmd = [peer_python(), script, "--worker", worker, "--workdir", workdir, "--threads", str(threads)]
     cmd += ["--device", DEVICE, "--repeats", str(REPEATS)]
     try:
@@ -363,13 +369,7 @@ class Peer:
         import tempfile
         import threading
 
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "bench"), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep
-        )
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        env["HF_HUB_OFFLINE"] = "1"
-        env["TRANSFORMERS_OFFLINE"] = "1"
+        env = peer_env()
         cmd = [peer_python(), script, "--worker", worker, "--serve", "--workdir", workdir, "--threads", str(threads)]
         cmd += ["--device", DEVICE]
         self.timeout, self.lines, self.proc = timeout, queue.Queue(), None
