@@ -157,14 +157,21 @@ class Limit(int):
 
     model: int | None = None
 
+    def who(self) -> str:
+        return f"the {'model' if self.model is None else 'tokenizer'} accepts at most"
+
+    def note(self) -> str:
+        """Where the tokenizer sets it, what to raise."""
+        if self.model is None:
+            return ""
+        return (
+            f" (its model_max_length; the model's positions take {self.model}: raise tokenizer.model_max_length "
+            "to explain longer texts)"
+        )
+
     def words(self) -> str:
         """Who sets the limit, for a message: "the model accepts at most 512"."""
-        if self.model is None:
-            return f"the model accepts at most {int(self)}"
-        return (
-            f"the tokenizer accepts at most {int(self)} (its model_max_length; the model's positions take "
-            f"{self.model}: raise tokenizer.model_max_length to explain longer texts)"
-        )
+        return f"{self.who()} {int(self)}{self.note()}"
 
 
 def max_input_length(model, tokenizer) -> Limit | None:

@@ -330,3 +330,17 @@ def test_a_length_limit_set_by_the_tokenizer_is_named_as_the_tokenizers(bert, wp
     )
     tok.model_max_length = 10**9  # no limit of its own (transformers' "very large" default): the model's
     assert Saliency(bert, tok).explain(text).elements[0] == "the"
+
+
+def test_an_output_past_the_tokenizers_length_limit_names_it(gpt2, bpe):
+    tok = copy.deepcopy(bpe)
+    tok.model_max_length = 14
+    prompt = "The capital of France is"
+    n, positions = len(tok(prompt)["input_ids"]), gpt2.config.n_positions
+    with pytest.raises(InterpTextError) as err:
+        Saliency(gpt2, tok).explain(prompt, max_new_tokens=8)
+    assert str(err.value) == (
+        f"text 0 has {n} tokens and max_new_tokens=8 would pass the 14 tokens the tokenizer accepts at most (its "
+        f"model_max_length; the model's positions take {positions}: raise tokenizer.model_max_length to explain "
+        "longer texts); lower max_new_tokens or shorten the prompt."
+    )
