@@ -609,15 +609,14 @@ class Engine:
                 if defaulted and n_prompt < max_len:  # the default is ours: it shrinks to what fits
                     room[n_prompt] = max_len - n_prompt
                     continue
-                limit = max_len if isinstance(max_len, inp.Limit) else inp.Limit(max_len)
                 if defaulted:  # no room for even one new token
                     raise InterpTextError(
-                        f"text {same_length[0].index} has {n_prompt} tokens, as many as {limit.who()}{limit.note()}: "
+                        f"text {same_length[0].index} has {n_prompt} tokens, as many as {max_len.who()}{max_len.note()}: "
                         "there is no room for an output; shorten the prompt."
                     )
                 raise InterpTextError(
                     f"text {same_length[0].index} has {n_prompt} tokens and max_new_tokens={new_tokens} would pass "
-                    f"the {max_len} tokens {limit.who()}{limit.note()}; lower max_new_tokens or shorten the prompt."
+                    f"the {max_len} tokens {max_len.who()}{max_len.note()}; lower max_new_tokens or shorten the prompt."
                 )
         # Prompts of one length generate together (no padding), batch_size at a time (bounded memory).
         # Sampling draws for a whole batch at each step, so a sampled prompt generates alone, seeded:

@@ -575,7 +575,7 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
 
 
 def set_outputs(
-    model, tokenizer, task: str, item: Item, output_ids: list[int], max_length: int | None, rows: int | None = None
+    model, tokenizer, task: str, item: Item, output_ids: list[int], max_length: Limit | None, rows: int | None = None
 ) -> None:
     """The output ids of ``item`` (forced or generated); ``rows``: ``embedding_rows(model)``, if known."""
     if not output_ids:
@@ -613,7 +613,7 @@ def check_ids(rows: int, tokenizer, ids: list[int], what: str) -> None:
     )
 
 
-def check_length(item: Item, task: str, max_length: int | None) -> None:
+def check_length(item: Item, task: str, max_length: Limit | None) -> None:
     if max_length is None:
         return
     n = item.input_ids.shape[0]
@@ -625,8 +625,7 @@ def check_length(item: Item, task: str, max_length: int | None) -> None:
             )
         else:
             fix = "shorten the text" if task == CLASSIFICATION else "shorten the prompt"
-        says = max_length.words() if isinstance(max_length, Limit) else f"the model accepts at most {max_length}"
-        raise InterpTextError(f"text {item.index} has {n} tokens{what} but {says}; {fix}.")
+        raise InterpTextError(f"text {item.index} has {n} tokens{what} but {max_length.words()}; {fix}.")
     if task == SEQ2SEQ and len(item.output_ids) > max_length:
         raise InterpTextError(
             f"the output of text {item.index} has {len(item.output_ids)} tokens; at most {max_length}."
