@@ -50,6 +50,7 @@ from .tasks import (
     decoder_start_id,
     detect_task,
     embed,
+    logit_map,
     reads_ids_only,
     regression,
     resolve_input_scale,
@@ -698,19 +699,24 @@ class Engine:
                     it.embeds = it.baseline = None
 
     def _checked_head(self, x, batch, chosen, log_norm, valid):
-        """The per-position LM head split, if it gives this model's own logits; else False.
+        """The per-position LM head split ``(base, LM head, LogitMap)``, if it gives this model's own
+        logits; else False.
 
-        Models may post-process logits (soft-capping, scaling); comparing with the model's own
-        forward on real input catches that, and the slower whole-logits path is kept. Only the
-        rows' own targets (``valid``) are compared: a row with fewer outputs than the widest in
-        its batch reads other positions in its unused columns.
+        Models may post-process logits (soft-capping, scaling): ``logit_map`` reads what this one does
+        from the model itself, on head outputs far larger than a tiny model's own, where a soft-cap
+        shows. Any other post-processing keeps the slower whole-logits path. The split is then
+        compared with the model's own forward on real input. Only the rows' own targets (``valid``)
+        are compared: a row with fewer outputs than the widest in its batch reads other positions in
+        its unused columns.
         """
         parts = split_head(self.model)
-        config = self.model.config
-        # Post-processing the config names: a small soft-cap can pass for rounding on a given input.
-        if parts is None or any(getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale")):
+        if parts is None:
             return False
         try:
+            way = logit_map(self.model, *parts, x)
+            if way is None:
+                return False
+            parts = (*parts, way)
             c2, n2, _ = target_logits(self.model, self.s.task, x, batch, head=parts)
         except (TypeError, AttributeError, RuntimeError):
             return False

@@ -443,8 +443,8 @@ def target_scores(
         embeds: ``(rows, seq, hidden)``, all rows of one length.
         items: the item of each row.
         mode: the inference mode applied to the target's logit.
-        head: causal LMs: ``(base model, LM head)`` from ``split_head``, checked to give the
-            model's own logits; scores each target from its own position's branch.
+        head: causal LMs: ``(base model, LM head, LogitMap)`` (``split_head``, ``logit_map``), checked
+            to give the model's own logits; scores each target from its own position's branch.
 
     Returns:
         ``(scores, valid)``, both ``(rows, max targets)``; ``valid`` is False where a row has
@@ -470,6 +470,85 @@ def split_head(model) -> tuple | None:
     if not isinstance(head, torch.nn.Linear) or base is None or base is model:
         return None
     return base, head
+
+
+@dataclass(frozen=True)
+class LogitMap:
+    """What a causal LM does to its LM head's output z to make its logits, elementwise, in the
+    model's dtype and in the model's order: ``z * multiply / divide``, then, with a soft-cap c,
+    ``tanh(z / c) * c``. Most models: nothing. Gemma 2 soft-caps (``final_logit_softcapping``),
+    Cohere multiplies (``logit_scale``), Granite divides (``logits_scaling``)."""
+
+    multiply: float | None = None
+    divide: float | None = None
+    cap: float | None = None
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        if self.multiply is not None:
+            z = z * self.multiply
+        if self.divide is not None:
+            z = z / self.divide
+        if self.cap is not None:
+            z = torch.tanh(z / self.cap) * self.cap
+        return z
+
+
+# Config values that models apply to their LM head's output: candidates for a LogitMap's numbers.
+LOGIT_SCALES = ("logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier", "output_logits_scaling")
+LOGIT_CAPS = ("final_logit_softcapping",)
+
+
+def _config_numbers(model, names: tuple[str, ...]) -> list[float]:
+    configs = [model.config]
+    text = getattr(model.config, "get_text_config", None)
+    if callable(text) and text() is not model.config:
+        configs.append(text())
+    found = [getattr(c, n, None) for c in configs for n in names]
+    return list(dict.fromkeys(float(v) for v in found if isinstance(v, (int, float)) and not isinstance(v, bool) and v))
+
+
+def logit_map(model, base, lm_head, x: torch.Tensor) -> LogitMap | None:
+    """The model's own map from its LM head's output to its logits, read off the model itself.
+
+    The base model's output is swapped (a forward hook, removed after) for hidden states whose head
+    outputs z span |z| from 0.01 to 1000, and the model's logits y compared with each candidate map
+    of z, built from the config's numbers (``LOGIT_SCALES``, ``LOGIT_CAPS``): a soft-cap or scale is
+    thus seen whatever the size of the model's own logits (a tiny model's are far below any cap), and
+    a map with a wrong number or direction is told apart. None: no candidate gives y exactly (the
+    model does something else to its logits).
+    """
+    with torch.no_grad():
+        h = base(inputs_embeds=x[:1, :1], **no_cache(base)).last_hidden_state[0, 0]  # (hidden,)
+        z = lm_head(h)
+        if lm_head.bias is not None:
+            z = z - lm_head.bias
+        size = float(z.float().abs().max())
+        if not math.isfinite(size) or size == 0.0:
+            return None
+        sizes = torch.tensor([0.01, 1.0, 10.0, 100.0, 1000.0], dtype=torch.float32) / size
+        swapped = (h.float()[None] * sizes[:, None]).to(h.dtype)[None]  # (1, 5, hidden): one row, as any batch
+
+        def swap(module, args, output):
+            if isinstance(output, tuple):
+                return (swapped, *output[1:])
+            output.last_hidden_state = swapped
+            return output
+
+        handle = base.register_forward_hook(swap)
+        try:
+            y = model(inputs_embeds=x[:1, :1].expand(1, 5, -1), **no_cache(model)).logits[0, -5:]  # (5, vocab)
+        finally:
+            handle.remove()
+        z = lm_head(swapped[0])  # (5, vocab)
+        scales = _config_numbers(model, LOGIT_SCALES)
+        ways = [LogitMap()] + [LogitMap(multiply=v) for v in scales] + [LogitMap(divide=v) for v in scales]
+        ways += [LogitMap(w.multiply, w.divide, cap) for cap in _config_numbers(model, LOGIT_CAPS) for w in list(ways)]
+        tol = 8 * torch.finfo(y.dtype).eps if y.is_floating_point() else 0.0
+        y = y.float()
+        for way in ways:
+            if torch.allclose(way(z).float(), y, rtol=tol, atol=tol * max(1.0, float(y.abs().max()))):
+                return way
+    return None
 
 
 def score_columns(
@@ -660,7 +739,7 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
     of their difference meets at the logits (one-hot − p) rather than in hidden space, where the
     two nearly cancel for a confident token and float32 keeps a tenth of the digits.
     """
-    base, lm_head = head
+    base, lm_head, logits_of = head
     valid, target_ids = table.valid, table.target_ids
     width = target_ids.shape[1]
     h = base(inputs_embeds=embeds, **no_cache(base)).last_hidden_state  # (rows, seq, hidden)
@@ -670,10 +749,10 @@ def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
         chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
         if lm_head.bias is not None:
             chosen = chosen + lm_head.bias[target_ids]
-        return at_least_float32(chosen), None, valid
+        return at_least_float32(logits_of(chosen)), None, valid  # the map is elementwise
     chosen, log_norm = [], []
     for j in range(width):
-        logits = at_least_float32(lm_head(h[:, j]))  # (rows, vocab), float32 as in the whole-logits path
+        logits = at_least_float32(logits_of(lm_head(h[:, j])))  # (rows, vocab), float32 as in the whole-logits path
         chosen.append(logits.gather(1, target_ids[:, j, None])[:, 0])
         log_norm.append(torch.logsumexp(logits, -1))
     if not stacked:  # one branch per target: see score_columns
