@@ -50,7 +50,9 @@ from .tasks import (
     decoder_start_id,
     detect_task,
     embed,
+    head_input,
     logit_map,
+    no_cache,
     reads_ids_only,
     regression,
     resolve_input_scale,
@@ -59,6 +61,7 @@ from .tasks import (
     split_head,
     target_logits,
     target_scores,
+    target_table,
 )
 
 # A forced text whose first token is less likely than this, where the same text after a space starts
@@ -682,7 +685,7 @@ class Engine:
                 self._embed(batch)
                 x = torch.stack([it.embeds for it in batch])  # (rows, seq, hidden)
                 chosen, log_norm, valid = target_logits(self.model, s.task, x, batch)
-                if s.task == CAUSAL_LM and self.head is None:
+                if s.task in (CAUSAL_LM, SEQ2SEQ) and self.head is None:
                     self.head = self._checked_head(x, batch, chosen, log_norm, valid)
                 f = apply_mode(chosen, log_norm, s.inference_mode)
                 log_p = chosen - log_norm  # (rows, width)
@@ -709,15 +712,31 @@ class Engine:
         are compared: a row with fewer outputs than the widest in its batch reads other positions in
         its unused columns.
         """
-        parts = split_head(self.model)
+        model, task = self.model, self.s.task
+        parts = split_head(model, task)
         if parts is None:
             return False
+        base, lm_head = parts
         try:
-            way = logit_map(self.model, *parts, x)
+            with torch.no_grad():
+                if task == SEQ2SEQ:  # the head's input at the first decoder input, then at 5 of them
+                    start = target_table(model, task, batch[:1], x.device).decoder_in[:, :1]  # (1, 1)
+
+                    def run(n):
+                        return lambda: model(
+                            inputs_embeds=x[:1], decoder_input_ids=start.expand(1, n).contiguous(), **no_cache(model)
+                        )
+
+                    h = head_input(lm_head, run(1))
+                    way = None if h is None else logit_map(model, lm_head, h[0, -1], run(5))
+                else:  # the base model's output at the first position, then at 5 positions
+                    h = base(inputs_embeds=x[:1, :1], **no_cache(base)).last_hidden_state[0, 0]
+                    run5 = lambda: model(inputs_embeds=x[:1, :1].expand(1, 5, -1), **no_cache(model))  # noqa: E731
+                    way = logit_map(model, lm_head, h, run5)
             if way is None:
                 return False
-            parts = (*parts, way)
-            c2, n2, _ = target_logits(self.model, self.s.task, x, batch, head=parts)
+            parts = (base, lm_head, way)
+            c2, n2, _ = target_logits(model, task, x, batch, head=parts)
         except (TypeError, AttributeError, RuntimeError):
             return False
         tol = 1e-3 if x.dtype in (torch.float16, torch.bfloat16) else 1e-5  # the model's precision (logits are float32)

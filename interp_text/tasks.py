@@ -463,27 +463,37 @@ def apply_mode(chosen: torch.Tensor, log_norm: torch.Tensor | None, mode: Infere
     return log_prob.exp() if mode == InferenceModes.SOFTMAX else log_prob
 
 
-def split_head(model) -> tuple | None:
-    """``(base model, linear LM head)`` of a causal LM, or None if it has no such split."""
+def split_head(model, task: str = CAUSAL_LM) -> tuple | None:
+    """``(base model, linear LM head)`` of a causal LM, ``(None, linear LM head)`` of an
+    encoder-decoder (whose head's input ``head_input`` reads), or None if it has no such split."""
     head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear):
+        return None
+    if task == SEQ2SEQ:
+        return None, head
     base = getattr(model, "base_model", None)
-    if not isinstance(head, torch.nn.Linear) or base is None or base is model:
+    if base is None or base is model:
         return None
     return base, head
 
 
 @dataclass(frozen=True)
 class LogitMap:
-    """What a causal LM does to its LM head's output z to make its logits, elementwise, in the
-    model's dtype and in the model's order: ``z * multiply / divide``, then, with a soft-cap c,
-    ``tanh(z / c) * c``. Most models: nothing. Gemma 2 soft-caps (``final_logit_softcapping``),
-    Cohere multiplies (``logit_scale``), Granite divides (``logits_scaling``)."""
+    """What a generator does to its LM head's output z to make its logits, in the model's dtype and
+    order: ``z + add`` (a vector over the vocabulary: BART's and Marian's ``final_logits_bias``), then
+    ``z * multiply / divide``, then, with a soft-cap c, ``tanh(z / c) * c``. Most models: nothing.
+    Gemma 2 soft-caps (``final_logit_softcapping``), Cohere multiplies (``logit_scale``), Granite
+    divides (``logits_scaling``)."""
 
     multiply: float | None = None
     divide: float | None = None
     cap: float | None = None
+    add: torch.Tensor | None = field(default=None, compare=False, repr=False)  # (1, vocab)
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+    def __call__(self, z: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits of head outputs ``z``: ``(..., vocab)``, or with ``ids`` the entries at those ids."""
+        if self.add is not None:
+            z = z + (self.add if ids is None else self.add.reshape(-1)[ids])
         if self.multiply is not None:
             z = z * self.multiply
         if self.divide is not None:
@@ -507,18 +517,48 @@ def _config_numbers(model, names: tuple[str, ...]) -> list[float]:
     return list(dict.fromkeys(float(v) for v in found if isinstance(v, (int, float)) and not isinstance(v, bool) and v))
 
 
-def logit_map(model, base, lm_head, x: torch.Tensor) -> LogitMap | None:
+class _HeadReached(Exception):
+    """Raised by a forward pre-hook on the LM head: the model has run up to it."""
+
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__()
+        self.hidden = hidden
+
+
+def head_input(lm_head: torch.nn.Module, run: Callable[[], Any]) -> torch.Tensor | None:
+    """The hidden states the LM head reads when ``run()`` calls the model, with their graph.
+
+    The model runs up to its head and stops there (a forward pre-hook raises, and is removed), so
+    no vocabulary logits are made. Whatever the model does to its decoder's states before its head
+    (T5 scales them) is in them. None if the head was never called.
+    """
+
+    def stop(module, args):
+        raise _HeadReached(args[0])
+
+    handle = lm_head.register_forward_pre_hook(stop)
+    try:
+        run()
+    except _HeadReached as reached:
+        return reached.hidden
+    finally:
+        handle.remove()
+    return None
+
+
+def logit_map(model, lm_head, h: torch.Tensor, run: Callable[[], Any]) -> LogitMap | None:
     """The model's own map from its LM head's output to its logits, read off the model itself.
 
-    The base model's output is swapped (a forward hook, removed after) for hidden states whose head
-    outputs z span |z| from 0.01 to 1000, and the model's logits y compared with each candidate map
-    of z, built from the config's numbers (``LOGIT_SCALES``, ``LOGIT_CAPS``): a soft-cap or scale is
-    thus seen whatever the size of the model's own logits (a tiny model's are far below any cap), and
-    a map with a wrong number or direction is told apart. None: no candidate gives y exactly (the
-    model does something else to its logits).
+    ``h`` ``(hidden,)`` is a hidden state the head reads; ``run()`` calls the model on one row whose
+    last 5 hidden states the head reads (a causal LM's 5 positions, a decoder's 5 inputs). Those
+    5 states are swapped at the head's input (a hook, removed after) for multiples of h whose head outputs z span |z| from 0.01 to 1000, and the model's
+    logits y compared with each candidate map of z, built from the config's numbers
+    (``LOGIT_SCALES``, ``LOGIT_CAPS``) and the model's ``final_logits_bias``: a soft-cap or scale is
+    thus seen whatever the size of the model's own logits (a tiny model's are far below any cap),
+    and a map with a wrong number or direction is told apart. None: no candidate gives y (the model
+    does something else to its logits).
     """
     with torch.no_grad():
-        h = base(inputs_embeds=x[:1, :1], **no_cache(base)).last_hidden_state[0, 0]  # (hidden,)
         z = lm_head(h)
         if lm_head.bias is not None:
             z = z - lm_head.bias
@@ -526,23 +566,24 @@ def logit_map(model, base, lm_head, x: torch.Tensor) -> LogitMap | None:
         if not math.isfinite(size) or size == 0.0:
             return None
         sizes = torch.tensor([0.01, 1.0, 10.0, 100.0, 1000.0], dtype=torch.float32) / size
-        swapped = (h.float()[None] * sizes[:, None]).to(h.dtype)[None]  # (1, 5, hidden): one row, as any batch
+        swapped = (h.float()[None] * sizes[:, None]).to(h.dtype)[None]  # (1, 5, hidden)
 
-        def swap(module, args, output):
-            if isinstance(output, tuple):
-                return (swapped, *output[1:])
-            output.last_hidden_state = swapped
-            return output
+        def swap(module, args):
+            return (swapped, *args[1:])
 
-        handle = base.register_forward_hook(swap)
+        handle = lm_head.register_forward_pre_hook(swap)
         try:
-            y = model(inputs_embeds=x[:1, :1].expand(1, 5, -1), **no_cache(model)).logits[0, -5:]  # (5, vocab)
+            y = run().logits[0, -5:]  # (5, vocab)
         finally:
             handle.remove()
         z = lm_head(swapped[0])  # (5, vocab)
         scales = _config_numbers(model, LOGIT_SCALES)
         ways = [LogitMap()] + [LogitMap(multiply=v) for v in scales] + [LogitMap(divide=v) for v in scales]
         ways += [LogitMap(w.multiply, w.divide, cap) for cap in _config_numbers(model, LOGIT_CAPS) for w in list(ways)]
+        bias = getattr(unwrapped(model), "final_logits_bias", None)
+        if isinstance(bias, torch.Tensor) and bias.shape[-1] == z.shape[-1]:
+            bias = bias.reshape(1, -1).to(z.device)
+            ways = [LogitMap(w.multiply, w.divide, w.cap, bias) for w in ways] + ways
         tol = 8 * torch.finfo(y.dtype).eps if y.is_floating_point() else 0.0
         y = y.float()
         for way in ways:
@@ -694,8 +735,13 @@ def target_logits(
 
     seq = offset + embeds.shape[1]
     if task == SEQ2SEQ:
-        logits = model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, **no_cache(model)).logits
-        # (rows, out, vocab): every decoder position is a target.
+
+        def run():
+            return model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, **no_cache(model))
+
+        if head is not None:  # every decoder position is a target
+            return _by_position(head, head_input(head[1], run)[:, : table.valid.shape[1]], table, normaliser, stacked)
+        logits = run().logits  # (rows, out, vocab): every decoder position is a target.
     elif head is not None:
         return _causal_by_position(head, embeds, table, normaliser, stacked)
     else:
@@ -729,27 +775,35 @@ def _target_positions(table: Table, shift: int = 0) -> torch.Tensor:
 
 
 def _causal_by_position(head, embeds, table: Table, normaliser, stacked=True):
-    """Causal target logits from the base model's hidden states, one branch per scored position.
+    """Causal target logits from the base model's hidden states at the scored positions
+    (``_by_position``)."""
+    base = head[0]
+    h = base(inputs_embeds=embeds, **no_cache(base)).last_hidden_state  # (rows, seq, hidden)
+    pos = _target_positions(table)  # (rows, width)
+    h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
+    return _by_position(head, h, table, normaliser, stacked)
+
+
+def _by_position(head, h: torch.Tensor, table: Table, normaliser, stacked=True):
+    """Target logits from the hidden states ``h`` ``(rows, width, hidden)`` the LM head reads at each
+    target's position, one branch per position.
 
     Computing the vocabulary logits of all scored positions as one tensor makes every target's
     backward cross the LM head at every position (a dense (positions × vocab) × (vocab × hidden)
     product per target). Here target t's logit and normaliser are computed from h_t alone, so its
     backward only crosses the head at its own position. Without a normaliser the logit is
-    h_t · W[y_t] (+ b); with one, both are read from h_t's vocabulary logits, so that the gradient
-    of their difference meets at the logits (one-hot − p) rather than in hidden space, where the
-    two nearly cancel for a confident token and float32 keeps a tenth of the digits.
+    h_t · W[y_t] (+ b), mapped; with one, both are read from h_t's vocabulary logits, so that the
+    gradient of their difference meets at the logits (one-hot − p) rather than in hidden space,
+    where the two nearly cancel for a confident token and float32 keeps a tenth of the digits.
     """
-    base, lm_head, logits_of = head
+    _, lm_head, logits_of = head
     valid, target_ids = table.valid, table.target_ids
     width = target_ids.shape[1]
-    h = base(inputs_embeds=embeds, **no_cache(base)).last_hidden_state  # (rows, seq, hidden)
-    pos = _target_positions(table)  # (rows, width)
-    h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
     if not normaliser:
         chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
         if lm_head.bias is not None:
             chosen = chosen + lm_head.bias[target_ids]
-        return at_least_float32(logits_of(chosen)), None, valid  # the map is elementwise
+        return at_least_float32(logits_of(chosen, target_ids)), None, valid  # the map is elementwise
     chosen, log_norm = [], []
     for j in range(width):
         logits = at_least_float32(logits_of(lm_head(h[:, j])))  # (rows, vocab), float32 as in the whole-logits path

@@ -221,6 +221,37 @@ def test_generator_scores_are_the_models_own(name, padded_bpe):
     np.testing.assert_allclose([t.score for t in got.targets], torch.stack(want).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", [*GENERATORS, *MORE_GENERATORS, "t5"])
+def test_generator_gradients_are_the_models_own(name, padded_bpe):
+    """Saliency of each output token's log-probability, against autograd through the model's own
+    whole logits (that path is checked against hand-written references in test_generation). The
+    per-position LM head runs wherever the head is linear: what the model does between its decoder
+    and head (T5 scales the states) and after it (BART's final_logits_bias, here made non-zero;
+    Gemma 2's soft-cap) is the model's own."""
+    from interp_text.engine import Engine
+
+    if name == "t5":
+        config, model_class, kw = T.T5Config, T.T5ForConditionalGeneration, dict(d_model=32, d_kv=16, d_ff=64)
+        kw = dict(kw, num_layers=2, num_heads=2, decoder_start_token_id=padded_bpe.pad_token_id)
+    else:
+        config, model_class, kw = {**GENERATORS, **MORE_GENERATORS}[name]
+    if config is None or model_class is None:
+        pytest.skip(f"{name}: not in transformers {transformers.__version__}")
+    torch.manual_seed(0)
+    model = model_class(config(vocab_size=len(padded_bpe), pad_token_id=padded_bpe.pad_token_id, **kw)).eval()
+    bias = getattr(model, "final_logits_bias", None)
+    if bias is not None:
+        bias.copy_(torch.randn(bias.shape))
+    prompt, output = PROMPTS[1], " the pasta was"
+    settings = Saliency(model, padded_bpe, granularity="all_tokens", inference_mode="log_softmax").settings
+    split = Engine(model, padded_bpe, settings)
+    got = split.explain(prompt, targets=output)
+    assert split.head, f"{name}: the whole-logits path ran"
+    whole = Engine(model, padded_bpe, settings)
+    whole.head = False  # autograd through the model's own logits at every scored position
+    np.testing.assert_allclose(got.scores, whole.explain(prompt, targets=output).scores, rtol=1e-5, atol=1e-8)
+
+
 def test_a_vision_language_model_is_explained_as_the_text_model_it_is(padded_bpe):
     if T.Gemma3ForConditionalGeneration is None:
         pytest.skip(f"Gemma 3: not in transformers {transformers.__version__}")
