@@ -79,9 +79,11 @@ def _ends_sentence(text: str, stop: int, end: int) -> bool:
     return True
 
 
-def _is_space_token(token_strings: list[str] | None, i: int) -> bool:
-    """Whether token ``i`` is whitespace as the tokenizer writes it ("Ġ", "▁", "Ċ")."""
-    return token_strings is not None and token_strings[i].translate(_SPACE_MARKS).isspace()
+def _is_space_token(token_strings: list[str] | None, i: int, read: str = "") -> bool:
+    """Whether token ``i`` is whitespace as the tokenizer writes it ("Ġ", "▁", "Ċ"). Not when it is
+    the text it reads (``read``): "Ġ", "Ċ" and "ĉ" are Maltese and Esperanto letters in a WordPiece
+    or SentencePiece vocabulary."""
+    return token_strings is not None and token_strings[i] != read and token_strings[i].translate(_SPACE_MARKS).isspace()
 
 
 def _append_trimmed(spans: list[tuple[int, int]], text: str, start: int, end: int) -> None:
@@ -132,7 +134,7 @@ def group_tokens(
     if granularity == Granularity.ALL_TOKENS:
         elements, spans, read = [], [], 0  # read: where the text read so far ends
         for i, (s, e) in enumerate(offsets):
-            if not special[i] and e > s and _is_space_token(token_strings, i) and text[s:e].strip():
+            if not special[i] and e > s and _is_space_token(token_strings, i, text[s:e]) and text[s:e].strip():
                 # A lone "▁" given the offsets of the character after it (a Metaspace quirk of XLM-R's
                 # and T5's tokenizers, whose next token holds that character): it has no text of its own.
                 e = s

@@ -106,7 +106,7 @@ def normalise_texts(model_inputs: Any) -> tuple[list[Any], bool]:
             )
         elif not isinstance(t, str):
             raise InterpTextError(f"text {i} is a {type(t).__name__}, not a string; pass str (or a list of str).")
-        elif not t.strip():
+        elif not t.replace("\u200b", "").strip():  # a zero-width space is a space (see granularity)
             raise InterpTextError(f"text {i} is empty; pass a text with at least one non-space character.")
         _check_unicode(texts[i], i)  # a text, or a pair's two texts joined
     return texts, single

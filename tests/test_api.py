@@ -261,6 +261,7 @@ def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
     [
         (lambda m, t: VarGrad(m, t).explain(""), "text 0 is empty"),
         (lambda m, t: VarGrad(m, t).explain(["ok", "   "]), "text 1 is empty"),
+        (lambda m, t: Occlusion(m, t).explain(["ok", "\u200b \u200b"]), "text 1 is empty"),  # zero-width spaces
         (lambda m, t: VarGrad(m, t).explain(42), "takes a string"),
         (lambda m, t: VarGrad(m, t).explain(["ok", 3]), "text 1 is a int"),
         (

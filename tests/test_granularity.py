@@ -432,3 +432,21 @@ def test_ascii_words_are_the_unicode_rule_words():
     for _ in range(3000):
         text = "".join(rng.choice(alphabet, size=int(rng.integers(0, 14))))
         assert word_spans(text) == [m.span() for m in _WORD.finditer(text)], repr(text)
+
+
+def test_letters_that_byte_level_bpe_uses_as_space_marks_are_letters_elsewhere():
+    """A cased WordPiece vocabulary (mBERT's) holds "ĉ" (Esperanto), "Ġ" and "Ċ" (Maltese) as
+    letters: as tokens that read those very letters, they are not byte-level BPE's tab, space and
+    newline marks."""
+    text = "ĉiu Ġardin Ċens"
+    offsets = [(0, 0), (0, 1), (1, 3), (4, 5), (5, 10), (11, 12), (12, 15), (0, 0)]
+    strings = ["[CLS]", "ĉ", "##iu", "Ġ", "##ardin", "Ċ", "##ens", "[SEP]"]
+    special = [True] + [False] * 6 + [True]
+    elements, spans, _ = group_tokens(text, offsets, special, Granularity.ALL_TOKENS, strings)
+    assert elements == ["[CLS]", "ĉ", "iu", "Ġ", "ardin", "Ċ", "ens", "[SEP]"]
+    assert spans == [(0, 0), (0, 1), (1, 3), (4, 5), (5, 10), (11, 12), (12, 15), (15, 15)]
+    # Byte-level BPE's own lone "Ġ" (a double space, offsets trimmed to nothing) is still a space.
+    elements, spans, _ = group_tokens(
+        "a  b", [(0, 1), (2, 2), (3, 4)], [False] * 3, Granularity.ALL_TOKENS, ["a", "Ġ", "Ġb"]
+    )
+    assert elements == ["a", " ", "b"] and spans == [(0, 1), (1, 2), (3, 4)]
