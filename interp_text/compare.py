@@ -21,7 +21,6 @@ from .inputs import as_plain, normalise_texts
 from .loading import resolve
 from .methods import GRADIENT_METHODS, GradientMethod, check_model, explain_arguments
 from .metrics import Deletion, Insertion, checked_spans, evaluate_together, rationale_average_precision
-from .model_guard import model_device
 from .options import Granularity, GranularityAggregationStrategy, InferenceModes, method_key, positive_int
 from .perturbation import PERTURBATION_METHODS, PerturbationMethod
 from .tasks import CLASSIFICATION, SEQ2SEQ, detect_task, unwrapped
@@ -305,8 +304,8 @@ def generated_outputs(
     )
     engine = Engine(model, tokenizer, settings)
     engine.needs_embeds = False  # only the outputs are wanted
-    with engine.guarded():
-        items = engine._prepare(texts, None, False, settings.device or model_device(model), generate_kwargs)
+    with engine.guarded() as device:
+        items = engine._prepare(texts, None, False, device, generate_kwargs)
     return [it.output_ids for it in items]
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from . import inputs as inp
 from .errors import InterpTextError, user_stacklevel
 from .explanation import Explanation, Target
 from .granularity import group_tokens, pool
-from .model_guard import checked_device, explaining, model_device
+from .model_guard import call_lock, checked_device, explaining, model_device
 from .options import (
     Granularity,
     GranularityAggregationStrategy,
@@ -62,6 +63,7 @@ from .tasks import (
     target_logits,
     target_scores,
     target_table,
+    unwrapped,
 )
 
 # A forced text whose first token is less likely than this, where the same text after a space starts
@@ -285,18 +287,26 @@ class Engine:
         self._model_name: str | None = None  # see guarded
         self._device: Any = None  # the call's device, set by _prepare
 
-    def guarded(self):
-        """The model guard of one call (``model_guard.explaining``)."""
-        pad = None
-        # The model's own pad id, read before the guard lends it one: it says which position the ids
-        # forward reads (None: the last), which _check_pad_tokens compares embeddings against.
-        self._own_pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
-        self._model_name = model_name(self.model)  # once per call: it reads the file system
-        if self.s.task == CLASSIFICATION:  # any id: rows are never padded (see explaining)
-            tok = self.tokenizer
-            ids = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
-            pad = next((v for v in ids if isinstance(v, int)), 0)
-        return explaining(self.model, self.s.device, pad_id=pad, backward=self.needs_embeds)
+    @contextmanager
+    def guarded(self) -> Iterator[torch.device]:
+        """The model guard of one call (``model_guard.explaining``); gives the call's device.
+
+        The model's lock is taken first: what is read of the model here (its pad id, its device) is
+        read as the user left it, not as another thread's call has lent it for its own.
+        """
+        with call_lock(unwrapped(self.model)):
+            pad = None
+            # The model's own pad id, read before the guard lends it one: it says which position the ids
+            # forward reads (None: the last), which _check_pad_tokens compares embeddings against.
+            self._own_pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
+            self._model_name = model_name(self.model)  # once per call: it reads the file system
+            device = self.s.device or model_device(self.model)
+            if self.s.task == CLASSIFICATION:  # any id: rows are never padded (see explaining)
+                tok = self.tokenizer
+                ids = (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None))
+                pad = next((v for v in ids if isinstance(v, int)), 0)
+            with explaining(self.model, self.s.device, pad_id=pad, backward=self.needs_embeds):
+                yield device
 
     # ------------------------------------------------------------------ public
     def explain(self, model_inputs: Any, targets: Any = None, **generate_kwargs: Any) -> Explanation | list:
@@ -306,11 +316,10 @@ class Engine:
         if generate_kwargs and s.task == CLASSIFICATION:
             raise InterpTextError(f"unknown explain() options {sorted(generate_kwargs)} for a classifier.")
         texts, single = inp.normalise_texts(model_inputs)
-        device = s.device or model_device(self.model)
 
         def run() -> list[Explanation]:
             # Inside a caller's torch.inference_mode() no tensor could take a gradient: lifted here.
-            with self.guarded(), torch.inference_mode(False):
+            with self.guarded() as device, torch.inference_mode(False):
                 self.grad_scale = FLOAT16_GRAD_SCALE  # each call starts from the same scale
                 items = self._prepare(texts, targets, single, device, generate_kwargs)
                 self._group_outputs(items)

@@ -300,8 +300,7 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
     if len(metrics) > 1:  # one bar (and one name in a warning) for the rows they share
         s = dataclasses.replace(s, name="+".join(dict.fromkeys(type(m).__name__ for m in metrics)))
     engine = PerturbationEngine(first.model, first.tokenizer, s, first.replacement_id, memo=first)
-    device = s.device or model_device(first.model)
-    with engine.guarded():
+    with engine.guarded() as device:
         texts = [as_read(e.text, e.options) for e in expls]
         items = engine._prepare(texts, targets, False, device, {})
         masks = {}

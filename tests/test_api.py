@@ -197,6 +197,33 @@ def test_a_compiled_model_and_the_model_inside_it_take_turns(bert, wp_tokenizer)
     assert done.is_set()
 
 
+def test_a_call_reads_the_model_as_the_user_left_it_not_as_another_call_lent_it(bpe):
+    """A GPT-2 classifier loaded without a pad id is lent one for a call. A second thread's call,
+    started meanwhile, reads the model's own pad id (None) once its turn comes: the text's trailing
+    end-of-text token stays an element, as in a call on its own."""
+    import threading
+
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from interp_text.model_guard import explaining
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(bpe), n_embd=16, n_layer=1, n_head=2, n_positions=64, num_labels=2)
+    model = GPT2ForSequenceClassification(config).eval()
+    assert model.config.pad_token_id is None
+    text = "the food was cold<|endoftext|>"
+    alone = Occlusion(model, bpe).explain(text)
+    got = {}
+    with explaining(model, pad_id=bpe.eos_token_id):  # another call's turn: the pad id is lent
+        other = threading.Thread(target=lambda: got.setdefault("e", Occlusion(model, bpe).explain(text)))
+        other.start()
+        other.join(0.5)  # it waits for the turn
+    other.join()
+    assert alone.elements[-1] == "<|endoftext|>"
+    assert got["e"].elements == alone.elements
+    np.testing.assert_array_equal(got["e"].scores, alone.scores)
+
+
 def test_a_model_built_under_inference_mode(wp_tokenizer, bpe):
     """Its weights are inference tensors: gradient methods are refused, naming the fix, with the model
     left as it came; perturbation methods work (the guard's LM-head flag skips such a weight)."""
