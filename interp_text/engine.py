@@ -746,6 +746,8 @@ class Engine:
                 return False
             parts = (base, lm_head, way)
             c2, n2, _ = target_logits(model, task, x, batch, head=parts)
+        except torch.cuda.OutOfMemoryError:
+            raise  # not a verdict on the split: halving() starts the call over with smaller batches
         except (TypeError, AttributeError, RuntimeError):
             return False
         tol = 1e-3 if x.dtype in (torch.float16, torch.bfloat16) else 1e-5  # the model's precision (logits are float32)

@@ -661,6 +661,8 @@ class PerturbationEngine(Engine):
             chosen, log_norm, _ = target_logits(
                 self.model, self.s.task, x[:, cut:], row_items, past=cache, offset=cut, table=table
             )
+        except torch.cuda.OutOfMemoryError:
+            raise  # not a verdict on the cache: halving() starts the call over with smaller batches
         except (TypeError, ValueError, AttributeError, RuntimeError, IndexError, KeyError):
             self.prefix_ok = False
             if self.memo is not None:

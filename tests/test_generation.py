@@ -487,6 +487,30 @@ def test_prefix_rows_of_several_prompts_come_back_to_their_own_text(gpt2, bpe, m
     assert not np.allclose(together[0].scores[:, :45], together[1].scores[:, :45])  # two different texts
 
 
+def test_running_out_of_memory_in_the_prefix_path_halves_the_batch_and_keeps_the_path(gpt2, bpe):
+    """Out of device memory while building the prefix cache says nothing of the cache: the call starts
+    over at half the batch size (one warning), and the prefix path stays on for later calls."""
+    from interp_text.perturbation import Occlusion
+
+    reference = Occlusion(gpt2, bpe, batch_size=16).explain(LONG_PROMPT, targets=" and the staff")
+    explainer = Occlusion(gpt2, bpe, batch_size=16)
+    failed = []
+
+    def once(module, args, kwargs):
+        if kwargs.get("use_cache") and kwargs.get("past_key_values") is None and not failed:
+            failed.append(1)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    handle = gpt2.register_forward_pre_hook(once, with_kwargs=True)
+    try:
+        with pytest.warns(UserWarning, match="batch_size=16 ran out of device memory; this call used batch_size=8"):
+            got = explainer.explain(LONG_PROMPT, targets=" and the staff")
+    finally:
+        handle.remove()
+    assert failed and explainer.prefix_checked == {id(gpt2): True}
+    np.testing.assert_allclose(got.scores, reference.scores, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
 def test_chat_template_special_tokens_are_never_words_nor_masked(llama, bos_tok):
     tok = copy.deepcopy(bos_tok)
     tok.chat_template = (
