@@ -24,6 +24,7 @@ from .options import (
     Granularity,
     GranularityAggregationStrategy,
     InferenceModes,
+    Remade,
     as_int,
     non_negative_float,
     plain,
@@ -140,7 +141,7 @@ def check_explain_options(explainer: Any, generate_kwargs: dict) -> None:
         )
 
 
-class GradientMethod:
+class GradientMethod(Remade):
     """Shared constructor and ``explain`` of the gradient explainers.
 
     Args:
@@ -195,6 +196,7 @@ class GradientMethod:
         progress: bool = False,
         **method_options: Any,
     ):
+        self._made_with(locals())
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         if getattr(getattr(model, "config", None), "model_type", None) == "reformer":
@@ -239,6 +241,7 @@ class GradientMethod:
             baseline=checked_baseline(self.baseline, model, tokenizer) if self.uses_baseline else None,
             options={**self._options(), **({"seed": seed_int(seed)} if self.seeded else {})},
         )
+        self._remember()
 
     # Subclasses override these three.
     def _option_names(self) -> tuple[str, ...]:

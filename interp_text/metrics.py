@@ -22,7 +22,7 @@ from .inputs import tokenize
 from .loading import resolve
 from .methods import check_model, check_options
 from .model_guard import model_device
-from .options import Granularity, GranularityAggregationStrategy, InferenceModes, positive_int
+from .options import Granularity, GranularityAggregationStrategy, InferenceModes, Remade, positive_int
 from .perturbation import PerturbationEngine, element_players, resolve_replacement, unique_rows
 from .tasks import CLASSIFICATION, detect_task, regression
 
@@ -68,7 +68,7 @@ def _check_probabilities(name: str, model) -> None:
     )
 
 
-class _Curve:
+class _Curve(Remade):
     """Shared constructor and evaluation of Deletion and Insertion."""
 
     insertion = False
@@ -86,6 +86,7 @@ class _Curve:
         progress: bool = False,
         **options: Any,
     ):
+        self._made_with(locals())
         if options:
             # The explainers' options that are no metric's: an explanation brings its own elements.
             granular = {"granularity", "aggregation", "granularity_aggregation_strategy"} & set(options)
@@ -119,6 +120,7 @@ class _Curve:
             task=task,
             progress=progress,
         )
+        self._remember()
 
     def points(self, n: int) -> np.ndarray:
         """The numbers of elements k at which a curve of n elements is read: 0..n, or with ``steps``

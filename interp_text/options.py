@@ -104,3 +104,36 @@ def seed_int(value: Any) -> int:
 def method_key(name: str) -> str:
     """A method's name as the method tables key it: case, ``_`` and ``-`` ignored ("Kernel_SHAP")."""
     return name.lower().replace("_", "").replace("-", "")
+
+
+class Remade:
+    """An explainer or metric whose options can be changed after it is made.
+
+    Its settings (sample counts, the baseline, the options an explanation records) are computed
+    from its constructor's arguments once, when it is made. So setting one of them afterwards
+    (``explainer.n_samples = 300``, ``explainer.batch_size = 8``) makes it again with that argument
+    changed, checked as at construction: a refused value leaves it as it was. Any other attribute
+    is set as usual. A base class calls ``_made_with(locals())`` first thing in its ``__init__``
+    and ``_remember()`` last.
+    """
+
+    def _made_with(self, arguments: dict[str, Any]) -> None:
+        made = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+        for extra in ("method_options", "options"):  # the **keywords, as the keywords they were
+            made.update(made.pop(extra, None) or {})
+        object.__setattr__(self, "_making", made)
+
+    def _remember(self) -> None:
+        object.__setattr__(self, "_made", self.__dict__.pop("_making"))
+
+    def _option_names(self) -> tuple[str, ...]:
+        return ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        made = self.__dict__.get("_made")
+        if made is None or (name not in made and name not in self._option_names()):
+            object.__setattr__(self, name, value)
+            return
+        fresh = type(self)(**{**made, name: value})
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)

@@ -38,6 +38,7 @@ from .options import (
     Granularity,
     GranularityAggregationStrategy,
     InferenceModes,
+    Remade,
     as_int,
     non_negative_float,
     positive_int,
@@ -727,7 +728,7 @@ class PerturbationEngine(Engine):
 
 
 # --------------------------------------------------------------------------- public classes
-class PerturbationMethod:
+class PerturbationMethod(Remade):
     """Shared constructor and ``explain`` of the perturbation explainers.
 
     Args:
@@ -778,6 +779,7 @@ class PerturbationMethod:
         progress: bool = False,
         **method_options: Any,
     ):
+        self._made_with(locals())
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
@@ -805,6 +807,7 @@ class PerturbationMethod:
                 **({"seed": seed_int(seed)} if self.seeded else {}),
             },
         )
+        self._remember()
 
     # Subclasses override these four.
     def _option_names(self) -> tuple[str, ...]:

@@ -694,3 +694,32 @@ def test_scores_of_the_wrong_shape_are_refused_by_name(bert, wp_tokenizer):
     )
     with pytest.raises(InterpTextError, match=r"^an explanation's score rows have \[1, 2\] columns"):
         Explanation.from_dict({**data, "scores": [[0.0], [0.0, 1.0]]})
+
+
+def test_an_option_set_after_construction_makes_the_explainer_again(bert, wp_tokenizer):
+    """Settings are computed from the options once: setting one afterwards remakes the explainer with
+    it (IntegratedGradients with n_interpolations changed alone ran 10 points over a fifth of the
+    path), recorded in the explanation's options; a refused value leaves the explainer as it was."""
+    from interp_text import Deletion, Lime
+
+    ig = IntegratedGradients(bert, wp_tokenizer)
+    ig.n_interpolations = 50
+    got = ig.explain(TEXTS[0])
+    fresh = IntegratedGradients(bert, wp_tokenizer, n_interpolations=50).explain(TEXTS[0])
+    np.testing.assert_array_equal(got.scores, fresh.scores)
+    assert got.options["n_interpolations"] == 50
+    ig.batch_size = 7  # a shared option too
+    assert ig.settings.batch_size == 7 and ig.n_interpolations == 50
+    np.testing.assert_allclose(ig.explain(TEXTS[0]).scores, fresh.scores, rtol=1e-6, atol=1e-9)
+    with pytest.raises(InterpTextError, match="n_interpolations"):
+        ig.n_interpolations = 0
+    assert ig.n_interpolations == 50 and ig.settings.n_samples == 50
+
+    lime = Lime(bert, wp_tokenizer, n_samples=20)
+    lime.n_samples = 30
+    assert lime.explain(TEXTS[1]).options["n_samples"] == 30
+    deletion = Deletion(bert, wp_tokenizer)
+    deletion.steps = 2
+    assert deletion.points(10).tolist() == [0, 5, 10]
+    ig.note = "mine"  # any other attribute is the user's own
+    assert ig.note == "mine" and ig.n_interpolations == 50
