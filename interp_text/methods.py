@@ -38,6 +38,7 @@ from .tasks import (
     check_accepts_embeddings,
     decoder_start_id,
     detect_task,
+    head_key,
     input_scale_candidates,
     resolve_input_scale,
     send,
@@ -276,8 +277,9 @@ class GradientMethod(Remade):
         """
         check_explain_options(self, generate_kwargs)
         engine = Engine(self.model, self.tokenizer, self.settings)
-        # The LM-head split is checked once per (base model, head) pair: swapping either rechecks.
-        key = (id(getattr(self.model, "base_model", None)), id(self.model.get_output_embeddings()))
+        # The LM-head split is checked once per (base model, head) pair: swapping either rechecks, as does
+        # a change to what the model does to its logits (a config number, a hook added on the way).
+        key = head_key(self.model)
         cached = getattr(self, "_head_check", None)
         if cached is not None and cached[0] == key:
             engine.head = cached[1]

@@ -517,6 +517,22 @@ def _config_numbers(model, names: tuple[str, ...]) -> list[float]:
     return list(dict.fromkeys(float(v) for v in found if isinstance(v, (int, float)) and not isinstance(v, bool) and v))
 
 
+def head_key(model) -> tuple:
+    """What a checked LM-head split depends on: the base model and head, the config numbers a logit
+    map reads, the ``final_logits_bias`` tensor, and the hooks on the model and its head (a user's
+    temperature hook changes the logits)."""
+    head = model.get_output_embeddings()
+    hooks = tuple(
+        len(getattr(m, name, ()))
+        for m in (model, head)
+        for name in ("_forward_hooks", "_forward_pre_hooks")
+        if isinstance(m, torch.nn.Module)
+    )
+    bias = getattr(unwrapped(model), "final_logits_bias", None)
+    numbers = tuple(_config_numbers(model, LOGIT_SCALES + LOGIT_CAPS)) if hasattr(model, "config") else ()
+    return (id(getattr(model, "base_model", None)), id(head), numbers, id(bias), hooks)
+
+
 class _HeadReached(Exception):
     """Raised by a forward pre-hook on the LM head: the model has run up to it."""
 

@@ -424,6 +424,27 @@ def test_head_check_is_reused_and_redone_after_a_swap(gpt2, bpe):
         gpt2.lm_head = original
 
 
+def test_head_check_is_redone_when_the_models_logits_change(gpt2, bpe):
+    """A hook that changes the logits (a temperature), added after the first call: the reused
+    explainer's scores are a fresh one's, not the gradients of the logits before the hook."""
+    method = Saliency(gpt2, bpe, granularity=ALL, inference_mode="log_softmax")
+    method.explain(PROMPT, targets=" Paris")
+
+    def temperature(module, args, out):
+        out.logits = out.logits / 0.5
+        return out
+
+    handle = gpt2.register_forward_hook(temperature)
+    try:
+        reused = method.explain(PROMPT, targets=" Paris")
+        fresh = Saliency(gpt2, bpe, granularity=ALL, inference_mode="log_softmax").explain(PROMPT, targets=" Paris")
+        reference = causal_reference(gpt2, bpe, PROMPT, " Paris", "saliency", mode="log_softmax")
+    finally:
+        handle.remove()
+    np.testing.assert_array_equal(reused.scores, fresh.scores)
+    np.testing.assert_allclose(reused.scores, reference, rtol=1e-4, atol=1e-7, equal_nan=True)
+
+
 # ---------------------------------------------------------------- perturbation: the unmasked prefix
 LONG_PROMPT = "the food was cold but the staff were lovely and the pasta was good, " * 3  # 45 words
 
