@@ -68,8 +68,8 @@ def _ends_sentence(text: str, stop: int, end: int) -> bool:
     line_start = text.rfind("\n", 0, stop) + 1
     words = text[max(line_start, stop - 24) : stop].split()
     word = words[-1].lower().lstrip(_OPENING) if words else ""
-    if word.isdigit() and not text[line_start:stop].strip()[: -len(word)].strip():
-        return False  # "1." starting a line numbers a list item
+    if word.isdigit() and len(word) <= 3 and not text[line_start:stop].strip()[: -len(word)].strip():
+        return False  # "1." starting a line numbers a list item ("2019." is a year)
     if word in ABBREVIATIONS:
         # A title before a name ("Ms. Smith"), "vs." or "St." after a number too; but "30 ms." is a unit, which can end one.
         return word == "ms" and len(words) > 1 and words[-2].replace(",", "").replace(".", "").isdigit()

@@ -450,3 +450,15 @@ def test_letters_that_byte_level_bpe_uses_as_space_marks_are_letters_elsewhere()
         "a  b", [(0, 1), (2, 2), (3, 4)], [False] * 3, Granularity.ALL_TOKENS, ["a", "Ġ", "Ġb"]
     )
     assert elements == ["a", " ", "b"] and spans == [(0, 1), (1, 2), (3, 4)]
+
+
+def test_a_year_that_starts_a_line_ends_its_sentence_where_a_list_number_does_not():
+    def sentences(text):
+        return [text[s:e] for s, e in sentence_spans(text)]
+
+    assert sentences("It rained in 2018.\n2019. It was a dry year.") == [
+        "It rained in 2018.",
+        "2019.",
+        "It was a dry year.",
+    ]
+    assert sentences("Steps:\n1. Open the box.\n12. Close it.") == ["Steps:", "1. Open the box.", "12. Close it."]
