@@ -1055,7 +1055,7 @@ class Engine:
             predicted=it.predicted,
             completeness_gap=None if gap is None else gap.numpy(),
             # "chat": the text is a chat template's output, holding its own special tokens (the metrics
-            # must not add them again).
+            # must not add them again), and the spans of the messages' contents (the metrics mask those only).
             options={
                 **(s.options or {}),
                 **text_kind(it.text),
@@ -1164,8 +1164,8 @@ def text_kind(text: str) -> dict:
     """What an explanation keeps of how its text was read, so that the metrics read it the same way:
     "chat", a chat template's output (it holds its own special tokens); "text_pair_start", where the
     second text of a pair starts."""
-    if isinstance(text, inp.Templated):
-        return {"chat": True}
+    if isinstance(text, inp.Templated):  # the messages' contents, the only text explained (or all of it: True)
+        return {"chat": True if text.contents is None else [list(span) for span in text.contents]}
     if isinstance(text, inp.TextPair):
         return {"text_pair_start": text.second_start}
     return {}
@@ -1173,8 +1173,9 @@ def text_kind(text: str) -> dict:
 
 def as_read(text: str, options: dict) -> str:
     """The text an explanation explains, as ``text_kind`` said it was read."""
-    if options.get("chat"):
-        return inp.Templated(text)
+    chat = options.get("chat")
+    if chat:
+        return inp.Templated(text, None if chat is True else chat)
     start = options.get("text_pair_start")
     if start is not None:
         return inp.TextPair(text[: start - 1], text[start:])

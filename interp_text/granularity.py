@@ -160,8 +160,8 @@ def group_tokens(
                     e += len(space)
             spans.append((s, e))
             read = max(read, e)
-            name = text[s:e]
-            if special[i] or not name:
+            name = text[s:e]  # a special token a chat template wrote: its text, as the template's words
+            if not name:
                 name = token_strings[i] if token_strings is not None else text[s:e]
                 if not special[i] and _is_space_token(token_strings, i):  # a lone "Ġ" or "▁" with no text
                     name = name.translate(_SPACE_MARKS)

@@ -124,10 +124,53 @@ def _check_unicode(text: str, index: int, what: str | None = None) -> None:
 
 
 class Templated(str):
-    """A text a chat template wrote: it holds its own special tokens, so none are added."""
+    """A text a chat template wrote: it holds its own special tokens, so none are added.
+
+    ``contents``: the spans of the messages' contents in it, in order; the rest (role names, the
+    template's separators, a system prompt it adds by itself) is the template's, which is read but
+    not explained. None: every token that is not a special token is explained (a template that
+    changed a content, so it could not be found).
+    """
+
+    contents: tuple[tuple[int, int], ...] | None = None
+
+    def __new__(cls, text: str, contents=None) -> Templated:
+        templated = super().__new__(cls, text)
+        templated.contents = None if contents is None else tuple((int(a), int(b)) for a, b in contents)
+        return templated
+
+    def __reduce__(self):
+        return Templated, (str(self), self.contents)
+
+    def template_tokens(self, offsets: list[tuple[int, int]]) -> list[bool]:
+        """Per token: whether it reads only the template's text (no message content)."""
+        if self.contents is None:
+            return [False] * len(offsets)
+        return [not any(s < b and a < e for a, b in self.contents) for s, e in offsets]
 
 
-def apply_chat_template(tokenizer, messages: list[dict]) -> str:
+def content_spans(text: str, messages: list[dict]) -> tuple[tuple[int, int], ...] | None:
+    """Where each message's content sits in the text the template wrote, in order; None if one
+    (or one of its text parts) is not there as written or stripped."""
+    spans, at = [], 0
+    for message in messages:
+        content = message.get("content")
+        parts = [content] if isinstance(content, str) else [p.get("text") for p in content or () if isinstance(p, dict)]
+        for part in parts:
+            if not isinstance(part, str) or not part.strip():
+                continue
+            for form in (part, part.strip()):
+                start = text.find(form, at)
+                if start >= 0:
+                    break
+            else:
+                return None
+            spans.append((start, start + len(form)))
+            at = start + len(form)
+    return tuple(spans)
+
+
+def apply_chat_template(tokenizer, messages: list[dict]) -> Templated:
     if getattr(tokenizer, "chat_template", None) is None:
         raise InterpTextError(
             "a chat-message prompt needs a tokenizer with a chat template (tokenizer.chat_template is None); "
@@ -148,7 +191,7 @@ def apply_chat_template(tokenizer, messages: list[dict]) -> str:
                 f"the chat template does not read the content of message {k} as a list of parts (it wrote the list "
                 "itself into the prompt); pass that content as a string."
             )
-    return text
+    return Templated(text, content_spans(text, messages))
 
 
 class Limit(int):
@@ -552,11 +595,13 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
         if i in tokens:
             text, (ids, offsets, special, strings) = raw, tokens[i]
         else:  # a chat template already holds its special tokens
-            text = raw if isinstance(raw, Templated) else Templated(apply_chat_template(tokenizer, raw))
+            text = raw if isinstance(raw, Templated) else apply_chat_template(tokenizer, raw)
             ids, offsets, special, strings = tokenize(tokenizer, text, add_special_tokens=False)
-            # The template's special tokens are in the text, where the tokenizer does not flag them.
+            # The template's special tokens are in the text, where the tokenizer does not flag them; the
+            # template's own words (role names, separators) are read as special tokens are: not explained.
             special_ids = special_token_ids(tokenizer) if special_ids is None else special_ids
-            special = [flag or t in special_ids for flag, t in zip(special, ids)]
+            template = text.template_tokens(offsets)
+            special = [flag or t in special_ids or own for flag, t, own in zip(special, ids, template)]
         if not ids:
             raise InterpTextError(f"text {i} tokenizes to nothing; pass a text the tokenizer can read.")
         if i in tokens and len(ids) > 1 and bos is not None and ids[0] == ids[1] == bos and special[0]:

@@ -540,11 +540,40 @@ def test_chat_template_special_tokens_are_never_words_nor_masked(llama, bos_tok)
     messages = [{"role": "user", "content": "The capital of France?"}]
     words = Occlusion(llama, tok).explain(messages, targets=" Paris")
     assert words.text.startswith("<s>user:") and "<|endoftext|>" in words.text
-    assert words.elements == ["user", ":", "The", "capital", "of", "France", "?", "assistant", ":"]
+    # The messages' contents are explained; the template's words ("user:", "assistant:") are read, not explained.
+    assert words.elements == ["The", "capital", "of", "France", "?"]
+    start = words.text.index("The capital")
+    assert words.options["chat"] == [[start, start + len("The capital of France?")]]
     tokens = Occlusion(llama, tok, granularity="all_tokens").explain(messages, targets=" Paris")
-    special = [j for j, e in enumerate(tokens.elements) if e in ("<s>", "<|endoftext|>")]
-    assert len(special) == 2 and np.isnan(tokens.scores[:, special]).all()  # never masked
-    assert np.isfinite(np.delete(tokens.scores[:, : len(tokens.elements)], special, axis=1)).all()
+    template = [j for j, (a, b) in enumerate(tokens.spans) if not start <= a < start + 22]
+    assert "".join(tokens.elements[j] for j in template) == "<s>user: <|endoftext|>assistant:"  # as written
+    assert np.isnan(tokens.scores[:, template]).all()  # never masked
+    assert np.isfinite(np.delete(tokens.scores[:, : len(tokens.elements)], template, axis=1)).all()
+
+
+def test_a_chat_templates_own_words_are_read_not_explained(gpt2, bpe):
+    """A system prompt the template adds by itself is the template's, as role names are; a template
+    that changes a content (here upper-cases it) leaves no content to find, so all its words are
+    explained, as the text it wrote."""
+    import pickle
+
+    from interp_text.inputs import apply_chat_template
+
+    tok = copy.deepcopy(bpe)
+    tok.chat_template = (
+        "{% if messages[0]['role'] != 'system' %}system: Answer well.\n{% endif %}"
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
+    )
+    messages = [{"role": "user", "content": "The capital of France?"}]
+    expl = Saliency(gpt2, tok).explain(messages, targets=" Paris")
+    assert expl.text.startswith("system: Answer well.\nuser: ")
+    assert expl.elements == ["The", "capital", "of", "France", "?"]
+    templated = apply_chat_template(tok, messages)
+    assert pickle.loads(pickle.dumps(templated)).contents == templated.contents == ((27, 49),)
+    tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] | upper }}\n{% endfor %}assistant:"
+    upper = Saliency(gpt2, tok).explain(messages, targets=" Paris")
+    assert upper.options["chat"] is True
+    assert upper.elements == ["user", ":", "THE", "CAPITAL", "OF", "FRANCE", "?", "assistant", ":"]
 
 
 def test_an_end_of_text_token_in_the_output_is_no_part_of_a_word(gpt2, bpe):
@@ -599,7 +628,8 @@ def test_metrics_score_a_chat_explanation_on_the_input_that_was_explained(llama,
     tok = copy.deepcopy(bos_tok)
     tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}A:"
     expl = Occlusion(llama, tok).explain([{"role": "user", "content": "The capital of France?"}], targets=" Paris")
-    assert expl.options["chat"] is True and expl.text.count("<s>") == 1
+    assert expl.options["chat"] == [[9, 31]] and expl.text.count("<s>") == 1
+    assert expl.text[9:31] == "The capital of France?" and expl.elements == ["The", "capital", "of", "France", "?"]
     start = Deletion(llama, tok).curves(expl)[:, 0]  # nothing deleted yet: the explained input itself
     np.testing.assert_allclose(start, [t.probability for t in expl.targets], rtol=1e-5)
     end = Insertion(llama, tok).curves(expl)[:, -1]  # everything inserted back

@@ -53,7 +53,7 @@ def test_unnamed_special_tokens_of_a_chat_template_are_no_words(llama3):
     assert tok.all_special_tokens == [LLAMA3_SPECIAL[0], LLAMA3_SPECIAL[4]]  # the headers are not named
     messages = [{"role": "user", "content": "The capital of France is"}]
     e = Occlusion(model, tok).explain(messages, targets=" Paris")
-    assert e.elements == ["user", "The", "capital", "of", "France", "is", "assistant"]
+    assert e.elements == ["The", "capital", "of", "France", "is"]  # the header's "user" is the template's
     ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
     ids = list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
     out = tok(" Paris", add_special_tokens=False)["input_ids"]
@@ -68,7 +68,7 @@ def test_a_chat_message_is_a_sentence_of_its_own_without_a_period(llama3):
     model, tok = llama3
     messages = [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "The capital of France is"}]
     e = Occlusion(model, tok, granularity="sentence").explain(messages, targets=" Paris")
-    assert e.elements == ["system", "Be brief", "user", "The capital of France is", "assistant"]
+    assert e.elements == ["Be brief", "The capital of France is"]
 
 
 def test_a_conversation_ending_with_the_assistant_is_continued(llama3):
