@@ -427,16 +427,29 @@ def target_difference(result: dict, target: Any, explainer) -> str | None:
 def generation_difference(result: dict, forced: Any, kwargs: dict) -> str | None:
     """How the generation options of ``result``'s output differ from this run's (``kwargs``), or None.
     A forced output (``forced``, the line's target) was not generated: nothing to compare."""
-    from .engine import json_options
+    from .engine import GENERATION_DEFAULTS, json_options
 
     # Results written before the generation options were recorded (no "model" either): nothing to compare.
     if result.get("task") == "classification" or forced is not None or "model" not in result:
         return None
-    theirs, ours = (result.get("options") or {}).get("generation") or {}, json_options(kwargs)
+
+    def said(options: dict) -> dict:  # an option not given is its default: --max-new-tokens 20 is no change
+        if "generation_config" in options or "max_length" in options:
+            return options
+        return {**GENERATION_DEFAULTS, **options}
+
+    given = [(result.get("options") or {}).get("generation") or {}, json_options(kwargs)]
+    theirs, ours = (said(options) for options in given)
+
+    def value(options: dict, given: dict, name: str) -> str:
+        if name not in options:
+            return "not given"
+        return short(options[name]) + ("" if name in given else " (not given: the default)")
+
     for name in sorted(set(theirs) | set(ours)):
         if theirs.get(name) != ours.get(name):
             flag = "--" + name.replace("_", "-")
-            return f"{flag} {short(theirs.get(name, 'not given'))}, this run {short(ours.get(name, 'not given'))}"
+            return f"{flag} {value(theirs, given[0], name)}, this run {value(ours, given[1], name)}"
     return None
 
 

@@ -66,6 +66,10 @@ from .tasks import (
     unwrapped,
 )
 
+# What generation does with no generation_config= where the call does not say (max_new_tokens: fewer
+# where the prompt leaves fewer positions, see Engine._generate).
+GENERATION_DEFAULTS = {"do_sample": False, "max_new_tokens": 20}
+
 # A forced text whose first token is less likely than this, where the same text after a space starts
 # with another token, is probably missing that space (see Engine._warn_unspaced_targets).
 UNLIKELY_FIRST_TOKEN = 1e-4
@@ -575,7 +579,10 @@ class Engine:
 
             options["generation_config"] = given = GenerationConfig(**given)
         if given is None:  # greedy, 20 new tokens; a generation_config= the user passes says for itself
-            options = {"do_sample": False, **({} if "max_length" in kwargs else {"max_new_tokens": 20}), **options}
+            defaults = dict(GENERATION_DEFAULTS)
+            if "max_length" in kwargs:
+                del defaults["max_new_tokens"]
+            options = {**defaults, **options}
             options.setdefault("pad_token_id", pad)
         elif getattr(given, "pad_token_id", None) is None:  # on a copy: a pad_token_id= beside it is deprecated
             options["generation_config"] = given = copy.deepcopy(given)

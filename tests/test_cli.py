@@ -566,7 +566,7 @@ def test_file_mode_refuses_to_resume_with_another_model_or_output_length(tmp_pat
     err = capsys.readouterr().err
     assert f"id 0 ({inp}:1) was explained with --max-new-tokens 2, this run 3." in err
     assert main(argv) == 2
-    assert "was explained with --max-new-tokens 2, this run 'not given'." in capsys.readouterr().err
+    assert "was explained with --max-new-tokens 2, this run 20 (not given: the default)." in capsys.readouterr().err
     import shutil
 
     copy = shutil.copytree(ROOT / "interp_text" / "bundled" / "facts", tmp_path / "facts_copy")
@@ -577,6 +577,25 @@ def test_file_mode_refuses_to_resume_with_another_model_or_output_length(tmp_pat
     )
     assert main([*argv, "--max-new-tokens", "2"]) == 0  # as first asked: the second line runs
     assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_file_mode_resumes_with_the_default_output_length_spelled_out(tmp_path, capsys):
+    """A run without --max-new-tokens generated 20 tokens, the default: resuming with
+    --max-new-tokens 20 asks for the same outputs, and the other way round."""
+    records = [{"text": "The capital of France is"}, {"text": "The capital of Spain is"}]
+    argv, inp, out = file_run(tmp_path, records, "--task", "generation", "--method", "saliency")
+    argv = [a for a in argv if a not in ("--n-perturbations", "2")]
+    assert main([*argv, "--texts-per-call", "1"]) == 0
+    first = out.read_text(encoding="utf-8").splitlines()
+    out.write_text(first[0] + "\n", encoding="utf-8")  # as if cut after one
+    assert main([*argv, "--max-new-tokens", "20"]) == 0
+    again = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    before = json.loads(first[1])
+    assert len(again) == 2 and again[1]["output_ids"] == before["output_ids"] and len(before["output_ids"]) > 1
+    assert again[1]["scores"] == before["scores"]
+    out.write_text(first[0] + "\n", encoding="utf-8")
+    assert main([*argv, "--max-new-tokens", "19"]) == 2
+    assert "was explained with --max-new-tokens 20 (not given: the default), this run 19." in capsys.readouterr().err
 
 
 def test_file_mode_resumes_results_written_before_the_model_was_recorded(tmp_path, capsys):
