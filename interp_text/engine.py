@@ -753,14 +753,15 @@ class Engine:
                 return False
             parts = (base, lm_head, way)
             c2, n2, _ = target_logits(model, task, x, batch, head=parts)
+            c3, _, _ = target_logits(model, task, x, batch, normaliser=False, head=parts)  # LOGITS' own branch
         except torch.cuda.OutOfMemoryError:
             raise  # not a verdict on the split: halving() starts the call over with smaller batches
         except (TypeError, AttributeError, RuntimeError):
             return False
         tol = 1e-3 if x.dtype in (torch.float16, torch.bfloat16) else 1e-5  # the model's precision (logits are float32)
         atol = tol * max(1.0, float(chosen.detach().abs().max()))
-        c2, n2 = torch.where(valid, c2, chosen), torch.where(valid, n2, log_norm)
-        close = torch.allclose(c2, chosen, rtol=tol, atol=atol) and torch.allclose(n2, log_norm, rtol=tol, atol=atol)
+        c2, n2, c3 = torch.where(valid, c2, chosen), torch.where(valid, n2, log_norm), torch.where(valid, c3, chosen)
+        close = all(torch.allclose(a, b, rtol=tol, atol=atol) for a, b in ((c2, chosen), (n2, log_norm), (c3, chosen)))
         return parts if close else False
 
     def _attribute(self, items: list[Item], device) -> None:

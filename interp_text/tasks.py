@@ -509,7 +509,9 @@ LOGIT_CAPS = ("final_logit_softcapping",)
 
 
 def _config_numbers(model, names: tuple[str, ...]) -> list[float]:
-    configs = [model.config]
+    """The values of ``names`` in the model's config (and text config), and as the model's own
+    attributes (Cohere multiplies by ``model.logit_scale``, a copy of the config's)."""
+    configs = [model.config, unwrapped(model)]
     text = getattr(model.config, "get_text_config", None)
     if callable(text) and text() is not model.config:
         configs.append(text())
@@ -518,13 +520,14 @@ def _config_numbers(model, names: tuple[str, ...]) -> list[float]:
 
 
 def head_key(model) -> tuple:
-    """What a checked LM-head split depends on: the base model and head, the config numbers a logit
-    map reads, the ``final_logits_bias`` tensor, and the hooks on the model and its head (a user's
-    temperature hook changes the logits)."""
+    """What a checked LM-head split depends on: the base model and head, the numbers a logit map
+    reads (config values, and the model's own copies), the ``final_logits_bias`` tensor, and the
+    hooks on the model and its head (a user's temperature hook changes the logits). A hook whose
+    own behaviour changes from call to call is not seen."""
     head = model.get_output_embeddings()
-    hooks = tuple(
-        len(getattr(m, name, ()))
-        for m in (model, head)
+    hooks = tuple(  # their handles' ids, never reused: one hook swapped for another is a change
+        tuple(getattr(m, name, {}).keys())
+        for m in (model, unwrapped(model), head)
         for name in ("_forward_hooks", "_forward_pre_hooks")
         if isinstance(m, torch.nn.Module)
     )
@@ -619,8 +622,8 @@ def score_columns(
     """
     normaliser = mode != InferenceModes.LOGITS
     chosen, log_norm, valid = target_logits(model, task, embeds, items, normaliser, head, stacked=False)
-    if isinstance(log_norm, list):
-        return [apply_mode(c, n, mode) for c, n in zip(chosen, log_norm)], valid
+    if isinstance(chosen, list):
+        return [apply_mode(c, log_norm[j] if log_norm else None, mode) for j, c in enumerate(chosen)], valid
     f = apply_mode(chosen, log_norm, mode)
     return [f[:, j] for j in range(f.shape[1])], valid
 
@@ -815,7 +818,7 @@ def _by_position(head, h: torch.Tensor, table: Table, normaliser, stacked=True):
     _, lm_head, logits_of = head
     valid, target_ids = table.valid, table.target_ids
     width = target_ids.shape[1]
-    if not normaliser:
+    if not normaliser and _plain_linear(lm_head):  # its rows only: W[y_t] · h_t (+ b)
         chosen = (h * lm_head.weight[target_ids]).sum(-1)  # (rows, width)
         if lm_head.bias is not None:
             chosen = chosen + lm_head.bias[target_ids]
@@ -824,10 +827,17 @@ def _by_position(head, h: torch.Tensor, table: Table, normaliser, stacked=True):
     for j in range(width):
         logits = at_least_float32(logits_of(lm_head(h[:, j])))  # (rows, vocab), float32 as in the whole-logits path
         chosen.append(logits.gather(1, target_ids[:, j, None])[:, 0])
-        log_norm.append(torch.logsumexp(logits, -1))
+        if normaliser:
+            log_norm.append(torch.logsumexp(logits, -1))
     if not stacked:  # one branch per target: see score_columns
-        return chosen, log_norm, valid
-    return torch.stack(chosen, 1), torch.stack(log_norm, 1), valid
+        return chosen, (log_norm if normaliser else None), valid
+    return torch.stack(chosen, 1), (torch.stack(log_norm, 1) if normaliser else None), valid
+
+
+def _plain_linear(module: torch.nn.Module) -> bool:
+    """Whether ``module`` computes h · Wᵀ + b and nothing else: a torch Linear, not a subclass with a
+    forward of its own, with no hooks (a user's temperature hook on the head)."""
+    return type(module) is torch.nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
 
 
 def decoder_start_id(model) -> Any:

@@ -445,6 +445,71 @@ def test_head_check_is_redone_when_the_models_logits_change(gpt2, bpe):
     np.testing.assert_allclose(reused.scores, reference, rtol=1e-4, atol=1e-7, equal_nan=True)
 
 
+def _whole_logits(model, tok, **options):
+    """The scores of the whole-logits path: autograd through the model's own logits."""
+    from interp_text.engine import Engine
+
+    engine = Engine(model, tok, Saliency(model, tok, granularity=ALL, **options).settings)
+    engine.head = False
+    return engine.explain(PROMPT, targets=" Paris.").scores
+
+
+@pytest.mark.parametrize("how", ["hook", "subclass"])
+def test_a_head_that_does_more_than_its_weight_is_called_as_a_module(how, gpt2, bpe):
+    """LOGITS reads a target's logit as W[y] · h, without the vocabulary: a hook on the LM head, or a
+    Linear subclass with a forward of its own, is then skipped; such a head is called instead."""
+
+    class Halved(torch.nn.Linear):
+        def forward(self, x):
+            return super().forward(x) / 2
+
+    model = copy.deepcopy(gpt2)
+    if how == "hook":
+        model.lm_head.register_forward_hook(lambda module, args, out: out / 2)
+    else:
+        halved = Halved(model.lm_head.in_features, model.lm_head.out_features, bias=False)
+        halved.weight = model.lm_head.weight
+        model.lm_head = halved
+    for mode in ("logits", "log_softmax"):
+        got = Saliency(model, bpe, granularity=ALL, inference_mode=mode).explain(PROMPT, targets=" Paris.")
+        np.testing.assert_allclose(got.scores, _whole_logits(model, bpe, inference_mode=mode), rtol=1e-5, atol=1e-9)
+        plain = Saliency(gpt2, bpe, granularity=ALL, inference_mode=mode).explain(PROMPT, targets=" Paris.")
+        assert not np.allclose(got.scores, plain.scores, equal_nan=True)  # the halving is seen
+
+
+def test_head_check_is_redone_when_a_hook_is_swapped_or_the_models_own_scale_changes(gpt2, bpe):
+    """One hook replaced by another (as many hooks as before), and Cohere's logit_scale changed on the
+    model itself (the number it multiplies by; its config keeps the old one)."""
+    from transformers import CohereConfig, CohereForCausalLM
+
+    method = Saliency(gpt2, bpe, granularity=ALL, inference_mode="log_softmax")
+    handle = gpt2.register_forward_hook(lambda module, args, out: out)
+    method.explain(PROMPT, targets=" Paris.")
+    handle.remove()
+
+    def temperature(module, args, out):
+        out.logits = out.logits / 4
+        return out
+
+    handle = gpt2.register_forward_hook(temperature)
+    try:
+        got = method.explain(PROMPT, targets=" Paris.").scores
+        np.testing.assert_allclose(got, _whole_logits(gpt2, bpe, inference_mode="log_softmax"), rtol=1e-5, atol=1e-9)
+    finally:
+        handle.remove()
+
+    torch.manual_seed(0)
+    config = CohereConfig(
+        vocab_size=len(bpe), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    cohere = CohereForCausalLM(config).eval()
+    method = Saliency(cohere, bpe, granularity=ALL)
+    method.explain(PROMPT, targets=" Paris.")
+    cohere.logit_scale = 2.0
+    got = method.explain(PROMPT, targets=" Paris.").scores
+    np.testing.assert_allclose(got, _whole_logits(cohere, bpe), rtol=1e-5, atol=1e-9)
+
+
 # ---------------------------------------------------------------- perturbation: the unmasked prefix
 LONG_PROMPT = "the food was cold but the staff were lovely and the pasta was good, " * 3  # 45 words
 
