@@ -659,10 +659,19 @@ class Engine:
                             f"sampling a prompt of {ids.shape[1]} tokens ran out of GPU memory; lower max_new_tokens, "
                             "or pass the output as a forced target."
                         ) from None
-                    except IndexError as err:  # a position past the model's table
+                    except IndexError as err:  # a position past the model's table, or the model's own failure
+                        longest = fit.get("max_new_tokens", setting("max_new_tokens"))
+                        if self.s.task == CAUSAL_LM and longest is not None:
+                            longest += ids.shape[1]
+                        if longest is None or (max_len and longest > max_len):
+                            raise InterpTextError(
+                                f"generation failed ({err}): the output likely ran past the {max_len} positions the "
+                                "model takes; lower max_new_tokens (or max_length) in the options or generation config."
+                            ) from err
                         raise InterpTextError(
-                            f"generation failed ({err}): the output likely ran past the {max_len} positions the "
-                            "model takes; lower max_new_tokens (or max_length) in the options or generation config."
+                            f"generation failed inside {type(model).__name__}.generate() ({err}), within the "
+                            f"{max_len} positions the model takes; pass the output as a forced target (targets=) to "
+                            "explain it without generating."
                         ) from err
                     out = getattr(out, "sequences", out)  # return_dict_in_generate set in a generation config
                     if out.shape[0] != len(group):
@@ -700,9 +709,12 @@ class Engine:
             for batch in _batches(_group(items, s.task), s.batch_size):
                 self._embed(batch)
                 x = torch.stack([it.embeds for it in batch])  # (rows, seq, hidden)
+                check = s.task in (CAUSAL_LM, SEQ2SEQ) and self.head is None
+                # A model may scale its inputs_embeds in place (CTRL): the check reads them as they came.
+                pristine = x.clone() if check else None
                 chosen, log_norm, valid = target_logits(self.model, s.task, x, batch)
-                if s.task in (CAUSAL_LM, SEQ2SEQ) and self.head is None:
-                    self.head = self._checked_head(x, batch, chosen, log_norm, valid)
+                if check:
+                    self.head = self._checked_head(pristine, batch, chosen, log_norm, valid)
                 f = apply_mode(chosen, log_norm, s.inference_mode)
                 log_p = chosen - log_norm  # (rows, width)
                 for r, it in enumerate(batch):
@@ -740,20 +752,22 @@ class Engine:
 
                     def run(n):
                         return lambda: model(
-                            inputs_embeds=x[:1], decoder_input_ids=start.expand(1, n).contiguous(), **no_cache(model)
+                            inputs_embeds=x[:1].clone(),
+                            decoder_input_ids=start.expand(1, n).contiguous(),
+                            **no_cache(model),
                         )
 
                     h = head_input(lm_head, run(1))
                     way = None if h is None else logit_map(model, lm_head, h[0, -1], run(5))
                 else:  # the base model's output at the first position, then at 5 positions
-                    h = base(inputs_embeds=x[:1, :1], **no_cache(base)).last_hidden_state[0, 0]
-                    run5 = lambda: model(inputs_embeds=x[:1, :1].expand(1, 5, -1), **no_cache(model))  # noqa: E731
+                    h = base(inputs_embeds=x[:1, :1].clone(), **no_cache(base)).last_hidden_state[0, 0]
+                    run5 = lambda: model(inputs_embeds=x[:1, :1].repeat(1, 5, 1), **no_cache(model))  # noqa: E731
                     way = logit_map(model, lm_head, h, run5)
             if way is None:
                 return False
             parts = (base, lm_head, way)
-            c2, n2, _ = target_logits(model, task, x, batch, head=parts)
-            c3, _, _ = target_logits(model, task, x, batch, normaliser=False, head=parts)  # LOGITS' own branch
+            c2, n2, _ = target_logits(model, task, x.clone(), batch, head=parts)
+            c3, _, _ = target_logits(model, task, x.clone(), batch, normaliser=False, head=parts)  # LOGITS' own branch
         except torch.cuda.OutOfMemoryError:
             raise  # not a verdict on the split: halving() starts the call over with smaller batches
         except (TypeError, AttributeError, RuntimeError):

@@ -221,7 +221,7 @@ def test_generator_scores_are_the_models_own(name, padded_bpe):
     np.testing.assert_allclose([t.score for t in got.targets], torch.stack(want).numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", [*GENERATORS, *MORE_GENERATORS, "t5"])
+@pytest.mark.parametrize("name", [*GENERATORS, *MORE_GENERATORS, "t5", "ctrl"])
 def test_generator_gradients_are_the_models_own(name, padded_bpe):
     """Saliency of each output token's log-probability, against autograd through the model's own
     whole logits (that path is checked against hand-written references in test_generation). The
@@ -233,6 +233,8 @@ def test_generator_gradients_are_the_models_own(name, padded_bpe):
     if name == "t5":
         config, model_class, kw = T.T5Config, T.T5ForConditionalGeneration, dict(d_model=32, d_kv=16, d_ff=64)
         kw = dict(kw, num_layers=2, num_heads=2, decoder_start_token_id=padded_bpe.pad_token_id)
+    elif name == "ctrl":  # scales its inputs_embeds in place
+        config, model_class, kw = T.CTRLConfig, T.CTRLLMHeadModel, dict(n_embd=32, n_layer=2, n_head=2, dff=64)
     else:
         config, model_class, kw = {**GENERATORS, **MORE_GENERATORS}[name]
     if config is None or model_class is None:

@@ -126,6 +126,23 @@ def test_running_past_the_positions_names_the_fix(bpe):
         Saliency(model, bpe).explain(PROMPT, generation_config=config)
 
 
+def test_a_failure_inside_generate_within_the_positions_is_not_blamed_on_them(gpt2, bpe, monkeypatch):
+    """An IndexError from a model's own generate() (SwitchTransformers' on transformers 5) when the
+    output fits the positions: the message says so and offers a forced target, not a shorter output."""
+
+    def failing(*args, **kwargs):
+        raise IndexError("index 3 is out of bounds for dimension 0 with size 3")
+
+    monkeypatch.setattr(gpt2, "generate", failing)
+    with pytest.raises(InterpTextError) as err:
+        Saliency(gpt2, bpe).explain(PROMPT, max_new_tokens=3)
+    assert str(err.value) == (
+        "generation failed inside GPT2LMHeadModel.generate() (index 3 is out of bounds for dimension 0 with size 3), "
+        "within the 128 positions the model takes; pass the output as a forced target (targets=) to explain it "
+        "without generating."
+    )
+
+
 def test_a_list_of_decoder_starts_is_refused(t5, bpe):
     with pytest.raises(InterpTextError, match="decoder_start_token_id must be one id here"):
         Saliency(t5, bpe).explain([PROMPT, "The food"], decoder_start_token_id=[0, 5])
