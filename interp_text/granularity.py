@@ -19,14 +19,16 @@ from .options import Granularity, GranularityAggregationStrategy
 # A word: word characters (letters, digits, combining marks, joiners: "\w" of the `regex` module,
 # which, unlike `re`'s, keeps "नमस्ते" and a decomposed "é" whole) joined by apostrophes or hyphens
 # ("don't", "state-of-the-art"), digits joined by a point, comma or colon ("3.50", "1,000",
-# "10:30"); or a run of other non-space characters (punctuation; emoji with their variation
-# selectors and zero-width joiners). Invisible format characters (soft hyphen, word joiner,
+# "10:30"), with the sign of a number that follows no word character ("-5", "+3", "−2.5"); or a
+# run of other non-space characters (punctuation; emoji with their variation selectors and
+# zero-width joiners). Invisible format characters (soft hyphen, word joiner,
 # byte-order mark) stay inside the word they touch; a zero-width space separates words (Thai and
 # Khmer write their word breaks with it), as a space does. The hyphens U+2010 and U+2011 join
 # words as "-" does.
 _WORD = regex.compile(
-    r"(?:\w|(?!\u200b)\p{Cf})+(?:(?:['’\-\u2010\u2011]|(?<=\d)[.,:](?=\d))(?:\w|(?!\u200b)\p{Cf})+)*"
-    r"|(?:[^\w\s\u200b]|[\p{M}\u200d])+"
+    r"(?:(?<!\w)[-+\u2212](?=\d))?(?:\w|(?!\u200b)\p{Cf})+"
+    r"(?:(?:['’\-\u2010\u2011]|(?<=\d)[.,:](?=\d))(?:\w|(?!\u200b)\p{Cf})+)*"
+    r"|(?:(?!(?<!\w)[-+\u2212]\d)[^\w\s\u200b]|[\p{M}\u200d])+"
 )
 # A sentence ends at a run of . ! ? … (closing quotes and brackets included) followed by a space or
 # the end of the text, at 。！？ (and the Devanagari, Arabic and Urdu stops), or at a line or
@@ -44,7 +46,9 @@ ABBREVIATIONS = frozenset("mr mrs ms dr prof sr jr st mt vs e.g i.e cf fig appro
 
 # _WORD on ASCII text, in `re`, three times faster: no format characters or combining marks there,
 # and `regex`'s \s there is these five characters and the space (not "\x1c".."\x1f", which `re` counts).
-_ASCII_WORD = re.compile(r"\w+(?:(?:['\-]|(?<=\d)[.,:](?=\d))\w+)*|[^\w \t\n\x0b\x0c\r]+")
+_ASCII_WORD = re.compile(
+    r"(?:(?<!\w)[-+](?=\d))?\w+(?:(?:['\-]|(?<=\d)[.,:](?=\d))\w+)*|(?:(?!(?<!\w)[-+]\d)[^\w \t\n\x0b\x0c\r])+"
+)
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:

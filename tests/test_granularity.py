@@ -462,3 +462,15 @@ def test_a_year_that_starts_a_line_ends_its_sentence_where_a_list_number_does_no
         "It was a dry year.",
     ]
     assert sentences("Steps:\n1. Open the box.\n12. Close it.") == ["Steps:", "1. Open the box.", "12. Close it."]
+
+
+def test_a_numbers_sign_is_part_of_its_word():
+    def words(text):
+        return [text[s:e] for s, e in word_spans(text)]
+
+    assert words("It was -5 degrees, +3 today (-2.5) and −4") == [
+        "It", "was", "-5", "degrees", ",", "+3", "today", "(", "-2.5", ")", "and", "−4",
+    ]  # fmt: skip
+    assert words("pages 10-15, x+3, a - b, --5, e-5") == [
+        "pages", "10-15", ",", "x", "+", "3", ",", "a", "-", "b", ",", "-", "-5", ",", "e-5",
+    ]  # fmt: skip
