@@ -197,7 +197,7 @@ class GradientMethod(Remade):
         progress: bool = False,
         **method_options: Any,
     ):
-        self._made_with(locals())
+        self._made_with(locals(), GradientMethod)
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         if getattr(getattr(model, "config", None), "model_type", None) == "reformer":

@@ -86,7 +86,7 @@ class _Curve(Remade):
         progress: bool = False,
         **options: Any,
     ):
-        self._made_with(locals())
+        self._made_with(locals(), _Curve)
         if options:
             # The explainers' options that are no metric's: an explanation brings its own elements.
             granular = {"granularity", "aggregation", "granularity_aggregation_strategy"} & set(options)

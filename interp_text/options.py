@@ -117,11 +117,13 @@ class Remade:
     and ``_remember()`` last.
     """
 
-    def _made_with(self, arguments: dict[str, Any]) -> None:
+    def _made_with(self, arguments: dict[str, Any], base: type) -> None:
+        """``arguments``: the ``locals()`` of ``base.__init__``, the one that makes the object. A
+        subclass with an ``__init__`` of its own is not made again (its arguments are not these)."""
         made = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
         for extra in ("method_options", "options"):  # the **keywords, as the keywords they were
             made.update(made.pop(extra, None) or {})
-        object.__setattr__(self, "_making", made)
+        object.__setattr__(self, "_making", made if type(self).__init__ is base.__init__ else None)
 
     def _remember(self) -> None:
         object.__setattr__(self, "_made", self.__dict__.pop("_making"))

@@ -779,7 +779,7 @@ class PerturbationMethod(Remade):
         progress: bool = False,
         **method_options: Any,
     ):
-        self._made_with(locals())
+        self._made_with(locals(), PerturbationMethod)
         model, tokenizer = resolve(model, tokenizer, task, device)
         check_model(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer

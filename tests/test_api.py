@@ -723,3 +723,18 @@ def test_an_option_set_after_construction_makes_the_explainer_again(bert, wp_tok
     assert deletion.points(10).tolist() == [0, 5, 10]
     ig.note = "mine"  # any other attribute is the user's own
     assert ig.note == "mine" and ig.n_interpolations == 50
+
+
+def test_a_subclass_with_its_own_init_sets_its_attributes_as_usual(bert, wp_tokenizer):
+    """Its constructor's arguments are not the base's: it is not made again (which would run its
+    __init__ again, and again)."""
+
+    class Wider(SmoothGrad):
+        def __init__(self, model, tokenizer, width):
+            super().__init__(model, tokenizer, n_perturbations=2)
+            self.noise_std = width
+
+    wider = Wider(bert, wp_tokenizer, 0.3)
+    assert wider.noise_std == 0.3 and wider.settings.n_samples == 2
+    wider.n_perturbations = 3  # as any attribute
+    assert wider.settings.n_samples == 2
