@@ -49,11 +49,14 @@ from .tasks import (
     CLASSIFICATION,
     Item,
     Table,
+    _plain_linear,
     accepts,
     apply_mode,
     class_log_norm,
     classification_logits,
     embed,
+    head_key,
+    head_targets,
     send,
     table_rows,
     target_logits,
@@ -290,6 +293,7 @@ class GroupRows:
     batches: list[tuple[int, int]]  # [start, end) of each forward, in that order
     cuts: list[int]  # causal prefix each row may skip, in that order (empty: none)
     row_items: list[Item] | None  # generation: the item of each row, in that order
+    normalised: np.ndarray | None = None  # (run rows,) bool: the rows whose log p is read (None: all)
 
     @property
     def n_run(self) -> int:
@@ -316,6 +320,9 @@ class PerturbationEngine(Engine):
         # Causal LMs: whether the prefix cache reproduces the plain forward; checked once per explainer.
         self.prefix_ok: bool | None = getattr(self.memo, "prefix_checked", {}).get(id(model))
         self.results: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        # A generator explained in LOGITS: the checked per-position head ``(base, Linear, LogitMap)``,
+        # with which masked rows skip the vocabulary (``tasks.head_targets``); None: the whole logits.
+        self.split: tuple | None = None
 
     # Rows are embedded from token ids batch by batch: no text's embeddings are kept.
     needs_embeds = False
@@ -431,6 +438,7 @@ class PerturbationEngine(Engine):
         token ids with the replacement id at masked positions: one lookup per forward.
         """
         s = self.s
+        self.split = self._split(items, device)
         self.bar = Progress(s.progress, s.name, sum(m.shape[0] for m in masks.values()))
         plans, outs = [], []  # per length group: its GroupRows; per forward: (logits, normalisers or None)
         wave, host = [], []  # groups not run yet, and the int64 tensors they need on the device
@@ -544,13 +552,20 @@ class PerturbationEngine(Engine):
                 keep, ids, text_of_row = keep[first], ids[first], text_of_row[first]
                 table = None if table is None else table[first]
         order, batches, cuts = self._batches(keep, group, text_of_row)
+        normalised = None
+        if self.split is not None:  # each part's first row: an explainer's unperturbed row, whose log p is read
+            firsts = np.cumsum([0, *counts[:-1]])
+            firsts = firsts if inverse is None else inverse[firsts]
+            normalised = np.zeros(ids.shape[0], dtype=bool)
+            normalised[firsts] = True
         if order is not None:
             ids, text_of_row = ids[order], text_of_row[order]
             table = None if table is None else table[order]
+            normalised = None if normalised is None else normalised[order]
         if table is None:
             return GroupRows(group, counts, inverse, order, batches, cuts, None), [torch.from_numpy(ids)]
         row_items = [group[k] for k in text_of_row.tolist()]
-        return GroupRows(group, counts, inverse, order, batches, cuts, row_items), [
+        return GroupRows(group, counts, inverse, order, batches, cuts, row_items, normalised), [
             torch.from_numpy(ids),
             torch.from_numpy(table),
         ]
@@ -582,8 +597,9 @@ class PerturbationEngine(Engine):
                         outs.append((classification_logits(self.model, x, plan.items[0].token_types, read), None))
                     else:
                         cut = min(cuts[a:b]) if cuts else 0
-                        out = self._prefix_logits(x, row_items[a:b], cut, table[a:b]) if cut else None
-                        outs.append(out or target_logits(self.model, s.task, x, row_items[a:b], table=table[a:b])[:2])
+                        norm = None if plan.normalised is None else send(torch.from_numpy(plan.normalised[a:b]), device)
+                        out = self._prefix_logits(x, row_items[a:b], cut, table[a:b], norm) if cut else None
+                        outs.append(out or self._logits(x, row_items[a:b], table[a:b], norm))
                     self.bar.step(b - a)
 
     def _batches(
@@ -618,7 +634,7 @@ class PerturbationEngine(Engine):
         ``LOGITS_BYTES`` of float32 logits (rows × scored positions × vocabulary): a 198-token output
         over GPT-2's 50 257 tokens took 5.3 GiB at 64 rows, and ran faster at 8."""
         s = self.s
-        if s.task == CLASSIFICATION:
+        if s.task == CLASSIFICATION or self.split is not None:  # the split makes logits for few rows (head_targets)
             return s.batch_size
         if s.task == CAUSAL_LM:
             positions = seq - min(it.n_prompt for it in group) + 1
@@ -633,7 +649,47 @@ class PerturbationEngine(Engine):
             return False
         return self.prefix_ok
 
-    def _prefix_logits(self, x: torch.Tensor, row_items: list[Item], cut: int, table: Table):
+    def _logits(self, x, row_items: list[Item], table: Table, normalised=None, **cache):
+        """Target logits and normalisers of rows: ``tasks.head_targets`` with the checked head, for
+        the rows ``normalised`` (all if None); else the whole logits (``target_logits``)."""
+        if self.split is not None and normalised is not None:
+            return head_targets(
+                self.model,
+                self.s.task,
+                x,
+                row_items,
+                self.split,
+                normalised,
+                table=table,
+                logits_bytes=LOGITS_BYTES,
+                **cache,
+            )[:2]
+        return target_logits(self.model, self.s.task, x, row_items, table=table, **cache)[:2]
+
+    def _split(self, items: list[Item], device) -> tuple | None:
+        """The per-position head for this call's masked rows, or None: a generator explained in LOGITS
+        (where only each text's unperturbed row needs its log p) whose head is a plain Linear and
+        whose logits the split reproduces (``Engine._checked_head``, on up to 4 unperturbed texts of
+        one length; once per explainer, as the gradient methods check it)."""
+        s = self.s
+        if s.task == CLASSIFICATION or self.method is None or s.inference_mode != InferenceModes.LOGITS:
+            return None
+        key = head_key(self.model)
+        cached = getattr(self.memo, "_head_check", None)
+        if cached is not None and cached[0] == key:
+            self.head = cached[1]
+        if self.head is None:
+            group = next(iter(_group(items, s.task).values()))[:4]
+            with torch.inference_mode():
+                ids = send(torch.stack([it.input_ids for it in group]), device)
+                x = embed(self.model, ids)
+                chosen, log_norm, valid = target_logits(self.model, s.task, x, group)
+                self.head = self._checked_head(x, group, chosen, log_norm, valid)
+            if self.memo is not None:
+                self.memo._head_check = (key, self.head)
+        return self.head if self.head and _plain_linear(self.head[1]) else None
+
+    def _prefix_logits(self, x: torch.Tensor, row_items: list[Item], cut: int, table: Table, normalised=None):
         """Target logits and normalisers of causal rows whose first ``cut`` positions are unmasked.
 
         The prefix runs once per text (its cache is then indexed to the rows) and the rows only
@@ -659,9 +715,9 @@ class PerturbationEngine(Engine):
 
                 cache = DynamicCache.from_legacy_cache(cache)
             cache.batch_select_indices(which)
-            chosen, log_norm, _ = target_logits(
-                self.model, self.s.task, x[:, cut:], row_items, past=cache, offset=cut, table=table
-            )
+            if self.prefix_ok is None:  # checked against the plain forward on every row's normaliser
+                normalised = None
+            chosen, log_norm = self._logits(x[:, cut:], row_items, table, normalised, past=cache, offset=cut)
         except torch.cuda.OutOfMemoryError:
             raise  # not a verdict on the cache: halving() starts the call over with smaller batches
         except (TypeError, ValueError, AttributeError, RuntimeError, IndexError, KeyError):
@@ -670,7 +726,7 @@ class PerturbationEngine(Engine):
                 self.memo.prefix_checked = {id(self.model): False}
             return None
         if self.prefix_ok is None:
-            ref_chosen, ref_norm, _ = target_logits(self.model, self.s.task, x, row_items, table=table)
+            ref_chosen, ref_norm = self._logits(x, row_items, table)
             scale = float(ref_chosen.abs().max()) + 1.0
             # A few rounding steps of the model's precision apart: bfloat16 alone moves a logit of 1.5
             # by 0.006 between the two paths, where a wrong cache moves it by whole units.

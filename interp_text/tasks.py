@@ -786,6 +786,59 @@ def target_logits(
     return chosen, log_norm, valid
 
 
+def head_targets(
+    model,
+    task: str,
+    embeds: torch.Tensor,
+    items: list[Item],
+    head: tuple,
+    normalised: torch.Tensor,
+    past: Any = None,
+    offset: int = 0,
+    table: Table | None = None,
+    logits_bytes: int = 2**28,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``target_logits`` of a generator, without gradients, made where they are read: each row's
+    target logits as ``W[y] · h (+ b)``, mapped (``LogitMap``), from the states its LM head reads
+    (``head_input``), and the vocabulary's normaliser only for the rows ``normalised`` ``(rows,)``
+    (NaN for the others; their logits made ``logits_bytes`` of float32 at a time). ``head``:
+    ``(base, plain Linear head, LogitMap)``, checked (``Engine._checked_head``). A perturbation explainer in LOGITS reads a normaliser for its
+    unperturbed rows only; the whole-logits path made rows × positions × vocabulary logits for all
+    of them (a 128 256-token vocabulary: two thirds of KernelShap's time).
+    """
+    _, lm_head, logits_of = head
+    table = table if table is not None else target_table(model, task, items, embeds.device)
+    valid, target_ids = table.valid, table.target_ids
+    width = valid.shape[1]
+    if task == SEQ2SEQ:
+        h = head_input(
+            lm_head, lambda: model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, **no_cache(model))
+        )
+        h = h[:, :width]  # (rows, width, hidden): every decoder position is a target
+    else:
+        seq = offset + embeds.shape[1]
+        first = min(it.n_prompt for it in items) - 1
+        kwargs = no_cache(model) if past is None else {"use_cache": True, "past_key_values": past}
+        if accepts(unwrapped(model), "logits_to_keep"):
+            kwargs["logits_to_keep"] = seq - first  # the head reads the scored positions only
+        h = head_input(lm_head, lambda: model(inputs_embeds=embeds, **kwargs))
+        h = h[:, h.shape[1] - (seq - first) :]  # (rows, seq - first, hidden), as the logits are read
+        pos = _target_positions(table, -first)  # (rows, width)
+        h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
+    # The product in float32, then rounded to the model's dtype, as its head's matrix product does.
+    chosen = (h.float() * lm_head.weight[target_ids].float()).sum(-1)
+    if lm_head.bias is not None:
+        chosen = chosen + lm_head.bias[target_ids].float()
+    chosen = at_least_float32(logits_of(chosen.to(h.dtype), target_ids))  # (rows, width)
+    log_norm = torch.full_like(chosen, float("nan"))
+    rows = normalised.nonzero()[:, 0]
+    step = max(1, logits_bytes // (4 * width * lm_head.out_features))  # rows of float32 logits at a time
+    for part in rows.split(step):
+        logits = at_least_float32(logits_of(lm_head(h[part])))  # (part, width, vocab)
+        log_norm[part] = torch.logsumexp(logits, -1)
+    return chosen, log_norm, valid
+
+
 def _target_positions(table: Table, shift: int = 0) -> torch.Tensor:
     """``(rows, width)`` the position whose logits predict each target (0 where not valid), plus ``shift``."""
     width = table.valid.shape[1]

@@ -825,24 +825,25 @@ def test_prompts_that_share_a_masked_input_and_target_run_it_once(prefix, gpt2, 
     prompts = [LONG_PROMPT, LONG_PROMPT.replace("lovely", "good", 1)]
     assert len(bpe(prompts[0])["input_ids"]) == len(bpe(prompts[1])["input_ids"])  # one length group
     explainer = Occlusion(gpt2, bpe, batch_size=16)
-    explainer.explain(prompts[0], targets=" and the staff")  # the prefix check, once
+    counted = []
+
+    def hook(module, args, kwargs):
+        if not (kwargs.get("use_cache") and kwargs.get("past_key_values") is None):
+            counted.append(kwargs["inputs_embeds"].shape[0])
 
     def rows(targets):
         """The explanations and the rows scored (not counting the prefix passes, which score nothing)."""
-        counted = []
+        counted.clear()
+        return explainer.explain(prompts, targets=targets), sum(counted)
 
-        def hook(module, args, kwargs):
-            if not (kwargs.get("use_cache") and kwargs.get("past_key_values") is None):
-                counted.append(kwargs["inputs_embeds"].shape[0])
-
-        handle = gpt2.register_forward_pre_hook(hook, with_kwargs=True)
-        try:
-            return explainer.explain(prompts, targets=targets), sum(counted)
-        finally:
-            handle.remove()
-
-    same, shared_rows = rows([" and the staff"] * 2)
-    _, apart_rows = rows([" and the staff", " and the food"])  # one length group, another target
+    # Hooked first: the checks of the prefix path and of the LM head (redone when hooks change) run once.
+    handle = gpt2.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        explainer.explain(prompts[0], targets=" and the staff")
+        same, shared_rows = rows([" and the staff"] * 2)
+        _, apart_rows = rows([" and the staff", " and the food"])  # one length group, another target
+    finally:
+        handle.remove()
     assert getattr(explainer, "prefix_checked", None) == ({id(gpt2): True} if prefix else None)
     assert shared_rows == apart_rows - 1 == 2 * 46 - 1  # each prompt: the clean row and 45 masked words
     for expl, prompt in zip(same, prompts):
@@ -1043,15 +1044,65 @@ def test_a_generators_forwards_hold_a_bounded_amount_of_logits(gpt2, bpe, monkey
     from interp_text.perturbation import KernelShap
 
     prompt, target = "The capital of France is", " Paris, a big city."
-    whole = KernelShap(gpt2, bpe, n_samples=40).explain(prompt, targets=target)
+    mode = "log_softmax"  # every row's normaliser is read: the whole logits (LOGITS makes them for few rows)
+    whole = KernelShap(gpt2, bpe, n_samples=40, inference_mode=mode).explain(prompt, targets=target)
     positions = len(bpe(target)["input_ids"]) + 1  # the prompt's last position predicts the first target token
     vocab = gpt2.get_input_embeddings().weight.shape[0]
     monkeypatch.setattr(P, "LOGITS_BYTES", 4 * vocab * positions * 3)  # three rows
     rows = []
     handle = gpt2.register_forward_pre_hook(lambda m, a, k: rows.append(k["inputs_embeds"].shape[0]), with_kwargs=True)
     try:
-        capped = KernelShap(gpt2, bpe, n_samples=40).explain(prompt, targets=target)
+        capped = KernelShap(gpt2, bpe, n_samples=40, inference_mode=mode).explain(prompt, targets=target)
     finally:
         handle.remove()
     assert max(rows) == 3 and len(rows) > 10
     np.testing.assert_allclose(capped.scores, whole.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("which", ["gpt2", "t5", "bart"])
+def test_masked_rows_in_logits_skip_the_vocabulary(which, gpt2, t5, bpe, monkeypatch):
+    """A perturbation explainer in LOGITS reads each masked row's target logits only: they come as
+    W[y] · h from the states the LM head reads, and the head runs (over the vocabulary) on the
+    unperturbed rows alone, whose log-probabilities are read. The numbers are the whole logits'."""
+    import interp_text.perturbation as P
+    from interp_text.perturbation import KernelShap, Occlusion
+
+    if which == "bart":
+        from transformers import BartConfig, BartForConditionalGeneration
+
+        torch.manual_seed(0)
+        config = BartConfig(
+            vocab_size=len(bpe), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, forced_eos_token_id=None,
+        )  # fmt: skip
+        model = BartForConditionalGeneration(config).eval()
+        with torch.no_grad():
+            model.final_logits_bias.normal_()
+    else:
+        model = {"gpt2": gpt2, "t5": t5}[which]
+    prompts, target = [LONG_PROMPT, "The capital of France is"], " Paris, a big city."
+    original = P.head_targets
+    makers = (
+        lambda: Occlusion(model, bpe, batch_size=16),
+        lambda: KernelShap(model, bpe, n_samples=100, batch_size=16),
+    )
+    for make in makers:
+        method, normalised = make(), []
+
+        def spy(*args, seen=normalised, **kwargs):
+            seen.append(args[5].cpu())  # (rows,) the rows whose normaliser is made
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(P, "head_targets", spy)
+        got = method.explain(prompts, targets=target)
+        monkeypatch.undo()
+        assert method._head_check[1]  # the split was checked and kept
+        normalised = torch.cat(normalised)
+        # At most one unperturbed row per text (a causal prefix path's first batch is checked on whole logits).
+        assert 1 <= int(normalised.sum()) <= 2 and normalised.numel() > 20
+        monkeypatch.setattr(P.PerturbationEngine, "_split", lambda self, items, device: None)
+        whole = make().explain(prompts, targets=target)
+        monkeypatch.undo()
+        for a, b in zip(got, whole):
+            np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
+            assert [t.probability for t in a.targets] == pytest.approx([t.probability for t in b.targets], rel=1e-6)
