@@ -334,8 +334,25 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
             {i: u for i, (u, _) in distinct.items()},
             "fewer curve points (steps=20) or a coarser granularity",
         )
+        # Each distinct mask's targets whose log p a curve reads: its output element's tokens (a
+        # generator's head then runs over the vocabulary for those only, see PerturbationEngine).
+        read = None
+        if engine.s.task != CLASSIFICATION:
+            read = {}
+            for it, e in zip(items, expls):
+                points = [len(m.points(engine.players[it.index].n)) for m in metrics]
+                wanted = np.zeros((sum(points) * len(e.targets), it.n_targets), dtype=bool)
+                at = 0
+                for p in points:
+                    for cols in rows_of[it.index]:
+                        wanted[at : at + p, cols] = True
+                        at += p
+                u, inverse = distinct[it.index]
+                mine = np.zeros((u.shape[0], it.n_targets), dtype=bool)
+                np.logical_or.at(mine, inverse.numpy(), wanted)
+                read[it.index] = torch.from_numpy(mine)
         logits, log_p = engine.halving(
-            lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device)
+            lambda: engine.score_rows(items, {i: u for i, (u, _) in distinct.items()}, device, read)
         )
         log_p = {
             i: v[distinct[i][1]] for i, v in log_p.items()

@@ -256,13 +256,14 @@ def distinct_inputs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[by_appearance], rank[inverse.reshape(-1)]
 
 
-def _units(group: list[Item], masks: dict[int, torch.Tensor]) -> list[list[tuple[Item, torch.Tensor]]]:
-    """A length group's texts with their masks, cut so that no part holds more than SEND_ELEMENTS token
-    ids (its rows times the length): the ids of a part are built at once, so many texts of one
-    length (a document in fixed-size chunks), or one long text with many masks, are built and run
-    part by part instead of all in memory. A text's rows may be cut over two parts, in order."""
+def _units(group: list[Item], masks: dict[int, torch.Tensor]) -> list[list[tuple[Item, torch.Tensor, int]]]:
+    """A length group's texts with their masks (and the first of the text's rows each holds), cut so
+    that no part holds more than SEND_ELEMENTS token ids (its rows times the length): the ids of a
+    part are built at once, so many texts of one length (a document in fixed-size chunks), or one
+    long text with many masks, are built and run part by part instead of all in memory. A text's
+    rows may be cut over two parts, in order."""
     per_part = max(1, SEND_ELEMENTS // max(1, group[0].input_ids.shape[0]))  # rows
-    parts: list[list[tuple[Item, torch.Tensor]]] = [[]]
+    parts: list[list[tuple[Item, torch.Tensor, int]]] = [[]]
     room = per_part
     for it in group:
         m, a = masks[it.index], 0
@@ -271,7 +272,7 @@ def _units(group: list[Item], masks: dict[int, torch.Tensor]) -> list[list[tuple
                 parts.append([])
                 room = per_part
             b = min(m.shape[0], a + room)
-            parts[-1].append((it, m[a:b]))
+            parts[-1].append((it, m[a:b], a))
             room -= b - a
             a = b
     return parts
@@ -293,7 +294,7 @@ class GroupRows:
     batches: list[tuple[int, int]]  # [start, end) of each forward, in that order
     cuts: list[int]  # causal prefix each row may skip, in that order (empty: none)
     row_items: list[Item] | None  # generation: the item of each row, in that order
-    normalised: np.ndarray | None = None  # (run rows,) bool: the rows whose log p is read (None: all)
+    normalised: np.ndarray | None = None  # (run rows, width) bool: the log p read (None: all of them)
 
     @property
     def n_run(self) -> int:
@@ -323,6 +324,7 @@ class PerturbationEngine(Engine):
         # A generator explained in LOGITS: the checked per-position head ``(base, Linear, LogitMap)``,
         # with which masked rows skip the vocabulary (``tasks.head_targets``); None: the whole logits.
         self.split: tuple | None = None
+        self.read: dict[int, torch.Tensor] | None = None  # see score_rows
 
     # Rows are embedded from token ids batch by batch: no text's embeddings are kept.
     needs_embeds = False
@@ -426,7 +428,7 @@ class PerturbationEngine(Engine):
             )
 
     def score_rows(
-        self, items: list[Item], masks: dict[int, torch.Tensor], device
+        self, items: list[Item], masks: dict[int, torch.Tensor], device, read: dict[int, torch.Tensor] | None = None
     ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """f and log p of every masked input: ``{text index: (rows, width) float64}`` each.
 
@@ -438,7 +440,8 @@ class PerturbationEngine(Engine):
         token ids with the replacement id at masked positions: one lookup per forward.
         """
         s = self.s
-        self.split = self._split(items, device)
+        self.split = self._split(items, device, read is not None)
+        self.read = read
         self.bar = Progress(s.progress, s.name, sum(m.shape[0] for m in masks.values()))
         plans, outs = [], []  # per length group: its GroupRows; per forward: (logits, normalisers or None)
         wave, host = [], []  # groups not run yet, and the int64 tensors they need on the device
@@ -525,7 +528,7 @@ class PerturbationEngine(Engine):
         norm = log_norm[rows[:, None], columns] if log_norm.shape[1] > 1 else log_norm[rows]
         return self._scores(chosen[rows[:, None], columns], norm)
 
-    def _group_rows(self, units: list[tuple[Item, torch.Tensor]]) -> tuple[GroupRows, list[torch.Tensor]]:
+    def _group_rows(self, units: list[tuple[Item, torch.Tensor, int]]) -> tuple[GroupRows, list[torch.Tensor]]:
         """How the rows of ``units`` (texts of one length, each with masks ``(rows, n)``) run, and the
         int64 tensors they need on the device.
 
@@ -533,10 +536,10 @@ class PerturbationEngine(Engine):
         generation each row's target table ``(rows, ...)``; one row per distinct input.
         """
         s, rid = self.s, self.replacement_id
-        group = [it for it, _ in units]
-        counts = [m.shape[0] for _, m in units]
+        group = [it for it, _, _ in units]
+        counts = [m.shape[0] for _, m, _ in units]
         # In numpy: a length group is often a few short texts, and a torch call costs several numpy calls.
-        keep = token_keep([(self.players[it.index], m) for it, m in units])  # (G, seq)
+        keep = token_keep([(self.players[it.index], m) for it, m, _ in units])  # (G, seq)
         text_of_row = np.repeat(np.arange(len(group)), counts)  # (G,)
         ids = np.stack([it.input_ids.numpy() for it in group])[text_of_row]  # (G, seq)
         ids = np.where(keep, ids, -1 if rid is None else rid)  # -1: a zero embedding
@@ -553,11 +556,8 @@ class PerturbationEngine(Engine):
                 table = None if table is None else table[first]
         order, batches, cuts = self._batches(keep, group, text_of_row)
         normalised = None
-        if self.split is not None:  # each part's first row: an explainer's unperturbed row, whose log p is read
-            firsts = np.cumsum([0, *counts[:-1]])
-            firsts = firsts if inverse is None else inverse[firsts]
-            normalised = np.zeros(ids.shape[0], dtype=bool)
-            normalised[firsts] = True
+        if self.split is not None:
+            normalised = self._read_columns(units, counts, inverse, ids.shape[0])
         if order is not None:
             ids, text_of_row = ids[order], text_of_row[order]
             table = None if table is None else table[order]
@@ -598,6 +598,7 @@ class PerturbationEngine(Engine):
                     else:
                         cut = min(cuts[a:b]) if cuts else 0
                         norm = None if plan.normalised is None else send(torch.from_numpy(plan.normalised[a:b]), device)
+                        norm = None if norm is None else norm[:, : table.valid.shape[1]]
                         out = self._prefix_logits(x, row_items[a:b], cut, table[a:b], norm) if cut else None
                         outs.append(out or self._logits(x, row_items[a:b], table[a:b], norm))
                     self.bar.step(b - a)
@@ -666,13 +667,35 @@ class PerturbationEngine(Engine):
             )[:2]
         return target_logits(self.model, self.s.task, x, row_items, table=table, **cache)[:2]
 
-    def _split(self, items: list[Item], device) -> tuple | None:
+    def _read_columns(self, units, counts: list[int], inverse, distinct: int) -> np.ndarray:
+        """``(distinct rows, width)`` bool: the targets whose log p is read of each distinct row of a
+        length group (``score_rows``' ``read``; an explainer's: every target of each text's first row,
+        its unperturbed input), the union over the text rows a distinct row stands for."""
+        width = max(it.n_targets for it, _, _ in units)
+        wanted = np.zeros((sum(counts), width), dtype=bool)  # per text row
+        at = 0
+        for (it, _, a), count in zip(units, counts):
+            if self.read is None:
+                wanted[at, : it.n_targets] = a == 0
+            else:
+                wanted[at : at + count, : it.n_targets] = self.read[it.index][a : a + count].numpy()
+            at += count
+        if inverse is None:
+            return wanted
+        out = np.zeros((distinct, width), dtype=bool)
+        np.logical_or.at(out, inverse, wanted)
+        return out
+
+    def _split(self, items: list[Item], device, reading: bool = False) -> tuple | None:
         """The per-position head for this call's masked rows, or None: a generator explained in LOGITS
-        (where only each text's unperturbed row needs its log p) whose head is a plain Linear and
-        whose logits the split reproduces (``Engine._checked_head``, on up to 4 unperturbed texts of
-        one length; once per explainer, as the gradient methods check it)."""
+        (where only each text's unperturbed row needs its log p), or scored by a metric that says
+        which log p it reads (``reading``), whose head is a plain Linear and whose logits the split
+        reproduces (``Engine._checked_head``, on up to 4 unperturbed texts of one length; once per
+        explainer or metric, as the gradient methods check it)."""
         s = self.s
-        if s.task == CLASSIFICATION or self.method is None or s.inference_mode != InferenceModes.LOGITS:
+        if s.task == CLASSIFICATION or s.inference_mode != InferenceModes.LOGITS:
+            return None
+        if self.method is None and not reading:
             return None
         key = head_key(self.model)
         cached = getattr(self.memo, "_head_check", None)
@@ -715,8 +738,6 @@ class PerturbationEngine(Engine):
 
                 cache = DynamicCache.from_legacy_cache(cache)
             cache.batch_select_indices(which)
-            if self.prefix_ok is None:  # checked against the plain forward on every row's normaliser
-                normalised = None
             chosen, log_norm = self._logits(x[:, cut:], row_items, table, normalised, past=cache, offset=cut)
         except torch.cuda.OutOfMemoryError:
             raise  # not a verdict on the cache: halving() starts the call over with smaller batches
@@ -726,18 +747,21 @@ class PerturbationEngine(Engine):
                 self.memo.prefix_checked = {id(self.model): False}
             return None
         if self.prefix_ok is None:
-            ref_chosen, ref_norm = self._logits(x, row_items, table)
+            ref_chosen, ref_norm = self._logits(x, row_items, table)  # the plain forward, whole logits
             scale = float(ref_chosen.abs().max()) + 1.0
             # A few rounding steps of the model's precision apart: bfloat16 alone moves a logit of 1.5
             # by 0.006 between the two paths, where a wrong cache moves it by whole units.
             tol = max(1e-3, 4 * torch.finfo(x.dtype).eps)
+            read = ~torch.isnan(log_norm)  # the normalisers made (all, without the split)
             self.prefix_ok = torch.allclose(chosen, ref_chosen, rtol=tol, atol=tol * scale) and torch.allclose(
-                log_norm, ref_norm, rtol=tol, atol=tol * scale
+                log_norm[read], ref_norm[read], rtol=tol, atol=tol * scale
             )
             if self.memo is not None:
                 self.memo.prefix_checked = {id(self.model): self.prefix_ok}
-            if not self.prefix_ok:
-                return ref_chosen, ref_norm
+            if not self.prefix_ok:  # as the later calls will make them: the plain forward
+                return (
+                    self._logits(x, row_items, table, normalised) if normalised is not None else (ref_chosen, ref_norm)
+                )
         return chosen, log_norm
 
     def _explanation(self, it: Item, *parts: Any) -> Explanation:

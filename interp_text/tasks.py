@@ -800,8 +800,8 @@ def head_targets(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``target_logits`` of a generator, without gradients, made where they are read: each row's
     target logits as ``W[y] · h (+ b)``, mapped (``LogitMap``), from the states its LM head reads
-    (``head_input``), and the vocabulary's normaliser only for the rows ``normalised`` ``(rows,)``
-    (NaN for the others; their logits made ``logits_bytes`` of float32 at a time). ``head``:
+    (``head_input``), and the vocabulary's normaliser only where ``normalised`` ``(rows, width)``
+    says (NaN elsewhere; their logits made ``logits_bytes`` of float32 at a time). ``head``:
     ``(base, plain Linear head, LogitMap)``, checked (``Engine._checked_head``). A perturbation explainer in LOGITS reads a normaliser for its
     unperturbed rows only; the whole-logits path made rows × positions × vocabulary logits for all
     of them (a 128 256-token vocabulary: two thirds of KernelShap's time).
@@ -831,11 +831,12 @@ def head_targets(
         chosen = chosen + lm_head.bias[target_ids].float()
     chosen = at_least_float32(logits_of(chosen.to(h.dtype), target_ids))  # (rows, width)
     log_norm = torch.full_like(chosen, float("nan"))
-    rows = normalised.nonzero()[:, 0]
-    step = max(1, logits_bytes // (4 * width * lm_head.out_features))  # rows of float32 logits at a time
-    for part in rows.split(step):
-        logits = at_least_float32(logits_of(lm_head(h[part])))  # (part, width, vocab)
-        log_norm[part] = torch.logsumexp(logits, -1)
+    pairs = (normalised & valid).nonzero()  # (k, 2): (row, target) whose normaliser is read
+    step = max(1, logits_bytes // (4 * lm_head.out_features))  # float32 logits of this many pairs at a time
+    for part in pairs.split(step):
+        r, j = part[:, 0], part[:, 1]
+        logits = at_least_float32(logits_of(lm_head(h[r, j])))  # (part, vocab)
+        log_norm[r, j] = torch.logsumexp(logits, -1)
     return chosen, log_norm, valid
 
 

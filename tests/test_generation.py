@@ -1090,7 +1090,7 @@ def test_masked_rows_in_logits_skip_the_vocabulary(which, gpt2, t5, bpe, monkeyp
         method, normalised = make(), []
 
         def spy(*args, seen=normalised, **kwargs):
-            seen.append(args[5].cpu())  # (rows,) the rows whose normaliser is made
+            seen.append(args[5].any(1).cpu())  # (rows,) the rows whose normaliser is made
             return original(*args, **kwargs)
 
         monkeypatch.setattr(P, "head_targets", spy)
@@ -1100,9 +1100,40 @@ def test_masked_rows_in_logits_skip_the_vocabulary(which, gpt2, t5, bpe, monkeyp
         normalised = torch.cat(normalised)
         # At most one unperturbed row per text (a causal prefix path's first batch is checked on whole logits).
         assert 1 <= int(normalised.sum()) <= 2 and normalised.numel() > 20
-        monkeypatch.setattr(P.PerturbationEngine, "_split", lambda self, items, device: None)
+        monkeypatch.setattr(P.PerturbationEngine, "_split", lambda self, items, device, reading=False: None)
         whole = make().explain(prompts, targets=target)
         monkeypatch.undo()
         for a, b in zip(got, whole):
             np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
             assert [t.probability for t in a.targets] == pytest.approx([t.probability for t in b.targets], rel=1e-6)
+
+
+def test_a_metric_reads_each_masked_inputs_normaliser_at_its_own_outputs_only(gpt2, bpe, monkeypatch):
+    """Deletion of a generation explanation: a curve reads its output element's tokens, so a masked
+    input made for one curve gets the vocabulary's normaliser at those positions only (it was made at
+    every output position: time grew as the output's length squared). The curves are the whole
+    logits' ones."""
+    import interp_text.perturbation as P
+    from interp_text import Deletion, Insertion
+
+    explained = Saliency(gpt2, bpe).explain([PROMPT, "The food was cold"], targets=[" Paris, a big city.", " but nice"])
+    rng = np.random.default_rng(0)  # each output element its own ranking: few masks shared between curves
+    expl = [
+        dataclasses.replace(e, scores=np.argsort(rng.random(e.scores.shape), axis=1).astype(float)) for e in explained
+    ]
+    original, made = P.head_targets, []
+
+    def spy(*args, **kwargs):
+        made.append((int(args[5].sum()), args[5].numel()))  # normalisers made, of (rows × targets)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(P, "head_targets", spy)
+    got = [Deletion(gpt2, bpe).curves(expl), Insertion(gpt2, bpe, steps=3).curves(expl)]
+    monkeypatch.undo()
+    done, cells = map(sum, zip(*made))
+    assert made and done < cells / 2  # (short outputs: a curve of a 1-token element reads 1 of 7)
+    monkeypatch.setattr(P.PerturbationEngine, "_split", lambda self, items, device, reading=False: None)
+    whole = [Deletion(gpt2, bpe).curves(expl), Insertion(gpt2, bpe, steps=3).curves(expl)]
+    for a, b in zip(got, whole):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-9)

@@ -521,9 +521,9 @@ def test_each_distinct_mask_runs_once_across_a_texts_curves(gpt2, bpe, monkeypat
     monkeypatch.setattr(
         PerturbationEngine,
         "score_rows",
-        lambda self, items, masks, device: (
+        lambda self, items, masks, device, read=None: (
             scored.append(sum(m.shape[0] for m in masks.values())),
-            score_rows(self, items, masks, device),
+            score_rows(self, items, masks, device, read),
         )[1],
     )
     curves = Deletion(gpt2, bpe).curves(e)
