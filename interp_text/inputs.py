@@ -149,25 +149,62 @@ class Templated(str):
         return [not any(s < b and a < e for a, b in self.contents) for s, e in offsets]
 
 
-def content_spans(text: str, messages: list[dict]) -> tuple[tuple[int, int], ...] | None:
-    """Where each message's content sits in the text the template wrote, in order; None if one
-    (or one of its text parts) is not there as written or stripped."""
-    spans, at = [], 0
+def _marked(messages: list[dict]) -> tuple[list[dict], list[str]]:
+    """The messages with each text content (or text part) swapped for a marker ``⟦k⟧``, and the
+    contents in marker order."""
+    marked, contents = [], []
+
+    def mark(text: Any) -> Any:
+        if not isinstance(text, str) or not text.strip():
+            return text
+        contents.append(text)
+        return f"\u27e6{len(contents) - 1}\u27e7"
+
     for message in messages:
         content = message.get("content")
-        parts = [content] if isinstance(content, str) else [p.get("text") for p in content or () if isinstance(p, dict)]
-        for part in parts:
-            if not isinstance(part, str) or not part.strip():
-                continue
-            for form in (part, part.strip()):
-                start = text.find(form, at)
-                if start >= 0:
-                    break
-            else:
-                return None
-            spans.append((start, start + len(form)))
-            at = start + len(form)
-    return tuple(spans)
+        if isinstance(content, list):
+            content = [
+                {**p, "text": mark(p.get("text"))} if isinstance(p, dict) and "text" in p else p for p in content
+            ]
+        else:
+            content = mark(content)
+        marked.append({**message, "content": content})
+    return marked, contents
+
+
+def content_spans(text: str, marked_text: str, contents: list[str]) -> tuple[tuple[int, int], ...] | None:
+    """Where each content sits in ``text``, the template's output, read off ``marked_text``, its output
+    for the same messages with the contents swapped for markers (``_marked``): what lies between
+    the markers is the template's own (a content is never searched for, so one that repeats the
+    template's words, "user" or a default system prompt's, is not found there). A content may come
+    stripped (a template that trims it). None if the two outputs do not line up so (a template that
+    changes a content otherwise, or writes a marker otherwise than it was given)."""
+    pieces = re.split("\u27e6(\\d+)\u27e7", marked_text)  # template, index, template, index, ..., template
+    if [int(k) for k in pieces[1::2]] != list(range(len(contents))):
+        return None
+    spans, at = [], 0
+    for k, own in enumerate(pieces[0::2]):
+        if not text.startswith(own, at):
+            return None
+        at += len(own)
+        if k == len(contents):
+            break
+        form = next((f for f in (contents[k], contents[k].strip()) if text.startswith(f, at)), None)
+        if form is None:
+            return None
+        spans.append((at, at + len(form)))
+        at += len(form)
+    return tuple(spans) if at == len(text) else None
+
+
+def _render(tokenizer, messages: list[dict]) -> str:
+    if messages and messages[-1].get("role") == "assistant":
+        # A conversation that ends with the assistant's words is a start to continue (a prefill), as
+        # transformers' text-generation pipeline reads it, not a finished turn to answer.
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=False, continue_final_message=True
+        )
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def apply_chat_template(tokenizer, messages: list[dict]) -> Templated:
@@ -176,14 +213,7 @@ def apply_chat_template(tokenizer, messages: list[dict]) -> Templated:
             "a chat-message prompt needs a tokenizer with a chat template (tokenizer.chat_template is None); "
             "pass the prompt as a plain string instead."
         )
-    if messages and messages[-1].get("role") == "assistant":
-        # A conversation that ends with the assistant's words is a start to continue (a prefill), as
-        # transformers' text-generation pipeline reads it, not a finished turn to answer.
-        text = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=False, continue_final_message=True
-        )
-    else:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = _render(tokenizer, messages)
     for k, message in enumerate(messages):
         parts = message.get("content")
         if isinstance(parts, list) and str(parts) in text:
@@ -191,7 +221,12 @@ def apply_chat_template(tokenizer, messages: list[dict]) -> Templated:
                 f"the chat template does not read the content of message {k} as a list of parts (it wrote the list "
                 "itself into the prompt); pass that content as a string."
             )
-    return Templated(text, content_spans(text, messages))
+    marked, contents = _marked(messages)
+    try:
+        spans = content_spans(text, _render(tokenizer, marked), contents)
+    except Exception:  # a template that refuses the markers (it checks a content's form): contents not found
+        spans = None
+    return Templated(text, spans)
 
 
 class Limit(int):

@@ -635,6 +635,11 @@ def test_a_chat_templates_own_words_are_read_not_explained(gpt2, bpe):
     assert expl.elements == ["The", "capital", "of", "France", "?"]
     templated = apply_chat_template(tok, messages)
     assert pickle.loads(pickle.dumps(templated)).contents == templated.contents == ((27, 49),)
+    # A content that repeats the template's words is found where the message put it, not in them.
+    for content in ("user", "Answer well", "assistant"):
+        repeated = apply_chat_template(tok, [{"role": "user", "content": content}])
+        (span,) = repeated.contents
+        assert span == (27, 27 + len(content)) and repeated[span[0] : span[1]] == content
     tok.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] | upper }}\n{% endfor %}assistant:"
     upper = Saliency(gpt2, tok).explain(messages, targets=" Paris")
     assert upper.options["chat"] is True
