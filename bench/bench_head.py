@@ -17,12 +17,19 @@ Workloads (random seeded weights; tiny bodies, real vocabulary sizes, where the 
 - ``bart``: ``BartForConditionalGeneration``, d_model 64, 2 + 2 layers, vocabulary 50 265, a
   non-zero ``final_logits_bias``; an input of 12 pseudo-words and a forced output of 16;
   SmoothGrad, 10 samples.
+- ``kernelshap``: a perturbation explainer in LOGITS, where only each text's unperturbed input
+  needs the vocabulary's normaliser: ``LlamaForCausalLM``, hidden 256, 4 layers, vocabulary
+  128 256; a prompt of 40 pseudo-words and a forced output of 20 tokens; KernelShap, 200 samples.
+  The whole path here is ``PerturbationEngine._split`` switched off.
+- ``deletion``: Deletion of an Occlusion explanation of the same model and prompt with a forced
+  40-token output: each masked input is normalised at the outputs its curve reads only.
 
 Prints, per workload, both times (median of ``--repeats``), their ratio (whole / per-position),
 the peak resident memory of each path (each measured in a fresh process), and the largest
 difference between their scores relative to the largest score.
 
-Run: ``python bench/bench_head.py`` (``--repeats N``, ``--threads N``, ``--workload gemma2|bart``).
+Run: ``python bench/bench_head.py`` (``--repeats N``, ``--threads N``, ``--workload
+gemma2|bart|kernelshap|deletion``).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as C  # noqa: E402
 
 SEED = 0
-WORKLOADS = ("gemma2", "bart")
+WORKLOADS = ("gemma2", "bart", "kernelshap", "deletion")
 
 
 def build(workload: str):
@@ -49,6 +56,24 @@ def build(workload: str):
 
     tok = C.bytelevel_bpe_tokenizer(50257)
     torch.manual_seed(SEED)
+    if workload in ("kernelshap", "deletion"):
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig(
+            vocab_size=128_256,
+            hidden_size=256,
+            intermediate_size=512,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            bos_token_id=tok.eos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        model = LlamaForCausalLM(config).eval()
+        prompt = C.make_texts([40], seed=5)[0]
+        n_out = 20 if workload == "kernelshap" else 40
+        out_ids = tok(" " + C.make_texts([60], seed=6)[0])["input_ids"][:n_out]
+        return model, tok, prompt, out_ids
     if workload == "gemma2":
         config = Gemma2Config(
             vocab_size=256_000,
@@ -91,10 +116,29 @@ def build(workload: str):
 
 def run(workload: str, path: str, repeats: int):
     """Time one path of one workload; its scores, time and peak memory."""
-    from interp_text import SmoothGrad
+    from interp_text import Deletion, KernelShap, Occlusion, SmoothGrad
     from interp_text.engine import Engine
+    from interp_text.perturbation import PerturbationEngine
 
     model, tok, prompt, out_ids = build(workload)
+    if workload in ("kernelshap", "deletion"):
+        if path == "whole":
+            PerturbationEngine._split = lambda self, items, device, reading=False: None
+        if workload == "kernelshap":
+            explainer = KernelShap(model, tok, n_samples=200)
+
+            def once():
+                return explainer.explain(prompt, targets=out_ids)
+        else:
+            explained, metric = Occlusion(model, tok).explain(prompt, targets=out_ids), Deletion(model, tok)
+
+            def once():
+                return metric.curves(explained)
+
+        res = C.timed(once, repeats=repeats)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        scores = res["result"].scores if workload == "kernelshap" else res["result"]
+        return {"time": res["time"], "peak_gib": peak, "scores": scores.tolist(), "outputs": len(out_ids)}
     settings = SmoothGrad(model, tok, n_perturbations=10, batch_size=64).settings
 
     def once():
@@ -116,7 +160,7 @@ def main() -> None:
         __doc__.splitlines()[0],
         peers="nothing (no peers here)",
         extra=[
-            ("--workload", dict(choices=WORKLOADS, default=None, help="one workload (default both)")),
+            ("--workload", dict(choices=WORKLOADS, default=None, help="one workload (default all)")),
             ("--child", dict(nargs=2, default=None, help=__import__("argparse").SUPPRESS)),
         ],
     )
