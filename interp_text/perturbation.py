@@ -47,6 +47,7 @@ from .options import (
 from .tasks import (
     CAUSAL_LM,
     CLASSIFICATION,
+    HeadNotReached,
     Item,
     Table,
     _plain_linear,
@@ -654,17 +655,22 @@ class PerturbationEngine(Engine):
         """Target logits and normalisers of rows: ``tasks.head_targets`` with the checked head, for
         the rows ``normalised`` (all if None); else the whole logits (``target_logits``)."""
         if self.split is not None and normalised is not None:
-            return head_targets(
-                self.model,
-                self.s.task,
-                x,
-                row_items,
-                self.split,
-                normalised,
-                table=table,
-                logits_bytes=LOGITS_BYTES,
-                **cache,
-            )[:2]
+            try:
+                return head_targets(
+                    self.model,
+                    self.s.task,
+                    x,
+                    row_items,
+                    self.split,
+                    normalised,
+                    table=table,
+                    logits_bytes=LOGITS_BYTES,
+                    **cache,
+                )[:2]
+            except HeadNotReached:  # the whole logits from here on, and for the explainer's later calls
+                self.split, self.head = None, False
+                if self.memo is not None:
+                    self.memo._head_check = (head_key(self.model), False)
         return target_logits(self.model, self.s.task, x, row_items, table=table, **cache)[:2]
 
     def _read_columns(self, units, counts: list[int], inverse, distinct: int) -> np.ndarray:

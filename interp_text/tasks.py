@@ -536,6 +536,10 @@ def head_key(model) -> tuple:
     return (id(getattr(model, "base_model", None)), id(head), numbers, id(bias), hooks)
 
 
+class HeadNotReached(Exception):
+    """The model's forward never called its LM head as a module (it reads the head's weight itself)."""
+
+
 class _HeadReached(Exception):
     """Raised by a forward pre-hook on the LM head: the model has run up to it."""
 
@@ -814,6 +818,8 @@ def head_targets(
         h = head_input(
             lm_head, lambda: model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, **no_cache(model))
         )
+        if h is None:
+            raise HeadNotReached
         h = h[:, :width]  # (rows, width, hidden): every decoder position is a target
     else:
         seq = offset + embeds.shape[1]
@@ -822,6 +828,8 @@ def head_targets(
         if accepts(unwrapped(model), "logits_to_keep"):
             kwargs["logits_to_keep"] = seq - first  # the head reads the scored positions only
         h = head_input(lm_head, lambda: model(inputs_embeds=embeds, **kwargs))
+        if h is None:
+            raise HeadNotReached
         h = h[:, h.shape[1] - (seq - first) :]  # (rows, seq - first, hidden), as the logits are read
         pos = _target_positions(table, -first)  # (rows, width)
         h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)

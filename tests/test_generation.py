@@ -1142,3 +1142,50 @@ def test_a_metric_reads_each_masked_inputs_normaliser_at_its_own_outputs_only(gp
     for a, b in zip(got, whole):
         for x, y in zip(a, b):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-9)
+
+
+def test_a_model_that_reads_its_heads_weight_itself_keeps_the_whole_logits(gpt2, bpe, monkeypatch):
+    """Its logits are h · Wᵀ, but its forward never calls the head as a module: the check's probe
+    (which swaps the head's input) sees nothing change, so the split is refused and the masked rows
+    take the whole logits (were it accepted, head_targets would find no state to read, and fall back)."""
+    from transformers import GPT2LMHeadModel
+
+    import interp_text.perturbation as P
+    from interp_text.perturbation import Occlusion
+
+    class Direct(GPT2LMHeadModel):
+        def forward(self, inputs_embeds=None, logits_to_keep=0, **kwargs):
+            h = self.transformer(inputs_embeds=inputs_embeds, **kwargs).last_hidden_state
+            return CausalLMOutputWithPast(logits=torch.nn.functional.linear(h, self.lm_head.weight))
+
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    model = Direct(gpt2.config)
+    model.load_state_dict(gpt2.state_dict())
+    model.eval()
+    explainer = Occlusion(model, bpe)
+    got = [explainer.explain(PROMPT, targets=" Paris, a big city.") for _ in range(2)]
+    assert explainer._head_check[1] is False
+    monkeypatch.setattr(P.PerturbationEngine, "_split", lambda self, items, device, reading=False: None)
+    whole = Occlusion(model, bpe).explain(PROMPT, targets=" Paris, a big city.")
+    for e in got:
+        np.testing.assert_allclose(e.scores, whole.scores, rtol=1e-6, atol=1e-8)
+
+
+def test_a_head_never_reached_falls_back_to_the_whole_logits(gpt2, bpe, monkeypatch):
+    """Should a forward not reach its LM head (head_targets raises HeadNotReached), the call goes on
+    with the whole logits, and the explainer keeps them for later calls."""
+    import interp_text.perturbation as P
+    from interp_text.perturbation import Occlusion
+    from interp_text.tasks import HeadNotReached
+
+    reference = Occlusion(gpt2, bpe).explain(PROMPT, targets=" Paris, a big city.")
+    explainer = Occlusion(gpt2, bpe)
+
+    def unreached(*args, **kwargs):
+        raise HeadNotReached
+
+    monkeypatch.setattr(P, "head_targets", unreached)
+    got = explainer.explain(PROMPT, targets=" Paris, a big city.")
+    assert explainer._head_check[1] is False
+    np.testing.assert_allclose(got.scores, reference.scores, rtol=1e-5, atol=1e-7)
