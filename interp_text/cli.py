@@ -878,6 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-texts", type=positive_int, default=20, help="texts of the test split to explain (default 20)"
     )
     cmp_.set_defaults(func=cmd_compare)
+    parser.commands = {"explain": ex, "demo": demo, "compare": cmp_}  # see parse_command_line
     return parser
 
 
@@ -935,10 +936,24 @@ def _stdout_closed() -> bool:
         return True
 
 
+def parse_command_line(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed arguments. An argument the command does not take is refused by the command's own
+    parser (its usage, not the top level's), with the option it most likely meant."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.commands[args.command]
+        known = [o for action in command._actions for o in action.option_strings]
+        meant = [m for x in extra if x.startswith("-") for m in difflib.get_close_matches(x.split("=")[0], known, 1)]
+        hint = f" (did you mean {meant[0]}?)" if meant else ""
+        command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     args = None
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_command_line(argv)
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a command prints its own progress, not the weight loader's

@@ -1123,3 +1123,16 @@ def test_file_mode_skips_what_a_run_that_ended_meanwhile_wrote(tmp_path, monkeyp
     assert main(argv) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in lines] == [0, 1, 2]
+
+
+def test_an_option_the_command_does_not_take_is_named_with_the_one_meant(capsys):
+    """Refused by the command's own parser (its usage, not the top level's), with the closest option."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--texts", "4"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: interp-text compare ")
+    assert err.endswith("interp-text compare: error: unrecognized arguments: --texts 4 (did you mean --n-texts?)\n")
+    with pytest.raises(SystemExit):
+        main(["explain", "good", "food"])
+    assert capsys.readouterr().err.endswith("interp-text explain: error: unrecognized arguments: food\n")
