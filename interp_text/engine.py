@@ -52,6 +52,7 @@ from .tasks import (
     detect_task,
     embed,
     head_input,
+    head_key,
     logit_map,
     no_cache,
     reads_ids_only,
@@ -728,6 +729,18 @@ class Engine:
                         it.baseline_scores = fb[r, : it.n_targets].double().cpu()
                 for it in batch:  # made again when its samples run: only a batch is held at a time
                     it.embeds = it.baseline = None
+
+    def recall_head(self, memo: Any) -> None:
+        """Take the LM-head check ``memo`` (an explainer or metric) kept from an earlier call, if the
+        model is as it was then (``head_key``: the same modules, numbers and hooks)."""
+        cached = getattr(memo, "_head_check", None)
+        if cached is not None and cached[0] == head_key(self.model):
+            self.head = cached[1]
+
+    def remember_head(self, memo: Any) -> None:
+        """Keep this call's LM-head check on ``memo`` for its later calls (see ``recall_head``)."""
+        if memo is not None and self.head is not None:
+            memo._head_check = (head_key(self.model), self.head)
 
     def _checked_head(self, x, batch, chosen, log_norm, valid):
         """The per-position LM head split ``(base, LM head, LogitMap)``, if it gives this model's own

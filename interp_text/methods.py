@@ -38,7 +38,6 @@ from .tasks import (
     check_accepts_embeddings,
     decoder_start_id,
     detect_task,
-    head_key,
     input_scale_candidates,
     resolve_input_scale,
     send,
@@ -279,13 +278,9 @@ class GradientMethod(Remade):
         engine = Engine(self.model, self.tokenizer, self.settings)
         # The LM-head split is checked once per (base model, head) pair: swapping either rechecks, as does
         # a change to what the model does to its logits (a config number, a hook added on the way).
-        key = head_key(self.model)
-        cached = getattr(self, "_head_check", None)
-        if cached is not None and cached[0] == key:
-            engine.head = cached[1]
+        engine.recall_head(self)
         result = engine.explain(model_inputs, targets, **generate_kwargs)
-        if engine.head is not None:
-            self._head_check = (key, engine.head)
+        engine.remember_head(self)
         return result
 
     __call__ = explain

@@ -56,7 +56,6 @@ from .tasks import (
     class_log_norm,
     classification_logits,
     embed,
-    head_key,
     head_targets,
     send,
     table_rows,
@@ -669,8 +668,7 @@ class PerturbationEngine(Engine):
                 )[:2]
             except HeadNotReached:  # the whole logits from here on, and for the explainer's later calls
                 self.split, self.head = None, False
-                if self.memo is not None:
-                    self.memo._head_check = (head_key(self.model), False)
+                self.remember_head(self.memo)
         return target_logits(self.model, self.s.task, x, row_items, table=table, **cache)[:2]
 
     def _read_columns(self, units, counts: list[int], inverse, distinct: int) -> np.ndarray:
@@ -703,10 +701,7 @@ class PerturbationEngine(Engine):
             return None
         if self.method is None and not reading:
             return None
-        key = head_key(self.model)
-        cached = getattr(self.memo, "_head_check", None)
-        if cached is not None and cached[0] == key:
-            self.head = cached[1]
+        self.recall_head(self.memo)
         if self.head is None:
             group = next(iter(_group(items, s.task).values()))[:4]
             with torch.inference_mode():
@@ -714,8 +709,7 @@ class PerturbationEngine(Engine):
                 x = embed(self.model, ids)
                 chosen, log_norm, valid = target_logits(self.model, s.task, x, group)
                 self.head = self._checked_head(x, group, chosen, log_norm, valid)
-            if self.memo is not None:
-                self.memo._head_check = (key, self.head)
+            self.remember_head(self.memo)
         return self.head if self.head and _plain_linear(self.head[1]) else None
 
     def _prefix_logits(self, x: torch.Tensor, row_items: list[Item], cut: int, table: Table, normalised=None):

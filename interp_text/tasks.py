@@ -756,31 +756,12 @@ def target_logits(
         logits = classification_logits(model, embeds, items[0].token_types)
         return (*class_targets(model, logits, target_ids, normaliser), valid)
 
-    seq = offset + embeds.shape[1]
-    if task == SEQ2SEQ:
-
-        def run():
-            return model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, **no_cache(model))
-
-        if head is not None:  # every decoder position is a target
-            return _by_position(head, head_input(head[1], run)[:, : table.valid.shape[1]], table, normaliser, stacked)
-        logits = run().logits  # (rows, out, vocab): every decoder position is a target.
-    elif head is not None:
+    if head is not None and task == CAUSAL_LM and past is None:
         return _causal_by_position(head, embeds, table, normaliser, stacked)
-    else:
-        # Position p predicts token p + 1: a row's outputs start at its prompt length - 1.
-        first = min(it.n_prompt for it in items) - 1
-        kwargs = no_cache(model) if past is None else {"use_cache": True, "past_key_values": past}
-        if accepts(unwrapped(model), "logits_to_keep"):  # a wrapper passes it on by **kwargs
-            kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
-        logits = model(inputs_embeds=embeds, **kwargs).logits
-        logits = logits[:, logits.shape[1] - (seq - first) :]  # (rows, seq - first, vocab)
-        width = table.valid.shape[1]  # a length group's widest output: maybe more than these rows have
-        if all(it.n_prompt == first + 1 for it in items) and logits.shape[1] >= width:
-            logits = logits[:, :width]  # (rows, width, vocab), a view: one prompt length, scored positions lead
-        else:  # each row's own positions: a gather copies (rows, width, vocab)
-            pos = _target_positions(table, -first)  # (rows, width)
-            logits = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))
+    run, scored = _generator_call(model, task, embeds, items, table, past, offset)
+    if head is not None:
+        return _by_position(head, scored(head_input(head[1], run)), table, normaliser, stacked)
+    logits = scored(run().logits)  # (rows, width, vocab)
     # A half-precision model's logits in float32 before the target is read: the gradient of log p,
     # one-hot − p, is a difference of numbers near 1 for a confident target, which float16 rounds.
     logits = at_least_float32(logits)
@@ -788,6 +769,39 @@ def target_logits(
     # The normaliser only at the scored positions, never over the whole sequence.
     log_norm = torch.logsumexp(logits, dim=-1) if normaliser else None
     return chosen, log_norm, valid
+
+
+def _generator_call(
+    model, task: str, embeds: torch.Tensor, items: list[Item], table: Table, past: Any = None, offset: int = 0
+) -> tuple[Callable[[], Any], Callable[[torch.Tensor], torch.Tensor]]:
+    """``(run, scored)``: ``run()`` calls a generator on rows (teacher-forced), and ``scored(x)`` takes,
+    of what it gives along the positions (``(rows, positions, ...)``: its logits, or the states its
+    LM head reads), the ``(rows, width, ...)`` at each row's targets. An encoder-decoder's every
+    decoder position is a target. A causal LM's position p predicts token p + 1, so a row's targets
+    start at its prompt length - 1, and only the positions from the group's first on reach the head
+    (``logits_to_keep``, where the model takes it). ``past``: the cache of the first ``offset``
+    positions (``embeds`` are the positions after them).
+    """
+    width = table.valid.shape[1]  # a length group's widest output: maybe more than these rows have
+    if task == SEQ2SEQ:
+        return (
+            lambda: model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, **no_cache(model)),
+            lambda x: x[:, :width],
+        )
+    seq = offset + embeds.shape[1]
+    first = min(it.n_prompt for it in items) - 1
+    kwargs = no_cache(model) if past is None else {"use_cache": True, "past_key_values": past}
+    if accepts(unwrapped(model), "logits_to_keep"):  # a wrapper passes it on by **kwargs
+        kwargs["logits_to_keep"] = seq - first  # only the scored positions reach the LM head
+
+    def scored(x: torch.Tensor) -> torch.Tensor:
+        x = x[:, x.shape[1] - (seq - first) :]  # (rows, seq - first, ...)
+        if all(it.n_prompt == first + 1 for it in items) and x.shape[1] >= width:
+            return x[:, :width]  # a view: one prompt length, scored positions lead
+        pos = _target_positions(table, -first)  # each row's own positions: a gather copies
+        return x.gather(1, pos[..., None].expand(-1, -1, x.shape[-1]))
+
+    return lambda: model(inputs_embeds=embeds, **kwargs), scored
 
 
 def head_targets(
@@ -813,26 +827,11 @@ def head_targets(
     _, lm_head, logits_of = head
     table = table if table is not None else target_table(model, task, items, embeds.device)
     valid, target_ids = table.valid, table.target_ids
-    width = valid.shape[1]
-    if task == SEQ2SEQ:
-        h = head_input(
-            lm_head, lambda: model(inputs_embeds=embeds, decoder_input_ids=table.decoder_in, **no_cache(model))
-        )
-        if h is None:
-            raise HeadNotReached
-        h = h[:, :width]  # (rows, width, hidden): every decoder position is a target
-    else:
-        seq = offset + embeds.shape[1]
-        first = min(it.n_prompt for it in items) - 1
-        kwargs = no_cache(model) if past is None else {"use_cache": True, "past_key_values": past}
-        if accepts(unwrapped(model), "logits_to_keep"):
-            kwargs["logits_to_keep"] = seq - first  # the head reads the scored positions only
-        h = head_input(lm_head, lambda: model(inputs_embeds=embeds, **kwargs))
-        if h is None:
-            raise HeadNotReached
-        h = h[:, h.shape[1] - (seq - first) :]  # (rows, seq - first, hidden), as the logits are read
-        pos = _target_positions(table, -first)  # (rows, width)
-        h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))  # (rows, width, hidden)
+    run, scored = _generator_call(model, task, embeds, items, table, past, offset)
+    h = head_input(lm_head, run)
+    if h is None:
+        raise HeadNotReached
+    h = scored(h)  # (rows, width, hidden)
     # The product in float32, then rounded to the model's dtype, as its head's matrix product does.
     chosen = (h.float() * lm_head.weight[target_ids].float()).sum(-1)
     if lm_head.bias is not None:
