@@ -46,7 +46,7 @@ same forwards vary by 30 % from one second to the next), that is steadier than a
 taken minutes apart.
 
 Run: ``python bench/bench_perturbation.py`` (``--workload bert4|sentiment|facts``, ``--device cuda``,
-``--repeats N`` (default 5 here), ``--threads N``, ``--no-peers``). Prints each time (median, wall
+``--repeats N`` (default 5 here), ``--threads N``, ``--methods Occlusion,Lime``, ``--no-peers``). Prints each time (median, wall
 and CPU) and the ratio interpreto / interp_text (target >= 2).
 """
 
@@ -282,7 +282,7 @@ def run_workload(workload: str, args, threads: int) -> dict:
         )
         k = min(range(len(texts)), key=lambda i: len(texts[i]))
         warm_t = None if targets is None else [targets[k]]
-        methods = WORKLOADS[workload].get("methods", METHODS)
+        methods = [m for m in WORKLOADS[workload].get("methods", METHODS) if m in args.methods]
         peer = None if args.no_peers else C.Peer(__file__, "interpreto", workdir, threads, timeout=1800)
         theirs = {"error": "skipped (--no-peers)"} if peer is None else {**peer.ready, "methods": {}}
         ours = {}
@@ -367,6 +367,17 @@ def run_workload(workload: str, args, threads: int) -> dict:
     return ratios
 
 
+def method_list(value: str) -> list[str]:
+    """``--methods``: method names, comma-separated, each one of METHODS."""
+    import argparse
+
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{value!r}: choose among {', '.join(METHODS)}")
+    return names
+
+
 def main() -> None:
     args = C.parse_args(
         __doc__.splitlines()[0],
@@ -376,7 +387,15 @@ def main() -> None:
             (
                 "--workload",
                 dict(choices=[*WORKLOADS, "all"], default="all", help="which workload (default all but longprompt)"),
-            )
+            ),
+            (
+                "--methods",
+                dict(
+                    type=method_list,
+                    default=METHODS,
+                    help="comma-separated methods to time (default all four)",
+                ),
+            ),
         ],
     )
     if args.worker:
