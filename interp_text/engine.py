@@ -809,7 +809,7 @@ class Engine:
                 units.extend((it, p) for p in extra)
                 units.extend((it, p) for p in range(s.n_samples))
         generators = {it.index: torch.Generator().manual_seed(s.seed) for it in items}
-        # Per text, per target: its running statistic, then (once complete) its reduction (``_reduced``).
+        # Per text, per target: its running statistic, then (once complete) its reduction (``_reduce_target``).
         stats: dict[int, list] = {}  # made once a text's targets are known
         left = {it.index: s.n_samples for it in items}  # samples not run yet, per text
         cap = CPU_TOKENS_PER_BACKWARD if torch.device(device).type == "cpu" else None
@@ -845,24 +845,19 @@ class Engine:
         number of texts (GiB for a few hundred long generations); here it lives one text at a time,
         and each target's is reduced on its own (no stacked copy of them all).
         """
-        s = self.s
-        if self._reduces_early():  # each (seq,) already; a signed sum, or one sample
-            it.token_scores = torch.stack([st.result() for st in streams])  # (targets, seq)
-            if s.uses_baseline:  # completeness is about the signed total: here the sum of the signed sums
-                it.stat_total = it.token_scores.sum(-1)
-            return
-        # Each target's was reduced as its last sample came in (``_reduced``).
-        it.token_scores = torch.stack([scores for scores, _ in streams])  # (targets, seq)
-        if s.uses_baseline:
-            it.stat_total = torch.stack([total for _, total in streams])  # (targets,)
+        # Every target's (seq,) scores are in it.token_scores already: kept there as they ran (early), or
+        # written there as each target's last sample came in (``_reduce_target``).
+        if self._reduces_early() and self.s.uses_baseline:  # completeness is about the signed total: the
+            it.stat_total = it.token_scores.sum(-1)  # sum of the signed sums
 
-    def _reduced(self, statistic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A target's complete ``(seq, hidden)`` statistic, as the text reads it: ``(seq,)`` scores, and
-        with a baseline its signed total (completeness is about that, whatever the display
-        reduction). Kept whole, 400 output tokens × 450 positions × hidden 4096 in float64 would be
-        11 GiB, for one text."""
-        total = statistic.sum() if self.s.uses_baseline else None
-        return reduce_hidden(statistic, self.s.token_reduction), total
+    def _reduce_target(self, it: Item, j: int, statistic: torch.Tensor) -> None:
+        """Target ``j``'s complete ``(seq, hidden)`` statistic, written as the text reads it: its
+        ``(seq,)`` scores, and with a baseline its signed total (completeness is about that, whatever
+        the display reduction). Kept whole, 400 output tokens × 450 positions × hidden 4096 in float64
+        would be 11 GiB, for one text."""
+        if self.s.uses_baseline:
+            it.stat_total[j] = statistic.sum()
+        it.token_scores[j] = reduce_hidden(statistic, self.s.token_reduction)
 
     def _backward_rows(self, rows, generators, stats, device) -> None:
         s = self.s
@@ -905,14 +900,21 @@ class Engine:
                 valid = valid & send(torch.tensor(is_sample), valid.device)[:, None]
             else:
                 cols, valid = score_columns(self.model, s.task, x_in, row_items, s.inference_mode, self.head or None)
+            early = self._reduces_early()  # each gradient reduced over hidden as it comes
             for it, _, _ in segments:
                 if it.index not in stats:
-                    stats[it.index] = [Streaming(s.statistic) for _ in range(it.n_targets)]
+                    # What the text keeps, made before its first backward: a small tensor made per target
+                    # between backwards' GiB of temporaries kept the C allocator from reusing them (a
+                    # 150-token SmoothGrad of a 2-layer GPT-2 held 2.3 GiB more after the call).
+                    it.token_scores = torch.empty(it.n_targets, x.shape[1], dtype=torch.float64, device=x.device)
+                    if s.uses_baseline and not early:
+                        it.stat_total = torch.empty(it.n_targets, dtype=torch.float64, device=x.device)
+                    rows_out = it.token_scores if early else [None] * it.n_targets
+                    stats[it.index] = [Streaming(s.statistic, out) for out in rows_out]
             width = len(cols)
             step = s.targets_per_backward or (CUDA_TARGETS_PER_BACKWARD if x.device.type == "cuda" else 1)
             if self.loop_only:
                 step = 1
-            early = self._reduces_early()  # each gradient reduced over hidden as it comes
             j0 = 0
             while j0 < width:
                 js = range(j0, min(width, j0 + step))
@@ -934,8 +936,9 @@ class Engine:
                         if j < it.n_targets:
                             st = stats[it.index][j]
                             st.update(a[r0:r1])
-                            if not early and st.n == s.n_samples:  # complete: held as what the text reads
-                                stats[it.index][j] = self._reduced(st.result())
+                            if not early and st.n == s.n_samples:  # complete: kept as what the text reads
+                                self._reduce_target(it, j, st.result())
+                                stats[it.index][j] = None
                 j0 = js[-1] + 1
 
     def _vmapped_grads(self, x, cols, valid, js) -> torch.Tensor | None:
