@@ -187,21 +187,39 @@ def checked_baseline(baseline: Any, model, tokenizer) -> Any:
     tensor of shape (hidden,) or (seq, hidden); refused here, when the explainer is built."""
     if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
         return None
-    rows, hidden = model.get_input_embeddings().weight.shape
-    if isinstance(baseline, str):
-        token_id = getattr(tokenizer, f"{baseline}_token_id", None) if baseline.isidentifier() else None
+    weight = model.get_input_embeddings().weight
+    rows, hidden = weight.shape
+    named = isinstance(baseline, str)
+    if named:
+        if baseline in getattr(tokenizer, "all_special_tokens", ()):  # as the tokenizer writes it: "[MASK]"
+            token_id = tokenizer.convert_tokens_to_ids(baseline)
+        else:
+            token_id = getattr(tokenizer, f"{baseline}_token_id", None) if baseline.isidentifier() else None
         if not isinstance(token_id, int):
             raise InterpTextError(
                 f"baseline={baseline!r}: the tokenizer has no {baseline} token; use 'zeros', a special token's name "
-                "('pad', 'mask', 'unk'), a token id or a tensor."
+                "('pad', 'mask', 'unk') or as the tokenizer writes it ('[MASK]', '<pad>'), a token id or a tensor."
             )
         baseline = token_id
+    if isinstance(baseline, float) or (isinstance(baseline, torch.Tensor) and baseline.dim() == 0):
+        # A number, as captum reads one: every entry of the baseline embeddings (0.0: zeros).
+        value = float(baseline)
+        return None if value == 0 else torch.full((hidden,), value)
     if as_int(baseline) is not None and not isinstance(baseline, torch.Tensor):
         baseline = as_int(baseline)
         if not 0 <= baseline < rows:
             raise InterpTextError(
                 f"baseline token id {baseline} has no embedding in this model (0..{rows - 1}; a token added to "
                 "the tokenizer without model.resize_token_embeddings?); use 'zeros', another token or a tensor."
+            )
+        if baseline == 0 and not named and bool(weight[0].detach().ne(0).any()):
+            # captum's baselines=0 means zeros: here an int is a token id, whose row is not zeros.
+            token = tokenizer.convert_ids_to_tokens(0) if hasattr(tokenizer, "convert_ids_to_tokens") else None
+            warnings.warn(
+                f"baseline=0 is token id 0 ({token!r}), whose embedding is not zeros: for the zero baseline pass "
+                "baseline='zeros' (or 0.0); to mean that token, pass it as written "
+                f"(baseline={token!r}) or by its name ('pad', 'eos'...).",
+                stacklevel=user_stacklevel(),
             )
         return baseline
     if isinstance(baseline, torch.Tensor):
@@ -211,7 +229,8 @@ def checked_baseline(baseline: Any, model, tokenizer) -> Any:
             f"baseline tensor has shape {tuple(baseline.shape)}; pass (hidden,) = ({hidden},) or (seq, hidden)."
         )
     raise InterpTextError(
-        f"baseline={baseline!r} is not understood; pass 'zeros', 'pad', 'mask', a token id or a tensor."
+        f"baseline={baseline!r} is not understood; pass 'zeros', 'pad', 'mask', a token id, a number (every entry) "
+        "or a tensor."
     )
 
 

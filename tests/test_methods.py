@@ -1,5 +1,7 @@
 """Each method's numbers: closed forms on toy models, and hand-written autograd references."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -390,3 +392,29 @@ def test_generate_options_given_to_a_generators_constructor_are_sent_to_the_call
     assert str(err.value).endswith(
         "progress). The call takes generate()'s options: explainer.explain(prompt, max_new_tokens=...)."
     )
+
+
+def test_baseline_spellings(gpt2, bpe, bert, wp_tokenizer):
+    """A number fills every entry (0.0 is zeros, as captum reads it); a special token as the tokenizer
+    writes it is that token; an int is a token id, and 0 warns when its row is not zeros."""
+    text, target = "The capital of France is", " Paris"
+    zeros = IntegratedGradients(gpt2, bpe).explain(text, targets=target).scores
+    np.testing.assert_array_equal(
+        IntegratedGradients(gpt2, bpe, baseline=0.0).explain(text, targets=target).scores, zeros
+    )
+    half = IntegratedGradients(gpt2, bpe, baseline=torch.full((gpt2.config.n_embd,), 0.5))
+    np.testing.assert_allclose(
+        IntegratedGradients(gpt2, bpe, baseline=0.5).explain(text, targets=target).scores,
+        half.explain(text, targets=target).scores,
+    )
+    by_name = IntegratedGradients(bert, wp_tokenizer, baseline="mask").explain("the food was good")
+    as_written = IntegratedGradients(bert, wp_tokenizer, baseline="[MASK]").explain("the food was good")
+    np.testing.assert_array_equal(as_written.scores, by_name.scores)
+    with pytest.warns(
+        UserWarning, match=r"baseline=0 is token id 0 \('<\|endoftext\|>'\), whose embedding is not zeros"
+    ):
+        token0 = IntegratedGradients(gpt2, bpe, baseline=0)
+    assert not np.allclose(token0.explain(text, targets=target).scores, zeros, equal_nan=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        IntegratedGradients(gpt2, bpe, baseline="<|endoftext|>")  # the same token, meant: no warning
