@@ -339,7 +339,7 @@ def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
             r"baseline token id 1000000 has no embedding in this model \(0\.\.\d+;",
         ),
         (lambda m, t: IntegratedGradients(m, t, baseline="foo"), "baseline='foo': the tokenizer has no foo token"),
-        (lambda m, t: GradientShap(m, t, baseline=0.5), "baseline=0.5 is not understood"),
+        (lambda m, t: GradientShap(m, t, baseline=[0.5]), "baseline=\[0.5\] is not understood"),
         (
             lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(3, 32)).explain("good food"),
             r"baseline tensor has shape \(3, 32\) but text 0 is \(4, 32\) \(seq, hidden\)",
