@@ -43,13 +43,22 @@ from .tasks import (
     send,
 )
 
+# A tokenizer with fewer tokens than this share of the model's embedding rows is taken for another model's.
+SMALLER_TOKENIZER = 0.8
+
 
 def check_model(model, tokenizer) -> None:
     """The checks every explainer makes of what it is given, before touching anything."""
     if not isinstance(model, torch.nn.Module):
         raise InterpTextError(f"model must be a torch / Hugging Face model, got {type(model).__name__}.")
-    if not callable(tokenizer):
-        raise InterpTextError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}.")
+    if not callable(tokenizer) or not hasattr(tokenizer, "convert_ids_to_tokens"):
+        owner = getattr(tokenizer, "__self__", None)  # a bound method: tokenizer.encode
+        hint = (
+            f" (the tokenizer's {getattr(tokenizer, '__name__', 'method')}: pass the tokenizer itself)"
+            if owner is not None and hasattr(owner, "convert_ids_to_tokens")
+            else ""
+        )
+        raise InterpTextError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}{hint}.")
     check_accepts_embeddings(model)
     rows = getattr(getattr(model.get_input_embeddings(), "weight", None), "shape", (None,))[0]
     size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
@@ -61,6 +70,16 @@ def check_model(model, tokenizer) -> None:
             "this model's tokenizer? Texts with a token id of "
             f"{rows} or more are refused, and the others read whatever rows those ids name. A tokenizer with added "
             "tokens needs model.resize_token_embeddings(len(tokenizer)).",
+            stacklevel=user_stacklevel(),
+        )
+    elif isinstance(rows, int) and isinstance(size, int) and size < SMALLER_TOKENIZER * rows:
+        # Models round their vocabulary up (to a multiple of 64 or 128: Qwen 2, GPT-J, Phi) by a few
+        # percent at most; a tokenizer that names a fraction of the rows is another model's.
+        warnings.warn(
+            f"the tokenizer has {size} tokens but {type(model).__name__}'s input embeddings have {rows} rows: is it "
+            "this model's tokenizer? Another model's tokenizer reads its ids as the wrong words, and every score "
+            "with them. Load the tokenizer the model was trained with (AutoTokenizer.from_pretrained on the "
+            "model's own name or folder).",
             stacklevel=user_stacklevel(),
         )
 

@@ -3,6 +3,7 @@
 import copy
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -339,7 +340,7 @@ def test_a_compiled_model_is_told_by_the_model_it_compiled(bert, wp_tokenizer):
             r"baseline token id 1000000 has no embedding in this model \(0\.\.\d+;",
         ),
         (lambda m, t: IntegratedGradients(m, t, baseline="foo"), "baseline='foo': the tokenizer has no foo token"),
-        (lambda m, t: GradientShap(m, t, baseline=[0.5]), "baseline=\[0.5\] is not understood"),
+        (lambda m, t: GradientShap(m, t, baseline=[0.5]), r"baseline=\[0.5\] is not understood"),
         (
             lambda m, t: IntegratedGradients(m, t, baseline=torch.zeros(3, 32)).explain("good food"),
             r"baseline tensor has shape \(3, 32\) but text 0 is \(4, 32\) \(seq, hidden\)",
@@ -358,8 +359,36 @@ def test_slow_tokenizer_is_refused(bert, wp_tokenizer):
         def __call__(self, *a, **k):
             raise AssertionError
 
+        def convert_ids_to_tokens(self, ids):
+            raise AssertionError
+
     with pytest.raises(InterpTextError, match="slow tokenizer"):
         Saliency(bert, Slow()).explain("ok")
+
+
+def test_a_tokenizer_method_is_refused_naming_the_tokenizer(bert, wp_tokenizer):
+    with pytest.raises(
+        InterpTextError,
+        match=r"^tokenizer must be a Hugging Face tokenizer, got method \(the tokenizer's encode: pass the "
+        r"tokenizer itself\)\.$",
+    ):
+        Saliency(bert, wp_tokenizer.encode)
+
+
+def test_another_models_smaller_tokenizer_warns(bpe, wp_tokenizer):
+    """A tokenizer naming a fraction of the embedding rows is another model's: its ids read the wrong
+    words. A vocabulary rounded up by a few rows (as Qwen 2's, GPT-J's) is not warned about."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    def bert(rows):
+        config = BertConfig(vocab_size=rows, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+        return BertForSequenceClassification(config).eval()
+
+    with pytest.warns(UserWarning, match=rf"the tokenizer has {len(wp_tokenizer)} tokens but BertForSequence"):
+        Saliency(bert(2 * len(wp_tokenizer)), wp_tokenizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Saliency(bert(len(wp_tokenizer) + 64 - len(wp_tokenizer) % 64), wp_tokenizer)
 
 
 def test_unknown_model_kind_asks_for_task(wp_tokenizer):
