@@ -149,15 +149,20 @@ class Explanation:
         """The scores of one target, chosen by row number or label."""
         return self.scores[self._row_index(target)]
 
-    def top(self, k: int = 5, target: int | str = 0) -> list[tuple[str, float]]:
-        """The k columns with the highest score for a target (NaN columns skipped)."""
+    def top(self, k: int = 5, target: int | str = 0, absolute: bool = False) -> list[tuple[str, float]]:
+        """The k columns with the highest score for a target (NaN columns skipped), with their
+        signed scores; ``absolute=True``: the k largest in magnitude, evidence for and against
+        alike (as the views' "largest |score|" line and ``rationale_average_precision(absolute=True)``)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise InterpTextError(
                 f"k must be a whole number >= 0 (how many columns to list), got {k!r}; "
                 "for the lowest scores, sort row(target) instead."
             )
+        if not isinstance(absolute, bool):
+            raise InterpTextError(f"absolute must be True or False, got {absolute!r}.")
         row = self.row(target)
-        order = [j for j in np.argsort(-np.nan_to_num(row, nan=-np.inf)) if not math.isnan(row[j])]
+        key = np.abs(row) if absolute else row
+        order = [j for j in np.argsort(-np.nan_to_num(key, nan=-np.inf), kind="stable") if not math.isnan(row[j])]
         cols = self.columns
         return [(cols[j], float(row[j])) for j in order[:k]]
 

@@ -496,6 +496,17 @@ def test_send_on_cpu_is_a_plain_conversion():
 
 
 # ----------------------------------------------------------------- reading a result
+def test_top_by_signed_score_or_by_magnitude():
+    from hand_made import classification
+
+    expl = classification("the service was not good", [[0, 0, 0, 0, 0], [0.1, -0.2, np.nan, -6.0, 1.5]])
+    assert expl.top(2, target="pos") == [("good", 1.5), ("the", 0.1)]
+    assert expl.top(3, target="pos", absolute=True) == [("not", -6.0), ("good", 1.5), ("service", -0.2)]
+    assert len(expl.top(9, target="pos", absolute=True)) == 4  # the NaN column is never listed
+    with pytest.raises(InterpTextError, match=r"^absolute must be True or False, got 'yes'\.$"):
+        expl.top(2, absolute="yes")
+
+
 @pytest.mark.parametrize("k", [-1, 2.5, True, "3"])
 def test_top_refuses_a_k_that_is_not_a_count(k, bert, wp_tokenizer):
     expl = Saliency(bert, wp_tokenizer).explain(TEXTS[1])
