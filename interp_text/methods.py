@@ -43,6 +43,21 @@ from .tasks import (
     send,
 )
 
+# Other libraries' names (captum's, inseq's, interpreto's) for options here: an unknown option's hint.
+PEER_NAMES = {
+    "n_steps": "n_interpolations",
+    "steps": "n_interpolations",
+    "stdevs": "noise_std",
+    "nt_samples": "n_perturbations",
+    "n_samples": "n_perturbations",
+    "n_perturbations": "n_samples",
+    "internal_batch_size": "batch_size",
+    "aggregation": "granularity_aggregation_strategy",
+    "abs": "token_reduction",
+    "baselines": "baseline",
+    "multiply_by_inputs": "input_x_gradient",
+}
+
 # A tokenizer with fewer tokens than this share of the model's embedding rows is taken for another model's.
 SMALLER_TOKENIZER = 0.8
 
@@ -104,8 +119,12 @@ def check_options(
         besides = f" (besides {', '.join(shared)})" if shared else ""
         names = {n.lower(): n for n in (*allowed, *shared)}  # `Seed=` means seed=
         close = [
-            names[m[0]] for u in unknown for m in [difflib.get_close_matches(u.lower(), names, n=1, cutoff=0.8)] if m
+            PEER_NAMES[u]
+            if PEER_NAMES.get(u) in names.values()
+            else next(iter(names[m] for m in difflib.get_close_matches(u.lower(), names, n=1, cutoff=0.8)), None)
+            for u in unknown
         ]
+        close = [c for c in close if c]
         meant = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         raise InterpTextError(f"{name} got unknown option(s) {unknown}{meant}; {own}{besides}{note}.")
 

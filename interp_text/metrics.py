@@ -359,8 +359,8 @@ def _curves_of(metrics: list[_Curve], explanations) -> tuple[tuple[list[list[np.
         }  # (targets · points, the explanation's classes or token targets)
         logits = {i: v[distinct[i][1]] for i, v in logits.items()}
     for m in metrics[1:]:
-        if hasattr(first, "prefix_checked"):
-            m.prefix_checked = first.prefix_checked
+        if hasattr(first, "_prefix_checked"):
+            m._prefix_checked = first._prefix_checked
     out, sizes = [[] for _ in metrics], [engine.players[it.index].n for it in items]
     for it, e, n in zip(items, expls, sizes):
         lp, fx = log_p[it.index], logits[it.index]  # a classifier's: the explanation's classes only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import operator
 from enum import Enum
@@ -106,6 +107,13 @@ def method_key(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 
 
+def _differs(value: Any, default: Any) -> bool:
+    try:
+        return bool(value != default)  # "word" and Granularity.WORD are equal
+    except Exception:  # a value that does not compare to a bool
+        return True
+
+
 class Remade:
     """An explainer or metric whose options can be changed after it is made.
 
@@ -124,6 +132,7 @@ class Remade:
         for extra in ("method_options", "options"):  # the **keywords, as the keywords they were
             made.update(made.pop(extra, None) or {})
         object.__setattr__(self, "_making", made if type(self).__init__ is base.__init__ else None)
+        object.__setattr__(self, "_base", base)
 
     def _remember(self) -> None:
         object.__setattr__(self, "_made", self.__dict__.pop("_making"))
@@ -131,11 +140,49 @@ class Remade:
     def _option_names(self) -> tuple[str, ...]:
         return ()
 
+    def _defaults(self) -> dict[str, Any]:
+        """The base constructor's keyword defaults."""
+        parameters = inspect.signature(self.__dict__["_base"].__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when the usual lookup fails: an option of the constructor's (batch_size,
+        # granularity...) reads as it was given, or as its default.
+        made = self.__dict__.get("_made")
+        if made is not None and name in made:
+            return made[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        made = self.__dict__.get("_made")
+        if made is None:
+            return object.__repr__(self)
+        model = made.get("model")
+        shown = [repr(model) if isinstance(model, str) else type(getattr(self, "model", model)).__name__]
+        defaults = self._defaults()
+        own = {k: getattr(self, k, None) for k in self._option_names()}  # as made: the defaults filled in
+        given = {k: v for k, v in made.items() if k not in ("model", "tokenizer") and k not in own}
+        for k, v in own.items():
+            if v is not None:  # a tensor (a baseline) as its shape
+                shown.append(f"{k}=<tensor of shape {tuple(v.shape)}>" if hasattr(v, "shape") else f"{k}={v!r}")
+        shown += [f"{k}={plain(v)!r}" for k, v in given.items() if k not in defaults or _differs(v, defaults[k])]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     def __setattr__(self, name: str, value: Any) -> None:
         made = self.__dict__.get("_made")
-        if made is None or (name not in made and name not in self._option_names()):
+        if made is None:
             object.__setattr__(self, name, value)
             return
+        if name not in made and name not in self._option_names():
+            if name.startswith("_") or name in self.__dict__ or hasattr(type(self), name):
+                object.__setattr__(self, name, value)
+                return
+            # A misspelt or another library's option name would be kept and never read.
+            from .methods import check_options
+
+            own = self._option_names()
+            shared = tuple(k for k in made if k not in ("model", "tokenizer") and k not in own)
+            check_options(type(self).__name__, {name: value}, self._option_names(), shared)
         fresh = type(self)(**{**made, name: value})
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)

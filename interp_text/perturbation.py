@@ -307,7 +307,7 @@ class PerturbationEngine(Engine):
     ``method`` supplies ``masks(n, generator) -> (samples, n) bool`` and
     ``estimate(masks, scores, clean) -> ((targets, n) scores, (targets,) gap or None)``. ``memo``
     (default: ``method``) keeps, from call to call, whether the causal prefix path was checked good
-    (its ``prefix_checked``): an explainer or metric checks it once, not once per call.
+    (its ``_prefix_checked``): an explainer or metric checks it once, not once per call.
     """
 
     def __init__(
@@ -319,7 +319,7 @@ class PerturbationEngine(Engine):
         self.memo = method if memo is None else memo
         self.players: dict[int, Players] = {}
         # Causal LMs: whether the prefix cache reproduces the plain forward; checked once per explainer.
-        self.prefix_ok: bool | None = getattr(self.memo, "prefix_checked", {}).get(id(model))
+        self.prefix_ok: bool | None = getattr(self.memo, "_prefix_checked", {}).get(id(model))
         self.results: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         # A generator explained in LOGITS: the checked per-position head ``(base, Linear, LogitMap)``,
         # with which masked rows skip the vocabulary (``tasks.head_targets``); None: the whole logits.
@@ -744,7 +744,7 @@ class PerturbationEngine(Engine):
         except (TypeError, ValueError, AttributeError, RuntimeError, IndexError, KeyError):
             self.prefix_ok = False
             if self.memo is not None:
-                self.memo.prefix_checked = {id(self.model): False}
+                self.memo._prefix_checked = {id(self.model): False}
             return None
         if self.prefix_ok is None:
             ref_chosen, ref_norm = self._logits(x, row_items, table)  # the plain forward, whole logits
@@ -757,7 +757,7 @@ class PerturbationEngine(Engine):
                 log_norm[read], ref_norm[read], rtol=tol, atol=tol * scale
             )
             if self.memo is not None:
-                self.memo.prefix_checked = {id(self.model): self.prefix_ok}
+                self.memo._prefix_checked = {id(self.model): self.prefix_ok}
             if not self.prefix_ok:  # as the later calls will make them: the plain forward
                 return (
                     self._logits(x, row_items, table, normalised) if normalised is not None else (ref_chosen, ref_norm)

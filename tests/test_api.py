@@ -761,8 +761,29 @@ def test_an_option_set_after_construction_makes_the_explainer_again(bert, wp_tok
     deletion = Deletion(bert, wp_tokenizer)
     deletion.steps = 2
     assert deletion.points(10).tolist() == [0, 5, 10]
-    ig.note = "mine"  # any other attribute is the user's own
-    assert ig.note == "mine" and ig.n_interpolations == 50
+    # Another name would be kept and never read: refused, with the option another library's name means.
+    with pytest.raises(InterpTextError, match=r"^IntegratedGradients got unknown option\(s\) \['n_steps'\] \(did you "):
+        ig.n_steps = 5
+    assert ig.n_interpolations == 50 and "n_steps" not in vars(ig)
+    ig._note = "mine"  # a private name is the user's own
+    assert ig._note == "mine"
+
+
+def test_options_read_back_and_show_in_the_repr(bert, wp_tokenizer):
+    ig = IntegratedGradients(bert, wp_tokenizer, n_interpolations=20, granularity="sentence")
+    assert (ig.granularity, ig.batch_size, ig.n_interpolations, ig.seed) == ("sentence", 64, 20, 0)
+    assert repr(ig) == (
+        "IntegratedGradients(BertForSequenceClassification, n_interpolations=20, baseline='zeros', "
+        "granularity='sentence')"
+    )
+    ig.granularity = "word"  # the default again: not shown
+    assert repr(ig) == "IntegratedGradients(BertForSequenceClassification, n_interpolations=20, baseline='zeros')"
+    from interp_text import Deletion
+
+    assert repr(Deletion(bert, wp_tokenizer, steps=4)) == "Deletion(BertForSequenceClassification, steps=4)"
+    assert repr(Occlusion(bert, wp_tokenizer, batch_size=8)) == "Occlusion(BertForSequenceClassification, batch_size=8)"
+    with pytest.raises(AttributeError, match="'Occlusion' object has no attribute 'n_samples'"):
+        _ = Occlusion(bert, wp_tokenizer).n_samples
 
 
 def test_a_subclass_with_its_own_init_sets_its_attributes_as_usual(bert, wp_tokenizer):

@@ -565,7 +565,7 @@ def test_prefix_rows_of_several_prompts_come_back_to_their_own_text(gpt2, bpe, m
     assert len(bpe(prompts[0])["input_ids"]) == len(bpe(prompts[1])["input_ids"])  # one length group
     explainer = Occlusion(gpt2, bpe, batch_size=16)
     together = explainer.explain(prompts, targets=" and the staff")
-    assert explainer.prefix_checked == {id(gpt2): True}  # the prefix path ran
+    assert explainer._prefix_checked == {id(gpt2): True}  # the prefix path ran
     monkeypatch.setattr(P, "PREFIX_MIN", 10**9)  # the plain forwards, one prompt at a time
     for expl, prompt in zip(together, prompts):
         alone = Occlusion(gpt2, bpe, batch_size=16).explain(prompt, targets=" and the staff")
@@ -593,7 +593,7 @@ def test_running_out_of_memory_in_the_prefix_path_halves_the_batch_and_keeps_the
             got = explainer.explain(LONG_PROMPT, targets=" and the staff")
     finally:
         handle.remove()
-    assert failed and explainer.prefix_checked == {id(gpt2): True}
+    assert failed and explainer._prefix_checked == {id(gpt2): True}
     np.testing.assert_allclose(got.scores, reference.scores, rtol=1e-5, atol=1e-7, equal_nan=True)
 
 
@@ -849,7 +849,7 @@ def test_prompts_that_share_a_masked_input_and_target_run_it_once(prefix, gpt2, 
         _, apart_rows = rows([" and the staff", " and the food"])  # one length group, another target
     finally:
         handle.remove()
-    assert getattr(explainer, "prefix_checked", None) == ({id(gpt2): True} if prefix else None)
+    assert getattr(explainer, "_prefix_checked", None) == ({id(gpt2): True} if prefix else None)
     assert shared_rows == apart_rows - 1 == 2 * 46 - 1  # each prompt: the clean row and 45 masked words
     for expl, prompt in zip(same, prompts):
         alone = Occlusion(gpt2, bpe, batch_size=16).explain(prompt, targets=" and the staff")
@@ -930,11 +930,11 @@ def test_a_metric_checks_the_prefix_path_once_not_every_call(gpt2, bpe):
         rows_second = sum(counted)
     finally:
         handle.remove()
-    assert deletion.prefix_checked == {id(gpt2): True}
+    assert deletion._prefix_checked == {id(gpt2): True}
     assert second == first and rows_second < rows_first  # the check's plain forward ran in the first call only
     insertion = Insertion(gpt2, bpe, batch_size=16, steps=10)
     d, i = evaluate_together([deletion, insertion], [expl])
-    assert insertion.prefix_checked == {id(gpt2): True} and d == [pytest.approx(first, rel=1e-6)]
+    assert insertion._prefix_checked == {id(gpt2): True} and d == [pytest.approx(first, rel=1e-6)]
 
 
 @pytest.mark.parametrize("batch_size", [64, 2])
@@ -1031,7 +1031,7 @@ def test_a_bfloat16_model_keeps_the_prefix_path(bpe, monkeypatch):
     prompt = " ".join(["The food was cold but the staff were lovely and the pasta was good."] * 3) + " The capital is"
     explainer = Occlusion(model, bpe, batch_size=32)
     fast = explainer.explain(prompt, targets=" Paris")
-    assert explainer.prefix_checked == {id(model): True}
+    assert explainer._prefix_checked == {id(model): True}
     monkeypatch.setattr(P, "PREFIX_MIN", 10**9)  # the plain forwards
     plain = Occlusion(model, bpe, batch_size=32).explain(prompt, targets=" Paris")
     exact = Occlusion(model.float(), bpe, batch_size=32).explain(prompt, targets=" Paris")  # the same weights
