@@ -310,6 +310,9 @@ class Engine:
         self._own_pad: int | None = None  # see guarded
         self._model_name: str | None = None  # see guarded
         self._device: Any = None  # the call's device, set by _prepare
+        # The call's largest completeness gap relative to f(x) − f(baseline): (share, text, target row,
+        # gap, f(x) − f(baseline)); see _assemble.
+        self.worst_gap: tuple | None = None
 
     @contextmanager
     def guarded(self) -> Iterator[torch.device]:
@@ -1035,7 +1038,12 @@ class Engine:
         token_scores = it.token_scores.cpu()  # (targets, seq)
         gap = None
         if s.uses_baseline:
-            gap = it.stat_total.cpu() - (it.target_scores - it.baseline_scores)
+            delta = (it.target_scores - it.baseline_scores).cpu()
+            gap = it.stat_total.cpu() - delta
+            share = (gap.abs() / delta.abs()).masked_fill(delta.abs() < 1e-6, 0).nan_to_num(0.0)
+            k = int(share.argmax()) if share.numel() else 0
+            if share.numel() and (self.worst_gap is None or float(share[k]) > self.worst_gap[0]):
+                self.worst_gap = (float(share[k]), it.index, k, float(gap[k]), float(delta[k]))
         elements, spans, mapping = group_tokens(
             it.text, it.offsets, it.special, s.granularity, it.token_strings, it.hidden_spans
         )

@@ -58,6 +58,9 @@ PEER_NAMES = {
     "multiply_by_inputs": "input_x_gradient",
 }
 
+# IntegratedGradients warns when a target's completeness gap is more than this share of f(x) − f(baseline).
+LARGE_GAP = 0.1
+
 # A tokenizer with fewer tokens than this share of the model's embedding rows is taken for another model's.
 SMALLER_TOKENIZER = 0.8
 
@@ -319,9 +322,13 @@ class GradientMethod(Remade):
         engine.recall_head(self)
         result = engine.explain(model_inputs, targets, **generate_kwargs)
         engine.remember_head(self)
+        self._check_result(engine, result)
         return result
 
     __call__ = explain
+
+    def _check_result(self, engine: Engine, result: Any) -> None:
+        """A look at a call's numbers once it is done (IntegratedGradients: its completeness gap)."""
 
 
 def default_noise_std(model, tokenizer=None) -> float:
@@ -492,6 +499,20 @@ class IntegratedGradients(GradientMethod):
     def sample(self, e, b, gen, p):
         alpha = (p + 0.5) / self.n_interpolations
         return b + alpha * (e - b), e - b
+
+    def _check_result(self, engine, result):
+        # A gap this large says the steps are too few for this model's path, whatever the scores look like.
+        if engine.worst_gap is None or engine.worst_gap[0] <= LARGE_GAP:
+            return
+        share, index, row, gap, delta = engine.worst_gap
+        expl = result if isinstance(result, Explanation) else result[index]
+        warnings.warn(
+            f"IntegratedGradients: the completeness gap of text {index}'s target {expl.target_labels[row]!r} is "
+            f"{gap:+.3g}, {share:.0%} of f(x) - f(baseline) = {delta:.3g}: {self.n_interpolations} steps are too few "
+            f"for this model's path; raise n_interpolations (e.g. {5 * self.n_interpolations}) and read "
+            "explanation.completeness_gap.",
+            stacklevel=user_stacklevel(),
+        )
 
 
 class GradientShap(GradientMethod):

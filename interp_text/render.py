@@ -1377,6 +1377,9 @@ def explanation_terminal(
         shown = [_term_safe(repr(t.label), glyphs) for t in expl.targets]  # a label the console cannot write
         width = min(max(map(_columns, shown), default=0), 24)  # terminal columns: CJK takes two
         probs = ["" if math.isnan(t.probability) else f"p={_fmt_prob(t.probability)} " for t in expl.targets]
+        gaps = expl.completeness_gap
+        if gaps is not None:  # integrated gradients', KernelShap's: how far the row is from complete
+            probs = [p + ("" if math.isnan(g) else f"gap {g:+.3g} ") for p, g in zip(probs, map(float, gaps))]
         prob_width = max(map(len, probs), default=0)  # so that every row's │ lines up
         for i in range(len(expl.targets)):
             row = expl.scores[i]

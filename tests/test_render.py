@@ -565,6 +565,19 @@ def test_terminal_plain_has_every_element_and_score():
     assert "'neg'" not in only and "good[+0.00]" in only
 
 
+def test_terminal_generation_rows_show_their_completeness_gap():
+    expl = causal()
+    expl.completeness_gap = np.array([3.03, np.nan, -0.0004, 0.0])
+    lines = [line for line in explanation_terminal(expl, color=False).splitlines() if "p=0.500" in line]
+    assert [line.split("\u2502")[0].split("p=0.500 ")[1].rstrip() for line in lines] == [
+        "gap +3.03",
+        "",
+        "gap -0.0004",
+        "gap +0",
+    ]
+    assert len({line.index("\u2502") for line in lines}) == 1  # every row's rule lines up
+
+
 def test_terminal_color_and_no_color(monkeypatch):
     expl = classification("good movie", [[0.52, -0.3], [0.1, 0.2]])
     coloured = explanation_terminal(expl, color=True)
