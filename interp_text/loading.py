@@ -194,6 +194,7 @@ def _load(name: str, task: str | None, device: Any, tokenizer: bool) -> tuple[to
             )
         import transformers
 
+        check_versions()
         try:
             config = transformers.AutoConfig.from_pretrained(name)
         except LOAD_ERRORS as err:
@@ -208,6 +209,22 @@ def _load(name: str, task: str | None, device: Any, tokenizer: bool) -> tuple[to
     if device is not None:
         model.to(device)
     return model, own if tokenizer else None
+
+
+def check_versions() -> None:
+    """transformers 5 needs torch 2.6 or later, but pip does not know it (it is in transformers' own
+    ``torch`` extra), so an environment with an older torch installs cleanly and fails at the first
+    model: refused here with both ways out, not with transformers' traceback."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    torch_version = tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
+    if major >= 5 and torch_version < (2, 6):
+        raise InterpTextError(
+            f"transformers {transformers.__version__} needs torch 2.6 or later, and torch {torch.__version__} is "
+            'installed: upgrade torch (pip install "torch>=2.6"), or keep this torch with transformers 4 '
+            '(pip install "transformers>=4.45,<5").'
+        )
 
 
 def _is_pipeline(x: Any) -> bool:

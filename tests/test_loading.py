@@ -282,3 +282,46 @@ def test_a_bundled_name_with_its_own_task_shares_the_load():
     assert deletion.model is insertion.model
     e = Occlusion("sentiment").explain("The food was not good.")
     assert evaluate_together(deletion, e) == [deletion.evaluate(e)]  # one metric: a list of one
+
+
+@pytest.mark.parametrize(
+    "versions, refused",
+    [
+        (("5.23.0", "2.4.1+cu121"), True),
+        (("5.0.0", "2.5.1"), True),
+        (("5.23.0", "2.6.0"), False),
+        (("4.57.1", "2.1.2"), False),
+    ],
+)
+def test_transformers_5_with_an_older_torch_is_refused_naming_both_ways_out(versions, refused, monkeypatch):
+    """pip installs transformers 5 beside torch 2.4 (transformers asks for 2.6 in an extra only); its
+    first model then fails with a traceback. Refused before loading, with the fix."""
+    import transformers
+
+    from interp_text.loading import check_versions
+
+    monkeypatch.setattr(transformers, "__version__", versions[0])
+    monkeypatch.setattr(torch, "__version__", versions[1])
+    if not refused:
+        check_versions()
+        return
+    message = (
+        f"transformers {versions[0]} needs torch 2.6 or later, and torch {versions[1]} is installed: upgrade torch "
+        '(pip install "torch>=2.6"), or keep this torch with transformers 4 (pip install "transformers>=4.45,<5").'
+    )
+    with pytest.raises(InterpTextError) as err:
+        load_default("sentiment")
+    assert str(err.value) == message
+    with pytest.raises(InterpTextError) as err:
+        load("some-org/some-model")
+    assert str(err.value) == message
+
+
+def test_training_the_bundled_models_writes_into_an_installed_package_only_when_asked(tmp_path, monkeypatch):
+    from interp_text.bundled import train
+
+    monkeypatch.setattr(train, "HERE", tmp_path / "site-packages" / "interp_text" / "bundled")
+    with pytest.raises(SystemExit, match="the bundled models belong to the installed package; pass a folder"):
+        train.main(["sentiment"])
+    with pytest.raises(SystemExit, match=r"^usage: .* got 'both'$"):
+        train.main(["both"])

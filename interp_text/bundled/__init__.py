@@ -28,6 +28,10 @@ def load_default(name: str):
     path = default_path(name)
     # Imported here so that `import interp_text.bundled` stays cheap.
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from ..loading import check_versions
+
+    check_versions()
     from transformers.utils import logging as hf_logging
 
     auto = AutoModelForSequenceClassification if name == "sentiment" else AutoModelForCausalLM

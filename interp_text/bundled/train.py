@@ -357,13 +357,20 @@ def train_facts(out_dir: Path = HERE / "facts", epochs: int = 8, seed: int = SEE
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    usage = "usage: python -m interp_text.bundled.train [sentiment|facts|all] [OUT_DIR]"
     which = argv[0] if argv else "all"
-    if which not in ("sentiment", "facts", "all"):
-        raise SystemExit(f"usage: python -m interp_text.bundled.train [sentiment|facts|all], got {which!r}")
+    if which not in ("sentiment", "facts", "all") or len(argv) > 2:
+        raise SystemExit(f"{usage}, got {' '.join(argv)!r}")
+    if len(argv) == 2:
+        out = Path(argv[1])
+    elif (HERE.parent.parent / "pyproject.toml").exists():  # a source checkout: its bundled models are remade
+        out = HERE
+    else:  # an installed package: its files are not ours to overwrite
+        raise SystemExit(f"{usage}: the bundled models belong to the installed package; pass a folder to write to.")
     if which in ("sentiment", "all"):
-        train_sentiment()
+        train_sentiment(out / "sentiment")
     if which in ("facts", "all"):
-        train_facts()
+        train_facts(out / "facts")
 
 
 if __name__ == "__main__":
