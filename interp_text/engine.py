@@ -354,6 +354,7 @@ class Engine:
                 self._attribute(items, device)
                 if s.task == CAUSAL_LM:
                     self._warn_unspaced_targets(items)
+                    self._warn_trailing_space(items)
                 return [self._assemble(it) for it in items]
 
         results = self.halving(run)
@@ -362,6 +363,29 @@ class Engine:
         from .render import ExplanationList
 
         return ExplanationList(results)
+
+    def _warn_trailing_space(self, items: list[Item]) -> None:
+        """One warning for a prompt that ends with a space its tokenizer makes a token of its own (GPT-2's,
+        Llama's write the space before a word into the word's token): the model then reads a lone space
+        token, which it all but never saw before a word, and what it generates (or how likely a forced
+        output is) says more about that token than about the prompt."""
+        for it in items:
+            text = it.text
+            if not isinstance(text, str) or isinstance(text, inp.Templated) or not text.endswith(" "):
+                continue
+            last = max((k for k in range(it.n_prompt) if not it.special[k]), default=None)
+            if last is None:
+                continue
+            start, end = it.offsets[last]
+            if text[start:end].strip():  # the space joined a word's token, or was dropped
+                continue
+            warnings.warn(
+                f"prompt {it.index} ends with a space, which this tokenizer makes a token of its own: the model "
+                "reads a lone space token, which it rarely sees before a word, after the prompt. Drop the trailing "
+                "space (pass text.rstrip()): the next word's token brings its own.",
+                stacklevel=user_stacklevel(),
+            )
+            return
 
     def _warn_unspaced_targets(self, items: list[Item]) -> None:
         """One warning for a forced text that starts a word with no space before it ("Paris" after "...

@@ -511,7 +511,7 @@ def test_head_check_is_redone_when_a_hook_is_swapped_or_the_models_own_scale_cha
 
 
 # ---------------------------------------------------------------- perturbation: the unmasked prefix
-LONG_PROMPT = "the food was cold but the staff were lovely and the pasta was good, " * 3  # 45 words
+LONG_PROMPT = ("the food was cold but the staff were lovely and the pasta was good, " * 3).rstrip()  # 45 words
 
 
 def _occlusion_and_tokens(model, tok, **kw):
@@ -1011,9 +1011,32 @@ def test_a_forced_word_missing_its_space_is_named():
         warnings.simplefilter("error")
         # Meant as written, or unlikely either way (after an opening quote or bracket no space belongs,
         # and " Paris" is no likelier there than "P"): no warning.
-        for target, text in ((" Paris", prompt), (",", prompt), ("Paris", prompt + " "), ("Paris", prompt + ' "')):
+        for target, text in ((" Paris", prompt), (",", prompt), ("Paris", prompt + ' "')):
             Occlusion(model, tok).explain(text, targets=target)
         Occlusion(model, tok).explain(prompt + " (", targets="Berlin")
+
+
+def test_a_prompt_ending_with_a_space_token_is_named():
+    """GPT-2's tokenizer makes a trailing space a token of its own ("Ġ"), which the model all but
+    never reads before a word: the bundled GPT-2 then answers "." where it answers " Paris"."""
+    import warnings
+
+    from interp_text import load_default
+
+    model, tok = load_default("facts")
+    prompt = "The capital of France is"
+    with pytest.warns(UserWarning) as said:
+        e = Saliency(model, tok).explain([prompt + " ", prompt + "  "], max_new_tokens=2)
+    assert [str(w.message) for w in said] == [
+        "prompt 0 ends with a space, which this tokenizer makes a token of its own: the model reads a lone space "
+        "token, which it rarely sees before a word, after the prompt. Drop the trailing space (pass text.rstrip()): "
+        "the next word's token brings its own."
+    ]
+    assert e[0].output_text == "."
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Saliency(model, tok).explain(prompt, max_new_tokens=2).output_text == " Paris."
+        Saliency(model, tok).explain(prompt + "\n", max_new_tokens=2)  # a line break is a prompt's own
 
 
 def test_a_bfloat16_model_keeps_the_prefix_path(bpe, monkeypatch):
