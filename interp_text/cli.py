@@ -779,6 +779,21 @@ def cmd_compare(args) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+class _Once(argparse.Action):
+    """An option given at most once: a second ``--target`` would silently replace the first."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, self.dest, None)
+        if given is not None:
+            parser.error(
+                f"{option_string} was given twice ({given!r}, {values!r}); one per run: for several classes, "
+                f"{option_string} all explains every class"
+            )
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="interp-text",
@@ -833,6 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument(
         "--target",
+        action=_Once,
         help="classification: a class index (0, 1, ...) or name, or 'all'; "
         "generation: the output text to explain, as is: ' Paris' after 'The capital of France is' (GPT-2's "
         "tokenizer writes the space into the word)",

@@ -327,7 +327,7 @@ class Explanation:
 
     def save(self, path: str | Path) -> Path:
         """Write this explanation as JSON; read it back with ``Explanation.load``."""
-        path = Path(path)
+        path = checked_suffix(path, "save")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json(), encoding="utf-8")
         return path
@@ -345,3 +345,19 @@ class Explanation:
                 ) from None
             raise InterpTextError(f"{path} is not an explanation saved by Explanation.save: {err}.") from None
         return cls.from_dict(data)
+
+
+# What each writer writes, and the suffixes that would say otherwise (a page named .json, JSON named .html).
+_WRITERS = {"save": ("JSON", (".html", ".htm"), "save_html"), "save_html": ("a page", (".json", ".jsonl"), "save")}
+
+
+def checked_suffix(path: str | Path, writer: str) -> Path:
+    """``path``, refused when its suffix names the other writer's format: ``save("e.html")`` wrote
+    JSON into a file a browser then shows as text."""
+    path = Path(path)
+    what, wrong, other = _WRITERS[writer]
+    if path.suffix.lower() in wrong:
+        raise InterpTextError(
+            f"{writer}() writes {what}, but {str(path)!r} names another format: use {other}({str(path)!r})."
+        )
+    return path

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import InterpTextError
-from .explanation import TASKS, Explanation
+from .explanation import TASKS, Explanation, checked_suffix
 
 __all__ = [
     "ExplanationList",
@@ -1015,6 +1015,7 @@ def save_html(explanations: Explanation | Sequence[Explanation], path: str | Pat
         >>> save_html(expl, "explanation.html", scale=1.0)  # doctest: +SKIP
     """
     check_options("save_html", options, HTML_OPTIONS)
+    path = checked_suffix(path, "save_html")
     if isinstance(explanations, Explanation):
         fragment = explanation_html(explanations, **options)
         items = [explanations]
@@ -1105,7 +1106,7 @@ class ExplanationList(list):
     def save(self, path: str | Path) -> Path:
         """Write the list as JSON lines, one ``Explanation.to_dict()`` per line; ``ExplanationList.load``
         reads it back (as it reads ``interp-text explain --output`` files)."""
-        path = Path(path)
+        path = checked_suffix(path, "save")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(e.to_json() + "\n" for e in _as_list(self)), encoding="utf-8")
         return path

@@ -1136,3 +1136,13 @@ def test_an_option_the_command_does_not_take_is_named_with_the_one_meant(capsys)
     with pytest.raises(SystemExit):
         main(["explain", "good", "food"])
     assert capsys.readouterr().err.endswith("interp-text explain: error: unrecognized arguments: food\n")
+
+
+def test_a_second_target_is_refused_not_silently_taken(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "good", "--target", "1", "--target", "0"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "interp-text explain: error: --target was given twice ('1', '0'); one per run: for several classes, "
+        "--target all explains every class\n"
+    )

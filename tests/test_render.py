@@ -1020,3 +1020,33 @@ def test_generation_rows_print_on_an_ascii_console(monkeypatch):
     rows = explanation_terminal(expl, color=False).splitlines()
     assert any(line.startswith("  'caf\\xe9' p=0.500 |") for line in rows)
     "\n".join(rows).encode("ascii")
+
+
+def test_a_writer_refuses_a_file_name_of_the_other_format(tmp_path):
+    """save() writes JSON, save_html() a page: a name that says otherwise is refused, naming the other."""
+    from interp_text import ExplanationList, InterpTextError
+
+    expl = classification("good movie", [[0.5, -0.1], [0.0, 0.0]])
+    cases = [
+        (
+            lambda p: expl.save(p),
+            "e.html",
+            f"save() writes JSON, but {str(tmp_path / 'e.html')!r} names another "
+            f"format: use save_html({str(tmp_path / 'e.html')!r}).",
+        ),
+        (lambda p: ExplanationList([expl]).save(p), "all.HTM", None),
+        (
+            lambda p: expl.save_html(p),
+            "e.json",
+            f"save_html() writes a page, but {str(tmp_path / 'e.json')!r} names "
+            f"another format: use save({str(tmp_path / 'e.json')!r}).",
+        ),
+        (lambda p: ExplanationList([expl]).save_html(p), "all.jsonl", None),
+    ]
+    for write, name, message in cases:
+        with pytest.raises(InterpTextError) as err:
+            write(tmp_path / name)
+        assert message is None or str(err.value) == message
+        assert not (tmp_path / name).exists()
+    assert expl.save(tmp_path / "e.txt").read_text().startswith("{")  # any other name is the user's choice
+    assert expl.save_html(tmp_path / "page").read_text().startswith("<!doctype html>")
