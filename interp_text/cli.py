@@ -207,8 +207,9 @@ RECORD_KEYS = frozenset({"text", "text_pair", "target", "id"})
 
 def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
     """``(line number, record)`` for each text of the file; a record without an "id" gets its line's
-    index, counted from 0 (line 1: id 0)."""
+    index, counted from 0 (line 1: id 0). A ``.txt`` file holds one plain text per line."""
     rows, line_of = [], {}
+    plain = path.suffix.lower() == ".txt"
     for n, raw in enumerate(path.read_bytes().split(b"\n")):  # "\n"-ended lines only (a U+2028 may sit in a string)
         where = f"{path}:{n + 1}"
         bom = len(codecs.BOM_UTF8) if n == 0 and raw.startswith(codecs.BOM_UTF8) else 0  # a BOM is skipped
@@ -222,9 +223,12 @@ def read_jsonl_inputs(path: Path) -> list[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = line.removesuffix("\r") if plain else json.loads(line)
         except json.JSONDecodeError as err:
-            raise InterpTextError(f"{where} is not valid JSON ({err.msg}); write one JSON object per line.") from None
+            raise InterpTextError(
+                f"{where} is not valid JSON ({err.msg}); write one JSON object per line, or one plain text per line "
+                "in a file named .txt."
+            ) from None
         if isinstance(value, str):
             value = {"text": value}
         if not isinstance(value, dict) or "text" not in value:

@@ -1146,3 +1146,19 @@ def test_a_second_target_is_refused_not_silently_taken(capsys):
         "interp-text explain: error: --target was given twice ('1', '0'); one per run: for several classes, "
         "--target all explains every class\n"
     )
+
+
+def test_a_txt_input_file_is_one_plain_text_per_line(tmp_path):
+    inp = tmp_path / "texts.txt"
+    inp.write_bytes(b'The food was good.\r\n\n{"text": "not JSON here"}\nBad service. \n')
+    out = tmp_path / "out.jsonl"
+    assert main(["explain", "--input", str(inp), "--output", str(out), "--method", "saliency"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["text"]) for r in records] == [
+        (0, "The food was good."),
+        (2, '{"text": "not JSON here"}'),
+        (3, "Bad service. "),
+    ]
+    bad = tmp_path / "texts.jsonl"
+    bad.write_text("The food was good.\n")
+    assert main(["explain", "--input", str(bad), "--output", str(tmp_path / "o2.jsonl")]) == 2
