@@ -779,6 +779,10 @@ def cmd_compare(args) -> int:
     # On a terminal, each method's bar and the metrics' (a log would keep every redraw).
     rows = compare_default(n_texts=args.n_texts, methods=methods, data=args.data, progress=_stderr_is_tty())
     print(format_table(rows))
+    print(
+        "\nseconds: one call per method, after an untimed one, as this machine's load allowed: a ranking by "
+        "time needs a quiet machine (bench/bench_perturbation.py times methods over several rounds)."
+    )
     return 0
 
 
