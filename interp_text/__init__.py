@@ -18,8 +18,9 @@ __version__ = "0.1.0"
 # Each public name, by the module that holds it.
 _HOME = {
     "load_default": "bundled",
-    "compare": "compare",
-    "compare_default": "compare",
+    "compare": "comparison",
+    "compare_default": "comparison",
+    "format_table": "comparison",
     "InterpTextError": "errors",
     "Explanation": "explanation",
     "Target": "explanation",
@@ -56,6 +57,7 @@ __all__ = [
     "Sobol",
     "compare",
     "compare_default",
+    "format_table",
     "evaluate_together",
     "rationale_average_precision",
     "GRADIENT_METHODS",
@@ -92,7 +94,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what editors and type checkers read
     from .bundled import load_default
-    from .compare import compare, compare_default
+    from .comparison import compare, compare_default, format_table
     from .errors import InterpTextError
     from .explanation import Explanation, Target
     from .methods import (

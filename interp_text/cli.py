@@ -764,7 +764,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare_default, format_table
+    from .comparison import compare_default, format_table
 
     methods = None  # every method
     if args.methods is not None:
@@ -777,13 +777,43 @@ def cmd_compare(args) -> int:
                 "such as 'occlusion,lime'."
             )
     # On a terminal, each method's bar and the metrics' (a log would keep every redraw).
-    rows = compare_default(n_texts=args.n_texts, methods=methods, data=args.data, progress=_stderr_is_tty())
+    if args.model is None and args.input is None:
+        data = args.data or "sentiment"
+        rows = compare_default(n_texts=args.n_texts, methods=methods, data=data, progress=_stderr_is_tty())
+    else:
+        rows = _compare_own(args, methods)
     print(format_table(rows))
     print(
         "\nseconds: one call per method, after an untimed one, as this machine's load allowed: a ranking by "
         "time needs a quiet machine (bench/bench_perturbation.py times methods over several rounds)."
     )
     return 0
+
+
+def _compare_own(args, methods: list[str] | None) -> list[dict]:
+    """``compare --model M --input FILE``: the user's model on the user's texts (the first --n-texts
+    of them), each record's "target" if it has one; no rationales, so no rationale AP."""
+    from .comparison import compare
+
+    if args.model is None or args.input is None:
+        given, missing = ("--model", "--input FILE") if args.input is None else ("--input", "--model NAME_OR_FOLDER")
+        raise InterpTextError(f"compare {given} needs {missing} too (without either, it runs on bundled data).")
+    if args.data is not None:
+        raise InterpTextError("--data picks bundled data; with --model and --input, drop it.")
+    rows = read_jsonl_inputs(Path(args.input))[: args.n_texts]
+    if not rows:
+        raise InterpTextError(f"{args.input} holds no text to compare on.")
+    model, tok = load_model(args.model, args.task)
+    texts = [asked_input(record, tok) if "text_pair" in record else record["text"] for _, record in rows]
+    targets = [record.get("target") for _, record in rows]
+    return compare(
+        model,
+        tok,
+        texts,
+        methods,
+        targets=None if all(t is None for t in targets) else targets,
+        progress=_stderr_is_tty(),
+    )
 
 
 # --------------------------------------------------------------------------- parser
@@ -889,18 +919,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-color", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    cmp_ = sub.add_parser("compare", help="compare methods on bundled data (faithfulness, rationales, time)")
+    cmp_ = sub.add_parser(
+        "compare", help="compare methods on bundled data, or on your model and texts (faithfulness, rationales, time)"
+    )
     cmp_.add_argument("--methods", help="comma-separated method names (default: all)")
     cmp_.add_argument(
         "--data",
         choices=["sentiment", "facts"],
-        default="sentiment",
         help="the bundled model and the test split it is compared on: sentiment reviews (their gold labels), or "
         "facts prompts (their answers forced) (default sentiment)",
     )
+    cmp_.add_argument("--model", help="your model instead: a folder in Hugging Face format or a Hub id (with --input)")
     cmp_.add_argument(
-        "--n-texts", type=positive_int, default=20, help="texts of the test split to explain (default 20)"
+        "--input",
+        help='your texts: FILE.txt (one per line) or FILE.jsonl ({"text": ..., "target": ...} per line)',
     )
+    cmp_.add_argument(
+        "--task", type=str.lower, choices=["classification", "generation"], help="with --model: what the model does"
+    )
+    cmp_.add_argument("--n-texts", type=positive_int, default=20, help="texts to explain, from the start (default 20)")
     cmp_.set_defaults(func=cmd_compare)
     parser.commands = {"explain": ex, "demo": demo, "compare": cmp_}  # see parse_command_line
     return parser

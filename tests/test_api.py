@@ -711,7 +711,7 @@ def test_target_without_its_s_is_named(bert, wp_tokenizer, gpt2, bpe):
 
 def test_the_readme_imports_are_public():
     import interp_text
-    from interp_text.compare import compare_default
+    from interp_text.comparison import compare_default
 
     assert interp_text.compare_default is compare_default and "compare_default" in interp_text.__all__
 
@@ -799,3 +799,23 @@ def test_a_subclass_with_its_own_init_sets_its_attributes_as_usual(bert, wp_toke
     assert wider.noise_std == 0.3 and wider.settings.n_samples == 2
     wider.n_perturbations = 3  # as any attribute
     assert wider.settings.n_samples == 2
+
+
+def test_public_names_are_what_they_name_whatever_was_imported_first():
+    """Importing a submodule sets the package's attribute of its name: a module named like a public
+    function (interp_text/compare.py beside compare()) made `from interp_text import compare` the
+    module after `from interp_text.compare import format_table`."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, types, interp_text\n"
+        "for m in pkgutil.walk_packages(interp_text.__path__, 'interp_text.'):\n"
+        "    if not m.name.endswith(('train', '__main__')):\n"
+        "        importlib.import_module(m.name)\n"
+        "bad = [n for n in interp_text.__all__ if isinstance(getattr(interp_text, n), types.ModuleType)]\n"
+        "print(bad)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -418,7 +418,7 @@ def test_choices_take_any_case(tmp_path):
     [("occlusion, lime", ["occlusion", "lime"]), (" Saliency ,,vargrad, ", ["Saliency", "vargrad"])],
 )
 def test_compare_methods_ignore_spaces_and_empty_items(value, methods, monkeypatch, capsys):
-    compare_module = importlib.import_module("interp_text.compare")  # the package's `compare` is the function
+    compare_module = importlib.import_module("interp_text.comparison")
     got = {}
 
     def compare_default(n_texts, methods, data, progress):
@@ -704,7 +704,7 @@ def test_a_console_that_cannot_show_the_text_gets_escapes_and_names_the_fix(tmp_
 def test_the_compare_table_is_ascii_where_stdout_is(monkeypatch):
     import io
 
-    from interp_text.compare import format_table
+    from interp_text.comparison import format_table
 
     rows = [{"method": "Occlusion", "deletion": 0.5, "insertion": 0.7, "rationale_ap": 0.9, "seconds": 1.0}]
     monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
@@ -1164,3 +1164,26 @@ def test_a_txt_input_file_is_one_plain_text_per_line(tmp_path):
     bad = tmp_path / "texts.jsonl"
     bad.write_text("The food was good.\n")
     assert main(["explain", "--input", str(bad), "--output", str(tmp_path / "o2.jsonl")]) == 2
+
+
+def test_compare_on_your_own_model_and_texts(tmp_path, capsys):
+    """--model and --input: the methods side by side on the user's texts (no rationales: no AP column);
+    its table's numbers are compare()'s on the same texts."""
+    from interp_text import compare, load_default
+
+    inp = tmp_path / "texts.txt"
+    inp.write_text("The food was good.\nThe staff were not friendly.\nI hated the soup.\n")
+    argv = ["compare", "--model", "sentiment", "--input", str(inp), "--methods", "occlusion,saliency"]
+    assert main([*argv, "--n-texts", "2"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    assert table[0].split() == ["method", "deletion", "↓", "insertion", "↑", "seconds"]
+    model, tok = load_default("sentiment")
+    rows = compare(model, tok, ["The food was good.", "The staff were not friendly."], ["occlusion", "saliency"])
+    for line, row in zip(table[2:], rows):
+        assert line.split()[:3] == [row["method"], f"{row['deletion']:.3f}", f"{row['insertion']:.3f}"]
+    for extra, message in (
+        ([], "compare --model needs --input FILE too (without either, it runs on bundled data)."),
+        (["--input", str(inp), "--data", "facts"], "--data picks bundled data; with --model and --input, drop it."),
+    ):
+        assert main(["compare", "--model", "sentiment", *extra]) == 2
+        assert capsys.readouterr().err == f"interp-text: error: {message}\n"

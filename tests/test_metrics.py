@@ -10,7 +10,7 @@ from conftest import needs_compiler, tiny_bert
 from test_perturbation import AdditiveConfig, AdditiveForSequenceClassification, contributions
 
 from interp_text import Explanation, InterpTextError, Saliency, Target
-from interp_text.compare import ALL_METHODS, PERTURBATION_METHODS, compare, compare_default, format_table
+from interp_text.comparison import ALL_METHODS, PERTURBATION_METHODS, compare, compare_default, format_table
 from interp_text.metrics import (
     Deletion,
     Insertion,

@@ -89,7 +89,7 @@ def compare(
         told apart as "Occlusion (1)", "Occlusion (2)".
 
     Example:
-        >>> from interp_text.compare import format_table
+        >>> from interp_text.comparison import format_table
         >>> print(format_table(compare(model, tokenizer, texts, ["occlusion", "vargrad"])))  # doctest: +SKIP
     """
     if texts is None and isinstance(tokenizer, (str, dict, list, tuple)):
@@ -322,7 +322,7 @@ def compare_default(
     perturbation.
 
     Example:
-        >>> from interp_text.compare import compare_default, format_table
+        >>> from interp_text.comparison import compare_default, format_table
         >>> print(format_table(compare_default(n_texts=10, data="facts")))  # doctest: +SKIP
     """
     from .bundled import load_default
