@@ -376,7 +376,9 @@ def _row_info(expl: Explanation, i: int, sep: str = UNICODE_GLYPHS.sep) -> str:
         gap = float(expl.completeness_gap[i])
         if not math.isnan(gap):
             parts.append(f"completeness gap {gap:+.3g}")
-    if expl.task == "classification" and expl.predicted is not None:
+    # A regression (no probability on any row) predicts a value, not a class: nothing to name.
+    regression = all(math.isnan(u.probability) for u in expl.targets)
+    if expl.task == "classification" and expl.predicted is not None and not regression:
         if t.index == expl.predicted:
             parts.append("predicted")
         else:  # switched to another class: still say which one the model chose

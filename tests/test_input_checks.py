@@ -223,6 +223,8 @@ def test_a_regression_model_has_no_probability(wp_tokenizer):
         value = model(**wp_tokenizer("the food was cold", return_tensors="pt")).logits[0, 0].item()
     assert np.isnan(expl.targets[0].probability)
     assert expl.targets[0].score == pytest.approx(value, rel=1e-6)
+    shown = expl.to_terminal(color=False)  # a value, not a class: nothing is "predicted"
+    assert f"f(x) = {value:.4g} (logits)" in shown and "predicted" not in shown
 
 
 def test_kernelshap_default_grows_with_long_texts(wp_tokenizer):
