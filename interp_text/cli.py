@@ -158,6 +158,12 @@ def cmd_explain(args) -> int:
         raise InterpTextError("--output is for --input FILE.jsonl; for one text use --json or --html.")
     if args.texts_per_call is not None:
         raise InterpTextError("--texts-per-call is for --input FILE.jsonl; one text is explained in one call.")
+    for flag, value, wrong, other in (
+        ("--json", args.json, (".html", ".htm"), "--html"),
+        ("--html", args.html, (".json", ".jsonl"), "--json"),
+    ):
+        if value and Path(value).suffix.lower() in wrong:  # refused before the explaining, not after it
+            raise InterpTextError(f"{flag} {value} names another format than {flag} writes: use {other} {value}.")
     model, tok = load_model(args.model, args.task)
     explainer = make_explainer(args, model, tok)
     target = parse_target(args.target, explainer.settings.task)
@@ -826,8 +832,8 @@ class _Once(argparse.Action):
         given = getattr(namespace, self.dest, None)
         if given is not None:
             parser.error(
-                f"{option_string} was given twice ({given!r}, {values!r}); one per run: for several classes, "
-                f"{option_string} all explains every class"
+                f"{option_string} was given twice ({given!r}, {values!r}); one per run (a classifier's every "
+                f"class: {option_string} all)"
             )
         setattr(namespace, self.dest, values)
 
@@ -899,7 +905,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0, help="seeds noise and masks (default 0)")
     ex.add_argument("--html", help="also write a standalone HTML page here (missing folders are made)")
     ex.add_argument("--json", help="also write the explanation as JSON here (missing folders are made)")
-    ex.add_argument("--input", help='JSONL file, one {"text": ..., "target": ...} per line')
+    ex.add_argument(
+        "--input", help='a JSONL file, one {"text": ..., "target": ...} per line; or a .txt file, one text per line'
+    )
     ex.add_argument(
         "--output", help="JSONL results; a rerun with the same inputs and settings skips the texts already there"
     )

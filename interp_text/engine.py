@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import numbers
 import sys
 import time
 import warnings
@@ -201,9 +202,12 @@ def checked_baseline(baseline: Any, model, tokenizer) -> Any:
                 "('pad', 'mask', 'unk') or as the tokenizer writes it ('[MASK]', '<pad>'), a token id or a tensor."
             )
         baseline = token_id
-    if isinstance(baseline, float) or (isinstance(baseline, torch.Tensor) and baseline.dim() == 0):
+    number = isinstance(baseline, numbers.Real) and not isinstance(baseline, (numbers.Integral, bool))
+    if number or (isinstance(baseline, torch.Tensor) and baseline.dim() == 0 and baseline.is_floating_point()):
         # A number, as captum reads one: every entry of the baseline embeddings (0.0: zeros).
         value = float(baseline)
+        if not math.isfinite(value):
+            raise InterpTextError(f"baseline={value} is not a finite number; every score would be NaN.")
         return None if value == 0 else torch.full((hidden,), value)
     if as_int(baseline) is not None and not isinstance(baseline, torch.Tensor):
         baseline = as_int(baseline)
@@ -377,8 +381,8 @@ class Engine:
             if last is None:
                 continue
             start, end = it.offsets[last]
-            if text[start:end].strip():  # the space joined a word's token, or was dropped
-                continue
+            if text[start:end].strip() or not self._spaces_join_words():  # the space joined a word's token,
+                continue  # or was dropped; or every space is a token of its own (characters)
             warnings.warn(
                 f"prompt {it.index} ends with a space, which this tokenizer makes a token of its own: the model "
                 "reads a lone space token, which it rarely sees before a word, after the prompt. Drop the trailing "
@@ -386,6 +390,12 @@ class Engine:
                 stacklevel=user_stacklevel(),
             )
             return
+
+    def _spaces_join_words(self) -> bool:
+        """Whether the tokenizer writes a space into the next word's token ("a b": "a", "Ġb"), rather
+        than making every space a token (character-level ones)."""
+        count = [len(inp.tokenize(self.tokenizer, t, False)[0]) for t in ("a b", "a", "b")]
+        return count[0] == count[1] + count[2]
 
     def _warn_unspaced_targets(self, items: list[Item]) -> None:
         """One warning for a forced text that starts a word with no space before it ("Paris" after "...
@@ -1062,17 +1072,16 @@ class Engine:
         token_scores = it.token_scores.cpu()  # (targets, seq)
         gap = None
         if s.uses_baseline:
-            delta = (it.target_scores - it.baseline_scores).cpu()
+            delta = (it.target_scores - it.baseline_scores).cpu()  # f(x) - f(b), per target token or class
             gap = it.stat_total.cpu() - delta
-            share = (gap.abs() / delta.abs()).masked_fill(delta.abs() < 1e-6, 0).nan_to_num(0.0)
-            k = int(share.argmax()) if share.numel() else 0
-            if share.numel() and (self.worst_gap is None or float(share[k]) > self.worst_gap[0]):
-                self.worst_gap = (float(share[k]), it.index, k, float(gap[k]), float(delta[k]))
+            size = torch.maximum(it.target_scores.abs(), it.baseline_scores.abs()).cpu()
         elements, spans, mapping = group_tokens(
             it.text, it.offsets, it.special, s.granularity, it.token_strings, it.hidden_spans
         )
         if s.task == CLASSIFICATION:
             scores = pool(token_scores, mapping, len(elements), s.aggregation)
+            if gap is not None:
+                self._note_gap(it, gap, delta, size)
             return self._explanation(it, elements, spans, scores, self._class_targets(it), gap, None, None, None)
 
         out_elements, out_spans, out_map = it.output_groups
@@ -1094,9 +1103,26 @@ class Engine:
             c_idx = torch.arange(n_out)[None, :]
             scores[:, n_in:] = scores[:, n_in:].masked_fill(c_idx >= r_idx, float("nan"))
         targets = self._output_targets(it, out_elements, out_map)
-        if gap is not None:
-            gap = torch.stack([gap[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)])
+        if gap is not None:  # an output element's: its tokens' summed (as its f is their sum)
+            rows = [[t for t, m in enumerate(out_map) if m == r] for r in range(n_out)]
+            gap, delta, size = (torch.stack([v[r].sum() for r in rows]) for v in (gap, delta, size))
+            self._note_gap(it, gap, delta, size)
         return self._explanation(it, elements, spans, scores, targets, gap, it.output_text, out_elements, out_spans)
+
+    def _note_gap(self, it: Item, gap: torch.Tensor, delta: torch.Tensor, size: torch.Tensor) -> None:
+        """Keep the call's largest completeness gap relative to f(x) − f(baseline), by the explanation's
+        rows (``worst_gap``). A gap or a difference within the model's rounding of f (bfloat16's is
+        1/128 of it) says nothing about the steps, and is passed over."""
+        weight = self.model.get_input_embeddings().weight
+        eps = torch.finfo(weight.dtype if weight.is_floating_point() else torch.float32).eps
+        rounding = 16 * eps * size.clamp_min(1.0)
+        meaningful = (gap.abs() > rounding) & (delta.abs() > rounding)
+        share = torch.where(meaningful, gap.abs() / delta.abs(), 0.0).nan_to_num(0.0)
+        if not share.numel():
+            return
+        k = int(share.argmax())
+        if self.worst_gap is None or float(share[k]) > self.worst_gap[0]:
+            self.worst_gap = (float(share[k]), it.index, k, float(gap[k]), float(delta[k]))
 
     def _label(self, index: int) -> str:
         if self.id2label is None:  # read once: a config attribute costs microseconds in transformers 5

@@ -90,9 +90,10 @@ def check_model(model, tokenizer) -> None:
             "tokens needs model.resize_token_embeddings(len(tokenizer)).",
             stacklevel=user_stacklevel(),
         )
-    elif isinstance(rows, int) and isinstance(size, int) and size < SMALLER_TOKENIZER * rows:
+    elif isinstance(rows, int) and isinstance(size, int) and size < SMALLER_TOKENIZER * rows and rows - size >= 128:
         # Models round their vocabulary up (to a multiple of 64 or 128: Qwen 2, GPT-J, Phi) by a few
-        # percent at most; a tokenizer that names a fraction of the rows is another model's.
+        # percent at most, and a small one (characters, amino acids) by fewer than 128 rows; a
+        # tokenizer that names a fraction of the rows beyond that is another model's.
         warnings.warn(
             f"the tokenizer has {size} tokens but {type(model).__name__}'s input embeddings have {rows} rows: is it "
             "this model's tokenizer? Another model's tokenizer reads its ids as the wrong words, and every score "

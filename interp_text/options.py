@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import numbers
 import operator
@@ -174,15 +175,18 @@ class Remade:
             object.__setattr__(self, name, value)
             return
         if name not in made and name not in self._option_names():
-            if name.startswith("_") or name in self.__dict__ or hasattr(type(self), name):
-                object.__setattr__(self, name, value)
-                return
-            # A misspelt or another library's option name would be kept and never read.
-            from .methods import check_options
+            # A misspelt option, or another library's name for one, would be kept and never read: refused.
+            # Any other name is the user's own (a tag, a subclass's record of its last result).
+            from .methods import PEER_NAMES, check_options
 
             own = self._option_names()
             shared = tuple(k for k in made if k not in ("model", "tokenizer") and k not in own)
-            check_options(type(self).__name__, {name: value}, self._option_names(), shared)
+            options = {n.lower() for n in (*own, *shared)}
+            meant = PEER_NAMES.get(name) in (*own, *shared) or difflib.get_close_matches(name.lower(), options, 1, 0.8)
+            if meant and not (name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)):
+                check_options(type(self).__name__, {name: value}, own, shared)
+            object.__setattr__(self, name, value)
+            return
         fresh = type(self)(**{**made, name: value})
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)

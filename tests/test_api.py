@@ -385,10 +385,11 @@ def test_another_models_smaller_tokenizer_warns(bpe, wp_tokenizer):
         return BertForSequenceClassification(config).eval()
 
     with pytest.warns(UserWarning, match=rf"the tokenizer has {len(wp_tokenizer)} tokens but BertForSequence"):
-        Saliency(bert(2 * len(wp_tokenizer)), wp_tokenizer)
+        Saliency(bert(len(wp_tokenizer) + 300), wp_tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Saliency(bert(len(wp_tokenizer) + 64 - len(wp_tokenizer) % 64), wp_tokenizer)
+        Saliency(bert(len(wp_tokenizer) + 127), wp_tokenizer)  # a small vocabulary padded (characters, amino acids)
 
 
 def test_unknown_model_kind_asks_for_task(wp_tokenizer):
@@ -764,9 +765,11 @@ def test_an_option_set_after_construction_makes_the_explainer_again(bert, wp_tok
     # Another name would be kept and never read: refused, with the option another library's name means.
     with pytest.raises(InterpTextError, match=r"^IntegratedGradients got unknown option\(s\) \['n_steps'\] \(did you "):
         ig.n_steps = 5
-    assert ig.n_interpolations == 50 and "n_steps" not in vars(ig)
-    ig._note = "mine"  # a private name is the user's own
-    assert ig._note == "mine"
+    with pytest.raises(InterpTextError, match=r"\['n_interpolation'\] \(did you mean 'n_interpolations'\?\)"):
+        ig.n_interpolation = 5  # a misspelt option
+    assert ig.n_interpolations == 50 and "n_steps" not in vars(ig) and "n_interpolation" not in vars(ig)
+    ig.note, ig._last = "mine", None  # any other name is the user's own
+    assert ig.note == "mine" and ig._last is None
 
 
 def test_options_read_back_and_show_in_the_repr(bert, wp_tokenizer):

@@ -173,6 +173,16 @@ def test_integrated_gradients_warns_when_its_steps_leave_a_large_completeness_ga
         f"IntegratedGradients: the completeness gap of text 0's target 'Paris' is {gap:+.3g}, 18% of f(x) - "
         "f(baseline) = 16.6: 10 steps are too few for this model's path; raise n_interpolations (e.g. 50)"
     )
+    # The rows it names are the explanation's: output words, whose gap is their tokens' summed.
+    with pytest.warns(UserWarning) as caught:
+        words = IntegratedGradients(model, tok, n_interpolations=3).explain(
+            ["The capital of France is", "The official language of Japan is"], targets=[" Paris.", " Japanese."]
+        )
+    (message,) = [str(w.message) for w in caught if "completeness gap" in str(w.message)]
+    named = re.match(r"IntegratedGradients: the completeness gap of text (\d)'s target '(\w+|\.)' is (\S+),", message)
+    text, label, value = int(named[1]), named[2], float(named[3])
+    row = words[text].target_labels.index(label)
+    assert value == float(f"{words[text].completeness_gap[row]:+.3g}")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         many = IntegratedGradients(model, tok, n_interpolations=50).explain(

@@ -1145,9 +1145,21 @@ def test_a_second_target_is_refused_not_silently_taken(capsys):
         main(["explain", "good", "--target", "1", "--target", "0"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.endswith(
-        "interp-text explain: error: --target was given twice ('1', '0'); one per run: for several classes, "
-        "--target all explains every class\n"
+        "interp-text explain: error: --target was given twice ('1', '0'); one per run (a classifier's every "
+        "class: --target all)\n"
     )
+
+
+def test_a_file_name_of_the_other_format_is_refused_before_explaining(tmp_path, capsys, monkeypatch):
+    import interp_text.cli as cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("loaded a model for a run it then refuses"))
+    for flag, name, other in (("--json", "out.html", "--html"), ("--html", "out.json", "--json")):
+        assert main(["explain", "good", flag, str(tmp_path / name)]) == 2
+        assert capsys.readouterr().err == (
+            f"interp-text: error: {flag} {tmp_path / name} names another format than {flag} writes: use {other} "
+            f"{tmp_path / name}.\n"
+        )
 
 
 def test_a_txt_input_file_is_one_plain_text_per_line(tmp_path):

@@ -1,5 +1,6 @@
 """Each method's numbers: closed forms on toy models, and hand-written autograd references."""
 
+import re
 import warnings
 
 import numpy as np
@@ -418,3 +419,12 @@ def test_baseline_spellings(gpt2, bpe, bert, wp_tokenizer):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         IntegratedGradients(gpt2, bpe, baseline="<|endoftext|>")  # the same token, meant: no warning
+    as_numpy = IntegratedGradients(gpt2, bpe, baseline=np.float32(0.5)).explain(text, targets=target).scores
+    np.testing.assert_allclose(as_numpy, half.explain(text, targets=target).scores)
+    for bad, message in (
+        (torch.tensor(0), "baseline tensor has shape ()"),  # an id in a tensor: not a number to fill with
+        (float("nan"), "baseline=nan is not a finite number"),
+        (torch.tensor(float("inf")), "baseline=inf is not a finite number"),
+    ):
+        with pytest.raises(InterpTextError, match=re.escape(message)):
+            IntegratedGradients(gpt2, bpe, baseline=bad)
