@@ -1212,3 +1212,23 @@ def test_a_head_never_reached_falls_back_to_the_whole_logits(gpt2, bpe, monkeypa
     got = explainer.explain(PROMPT, targets=" Paris, a big city.")
     assert explainer._head_check[1] is False
     np.testing.assert_allclose(got.scores, reference.scores, rtol=1e-5, atol=1e-7)
+
+
+def test_a_character_tokenizer_makes_every_space_a_token_and_is_not_warned_about():
+    """A trailing space is an ordinary token to a character-level model: no warning there."""
+    import string
+    import warnings
+
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    vocab = {"<eos>": 0, **{c: i + 1 for i, c in enumerate(string.ascii_letters + " .,")}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<eos>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=64, eos_token_id=0)
+    model = GPT2LMHeadModel(config).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Saliency(model, tok).explain("the cat ", targets="sat").elements == ["the", "cat"]
