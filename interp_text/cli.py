@@ -799,7 +799,7 @@ def cmd_compare(args) -> int:
 def _compare_own(args, methods: list[str] | None) -> list[dict]:
     """``compare --model M --input FILE``: the user's model on the user's texts (the first --n-texts
     of them), each record's "target" if it has one; no rationales, so no rationale AP."""
-    from .comparison import compare
+    from .comparison import ALL_METHODS, compare
 
     if args.model is None or args.input is None:
         given, missing = ("--model", "--input FILE") if args.input is None else ("--input", "--model NAME_OR_FOLDER")
@@ -816,7 +816,7 @@ def _compare_own(args, methods: list[str] | None) -> list[dict]:
         model,
         tok,
         texts,
-        methods,
+        list(ALL_METHODS) if methods is None else methods,  # every method, as on bundled data
         targets=None if all(t is None for t in targets) else targets,
         progress=_stderr_is_tty(),
     )
@@ -937,7 +937,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the bundled model and the test split it is compared on: sentiment reviews (their gold labels), or "
         "facts prompts (their answers forced) (default sentiment)",
     )
-    cmp_.add_argument("--model", help="your model instead: a folder in Hugging Face format or a Hub id (with --input)")
+    cmp_.add_argument(
+        "--model", help="your model instead (with --input): a folder in Hugging Face format, a Hub id or a bundled name"
+    )
     cmp_.add_argument(
         "--input",
         help='your texts: FILE.txt (one per line) or FILE.jsonl ({"text": ..., "target": ...} per line)',

@@ -199,7 +199,8 @@ def checked_baseline(baseline: Any, model, tokenizer) -> Any:
         if not isinstance(token_id, int):
             raise InterpTextError(
                 f"baseline={baseline!r}: the tokenizer has no {baseline} token; use 'zeros', a special token's name "
-                "('pad', 'mask', 'unk') or as the tokenizer writes it ('[MASK]', '<pad>'), a token id or a tensor."
+                "('pad', 'mask', 'unk') or as the tokenizer writes it ('[MASK]', '<pad>'), a token id, a number or a "
+                "tensor."
             )
         baseline = token_id
     number = isinstance(baseline, numbers.Real) and not isinstance(baseline, (numbers.Integral, bool))

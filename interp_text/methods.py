@@ -482,9 +482,12 @@ class IntegratedGradients(GradientMethod):
     checked: ``Explanation.completeness_gap`` holds Σ(signed scores) − (f(e) − f(b)) per target.
 
     Args (besides the shared ones):
-        n_interpolations: steps on the path (default 10).
-        baseline: ``"zeros"`` (default), a special token name (``"pad"``, ``"mask"``, ``"unk"``)
-            whose embedding fills every position, a token id, or a tensor (hidden,) or (seq, hidden).
+        n_interpolations: steps on the path (default 10). A call warns when a target's gap is over
+            10% of f(e) − f(b).
+        baseline: ``"zeros"`` (default); a special token, by name (``"pad"``, ``"mask"``, ``"unk"``)
+            or as the tokenizer writes it (``"[MASK]"``), whose embedding fills every position; a
+            token id (an int: ``0`` warns when token 0's row is not zeros); a number that fills every
+            entry (``0.0`` is zeros, as captum's ``baselines=0``); or a tensor (hidden,) or (seq, hidden).
     """
 
     uses_baseline = True

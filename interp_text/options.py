@@ -182,8 +182,13 @@ class Remade:
             own = self._option_names()
             shared = tuple(k for k in made if k not in ("model", "tokenizer") and k not in own)
             options = {n.lower() for n in (*own, *shared)}
-            meant = PEER_NAMES.get(name) in (*own, *shared) or difflib.get_close_matches(name.lower(), options, 1, 0.8)
-            if meant and not (name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)):
+            # Another library's name is refused even where it names an attribute of ours (SmoothGrad's
+            # n_samples, which n_perturbations sets); a near-miss only where it names nothing yet.
+            peer = PEER_NAMES.get(name) in (*own, *shared)
+            close = difflib.get_close_matches(name.lower(), options, 1, 0.8) and not (
+                name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)
+            )
+            if peer or close:
                 check_options(type(self).__name__, {name: value}, own, shared)
             object.__setattr__(self, name, value)
             return

@@ -770,6 +770,10 @@ def test_an_option_set_after_construction_makes_the_explainer_again(bert, wp_tok
     assert ig.n_interpolations == 50 and "n_steps" not in vars(ig) and "n_interpolation" not in vars(ig)
     ig.note, ig._last = "mine", None  # any other name is the user's own
     assert ig.note == "mine" and ig._last is None
+    smooth = SmoothGrad(bert, wp_tokenizer, n_perturbations=4)
+    with pytest.raises(InterpTextError, match=r"\['n_samples'\] \(did you mean 'n_perturbations'\?\)"):
+        smooth.n_samples = 3  # Lime's name, and an attribute n_perturbations sets: refused, not ignored
+    assert smooth.n_samples == 4 and smooth.settings.n_samples == 4
 
 
 def test_options_read_back_and_show_in_the_repr(bert, wp_tokenizer):

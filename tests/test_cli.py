@@ -1178,7 +1178,7 @@ def test_a_txt_input_file_is_one_plain_text_per_line(tmp_path):
     assert main(["explain", "--input", str(bad), "--output", str(tmp_path / "o2.jsonl")]) == 2
 
 
-def test_compare_on_your_own_model_and_texts(tmp_path, capsys):
+def test_compare_on_your_own_model_and_texts(tmp_path, capsys, monkeypatch):
     """--model and --input: the methods side by side on the user's texts (no rationales: no AP column);
     its table's numbers are compare()'s on the same texts."""
     from interp_text import compare, load_default
@@ -1193,6 +1193,13 @@ def test_compare_on_your_own_model_and_texts(tmp_path, capsys):
     rows = compare(model, tok, ["The food was good.", "The staff were not friendly."], ["occlusion", "saliency"])
     for line, row in zip(table[2:], rows):
         assert line.split()[:3] == [row["method"], f"{row['deletion']:.3f}", f"{row['insertion']:.3f}"]
+    import interp_text.comparison as comparison
+
+    ran = []
+    monkeypatch.setattr(comparison, "compare", lambda model, tok, texts, methods, **kw: ran.append(methods) or [])
+    assert main(["compare", "--model", "sentiment", "--input", str(inp)]) == 0
+    assert ran == [list(comparison.ALL_METHODS)]  # every method, as on bundled data
+    capsys.readouterr()
     for extra, message in (
         ([], "compare --model needs --input FILE too (without either, it runs on bundled data)."),
         (["--input", str(inp), "--data", "facts"], "--data picks bundled data; with --model and --input, drop it."),
