@@ -613,6 +613,11 @@ def explain_file(args) -> int:
     if not args.output:
         raise InterpTextError("--input needs --output FILE.jsonl to write the results to.")
     path, out = file_paths(args.input, args.output)
+    if out.suffix.lower() in (".html", ".htm"):
+        raise InterpTextError(
+            f"--output {args.output} names a page, but --output writes JSON lines: name it .jsonl, then make a page "
+            "of it in Python (ExplanationList.load(path).save_html('page.html'))."
+        )
     rows = read_jsonl_inputs(path)
     done = done_results(out)
     size = out.stat().st_size if out.is_file() else 0  # what it held, to see if another run wrote since

@@ -41,6 +41,14 @@ def test_unknown_name_raises_with_allowed_names():
         load_default("gpt2")
     with pytest.raises(ValueError, match="unknown bundled model"):
         default_path("nope")
+    from interp_text import InterpTextError
+
+    with pytest.raises(InterpTextError) as err:  # a ValueError that names the one meant
+        load_default("sentimen")
+    assert (
+        str(err.value)
+        == "unknown bundled model 'sentimen' (did you mean 'sentiment'?); choose one of 'sentiment', 'facts'."
+    )
 
 
 def test_models_load_in_eval_mode(sentiment, facts):

@@ -1206,3 +1206,13 @@ def test_compare_on_your_own_model_and_texts(tmp_path, capsys, monkeypatch):
     ):
         assert main(["compare", "--model", "sentiment", *extra]) == 2
         assert capsys.readouterr().err == f"interp-text: error: {message}\n"
+
+
+def test_file_mode_refuses_a_page_name_for_its_json_lines(tmp_path, capsys):
+    inp = tmp_path / "texts.txt"
+    inp.write_text("The food was good.\n")
+    assert main(["explain", "--input", str(inp), "--output", str(tmp_path / "out.html")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"interp-text: error: --output {tmp_path / 'out.html'} names a page, but --output writes JSON lines"
+    )
+    assert not (tmp_path / "out.html").exists()

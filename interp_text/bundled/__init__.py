@@ -19,7 +19,13 @@ NAMES = ("sentiment", "facts")
 def default_path(name: str) -> Path:
     """Folder of the bundled model ``name`` ("sentiment" or "facts")."""
     if name not in NAMES:
-        raise ValueError(f"unknown bundled model {name!r}; choose one of {', '.join(map(repr, NAMES))}")
+        import difflib
+
+        from ..errors import InterpTextError
+
+        close = difflib.get_close_matches(str(name).lower(), NAMES, 1, 0.6)
+        meant = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InterpTextError(f"unknown bundled model {name!r}{meant}; choose one of {', '.join(map(repr, NAMES))}.")
     return Path(__file__).parent / name
 
 
