@@ -158,11 +158,13 @@ def cmd_explain(args) -> int:
         raise InterpTextError("--output is for --input FILE.jsonl; for one text use --json or --html.")
     if args.texts_per_call is not None:
         raise InterpTextError("--texts-per-call is for --input FILE.jsonl; one text is explained in one call.")
-    for flag, value, wrong, other in (
-        ("--json", args.json, (".html", ".htm"), "--html"),
-        ("--html", args.html, (".json", ".jsonl"), "--json"),
+    from .explanation import names_other_format
+
+    for flag, value, writer, other in (
+        ("--json", args.json, "save", "--html"),
+        ("--html", args.html, "save_html", "--json"),
     ):
-        if value and Path(value).suffix.lower() in wrong:  # refused before the explaining, not after it
+        if value and names_other_format(value, writer):  # refused before the explaining, not after it
             raise InterpTextError(f"{flag} {value} names another format than {flag} writes: use {other} {value}.")
     model, tok = load_model(args.model, args.task)
     explainer = make_explainer(args, model, tok)
@@ -613,7 +615,9 @@ def explain_file(args) -> int:
     if not args.output:
         raise InterpTextError("--input needs --output FILE.jsonl to write the results to.")
     path, out = file_paths(args.input, args.output)
-    if out.suffix.lower() in (".html", ".htm"):
+    from .explanation import names_other_format
+
+    if names_other_format(out, "save"):
         raise InterpTextError(
             f"--output {args.output} names a page, but --output writes JSON lines: name it .jsonl, then make a page "
             "of it in Python (ExplanationList.load(path).save_html('page.html'))."

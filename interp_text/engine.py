@@ -374,6 +374,7 @@ class Engine:
         Llama's write the space before a word into the word's token): the model then reads a lone space
         token, which it all but never saw before a word, and what it generates (or how likely a forced
         output is) says more about that token than about the prompt."""
+        joins = None  # whether the tokenizer writes spaces into words: asked once, if a prompt needs it
         for it in items:
             text = it.text
             if not isinstance(text, str) or isinstance(text, inp.Templated) or not text.endswith(" "):
@@ -382,8 +383,11 @@ class Engine:
             if last is None:
                 continue
             start, end = it.offsets[last]
-            if text[start:end].strip() or not self._spaces_join_words():  # the space joined a word's token,
-                continue  # or was dropped; or every space is a token of its own (characters)
+            if text[start:end].strip():  # the space joined a word's token, or was dropped
+                continue
+            joins = self._spaces_join_words() if joins is None else joins
+            if not joins:  # every space is a token of its own (characters): nothing unusual
+                return
             warnings.warn(
                 f"prompt {it.index} ends with a space, which this tokenizer makes a token of its own: the model "
                 "reads a lone space token, which it rarely sees before a word, after the prompt. Drop the trailing "

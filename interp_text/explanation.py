@@ -351,12 +351,17 @@ class Explanation:
 _WRITERS = {"save": ("JSON", (".html", ".htm"), "save_html"), "save_html": ("a page", (".json", ".jsonl"), "save")}
 
 
+def names_other_format(path: str | Path, writer: str) -> bool:
+    """Whether ``path``'s suffix names the other writer's format (``save("e.html")``, which would put
+    JSON where a browser then shows it as text). The command line asks it of its file flags too."""
+    return Path(path).suffix.lower() in _WRITERS[writer][1]
+
+
 def checked_suffix(path: str | Path, writer: str) -> Path:
-    """``path``, refused when its suffix names the other writer's format: ``save("e.html")`` wrote
-    JSON into a file a browser then shows as text."""
+    """``path``, refused when its suffix names the other writer's format."""
     path = Path(path)
-    what, wrong, other = _WRITERS[writer]
-    if path.suffix.lower() in wrong:
+    what, _, other = _WRITERS[writer]
+    if names_other_format(path, writer):
         raise InterpTextError(
             f"{writer}() writes {what}, but {str(path)!r} names another format: use {other}({str(path)!r})."
         )

@@ -169,6 +169,18 @@ class Remade:
         shown += [f"{k}={plain(v)!r}" for k, v in given.items() if k not in defaults or _differs(v, defaults[k])]
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    def _refuse_a_misspelt_option(self, name: str, value: Any) -> None:
+        from .methods import PEER_NAMES, check_options
+
+        own = self._option_names()
+        shared = tuple(k for k in self.__dict__["_made"] if k not in ("model", "tokenizer") and k not in own)
+        # Another library's name is refused even where it names an attribute of ours (SmoothGrad's
+        # n_samples, which n_perturbations sets); a near-miss only where it names nothing yet.
+        peer = PEER_NAMES.get(name) in (*own, *shared)
+        ours = name in self.__dict__ or hasattr(type(self), name)
+        if peer or (not ours and difflib.get_close_matches(name.lower(), {n.lower() for n in (*own, *shared)}, 1, 0.8)):
+            check_options(type(self).__name__, {name: value}, own, shared)
+
     def __setattr__(self, name: str, value: Any) -> None:
         made = self.__dict__.get("_made")
         if made is None:
@@ -176,20 +188,10 @@ class Remade:
             return
         if name not in made and name not in self._option_names():
             # A misspelt option, or another library's name for one, would be kept and never read: refused.
-            # Any other name is the user's own (a tag, a subclass's record of its last result).
-            from .methods import PEER_NAMES, check_options
-
-            own = self._option_names()
-            shared = tuple(k for k in made if k not in ("model", "tokenizer") and k not in own)
-            options = {n.lower() for n in (*own, *shared)}
-            # Another library's name is refused even where it names an attribute of ours (SmoothGrad's
-            # n_samples, which n_perturbations sets); a near-miss only where it names nothing yet.
-            peer = PEER_NAMES.get(name) in (*own, *shared)
-            close = difflib.get_close_matches(name.lower(), options, 1, 0.8) and not (
-                name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)
-            )
-            if peer or close:
-                check_options(type(self).__name__, {name: value}, own, shared)
+            # Any other name is the user's own (a tag, a subclass's record of its last result); a private
+            # one, the library's own memo (set on every call), is not looked at.
+            if not name.startswith("_"):
+                self._refuse_a_misspelt_option(name, value)
             object.__setattr__(self, name, value)
             return
         fresh = type(self)(**{**made, name: value})
