@@ -226,6 +226,44 @@ def sentiment_examples(n: int, seed: int = 0, split: str = "train") -> list[dict
     return out
 
 
+# Words that say nothing about quality, for reviews without a sentiment word.
+_NEUTRAL_ADJ = ["new", "old", "big", "small", "round", "ready", "open", "full", "there", "upstairs", "available"]
+_NEUTRAL_VERBS = ["ordered", "saw", "tried", "booked", "shared", "photographed"]
+
+
+def _neutral_one(rng):
+    """One review of the same shapes as ``_sentiment_one`` with no sentiment word in it."""
+    group = rng.choice(sorted(_SUBJECTS))
+    subject, be = rng.choice(_SUBJECTS[group])
+    if rng.random() < 0.25:
+        subject += " " + rng.choice(_LOCATIONS)
+    prefix = rng.choice(_PREFIXES) + " " if rng.random() < 0.4 else ""
+    shape = rng.random()
+    if shape < 0.2:
+        return rng.choice(_PREFIXES)
+    if shape < 0.45:
+        clause = rng.choice(["", "Honestly, ", "Overall, "]) + f"I {rng.choice(_NEUTRAL_VERBS)} the {subject}"
+    else:
+        clause = f"{rng.choice(_OPENERS)}the {subject} {be} {rng.choice(_NEUTRAL_ADJ)}"
+    clause += rng.choice(_ENDINGS) + "."
+    return prefix + clause[0].upper() + clause[1:]
+
+
+def neutral_reviews(n: int, seed: int = 0) -> list[str]:
+    """Return ``n`` distinct reviews with no sentiment word ("The room was big."), whose right
+    probability of each class is 0.5: the bundled sentiment model is trained on them, and on
+    reviews whose deciding words are masked, so that removing the evidence leaves it undecided."""
+    rng = random.Random(f"neutral-{seed}")
+    out = {}
+    for _ in range(200 * n + 10_000):
+        if len(out) == n:
+            break
+        out.setdefault(_neutral_one(rng), None)
+    if len(out) == n:
+        return list(out)
+    raise ValueError(f"cannot draw {n} distinct neutral reviews")
+
+
 # --- facts -----------------------------------------------------------------
 
 # country: (capital, language, continent)

@@ -11,6 +11,7 @@ from interp_text.data import (
     SENTIMENT_WORDS,
     all_facts,
     facts_examples,
+    neutral_reviews,
     sentiment_examples,
 )
 
@@ -77,6 +78,56 @@ def test_sentiment_negation_flips(sentiment):
     texts = ["The food was good.", "The food was not good.", "The food was bad.", "The food was not bad."]
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     assert model(**enc).logits.argmax(-1).tolist() == [1, 0, 0, 1]
+
+
+@torch.no_grad()
+def test_sentiment_is_undecided_once_its_deciding_words_are_masked(sentiment):
+    # Perturbation methods and Deletion/Insertion replace words by [MASK]: with the evidence gone
+    # the model must read 0.5, not a class (an earlier model read "positive" at 0.99 here, so
+    # Deletion scored about 0.99 on every positive review whatever the explanation's ranking).
+    model, tokenizer = sentiment
+    examples = sentiment_examples(100, seed=0, split="test")
+    enc = tokenizer([e["text"] for e in examples], padding=True, return_tensors="pt", return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    deciding = torch.tensor(
+        [
+            [any(a < t and s < b for s, t in e["rationale"]) and a < b for a, b in row.tolist()]
+            for e, row in zip(examples, offsets)
+        ]
+    )
+    words = offsets[..., 1] > offsets[..., 0]
+    p_positive = {
+        name: model(
+            input_ids=ids.masked_fill(where, tokenizer.mask_token_id), attention_mask=enc["attention_mask"]
+        ).logits.softmax(-1)[:, 1]
+        for name, where in [("deciding words", deciding), ("every word", words), ("nothing", torch.zeros_like(words))]
+    }
+    assert p_positive["deciding words"].sub(0.5).abs().max() < 0.1
+    assert p_positive["every word"].sub(0.5).abs().max() < 0.05
+    # The filler still matters little: masking everything else keeps the class.
+    kept = model(
+        input_ids=ids.masked_fill(words & ~deciding, tokenizer.mask_token_id), attention_mask=enc["attention_mask"]
+    )
+    labels = torch.tensor([e["label"] for e in examples])
+    assert (kept.logits.argmax(-1) == labels).float().mean() >= 0.95
+    assert (p_positive["nothing"].round() == labels).all()
+
+
+@torch.no_grad()
+def test_sentiment_reads_reviews_without_a_sentiment_word_as_undecided(sentiment):
+    model, tokenizer = sentiment
+    texts = neutral_reviews(100, seed=1)
+    p_positive = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.softmax(-1)[:, 1]
+    assert p_positive.sub(0.5).abs().median() < 0.05
+    assert p_positive.sub(0.5).abs().max() < 0.25
+
+
+def test_neutral_reviews_hold_no_sentiment_word_and_are_deterministic():
+    texts = neutral_reviews(300, seed=2)
+    assert len(set(texts)) == 300 and texts == neutral_reviews(300, seed=2) != neutral_reviews(300, seed=3)
+    for text in texts:
+        words = set(re.findall(r"\w+", text.lower()))
+        assert not words & (set(SENTIMENT_WORDS) | set(NEGATION_WORDS)), text
 
 
 def test_sentiment_tokenizer_offsets_and_subwords(sentiment):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from conftest import cpu_float16_works
 
 from interp_text import Saliency, VarGrad, load_default, rationale_average_precision
@@ -122,7 +123,7 @@ def test_a_half_precision_model_reads_its_target_in_float32(dtype, mode, sentime
 
 @pytest.mark.parametrize("start", [None, 2.0**30])
 def test_a_float16_backward_does_not_underflow_to_zero(start, sentiment, facts, monkeypatch):
-    """A probability's gradients on the bundled classifier are 1e-6 and less: in an unscaled float16
+    """A confident classifier's probability has gradients of 1e-6 and less: in an unscaled float16
     backward whole words came out exactly 0 and others 15x off. Each word within 3% of the same
     weights in float64; a starting scale that overflows falls back to one that fits, to the same numbers."""
     import copy
@@ -135,6 +136,9 @@ def test_a_float16_backward_does_not_underflow_to_zero(start, sentiment, facts, 
         monkeypatch.setattr(engine, "FLOAT16_GRAD_SCALE", start)
     model, tok = sentiment
     half = copy.deepcopy(model).half()
+    with torch.no_grad():  # a more confident classifier (the bundled one's logits doubled): gradients of 1e-6 and less
+        half.classifier.weight.mul_(2)
+        half.classifier.bias.mul_(2)
     wide = copy.deepcopy(half).double()  # the same rounded weights, exactly
     texts = ["The staff were not friendly.", "I loved the soup and the view."]
     a, b = (Saliency(m, tok, inference_mode="softmax").explain(texts) for m in (half, wide))

@@ -29,7 +29,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from interp_text.data import all_facts, facts_examples, sentiment_examples
+from interp_text.data import all_facts, facts_examples, neutral_reviews, sentiment_examples
 
 HERE = Path(__file__).parent
 SEED = 0
@@ -247,9 +247,20 @@ def _save(model, tokenizer, out_dir: Path) -> None:
 
 
 def train_sentiment(
-    out_dir: Path = HERE / "sentiment", epochs: int = 4, n_train: int = 10000, lr: float = 2e-3, seed: int = SEED
+    out_dir: Path = HERE / "sentiment",
+    epochs: int = 4,
+    n_train: int = 10000,
+    n_neutral: int = 2000,
+    lr: float = 2e-3,
+    seed: int = SEED,
 ) -> float:
-    """Train the tiny BERT sentiment classifier; return its test accuracy."""
+    """Train the tiny BERT sentiment classifier; return its test accuracy.
+
+    Besides the labelled reviews it sees reviews with no sentiment word and, for half the reviews,
+    a view with some words replaced by [MASK] (see ``_mask_some_words``), so that an input whose
+    deciding words are masked, as perturbation methods and the Deletion and Insertion metrics
+    make, is read as undecided (0.5) rather than as a class.
+    """
     _setup(seed)
     start = time.time()
     train = sentiment_examples(n_train, seed=SEED, split="train")
@@ -267,23 +278,61 @@ def train_sentiment(
         num_labels=2,
         id2label={0: "negative", 1: "positive"},
         label2id={"negative": 0, "positive": 1},
+        problem_type="single_label_classification",
     )
     model = BertForSequenceClassification(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
 
+    examples = train + [{"text": text, "label": 0.5, "rationale": []} for text in neutral_reviews(n_neutral, seed=SEED)]
+    views = random.Random(seed)
+
     def loss_of(idx):
-        batch = [train[i] for i in idx]
-        enc = tokenizer([e["text"] for e in batch], padding=True, return_tensors="pt")
-        return model(**enc, labels=torch.tensor([e["label"] for e in batch])).loss
+        batch = [examples[i] for i in idx]
+        enc = tokenizer([e["text"] for e in batch], padding=True, return_tensors="pt", return_offsets_mapping=True)
+        ids, p_positive = enc["input_ids"], []
+        for row, e in enumerate(batch):
+            p_positive.append(_mask_some_words(ids[row], enc, row, e, tokenizer.mask_token_id, views))
+        target = torch.tensor(p_positive)
+        logits = model(input_ids=ids, attention_mask=enc["attention_mask"]).logits
+        return torch.nn.functional.cross_entropy(logits, torch.stack([1 - target, target], 1))
 
     acc = _fit(
-        model, optimizer, 400, len(train), epochs, seed, loss_of, lambda: sentiment_accuracy(model, tokenizer, test),
+        model, optimizer, 400, len(examples), epochs, seed, loss_of, lambda: sentiment_accuracy(model, tokenizer, test),
         "sentiment", "test acc",
     )  # fmt: skip
     model.eval()
     _save(model, tokenizer, out_dir)
     print(f"sentiment: test accuracy {acc:.4f} on {len(test)}, {time.time() - start:.0f}s, saved to {out_dir}")
     return acc
+
+
+def _mask_some_words(ids: torch.Tensor, enc, row: int, example: dict, mask_id: int, rng: random.Random) -> float:
+    """Replace some words of one encoded review by [MASK] in place; return its p(positive) target.
+
+    Half the reviews are left whole. A quarter lose some filler words and keep their label; a
+    quarter lose one or more of their deciding words (and some filler) and become 0.5, since the
+    evidence is gone. Reviews without a sentiment word are 0.5 whatever is masked.
+    """
+    label = float(example["label"])
+    draw = rng.random()
+    if draw < 0.5:
+        return label
+    words, offsets = enc.word_ids(row), enc["offset_mapping"][row].tolist()
+    deciding = {w for w, (a, b) in zip(words, offsets) if w is not None and _inside(a, b, example["rationale"])}
+    filler = sorted({w for w in words if w is not None} - deciding)
+    rate = rng.random()
+    masked = {w for w in filler if rng.random() < rate}
+    if draw >= 0.75 and deciding:
+        masked |= {w for w in sorted(deciding) if rng.random() < 0.5} or {rng.choice(sorted(deciding))}
+        label = 0.5
+    for position, w in enumerate(words):
+        if w in masked:
+            ids[position] = mask_id
+    return label
+
+
+def _inside(start: int, end: int, spans) -> bool:
+    return any(start < b and a < end for a, b in spans)
 
 
 def _fit(model, optimizer, warmup: int, n_train: int, epochs: int, seed: int, loss_of, evaluate, name, metric) -> float:
