@@ -83,6 +83,8 @@ def make_explainer(args, model, tokenizer):
         raise InterpTextError(f"--method {args.method!r} is not known; choose one of {', '.join(sorted(methods))}.")
     cls = methods[key]
     options: dict[str, Any] = {"granularity": args.granularity, "batch_size": args.batch_size, "seed": args.seed}
+    if args.truncation:
+        options["truncation"] = True
     if args.device:
         options["device"] = args.device
     if args.inference_mode:
@@ -503,7 +505,7 @@ def check_resumable(
             continue
         result, where = done[key], f"id {record['id']!r} ({path}:{n})"
         asked, written = asked_input(record, explainer.tokenizer), written_input(result)
-        if asked is not None and asked != written:
+        if asked is not None and asked != written and not _cut_from(written, asked, explainer):
             a, w = asked, written
             if isinstance(a, str) and isinstance(w, str):  # quote where they part, not two equal beginnings
                 at = next((k for k, (x, y) in enumerate(zip(a, w)) if x != y), min(len(a), len(w)))
@@ -530,6 +532,15 @@ def check_resumable(
                 f"{out} holds results made with other settings: {where} was explained with {why}. "
                 f"Rerun with the same settings to resume, or {fix}."
             )
+
+
+def _cut_from(written: Any, asked: Any, explainer) -> bool:
+    """Whether ``written`` is the part of ``asked`` that ``truncation=True`` explains: its start, or
+    its end for a causal LM's prompt or a tokenizer that truncates on the left."""
+    if not (explainer.settings.truncation and isinstance(asked, str) and isinstance(written, str) and written):
+        return False
+    keep_end = explainer.settings.task == "causal_lm" or getattr(explainer.tokenizer, "truncation_side", "") == "left"
+    return asked.endswith(written) if keep_end else asked.startswith(written)
 
 
 def record_input(record: dict) -> Any:
@@ -793,6 +804,8 @@ def cmd_compare(args) -> int:
             )
     # On a terminal, each method's bar and the metrics' (a log would keep every redraw).
     if args.model is None and args.input is None:
+        if args.truncation:
+            raise InterpTextError("--truncation is for your texts (--model and --input); bundled data fits its model.")
         data = args.data or "sentiment"
         rows = compare_default(n_texts=args.n_texts, methods=methods, data=data, progress=_stderr_is_tty())
     else:
@@ -828,6 +841,7 @@ def _compare_own(args, methods: list[str] | None) -> list[dict]:
         list(ALL_METHODS) if methods is None else methods,  # every method, as on bundled data
         targets=None if all(t is None for t in targets) else targets,
         progress=_stderr_is_tty(),
+        **({"truncation": True} if args.truncation else {}),
     )
 
 
@@ -926,6 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="texts explained (and written) together in file mode: more packs rows of one length into fewer "
         "forwards, fewer lose less to an interruption (default 64)",
     )
+    ex.add_argument("--truncation", action="store_true", help=TRUNCATION_HELP)
     ex.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     ex.set_defaults(func=cmd_explain)
 
@@ -957,10 +972,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", type=str.lower, choices=["classification", "generation"], help="with --model: what the model does"
     )
     cmp_.add_argument("--n-texts", type=positive_int, default=20, help="texts to explain, from the start (default 20)")
+    cmp_.add_argument("--truncation", action="store_true", help="with --input: " + TRUNCATION_HELP)
     cmp_.set_defaults(func=cmd_compare)
     parser.commands = {"explain": ex, "demo": demo, "compare": cmp_}  # see parse_command_line
     return parser
 
+
+TRUNCATION_HELP = "a text longer than the model takes is cut to what fits (a prompt keeps its end) instead of refused"
 
 # Options the library's messages name as Python arguments, and their flags here.
 _FLAGS = {
@@ -996,6 +1014,7 @@ def as_flags(message: str) -> str:
         message.replace("leave targets=None", "leave out --target")
         .replace("leave device unset", "leave out --device")
         .replace("task='classification', 'causal_lm' or 'seq2seq'", "--task classification or --task generation")
+        .replace("build the explainer with truncation=True", "pass --truncation")
     )
 
     def flag(m: re.Match) -> str:

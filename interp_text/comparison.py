@@ -213,7 +213,15 @@ def compare(
     targets = as_plain(targets)  # a tensor or array of targets: a list, as explain() reads it
     if targets is None and generator:
         targets = generated_outputs(
-            model, tokenizer, texts, device, task, options.get("seed", 0), generate_kwargs or {}, batch_size
+            model,
+            tokenizer,
+            texts,
+            device,
+            task,
+            options.get("seed", 0),
+            generate_kwargs or {},
+            batch_size,
+            truncation=options.get("truncation", False),
         )
         if single:  # one text's output: its token ids
             targets = targets[0]
@@ -287,10 +295,19 @@ def _warm_up(explainer, texts: list, targets: Any, single: bool = False) -> None
 
 
 def generated_outputs(
-    model, tokenizer, texts: list, device, task, seed: int, generate_kwargs: dict, batch_size: int = 64
+    model,
+    tokenizer,
+    texts: list,
+    device,
+    task,
+    seed: int,
+    generate_kwargs: dict,
+    batch_size: int = 64,
+    truncation: bool = False,
 ) -> list[list[int]]:
     """Each text's output as the explainers generate it (greedy unless told otherwise), as token ids:
-    prompts of one length together, ``batch_size`` at a time (a sampled one alone, seeded)."""
+    prompts of one length together, ``batch_size`` at a time (a sampled one alone, seeded); with
+    ``truncation``, from the prompts cut as the explainers will cut them."""
     settings = forward_only(
         "generate",
         model,
@@ -301,6 +318,7 @@ def generated_outputs(
         device=device,
         seed=seed,
         task=task,
+        truncation=truncation,
     )
     engine = Engine(model, tokenizer, settings)
     engine.needs_embeds = False  # only the outputs are wanted

@@ -112,6 +112,7 @@ class Settings:
     baseline: Any = None  # "zeros" (None), a special token name ("pad", "mask"), a token id or a tensor
     options: dict | None = None
     progress: bool = False  # a bar on stderr, rows done / rows to run
+    truncation: bool = False  # a text over the model's limit is cut to what fits (else refused)
 
     @classmethod
     def checked(
@@ -127,12 +128,14 @@ class Settings:
         seed: Any,
         task: str | None,
         progress: Any = False,
+        truncation: Any = False,
         **rest: Any,
     ) -> Settings:
         """Settings from the options every explainer takes, each validated with an error naming the fix."""
         seed = seed_int(seed)
-        if not isinstance(progress, bool):
-            raise InterpTextError(f"progress={progress!r} must be True or False.")
+        for option, value in (("progress", progress), ("truncation", truncation)):
+            if not isinstance(value, bool):
+                raise InterpTextError(f"{option}={value!r} must be True or False.")
         task = detect_task(model, task)
         mode = as_enum(InferenceModes, inference_mode, "inference_mode")
         if task == CLASSIFICATION and mode != InferenceModes.LOGITS and regression(model):
@@ -151,6 +154,7 @@ class Settings:
             seed=seed,
             task=task,
             progress=progress,
+            truncation=truncation,
             **rest,
         )
 
@@ -407,13 +411,23 @@ class Engine:
         is") where the tokenizer writes that space into the word's token (" Paris" is one token,
         "Paris" two), when the model gives that spaced token far more probability: the explanation is
         of a first token the model all but never gives there. The suggested text is checked to force
-        the spaced token, and its probability read with one forward of the prompt."""
+        the spaced token, and its probability read with one forward of the prompt.
+
+        A target that glues a word onto the prompt's last one ("is" + "Paris", both in ASCII letters
+        or digits) is warned of whatever the model's probabilities, where the tokenizer writes spaces
+        into words: a model that is not sure of its answer (a fine-tuned or an untrained one) gives the
+        spaced token no more probability, and interpreto adds the space to every target itself."""
+        joins = None  # whether the tokenizer writes spaces into words: asked once, if a target needs it
         for it in items:
             text, prompt = it.forced_text, it.text
             if not text or not text[0].isalnum() or not isinstance(prompt, str) or not prompt or prompt[-1].isspace():
                 continue  # punctuation follows a word with no space ("," "."); a spaced prompt needs none
+            glued = prompt[-1].isascii() and prompt[-1].isalnum() and text[0].isascii()
+            if glued:
+                joins = self._spaces_join_words() if joins is None else joins
+                glued = joins
             forced = float(it.target_logprobs[0])
-            if forced >= math.log(UNLIKELY_FIRST_TOKEN):
+            if forced >= math.log(UNLIKELY_FIRST_TOKEN) and not glued:
                 continue
             prompt_ids = it.input_ids[: it.n_prompt].tolist()
             joined = inp.tokenize(self.tokenizer, prompt + " " + text, not isinstance(prompt, inp.Templated))[0]
@@ -429,13 +443,19 @@ class Engine:
             with torch.inference_mode():
                 ids = send(torch.tensor([prompt_ids]), self._device)
                 spaced = torch.log_softmax(self.model(input_ids=ids).logits[0, -1].double(), -1)[alone[0]]
-            if float(spaced) < forced + math.log(MORE_LIKELY):
+            likelier = forced < math.log(UNLIKELY_FIRST_TOKEN) and float(spaced) >= forced + math.log(MORE_LIKELY)
+            if not (likelier or glued):
                 continue
+            said = (
+                f"starts with a token of probability {math.exp(forced):.1e}, and the same word after a space "
+                f"with one of {math.exp(float(spaced)):.1e}"
+                if likelier
+                else f"joins the prompt's last word into {prompt.split()[-1] + text.split()[0]!r}"
+            )
             warnings.warn(
-                f"the forced target of prompt {it.index} ({text!r}) starts with a token of probability "
-                f"{math.exp(forced):.1e}, and the same word after a space with one of {math.exp(float(spaced)):.1e}: "
-                "a forced text is tokenized as written, and this tokenizer writes the space before a word into the "
-                f"word's token. To force the word after the prompt, pass {suggestion!r}.",
+                f"the forced target of prompt {it.index} ({text!r}) {said}: a forced text is tokenized as written, "
+                "and this tokenizer writes the space before a word into the word's token. To force the word after "
+                f"the prompt, pass {suggestion!r}.",
                 stacklevel=user_stacklevel(),
             )
             return
@@ -473,9 +493,11 @@ class Engine:
             per_text = inp.model_class_targets(model, targets, len(texts), single)
         else:
             per_text = inp.generation_targets(targets, len(texts), single)
+        if s.truncation and max_len is not None:
+            texts = self._truncated(texts, per_text, max_len, generate_kwargs)
         items = inp.build_items(model, tok, s.task, texts, per_text, max_len)
         for it in items:
-            inp.check_length(it, s.task, max_len)
+            inp.check_length(it, s.task, max_len, can_truncate=not s.truncation and inp.is_plain(it.text))
             if all(it.special):
                 raise InterpTextError(
                     f"text {it.index} ({str(it.text)!r}) has no token to explain: the tokenizer drops every one of its "
@@ -499,7 +521,16 @@ class Engine:
                         ids = inp.forced_first_token(model, s.task, ids)
                     it.forced = True  # before set_outputs, whose length check names the fix by it
                     it.forced_text = target if isinstance(target, str) else None
-                    inp.set_outputs(model, tok, s.task, it, ids, max_len, rows)
+                    inp.set_outputs(
+                        model,
+                        tok,
+                        s.task,
+                        it,
+                        ids,
+                        max_len,
+                        rows,
+                        can_truncate=not s.truncation and inp.is_plain(it.text),
+                    )
             sampled = self._generate(to_generate, device, generate_kwargs, max_len)
             if generate_kwargs:
                 # A sampled output is the seed's draw: recorded with it, whether or not the method uses one.
@@ -514,6 +545,31 @@ class Engine:
             for it in items:  # refused before any forward, though baselines are made batch by batch
                 check_baseline_shape(s.baseline, it.index, (it.input_ids.shape[0], hidden))
         return items
+
+    def _truncated(self, texts: list, per_text: list, max_len: int, generate_kwargs: dict) -> list:
+        """``texts`` with each plain text over ``max_len`` tokens cut to what fits (``truncation=True``):
+        a classifier's or encoder-decoder's input keeps its start (its end where the tokenizer's
+        ``truncation_side`` is "left"); a causal LM's prompt keeps its end, leaving room for the
+        output (a forced one's tokens, else ``max_new_tokens``: 20 unless given)."""
+        s, tok = self.s, self.tokenizer
+        keep_end = s.task == CAUSAL_LM or getattr(tok, "truncation_side", "right") == "left"
+        room = [0] * len(texts)
+        if s.task == CAUSAL_LM:
+            config = generate_kwargs.get("generation_config")
+            config = config if isinstance(config, dict) else vars(config) if config is not None else {}
+            new_tokens = as_int(generate_kwargs.get("max_new_tokens", config.get("max_new_tokens")))
+            new_tokens = GENERATION_DEFAULTS["max_new_tokens"] if new_tokens is None else new_tokens
+            for i, (target, ids) in enumerate(zip(per_text, inp.target_token_ids(tok, per_text))):
+                if ids is not None and isinstance(target, str):
+                    ids = inp.forced_first_token(self.model, s.task, ids)
+                room[i] = new_tokens if ids is None else len(ids)
+        out = list(texts)
+        for i, text in enumerate(texts):
+            if inp.is_plain(text) and max_len - room[i] >= 1:
+                cut = inp.truncated(tok, text, max_len - room[i], keep_end)
+                if cut is not None:
+                    out[i] = cut
+        return out
 
     def _embed(self, items: list[Item]) -> None:
         """Input embeddings (and baselines) of those of ``items`` that lack them, in one lookup.

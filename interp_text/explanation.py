@@ -63,6 +63,12 @@ class Target:
         return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
 
 
+ONE_TEXT = (
+    "an Explanation is one text's: explain(text) returns one, explain([text, ...]) a list of them. Its numbers "
+    "are .scores (targets x elements), its elements .elements, its targets .targets"
+)
+
+
 @dataclass
 class Explanation:
     """Scores of the elements of one text for one or several targets.
@@ -214,6 +220,13 @@ class Explanation:
 
     def __str__(self) -> str:
         return self.to_terminal()
+
+    # One text's explanation is not a list of them (as interpreto's result for one text was): say so.
+    def __getitem__(self, key: Any) -> Any:
+        raise TypeError(ONE_TEXT)
+
+    def __iter__(self) -> Any:
+        raise TypeError(ONE_TEXT)
 
     def __repr__(self) -> str:
         labels = ", ".join(self.target_labels[:4]) + (" ..." if len(self.targets) > 4 else "")

@@ -277,6 +277,45 @@ def _position_offset(model) -> int:
     return 0
 
 
+def _mid_word(text: str, cut: int) -> bool:
+    return 0 < cut < len(text) and text[cut - 1].isalnum() and text[cut].isalnum()
+
+
+def _best_cut(text: str, cuts: list[int], before: bool) -> int:
+    """Of ``cuts`` (token boundaries in ``text``, nearest the limit first), the first at a space (the
+    character ``before`` it, or after it), else the first that splits no word, else the first."""
+    at = -1 if before else 0
+    spaced = next((c for c in cuts if 0 < c < len(text) and text[c + at].isspace()), None)
+    return spaced if spaced is not None else next((c for c in cuts if not _mid_word(text, c)), cuts[0])
+
+
+def truncated(tokenizer, text: str, limit: int, keep_end: bool) -> str | None:
+    """``text`` cut to the words that fit in ``limit`` tokens, special tokens included: its first
+    ones, or its last (``keep_end``, a prompt); None when it fits as it is. The cut falls between
+    words (between tokens where no word boundary is within 16 tokens).
+    """
+    part = text
+    for _ in range(8):  # a cut can tokenize into a token more; a few tries always fit
+        ids, offsets, special, _ = tokenize(tokenizer, part)
+        if len(ids) <= limit:
+            return part if part is not text else None
+        content = [offsets[k] for k, flag in enumerate(special) if not flag]
+        room = limit - (len(ids) - len(content))
+        if room < 1:
+            raise InterpTextError(
+                f"the tokenizer adds {len(ids) - len(content)} special tokens and the limit is {limit}: no word fits."
+            )
+        # The cut moves by up to 16 tokens into the part kept: to a space if there is one, else to
+        # where no word is split (languages written without spaces), else it stays.
+        if keep_end:
+            part = part[_best_cut(part, [a for a, _ in content[-room:][:16]], before=True) :]
+        else:
+            part = part[: _best_cut(part, [b for _, b in reversed(content[:room][-16:])], before=False)]
+        if not part.strip():
+            break
+    raise InterpTextError(f"cannot cut a text to {limit} tokens at a word boundary; shorten it yourself.")
+
+
 def tokenize(tokenizer, text: str, add_special_tokens: bool = True) -> tuple[list[int], list, list[bool], list[str]]:
     """Token ids, character offsets, special-token flags and token strings of one text."""
     return tokenize_all(tokenizer, [text], add_special_tokens)[0]
@@ -654,8 +693,20 @@ def build_items(model, tokenizer, task: str, texts: list[Any], targets: list, ma
     return items
 
 
+def is_plain(text: Any) -> bool:
+    """A text given as a string: not a pair, not a conversation, not a chat template's output."""
+    return isinstance(text, str) and not isinstance(text, (Templated, TextPair))
+
+
 def set_outputs(
-    model, tokenizer, task: str, item: Item, output_ids: list[int], max_length: Limit | None, rows: int | None = None
+    model,
+    tokenizer,
+    task: str,
+    item: Item,
+    output_ids: list[int],
+    max_length: Limit | None,
+    rows: int | None = None,
+    can_truncate: bool = False,
 ) -> None:
     """The output ids of ``item`` (forced or generated); ``rows``: ``embedding_rows(model)``, if known."""
     if not output_ids:
@@ -670,7 +721,8 @@ def set_outputs(
     item.output_text, item.output_offsets, item.output_special = decoded_offsets(tokenizer, item.output_ids)
     if task == CAUSAL_LM:
         item.input_ids = torch.cat([item.input_ids[: item.n_prompt], torch.tensor(item.output_ids)])
-    check_length(item, task, max_length)
+    # Cutting the prompt helps only where the output leaves it a token.
+    check_length(item, task, max_length, can_truncate and max_length is not None and len(output_ids) < max_length)
 
 
 def embedding_rows(model) -> int:
@@ -693,7 +745,9 @@ def check_ids(rows: int, tokenizer, ids: list[int], what: str) -> None:
     )
 
 
-def check_length(item: Item, task: str, max_length: Limit | None) -> None:
+def check_length(item: Item, task: str, max_length: Limit | None, can_truncate: bool = False) -> None:
+    """Refuse a text over ``max_length``; ``can_truncate``: the explainer's ``truncation=True``
+    would fit it (a plain text, not yet truncated), so the message offers it."""
     if max_length is None:
         return
     n = item.input_ids.shape[0]
@@ -705,6 +759,9 @@ def check_length(item: Item, task: str, max_length: Limit | None) -> None:
             )
         else:
             fix = "shorten the text" if task == CLASSIFICATION else "shorten the prompt"
+        if can_truncate:
+            part = "the end of the prompt" if task == CAUSAL_LM else "the start of the text"
+            fix += f", or build the explainer with truncation=True to explain {part} that fits"
         raise InterpTextError(f"text {item.index} has {n} tokens{what} but {max_length.words()}; {fix}.")
     if task == SEQ2SEQ and len(item.output_ids) > max_length:
         raise InterpTextError(

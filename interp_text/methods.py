@@ -44,19 +44,46 @@ from .tasks import (
 )
 
 # Other libraries' names (captum's, inseq's, interpreto's) for options here: an unknown option's hint.
+# Other libraries' (captum's, interpreto's) names for options: the first of ours an explainer has is
+# the one an unknown-option error names.
 PEER_NAMES = {
-    "n_steps": "n_interpolations",
-    "steps": "n_interpolations",
-    "stdevs": "noise_std",
-    "nt_samples": "n_perturbations",
-    "n_samples": "n_perturbations",
-    "n_perturbations": "n_samples",
-    "internal_batch_size": "batch_size",
-    "aggregation": "granularity_aggregation_strategy",
-    "abs": "token_reduction",
-    "baselines": "baseline",
-    "multiply_by_inputs": "input_x_gradient",
+    "n_steps": ("n_interpolations",),
+    "steps": ("n_interpolations",),
+    "stdevs": ("noise_std",),
+    "nt_samples": ("n_perturbations",),
+    "n_samples": ("n_perturbations",),
+    "n_perturbations": ("n_samples", "n_interpolations", "steps"),  # interpreto's IG and metrics too
+    "internal_batch_size": ("batch_size",),
+    "aggregation": ("granularity_aggregation_strategy",),
+    "abs": ("token_reduction",),
+    "baselines": ("baseline",),
+    "multiply_by_inputs": ("input_x_gradient",),
+    "sobol_indices_order": ("order",),
+    "distance_function": ("distance",),
 }
+
+# What an interpreto option with no counterpart of the same kind here is, said in the error.
+PEER_NOTES = {
+    ("Saliency", "input_x_gradient"): (
+        "interpreto's Saliency(input_x_gradient=True), its default, is InputXGradient(model, tokenizer, "
+        "token_reduction='abs_mean') here, and input_x_gradient=False is Saliency(token_reduction='abs_mean'); "
+        "this Saliency is the gradient's L2 norm"
+    ),
+    ("IntegratedGradients", "input_x_gradient"): (
+        "This IntegratedGradients is (e - b) times the path's mean gradient, whose scores sum to f(x) - f(b); "
+        "interpreto's input_x_gradient has no counterpart"
+    ),
+    ("Lime", "perturb_probability"): (
+        "Lime here draws how many elements to mask uniformly from 1 to n, then which; there is no per-element "
+        "probability to set"
+    ),
+}
+
+
+def peer_name(unknown: str, names) -> str | None:
+    """Our name for another library's option ``unknown``, among ``names`` (the explainer's), if any."""
+    return next((n for n in PEER_NAMES.get(unknown, ()) if n in names), None)
+
 
 # IntegratedGradients warns when a target's completeness gap is more than this share of f(x) − f(baseline).
 LARGE_GAP = 0.1
@@ -123,14 +150,14 @@ def check_options(
         besides = f" (besides {', '.join(shared)})" if shared else ""
         names = {n.lower(): n for n in (*allowed, *shared)}  # `Seed=` means seed=
         close = [
-            PEER_NAMES[u]
-            if PEER_NAMES.get(u) in names.values()
-            else next(iter(names[m] for m in difflib.get_close_matches(u.lower(), names, n=1, cutoff=0.8)), None)
+            peer_name(u, names.values())
+            or next(iter(names[m] for m in difflib.get_close_matches(u.lower(), names, n=1, cutoff=0.8)), None)
             for u in unknown
         ]
         close = [c for c in close if c]
         meant = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        raise InterpTextError(f"{name} got unknown option(s) {unknown}{meant}; {own}{besides}{note}.")
+        peers = "".join(f". {PEER_NOTES[name, u]}" for u in unknown if (name, u) in PEER_NOTES)
+        raise InterpTextError(f"{name} got unknown option(s) {unknown}{meant}; {own}{besides}{note}{peers}.")
 
 
 def explain_arguments(names: Any) -> list[str]:
@@ -210,6 +237,11 @@ class GradientMethod(Remade):
             the vmapped backward measured about twice as fast (H100, 40 output tokens of a
             6-layer GPT-2). A vmapped backward that runs out of GPU memory falls back to the loop.
         progress: a bar on stderr while the rows run (``VarGrad: [####....] 120/204 rows, 3.2s``).
+        truncation: a text longer than the model takes is cut to what fits, between words, rather
+            than refused (default False): a classifier's or encoder-decoder's text keeps its start
+            (its end where the tokenizer's ``truncation_side`` is "left"), a causal LM's prompt
+            its end, with room for the output. ``explanation.text`` is the part explained. Plain
+            strings only: a pair or a conversation over the limit is still refused.
     """
 
     seeded = False  # whether ``seed`` changes the result (it is then kept in Explanation.options)
@@ -236,6 +268,7 @@ class GradientMethod(Remade):
         seed: int = 0,
         targets_per_backward: int | None = None,
         progress: bool = False,
+        truncation: bool = False,
         **method_options: Any,
     ):
         self._made_with(locals(), GradientMethod)
@@ -271,6 +304,7 @@ class GradientMethod(Remade):
             seed=seed,
             task=task,
             progress=progress,
+            truncation=truncation,
             statistic=self.statistic,
             n_samples=self.n_samples,
             sample=self.sample,
@@ -281,7 +315,11 @@ class GradientMethod(Remade):
                 None if targets_per_backward is None else positive_int(targets_per_backward, "targets_per_backward")
             ),
             baseline=checked_baseline(self.baseline, model, tokenizer) if self.uses_baseline else None,
-            options={**self._options(), **({"seed": seed_int(seed)} if self.seeded else {})},
+            options={
+                **self._options(),
+                **({"seed": seed_int(seed)} if self.seeded else {}),
+                **({"truncation": True} if truncation is True else {}),
+            },
         )
         self._remember()
 

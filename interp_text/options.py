@@ -46,8 +46,9 @@ def as_enum(enum_type: type[Enum], value: Any, name: str) -> Enum:
     """Accept an enum member or its value / name as a string (case-insensitive)."""
     if isinstance(value, enum_type):
         return value
-    if isinstance(value, str):
-        key = value.strip().lower()
+    # Another library's member of the same name (interpreto's Granularity.WORD) means ours.
+    keys = [value.name, value.value] if isinstance(value, Enum) else [value]
+    for key in (k.strip().lower() for k in keys if isinstance(k, str)):
         for member in enum_type:
             if key in (member.value, member.name.lower()):
                 return member
@@ -170,13 +171,13 @@ class Remade:
         return f"{type(self).__name__}({', '.join(shown)})"
 
     def _refuse_a_misspelt_option(self, name: str, value: Any) -> None:
-        from .methods import PEER_NAMES, check_options
+        from .methods import check_options, peer_name
 
         own = self._option_names()
         shared = tuple(k for k in self.__dict__["_made"] if k not in ("model", "tokenizer") and k not in own)
         # Another library's name is refused even where it names an attribute of ours (SmoothGrad's
         # n_samples, which n_perturbations sets); a near-miss only where it names nothing yet.
-        peer = PEER_NAMES.get(name) in (*own, *shared)
+        peer = peer_name(name, (*own, *shared)) is not None
         ours = name in self.__dict__ or hasattr(type(self), name)
         if peer or (not ours and difflib.get_close_matches(name.lower(), {n.lower() for n in (*own, *shared)}, 1, 0.8)):
             check_options(type(self).__name__, {name: value}, own, shared)

@@ -836,6 +836,11 @@ class PerturbationMethod(Remade):
             a token id, or None (default: the mask token if the tokenizer has one, else the pad
             token, else zeros).
         progress: a bar on stderr while the masked inputs run (``Sobol: [####....] 900/2048 rows, 3.2s``).
+        truncation: a text longer than the model takes is cut to what fits, between words, rather
+            than refused (default False): a classifier's or encoder-decoder's text keeps its start
+            (its end where the tokenizer's ``truncation_side`` is "left"), a causal LM's prompt
+            its end, with room for the output. ``explanation.text`` is the part explained. Plain
+            strings only: a pair or a conversation over the limit is still refused.
     """
 
     seeded = False  # whether ``seed`` changes the result (it is then kept in Explanation.options)
@@ -857,6 +862,7 @@ class PerturbationMethod(Remade):
         seed: int = 0,
         replacement: str | int | None = None,
         progress: bool = False,
+        truncation: bool = False,
         **method_options: Any,
     ):
         self._made_with(locals(), PerturbationMethod)
@@ -881,10 +887,12 @@ class PerturbationMethod(Remade):
             seed=seed,
             task=task,
             progress=progress,
+            truncation=truncation,
             options={
                 "replacement": self.replacement,
                 **self._options(),
                 **({"seed": seed_int(seed)} if self.seeded else {}),
+                **({"truncation": True} if truncation is True else {}),
             },
         )
         self._remember()
@@ -1121,6 +1129,8 @@ class Lime(PerturbationMethod):
 
     def _set_options(self, n_samples=None, n_perturbations=None, kernel_width=0.25, distance="cosine", alpha=1.0):
         self.n_samples = _n_samples(n_samples, n_perturbations, 2, 200)
+        if kernel_width is None:  # interpreto's default, which means its own width
+            raise InterpTextError("kernel_width=None: leave it out for the default, 0.25, or pass a number > 0.")
         self.kernel_width = non_negative_float(kernel_width, "kernel_width")
         if self.kernel_width == 0:
             raise InterpTextError("kernel_width=0 must be a number > 0.")

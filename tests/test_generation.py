@@ -1016,6 +1016,35 @@ def test_a_forced_word_missing_its_space_is_named():
         Occlusion(model, tok).explain(prompt + " (", targets="Berlin")
 
 
+def test_a_forced_word_glued_to_the_prompts_last_word_is_named_on_any_model():
+    """An untrained (or unsure) model gives " Paris" no more probability than "P", so the probability
+    check stays silent; "is" + "Paris" reads as one word "isParis" whatever the model, and interpreto
+    adds the space to every target itself: a port would explain another token without a word."""
+    import warnings
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from interp_text import load_default
+
+    _, tok = load_default("facts")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), n_layer=1, n_head=2, n_embd=16, n_positions=64)
+    config.bos_token_id = config.eos_token_id = tok.eos_token_id
+    model = GPT2LMHeadModel(config).eval()
+    prompt = "The capital of France is"
+    with pytest.warns(UserWarning) as said:
+        Saliency(model, tok).explain(prompt, targets="Paris.")
+    assert [str(w.message) for w in said] == [
+        "the forced target of prompt 0 ('Paris.') joins the prompt's last word into 'isParis.': a forced text is "
+        "tokenized as written, and this tokenizer writes the space before a word into the word's token. To force "
+        "the word after the prompt, pass ' Paris.'."
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for target, text in ((" Paris", prompt), (".", prompt), ("Paris", prompt + ' "'), ("é", prompt)):
+            Saliency(model, tok).explain(text, targets=target)
+
+
 def test_a_prompt_ending_with_a_space_token_is_named():
     """GPT-2's tokenizer makes a trailing space a token of its own ("Ġ"), which the model all but
     never reads before a word: the bundled GPT-2 then answers "." where it answers " Paris"."""

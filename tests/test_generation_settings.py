@@ -262,5 +262,6 @@ def test_a_forced_output_past_the_models_length_names_the_target_not_max_new_tok
     with pytest.raises(InterpTextError) as err:
         Occlusion(model, tok).explain(prompt, targets=" Paris. The capital of France")
     assert str(err.value).endswith(
-        "(prompt + output) but the model accepts at most 64; shorten the prompt or the forced output (the target)."
+        "(prompt + output) but the model accepts at most 64; shorten the prompt or the forced output (the target), "
+        "or build the explainer with truncation=True to explain the end of the prompt that fits."
     )

@@ -328,7 +328,8 @@ def test_a_length_limit_set_by_the_tokenizer_is_named_as_the_tokenizers(bert, wp
     n, positions = len(tok(text)["input_ids"]), bert.config.max_position_embeddings
     assert str(err.value) == (
         f"text 0 has {n} tokens but the tokenizer accepts at most 8 (its model_max_length; the model's positions "
-        f"take {positions}: raise tokenizer.model_max_length to explain longer texts); shorten the text."
+        f"take {positions}: raise tokenizer.model_max_length to explain longer texts); shorten the text, or build the "
+        "explainer with truncation=True to explain the start of the text that fits."
     )
     tok.model_max_length = 10**9  # no limit of its own (transformers' "very large" default): the model's
     assert Saliency(bert, tok).explain(text).elements[0] == "the"

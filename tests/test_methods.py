@@ -374,7 +374,7 @@ def test_an_unknown_option_names_the_shared_ones_and_the_likely_meant(bert, wp_t
     assert str(err.value) == (
         "Saliency got unknown option(s) ['granularty'] (did you mean 'granularity'?); it has no options of its own "
         "(besides batch_size, granularity, granularity_aggregation_strategy, device, inference_mode, token_reduction, "
-        "task, seed, targets_per_backward, progress)."
+        "task, seed, targets_per_backward, progress, truncation)."
     )
     with pytest.raises(InterpTextError, match=r"\['n_perturbation'\] \(did you mean 'n_perturbations'\?\); its own"):
         VarGrad(bert, wp_tokenizer, n_perturbation=3)
@@ -382,7 +382,7 @@ def test_an_unknown_option_names_the_shared_ones_and_the_likely_meant(bert, wp_t
     with pytest.raises(InterpTextError) as err:
         Occlusion(bert, wp_tokenizer, targets="positive", max_new_tokens=3)
     assert str(err.value).endswith(
-        "progress). The call takes targets: explainer.explain(text, targets=...). This model is a classifier, which "
+        "progress, truncation). The call takes targets: explainer.explain(text, targets=...). This model is a classifier, which "
         "generates nothing: drop max_new_tokens."
     )
 
@@ -391,7 +391,7 @@ def test_generate_options_given_to_a_generators_constructor_are_sent_to_the_call
     with pytest.raises(InterpTextError) as err:
         Saliency(gpt2, bpe, max_new_tokens=3)
     assert str(err.value).endswith(
-        "progress). The call takes generate()'s options: explainer.explain(prompt, max_new_tokens=...)."
+        "progress, truncation). The call takes generate()'s options: explainer.explain(prompt, max_new_tokens=...)."
     )
 
 

@@ -468,9 +468,12 @@ def test_compare_of_no_texts_is_refused(bert, wp_tokenizer):
 
 
 def test_only_the_lower_case_all_is_refused_and_a_long_prompt_is_told_to_shorten(gpt2, bpe):
-    assert Saliency(gpt2, bpe).explain("The capital of France is", targets="All").output_text == "All"
+    with pytest.warns(UserWarning, match="into 'isAll'"):
+        assert Saliency(gpt2, bpe).explain("The capital of France is", targets="All").output_text == "All"
     with pytest.raises(
-        InterpTextError, match=r"has 240 tokens but the model accepts at most 128; shorten the prompt\.$"
+        InterpTextError,
+        match=r"has 240 tokens but the model accepts at most 128; shorten the prompt, or build the explainer with "
+        r"truncation=True to explain the end of the prompt that fits\.$",
     ):
         Saliency(gpt2, bpe).explain(" ".join(["food"] * 120))
 
