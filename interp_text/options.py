@@ -56,6 +56,16 @@ def as_enum(enum_type: type[Enum], value: Any, name: str) -> Enum:
     raise InterpTextError(f"{name}={value!r} is not valid; use one of {allowed} (or its name as a string).")
 
 
+def named(value: Any) -> Any:
+    """Another library's enum member for a string option, as the string it names here: interpreto's
+    ``SobolIndicesOrders.FIRST_ORDER`` is ``"first"``, ``DistancesFromMask.COSINE`` ``"cosine"``;
+    anything else as it is."""
+    if isinstance(value, Enum):
+        name = value.name.lower()
+        return name[: -len("_order")] if name.endswith("_order") else name
+    return value
+
+
 def as_int(value: Any) -> int | None:
     """``value`` as a Python int when it is an integer of any kind (numpy's, a 0-d integer tensor), else None.
 

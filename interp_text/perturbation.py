@@ -40,6 +40,7 @@ from .options import (
     InferenceModes,
     Remade,
     as_int,
+    named,
     non_negative_float,
     positive_int,
     seed_int,
@@ -1134,6 +1135,7 @@ class Lime(PerturbationMethod):
         self.kernel_width = non_negative_float(kernel_width, "kernel_width")
         if self.kernel_width == 0:
             raise InterpTextError("kernel_width=0 must be a number > 0.")
+        distance = named(distance)
         if distance not in ("cosine", "hamming"):
             raise InterpTextError(f"distance={distance!r} is not valid; use 'cosine' or 'hamming'.")
         self.distance = distance
@@ -1221,6 +1223,7 @@ class Sobol(PerturbationMethod):
 
     def _set_options(self, n_samples=None, n_perturbations=None, order="total", sampler="sobol"):
         self.n_samples = _n_samples(n_samples, n_perturbations, 2, 32)
+        order, sampler = named(order), named(sampler)
         if order not in ("total", "first"):
             raise InterpTextError(f"order={order!r} is not valid; use 'total' or 'first'.")
         if sampler not in ("sobol", "random"):

@@ -108,3 +108,25 @@ def test_one_texts_explanation_is_not_a_list_and_says_so(sentiment):
             pass
     assert str(caught.value) == said
     assert Saliency(m, t).explain(["The food was good."])[0] == one
+
+
+def test_interpretos_enums_for_string_options_read_as_their_names(sentiment):
+    m, t = sentiment
+
+    class SobolIndicesOrders(enum.Enum):  # interpreto's, as its classes spell them
+        FIRST_ORDER = "first order"
+        TOTAL_ORDER = "total order"
+
+    class SequenceSamplers(enum.Enum):
+        SOBOL = "qmc.Sobol"
+
+    class DistancesFromMask(enum.Enum):
+        HAMMING = "hamming_distance"
+        EUCLIDEAN = "euclidean_distance"
+
+    sobol = Sobol(m, t, order=SobolIndicesOrders.FIRST_ORDER, sampler=SequenceSamplers.SOBOL)
+    assert (sobol.settings.options["order"], sobol.settings.options["sampler"]) == ("first", "sobol")
+    assert Lime(m, t, distance=DistancesFromMask.HAMMING).settings.options["distance"] == "hamming"
+    assert _message(lambda: Lime(m, t, distance=DistancesFromMask.EUCLIDEAN)) == (
+        "distance='euclidean' is not valid; use 'cosine' or 'hamming'."
+    )
