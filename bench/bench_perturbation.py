@@ -249,10 +249,11 @@ SERVERS = {"interpreto": serve_interpreto}
 
 
 # --------------------------------------------------------------------------- main
-def make_interp_text(model, tok, samples: dict, device: str):
+def make_interp_text(model, tok, samples: dict, device: str, generation: bool):
     from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol
 
-    common = dict(batch_size=BATCH_SIZE, granularity="word", seed=SEED, device=device)
+    # interpreto masks a generation's earlier output words too: so does interp_text here, like for like.
+    common = dict(batch_size=BATCH_SIZE, granularity="word", seed=SEED, device=device, mask_outputs=generation)
     return {
         "Occlusion": Occlusion(model, tok, **common),
         "Lime": Lime(model, tok, n_samples=samples["Lime"], **common),
@@ -268,7 +269,7 @@ def run_workload(workload: str, args, threads: int) -> dict:
         prepare(workdir, workload, args.device)
         model, tok, config = load(workdir)
         texts, targets = config["texts"], config["targets"]
-        explainers = make_interp_text(model, tok, samples, args.device)
+        explainers = make_interp_text(model, tok, samples, args.device, targets is not None)
         first = explainers["Occlusion"].explain(texts, targets=targets)
         elements = [len(e.elements) for e in first]
         tokens = [len(tok(t)["input_ids"]) for t in texts]

@@ -113,6 +113,7 @@ class Settings:
     options: dict | None = None
     progress: bool = False  # a bar on stderr, rows done / rows to run
     truncation: bool = False  # a text over the model's limit is cut to what fits (else refused)
+    mask_outputs: bool = False  # perturbation methods on a causal LM: earlier output elements are masked too
 
     @classmethod
     def checked(
@@ -129,11 +130,12 @@ class Settings:
         task: str | None,
         progress: Any = False,
         truncation: Any = False,
+        mask_outputs: Any = False,
         **rest: Any,
     ) -> Settings:
         """Settings from the options every explainer takes, each validated with an error naming the fix."""
         seed = seed_int(seed)
-        for option, value in (("progress", progress), ("truncation", truncation)):
+        for option, value in (("progress", progress), ("truncation", truncation), ("mask_outputs", mask_outputs)):
             if not isinstance(value, bool):
                 raise InterpTextError(f"{option}={value!r} must be True or False.")
         task = detect_task(model, task)
@@ -143,6 +145,16 @@ class Settings:
                 f"inference_mode={mode.value!r}: {type(model).__name__} is a regression model (problem_type "
                 "'regression', or one output and no multi-label problem_type), whose output has no probability; "
                 "use inference_mode='logits'."
+            )
+        if mask_outputs and task != CAUSAL_LM:
+            raise InterpTextError(
+                f"mask_outputs=True masks a causal LM's earlier output words; {type(model).__name__} is "
+                + (
+                    "a classifier, which has no output words"
+                    if task == CLASSIFICATION
+                    else "an encoder-decoder, whose outputs are not masked"
+                )
+                + ": drop it."
             )
         return cls(
             name=name,
@@ -155,6 +167,7 @@ class Settings:
             task=task,
             progress=progress,
             truncation=truncation,
+            mask_outputs=mask_outputs,
             **rest,
         )
 

@@ -144,17 +144,26 @@ class Players:
         return len(self.columns)
 
 
-def element_players(it: Item, granularity: Granularity) -> Players:
-    """Which tokens move together when an element is masked: every token of a word, of a sentence."""
+def element_players(it: Item, granularity: Granularity, outputs: bool = False) -> Players:
+    """Which tokens move together when an element is masked: every token of a word, of a sentence.
+
+    A causal LM reads prompt + output; its output elements are players too with ``outputs``
+    (``mask_outputs=True``), all but the last (which no target reads), their columns after the
+    prompt's; else output tokens are never masked.
+    """
     elements, spans, mapping = group_tokens(
         it.text, it.offsets, it.special, granularity, it.token_strings, it.hidden_spans
     )
     playing = [m if m >= 0 and not special else -1 for m, special in zip(mapping, it.special)]
+    n_out = it.input_ids.shape[0] - len(playing)  # a causal LM's output tokens, after the prompt's
+    if outputs and n_out:
+        out_map, last = it.output_groups[2], len(it.output_groups[0]) - 1
+        playing += [len(elements) + m if 0 <= m < last else -1 for m in out_map]
+    else:
+        playing += [-1] * n_out
     columns = sorted(set(playing) - {-1})
     player_of = {c: j for j, c in enumerate(columns)}
-    # Causal LMs read prompt + output: output tokens are never players.
-    token_player = [player_of.get(m, -1) for m in playing] + [-1] * (it.input_ids.shape[0] - len(playing))
-    return Players(elements, spans, columns, token_player)
+    return Players(elements, spans, columns, [player_of.get(m, -1) for m in playing])
 
 
 def token_keep(units: list[tuple[Players, torch.Tensor]]) -> np.ndarray:
@@ -363,7 +372,7 @@ class PerturbationEngine(Engine):
         s = self.s
         plans: dict[int, tuple] = {}
         for it in items:
-            players = self.players[it.index] = element_players(it, s.granularity)
+            players = self.players[it.index] = element_players(it, s.granularity, s.mask_outputs)
             self.method.check_players(players.n, it.index)
             if players.n not in plans:
                 plans[players.n] = self._plan(players.n)
@@ -775,24 +784,35 @@ class PerturbationEngine(Engine):
         players = self.players[it.index]
         phi, gap = self.results[it.index]  # (targets, n) (output elements, n: _scores_outputs), (targets,) or None
         n_in = len(players.elements)
-        if players.n == n_in:  # every element is a player (all but ALL_TOKENS)
-            scores = phi.clone()
-        else:  # elements that are never masked (special tokens under ALL_TOKENS) are not explained: NaN
-            scores = torch.full((phi.shape[0], n_in), float("nan"), dtype=torch.float64)
-            scores[:, players.columns] = phi
         if s.task == CLASSIFICATION:
+            if players.n == n_in:  # every element is a player (all but ALL_TOKENS)
+                scores = phi.clone()
+            else:  # elements that are never masked (special tokens under ALL_TOKENS) are not explained: NaN
+                scores = torch.full((phi.shape[0], n_in), float("nan"), dtype=torch.float64)
+                scores[:, players.columns] = phi
             return self._explanation(
                 it, players.elements, players.spans, scores, self._class_targets(it), gap, None, None, None
             )
         out_elements, out_spans, out_map = it.output_groups
         n_out = len(out_elements)
-        if s.task == CAUSAL_LM:
-            # Outputs are never masked: their columns are NaN, never a zero attribution.
-            scores = torch.cat([scores, torch.full((scores.shape[0], n_out), float("nan"), dtype=scores.dtype)], 1)
+        # A causal LM's outputs are columns too: NaN unless masked (mask_outputs), never a zero attribution.
+        width = n_in + n_out if s.task == CAUSAL_LM else n_in
+        scores = torch.full((phi.shape[0], width), float("nan"), dtype=torch.float64)
+        scores[:, players.columns] = phi
+        if s.mask_outputs and not self._scores_outputs():
+            # Output token t reads no output element that starts at t or later: its rows are NaN there (their
+            # estimates are 0, as masking it cannot move t; exactly so but for a sampled regression's noise).
+            starts = torch.tensor([out_map.index(c) for c in range(n_out)])  # each element's first token
+            scores[:, n_in:] = scores[:, n_in:].masked_fill(
+                starts[None, :] >= torch.arange(len(out_map))[:, None], float("nan")
+            )
         if self._scores_outputs():  # each row estimated for its output element already
             pooled = scores
         else:
             pooled = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, columns)
+        if s.task == CAUSAL_LM:  # an output element reads the elements before it only, as the gradient methods'
+            r_idx, c_idx = torch.arange(n_out)[:, None], torch.arange(n_out)[None, :]
+            pooled[:, n_in:] = pooled[:, n_in:].masked_fill(c_idx >= r_idx, float("nan"))
         if gap is not None:
             # An output element's f is the sum of its tokens' (as Target.score): its row sums to that
             # f(x) − f(all masked) plus its gap, whatever pooled the tokens' rows into it (with SUM, the
@@ -837,6 +857,11 @@ class PerturbationMethod(Remade):
             a token id, or None (default: the mask token if the tokenizer has one, else the pad
             token, else zeros).
         progress: a bar on stderr while the masked inputs run (``Sobol: [####....] 900/2048 rows, 3.2s``).
+        mask_outputs: a causal LM's earlier output elements are players too, so each output row
+            scores the output elements before it as well as the prompt's, as the gradient methods'
+            rows do (default False: the prompt only, and those columns NaN). Every output element
+            but the last becomes a player: more masked inputs to score (Occlusion and Sobol have
+            more masks, Lime's and KernelShap's repeat less).
         truncation: a text longer than the model takes is cut to what fits, between words, rather
             than refused (default False): a classifier's or encoder-decoder's text keeps its start
             (its end where the tokenizer's ``truncation_side`` is "left"), a causal LM's prompt
@@ -864,6 +889,7 @@ class PerturbationMethod(Remade):
         replacement: str | int | None = None,
         progress: bool = False,
         truncation: bool = False,
+        mask_outputs: bool = False,
         **method_options: Any,
     ):
         self._made_with(locals(), PerturbationMethod)
@@ -889,11 +915,13 @@ class PerturbationMethod(Remade):
             task=task,
             progress=progress,
             truncation=truncation,
+            mask_outputs=mask_outputs,
             options={
                 "replacement": self.replacement,
                 **self._options(),
                 **({"seed": seed_int(seed)} if self.seeded else {}),
                 **({"truncation": True} if truncation is True else {}),
+                **({"mask_outputs": True} if mask_outputs is True else {}),
             },
         )
         self._remember()

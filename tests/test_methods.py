@@ -382,7 +382,7 @@ def test_an_unknown_option_names_the_shared_ones_and_the_likely_meant(bert, wp_t
     with pytest.raises(InterpTextError) as err:
         Occlusion(bert, wp_tokenizer, targets="positive", max_new_tokens=3)
     assert str(err.value).endswith(
-        "progress, truncation). The call takes targets: explainer.explain(text, targets=...). This model is a classifier, which "
+        "progress, truncation, mask_outputs). The call takes targets: explainer.explain(text, targets=...). This model is a classifier, which "
         "generates nothing: drop max_new_tokens."
     )
 
