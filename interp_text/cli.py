@@ -85,6 +85,15 @@ def make_explainer(args, model, tokenizer):
     options: dict[str, Any] = {"granularity": args.granularity, "batch_size": args.batch_size, "seed": args.seed}
     if args.truncation:
         options["truncation"] = True
+    if args.mask_outputs:
+        from .methods import shared_options
+
+        if "mask_outputs" not in shared_options(cls):
+            raise InterpTextError(
+                f"--mask-outputs is for the perturbation methods (occlusion, lime, kernelshap, sobol); {args.method}'s "
+                "rows score the earlier output words already."
+            )
+        options["mask_outputs"] = True
     if args.device:
         options["device"] = args.device
     if args.inference_mode:
@@ -941,6 +950,12 @@ def build_parser() -> argparse.ArgumentParser:
         "forwards, fewer lose less to an interruption (default 64)",
     )
     ex.add_argument("--truncation", action="store_true", help=TRUNCATION_HELP)
+    ex.add_argument(
+        "--mask-outputs",
+        action="store_true",
+        help="generation with a perturbation method: mask the earlier output words too, so each output row scores "
+        "them as well as the prompt's",
+    )
     ex.add_argument("--no-color", action="store_true", help="plain text, scores in brackets")
     ex.set_defaults(func=cmd_explain)
 

@@ -82,3 +82,17 @@ def test_mask_outputs_is_for_causal_lms_and_a_bool(facts, bert, wp_tokenizer, t5
         Lime(t5, bpe, mask_outputs=True)
     with pytest.raises(InterpTextError, match=r"unknown option\(s\) \['mask_outputs'\]"):
         Saliency(model, tok, mask_outputs=True)  # a gradient method's rows read every earlier output already
+
+
+def test_the_command_line_takes_mask_outputs(capsys):
+    from interp_text.cli import main
+
+    base = ["explain", "--no-color", "--model", "facts", "--target", " Paris. The", PROMPT]
+    assert main([*base, "--method", "occlusion", "--mask-outputs"]) == 0
+    shown = capsys.readouterr().out
+    assert "out:Paris[" in shown  # the '.' row reads the earlier output word
+    assert main([*base, "--method", "saliency", "--mask-outputs"]) != 0
+    assert (
+        "--mask-outputs is for the perturbation methods (occlusion, lime, kernelshap, sobol); saliency's rows score "
+        "the earlier output words already." in capsys.readouterr().err
+    )
