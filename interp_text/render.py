@@ -1115,9 +1115,13 @@ class ExplanationList(list):
 
     @classmethod
     def load(cls, path: str | Path) -> ExplanationList:
-        """The explanations of a JSON-lines file (``save``'s, or the command line's ``--output``,
-        whose "id"s are dropped)."""
-        out = cls()
+        """The explanations of a JSON-lines file (``save``'s, or the command line's ``--output``).
+
+        The loaded list's ``ids`` hold each line's "id" (the command line writes the input's, or
+        the input line's index from 0 where it had none), None for a line without one:
+        ``dict(zip(loaded.ids, loaded))`` finds a result by id.
+        """
+        out, ids = cls(), []
         # Lines end at "\n" only: a text may hold U+2028 and the like, which JSON leaves unescaped.
         for n, line in enumerate(Path(path).read_text(encoding="utf-8-sig").split("\n"), 1):
             if not line.strip():
@@ -1128,7 +1132,9 @@ class ExplanationList(list):
                 raise InterpTextError(f"{path}:{n} is not a JSON line ({err.msg}); it is not a saved list.") from None
             if not isinstance(data, dict):
                 raise InterpTextError(f"{path}:{n} is not an explanation (a JSON object); it is not a saved list.")
+            ids.append(data.get("id"))
             out.append(Explanation.from_dict(data))
+        out.ids = ids
         return out
 
     def to_terminal(self, **options: Any) -> str:

@@ -589,6 +589,20 @@ def test_from_dict_reads_a_cli_record(tmp_path):
     assert expl.to_dict() == {k: v for k, v in record.items() if k != "id"}
 
 
+def test_a_loaded_cli_file_keeps_each_lines_id(tmp_path):
+    from interp_text.cli import main
+    from interp_text.render import ExplanationList
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"text": "The food was good.", "id": "a"}\n{"text": "The food was bad."}\n', encoding="utf-8")
+    assert main(["explain", "--input", str(inp), "--output", str(out), "--method", "saliency"]) == 0
+    loaded = ExplanationList.load(out)
+    assert loaded.ids == ["a", 1]  # the second line had no id: its index, counted from 0
+    assert dict(zip(loaded.ids, loaded))["a"].text == "The food was good."
+    loaded.save(tmp_path / "plain.jsonl")  # save writes no ids
+    assert ExplanationList.load(tmp_path / "plain.jsonl").ids == [None, None]
+
+
 def test_from_dict_names_an_unknown_or_missing_key(bert, wp_tokenizer):
     data = Saliency(bert, wp_tokenizer).explain(TEXTS[1]).to_dict()
     with pytest.raises(InterpTextError) as err:
