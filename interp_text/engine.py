@@ -577,11 +577,11 @@ class Engine:
                     ids = inp.forced_first_token(self.model, s.task, ids)
                 room[i] = new_tokens if ids is None else len(ids)
         out = list(texts)
-        for i, text in enumerate(texts):
-            if inp.is_plain(text) and max_len - room[i] >= 1:
-                cut = inp.truncated(tok, text, max_len - room[i], keep_end)
-                if cut is not None:
-                    out[i] = cut
+        plain = [i for i, text in enumerate(texts) if inp.is_plain(text) and max_len - room[i] >= 1]
+        lengths = [len(encoded[0]) for encoded in inp.tokenize_all(tok, [texts[i] for i in plain])] if plain else []
+        for i, n in zip(plain, lengths):  # one batched call finds the long ones, which are cut one by one
+            if n > max_len - room[i]:
+                out[i] = inp.truncated(tok, texts[i], max_len - room[i], keep_end) or texts[i]
         return out
 
     def _embed(self, items: list[Item]) -> None:
