@@ -370,7 +370,15 @@ def done_results(path: Path) -> dict:
 SETTINGS = ("method", "task", "granularity", "aggregation", "inference_mode", "token_reduction")
 # Options an explanation records about its own text, not about the run (see engine.text_kind, and
 # KernelShap.text_options).
-PER_TEXT_OPTIONS = ("chat", "text_pair_start", "decoder_start_token_id", "generation", "forced", "coalitions")
+PER_TEXT_OPTIONS = (
+    "chat",
+    "text_pair_start",
+    "decoder_start_token_id",
+    "generation",
+    "forced",
+    "coalitions",
+    "truncated",
+)
 
 
 def written_input(result: dict) -> Any:
@@ -514,6 +522,12 @@ def check_resumable(
             continue
         result, where = done[key], f"id {record['id']!r} ({path}:{n})"
         asked, written = asked_input(record, explainer.tokenizer), written_input(result)
+        cut = (result.get("options") or {}).get("truncated")
+        if cut and not explainer.settings.truncation:
+            raise InterpTextError(
+                f"{out} holds results made with --truncation: {where} was cut to fit the model. Rerun with "
+                f"--truncation to resume, or {fix}."
+            )
         if asked is not None and asked != written and not _cut_from(written, asked, explainer):
             a, w = asked, written
             if isinstance(a, str) and isinstance(w, str):  # quote where they part, not two equal beginnings

@@ -211,8 +211,9 @@ def compare(
         else:
             explainers.append(method)
     targets = as_plain(targets)  # a tensor or array of targets: a list, as explain() reads it
+    given_cuts: list = [None] * len(texts)  # the cuts of prompts generated from (truncation=True)
     if targets is None and generator:
-        targets = generated_outputs(
+        items = _generated(
             model,
             tokenizer,
             texts,
@@ -223,6 +224,11 @@ def compare(
             batch_size,
             truncation=options.get("truncation", False),
         )
+        targets = [it.output_ids for it in items]
+        # A prompt cut to generate from is the prompt explained: cut again with the output forced, it
+        # could keep more words, which the output was not generated from.
+        texts = [it.text if it.cut else text for it, text in zip(items, texts)]
+        given_cuts = [it.cut for it in items]
         if single:  # one text's output: its token ids
             targets = targets[0]
     metric_options = {"batch_size": batch_size, "device": device, "task": task, "replacement": replacement}
@@ -247,11 +253,15 @@ def compare(
         if rationales is not None:
             aps = []
             for i, (e, r) in enumerate(zip(explanations, rationales)):
+                cut = given_cuts[i] or (e.options or {}).get("truncated")
+                r = r if not cut else _spans_kept(r, cut)
+                if not r:  # truncation=True dropped every deciding word of this text: nothing to rank
+                    continue
                 try:
                     aps.append(rationale_average_precision(e, r, absolute=True))
                 except InterpTextError as err:
                     raise InterpTextError(f"rationales[{i}], for text {i} ({short(e.text)}): {err}") from err
-            ap = float(np.mean(aps))
+            ap = float(np.mean(aps)) if aps else None
         rows.append(
             {
                 "method": name,
@@ -277,6 +287,13 @@ def compare(
         part = slice(k * len(texts), (k + 1) * len(texts))
         row["deletion"], row["insertion"] = float(np.nanmean(deleted[part])), float(np.nanmean(inserted[part]))
     return rows
+
+
+def _spans_kept(spans: list, cut: dict) -> list:
+    """``spans`` of a text given as they fall in the part ``truncation=True`` kept (``cut``: its
+    ``{"start", "end"}``), clipped to it and counted from its start; those outside it are dropped."""
+    start, end = cut["start"], cut["end"]
+    return [(max(a, start) - start, min(b, end) - start) for a, b in spans if a < end and b > start]
 
 
 def _warm_up(explainer, texts: list, targets: Any, single: bool = False) -> None:
@@ -307,7 +324,25 @@ def generated_outputs(
 ) -> list[list[int]]:
     """Each text's output as the explainers generate it (greedy unless told otherwise), as token ids:
     prompts of one length together, ``batch_size`` at a time (a sampled one alone, seeded); with
-    ``truncation``, from the prompts cut as the explainers will cut them."""
+    ``truncation``, from the prompts cut as an explainer cuts them to generate."""
+    return [
+        it.output_ids
+        for it in _generated(model, tokenizer, texts, device, task, seed, generate_kwargs, batch_size, truncation)
+    ]
+
+
+def _generated(
+    model,
+    tokenizer,
+    texts: list,
+    device,
+    task,
+    seed: int,
+    generate_kwargs: dict,
+    batch_size: int = 64,
+    truncation: bool = False,
+) -> list:
+    """``generated_outputs``' items: each with its output ids, its prompt (as cut) and its cut."""
     settings = forward_only(
         "generate",
         model,
@@ -323,8 +358,7 @@ def generated_outputs(
     engine = Engine(model, tokenizer, settings)
     engine.needs_embeds = False  # only the outputs are wanted
     with engine.guarded() as device:
-        items = engine._prepare(texts, None, False, device, generate_kwargs)
-    return [it.output_ids for it in items]
+        return engine._prepare(texts, None, False, device, generate_kwargs)
 
 
 def compare_default(

@@ -426,16 +426,19 @@ class Engine:
         of a first token the model all but never gives there. The suggested text is checked to force
         the spaced token, and its probability read with one forward of the prompt.
 
-        A target that glues a word onto the prompt's last one ("is" + "Paris", both in ASCII letters
-        or digits) is warned of whatever the model's probabilities, where the tokenizer writes spaces
-        into words: a model that is not sure of its answer (a fine-tuned or an untrained one) gives the
-        spaced token no more probability, and interpreto adds the space to every target itself."""
+        A capitalised target glued onto the prompt's last word ("is" + "Paris": an ASCII capital
+        after an ASCII lower-case letter) is warned of whatever the model's probabilities, where the
+        tokenizer writes spaces into words: a model that is not sure of its answer (a fine-tuned or
+        an untrained one) gives the spaced token no more probability, and interpreto adds the space
+        to every target itself. A lower-case or digit continuation ("Fra" + "nce") is taken as meant."""
         joins = None  # whether the tokenizer writes spaces into words: asked once, if a target needs it
         for it in items:
             text, prompt = it.forced_text, it.text
             if not text or not text[0].isalnum() or not isinstance(prompt, str) or not prompt or prompt[-1].isspace():
                 continue  # punctuation follows a word with no space ("," "."); a spaced prompt needs none
-            glued = prompt[-1].isascii() and prompt[-1].isalnum() and text[0].isascii()
+            # A capital after a lower-case letter starts a new word ("isParis"); a continuation of the last
+            # word ("Fra" + "nce", "20" + "24", "num" + "bers") is lower case or digits, and meant.
+            glued = prompt[-1].isascii() and prompt[-1].islower() and text[0].isascii() and text[0].isupper()
             if glued:
                 joins = self._spaces_join_words() if joins is None else joins
                 glued = joins
@@ -506,11 +509,14 @@ class Engine:
             per_text = inp.model_class_targets(model, targets, len(texts), single)
         else:
             per_text = inp.generation_targets(targets, len(texts), single)
+        cuts, notes = {}, {}
         if s.truncation and max_len is not None:
-            texts = self._truncated(texts, per_text, max_len, generate_kwargs)
+            texts, cuts, notes = self._truncated(texts, per_text, max_len, generate_kwargs)
         items = inp.build_items(model, tok, s.task, texts, per_text, max_len)
+        hints = {it.index: self._length_hint(it, notes) for it in items}
         for it in items:
-            inp.check_length(it, s.task, max_len, can_truncate=not s.truncation and inp.is_plain(it.text))
+            it.cut = cuts.get(it.index)
+            inp.check_length(it, s.task, max_len, hints[it.index])
             if all(it.special):
                 raise InterpTextError(
                     f"text {it.index} ({str(it.text)!r}) has no token to explain: the tokenizer drops every one of its "
@@ -542,7 +548,7 @@ class Engine:
                         ids,
                         max_len,
                         rows,
-                        can_truncate=not s.truncation and inp.is_plain(it.text),
+                        hints[it.index],
                     )
             sampled = self._generate(to_generate, device, generate_kwargs, max_len)
             if generate_kwargs:
@@ -559,30 +565,64 @@ class Engine:
                 check_baseline_shape(s.baseline, it.index, (it.input_ids.shape[0], hidden))
         return items
 
-    def _truncated(self, texts: list, per_text: list, max_len: int, generate_kwargs: dict) -> list:
-        """``texts`` with each plain text over ``max_len`` tokens cut to what fits (``truncation=True``):
-        a classifier's or encoder-decoder's input keeps its start (its end where the tokenizer's
-        ``truncation_side`` is "left"); a causal LM's prompt keeps its end, leaving room for the
-        output (a forced one's tokens, else ``max_new_tokens``: 20 unless given)."""
+    def _keeps_end(self) -> bool:
+        """Whether ``truncation=True`` keeps a text's end: a causal LM's prompt, or a tokenizer set to
+        truncate on the left."""
+        return self.s.task == CAUSAL_LM or getattr(self.tokenizer, "truncation_side", "right") == "left"
+
+    def _length_hint(self, it: Item, notes: dict) -> str:
+        """How a length error about ``it`` ends: what ``truncation=True`` would do, or why it did not."""
+        if not self.s.truncation:
+            if not inp.is_plain(it.text):
+                return ""
+            part = "the end of the prompt" if self.s.task == CAUSAL_LM else "the end of the text"
+            part = part if self._keeps_end() else "the start of the text"
+            return f", or build the explainer with truncation=True to explain {part} that fits"
+        if not inp.is_plain(it.text):
+            return " (truncation=True cuts plain strings only, not a text pair or a conversation)"
+        return notes.get(it.index, "")
+
+    def _truncated(self, texts: list, per_text: list, max_len: int, generate_kwargs: dict) -> tuple:
+        """``texts`` with each plain text that would be refused as too long cut to what fits
+        (``truncation=True``): a classifier's or encoder-decoder's input keeps its start (its end where
+        the tokenizer's ``truncation_side`` is "left"); a causal LM's prompt keeps its end and leaves
+        room for the output: a forced one's tokens, or ``max_new_tokens``. Without ``max_new_tokens``
+        the default (20) shrinks to fit a prompt, as without truncation, so only a prompt that leaves
+        no token is cut, to leave the default's 20.
+
+        Returns the texts, each cut text's ``{"start", "end", "of"}`` (characters of the text given)
+        by index, and where the output leaves no room to cut to, why (a length error's end).
+        """
         s, tok = self.s, self.tokenizer
-        keep_end = s.task == CAUSAL_LM or getattr(tok, "truncation_side", "right") == "left"
-        room = [0] * len(texts)
+        n = len(texts)
+        limit, over = [max_len] * n, [max_len] * n  # tokens to cut to; cut when longer than `over`
+        notes = {}
         if s.task == CAUSAL_LM:
             config = generate_kwargs.get("generation_config")
             config = config if isinstance(config, dict) else vars(config) if config is not None else {}
-            new_tokens = as_int(generate_kwargs.get("max_new_tokens", config.get("max_new_tokens")))
-            new_tokens = GENERATION_DEFAULTS["max_new_tokens"] if new_tokens is None else new_tokens
+            given = as_int(generate_kwargs.get("max_new_tokens", config.get("max_new_tokens")))
             for i, (target, ids) in enumerate(zip(per_text, inp.target_token_ids(tok, per_text))):
                 if ids is not None and isinstance(target, str):
                     ids = inp.forced_first_token(self.model, s.task, ids)
-                room[i] = new_tokens if ids is None else len(ids)
-        out = list(texts)
-        plain = [i for i, text in enumerate(texts) if inp.is_plain(text) and max_len - room[i] >= 1]
+                if ids is None and given is None:
+                    over[i], limit[i] = max_len - 1, max(1, max_len - GENERATION_DEFAULTS["max_new_tokens"])
+                    continue
+                room = len(ids) if ids is not None else given
+                over[i] = limit[i] = max_len - room
+                what = "the forced output (the target)" if ids is not None else f"max_new_tokens={given}"
+                notes[i] = f"; truncation=True leaves the prompt no room: {what} takes {room} of the {max_len} tokens"
+        out, cuts = list(texts), {}
+        plain = [i for i, text in enumerate(texts) if inp.is_plain(text)]
         lengths = [len(encoded[0]) for encoded in inp.tokenize_all(tok, [texts[i] for i in plain])] if plain else []
-        for i, n in zip(plain, lengths):  # one batched call finds the long ones, which are cut one by one
-            if n > max_len - room[i]:
-                out[i] = inp.truncated(tok, texts[i], max_len - room[i], keep_end) or texts[i]
-        return out
+        for i, length in zip(plain, lengths):  # one batched call finds the long ones, which are cut one by one
+            if length <= over[i] or limit[i] < 1:
+                continue
+            cut = inp.truncated(tok, texts[i], limit[i], self._keeps_end())
+            if cut is not None:
+                start = len(texts[i]) - len(cut) if self._keeps_end() else 0
+                out[i], cuts[i] = cut, {"start": start, "end": start + len(cut), "of": len(texts[i])}
+                notes.pop(i, None)
+        return out, cuts, notes
 
     def _embed(self, items: list[Item]) -> None:
         """Input embeddings (and baselines) of those of ``items`` that lack them, in one lookup.
@@ -1253,6 +1293,8 @@ class Engine:
                 **({"generation": it.generation} if it.generation else {}),
                 # A forced output (a target): a resumed CLI run that would generate it is refused.
                 **({"forced": True} if it.forced else {}),
+                # truncation=True cut the text given: the characters kept (the explanation's text) of how many.
+                **({"truncated": dict(it.cut)} if it.cut else {}),
             },
             output_text=out_text,
             output_elements=out_elements,

@@ -222,10 +222,9 @@ class Explanation:
         return self.to_terminal()
 
     # One text's explanation is not a list of them (as interpreto's result for one text was): say so.
+    # No __iter__: a for loop falls back to __getitem__, so it says the same, and the explanation is
+    # still no Iterable to code that checks (pandas, a JSON encoder's default).
     def __getitem__(self, key: Any) -> Any:
-        raise TypeError(ONE_TEXT)
-
-    def __iter__(self) -> Any:
         raise TypeError(ONE_TEXT)
 
     def __repr__(self) -> str:

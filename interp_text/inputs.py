@@ -286,13 +286,18 @@ def _best_cut(text: str, cuts: list[int], before: bool) -> int:
     character ``before`` it, or after it), else the first that splits no word, else the first."""
     at = -1 if before else 0
     spaced = next((c for c in cuts if 0 < c < len(text) and text[c + at].isspace()), None)
-    return spaced if spaced is not None else next((c for c in cuts if not _mid_word(text, c)), cuts[0])
+    if spaced is not None:
+        return spaced
+    # No space (text written without them): a kept start begins at a word, not on the last one's full stop.
+    whole = [c for c in cuts if not _mid_word(text, c)]
+    return next((c for c in whole if not before or text[c].isalnum()), whole[0] if whole else cuts[0])
 
 
 def truncated(tokenizer, text: str, limit: int, keep_end: bool) -> str | None:
     """``text`` cut to the words that fit in ``limit`` tokens, special tokens included: its first
-    ones, or its last (``keep_end``, a prompt); None when it fits as it is. The cut falls between
-    words (between tokens where no word boundary is within 16 tokens).
+    ones, or its last (``keep_end``, a prompt); None when it fits as it is, or when the special
+    tokens alone fill ``limit``. The cut falls between words (between tokens where no word
+    boundary is within 16 tokens).
     """
     part = text
     for _ in range(8):  # a cut can tokenize into a token more; a few tries always fit
@@ -301,10 +306,8 @@ def truncated(tokenizer, text: str, limit: int, keep_end: bool) -> str | None:
             return part if part is not text else None
         content = [offsets[k] for k, flag in enumerate(special) if not flag]
         room = limit - (len(ids) - len(content))
-        if room < 1:
-            raise InterpTextError(
-                f"the tokenizer adds {len(ids) - len(content)} special tokens and the limit is {limit}: no word fits."
-            )
+        if room < 1:  # the special tokens alone fill it: the length check says so
+            return None
         # The cut moves by up to 16 tokens into the part kept: to a space if there is one, else to
         # where no word is split (languages written without spaces), else it stays.
         if keep_end:
@@ -706,9 +709,10 @@ def set_outputs(
     output_ids: list[int],
     max_length: Limit | None,
     rows: int | None = None,
-    can_truncate: bool = False,
+    hint: str = "",
 ) -> None:
-    """The output ids of ``item`` (forced or generated); ``rows``: ``embedding_rows(model)``, if known."""
+    """The output ids of ``item`` (forced or generated); ``rows``: ``embedding_rows(model)``, if known;
+    ``hint``: as for ``check_length``."""
     if not output_ids:
         raise InterpTextError(
             f"the output for prompt {item.index} is empty (the model stopped at once); pass targets= or "
@@ -722,7 +726,7 @@ def set_outputs(
     if task == CAUSAL_LM:
         item.input_ids = torch.cat([item.input_ids[: item.n_prompt], torch.tensor(item.output_ids)])
     # Cutting the prompt helps only where the output leaves it a token.
-    check_length(item, task, max_length, can_truncate and max_length is not None and len(output_ids) < max_length)
+    check_length(item, task, max_length, hint if max_length is not None and len(output_ids) < max_length else "")
 
 
 def embedding_rows(model) -> int:
@@ -745,9 +749,9 @@ def check_ids(rows: int, tokenizer, ids: list[int], what: str) -> None:
     )
 
 
-def check_length(item: Item, task: str, max_length: Limit | None, can_truncate: bool = False) -> None:
-    """Refuse a text over ``max_length``; ``can_truncate``: the explainer's ``truncation=True``
-    would fit it (a plain text, not yet truncated), so the message offers it."""
+def check_length(item: Item, task: str, max_length: Limit | None, hint: str = "") -> None:
+    """Refuse a text over ``max_length``; ``hint`` ends the message's fix (what ``truncation=True``
+    would do, or why it did not)."""
     if max_length is None:
         return
     n = item.input_ids.shape[0]
@@ -759,10 +763,7 @@ def check_length(item: Item, task: str, max_length: Limit | None, can_truncate: 
             )
         else:
             fix = "shorten the text" if task == CLASSIFICATION else "shorten the prompt"
-        if can_truncate:
-            part = "the end of the prompt" if task == CAUSAL_LM else "the start of the text"
-            fix += f", or build the explainer with truncation=True to explain {part} that fits"
-        raise InterpTextError(f"text {item.index} has {n} tokens{what} but {max_length.words()}; {fix}.")
+        raise InterpTextError(f"text {item.index} has {n} tokens{what} but {max_length.words()}; {fix}{hint}.")
     if task == SEQ2SEQ and len(item.output_ids) > max_length:
         raise InterpTextError(
             f"the output of text {item.index} has {len(item.output_ids)} tokens; at most {max_length}."

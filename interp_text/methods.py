@@ -318,7 +318,6 @@ class GradientMethod(Remade):
             options={
                 **self._options(),
                 **({"seed": seed_int(seed)} if self.seeded else {}),
-                **({"truncation": True} if truncation is True else {}),
             },
         )
         self._remember()

@@ -920,7 +920,6 @@ class PerturbationMethod(Remade):
                 "replacement": self.replacement,
                 **self._options(),
                 **({"seed": seed_int(seed)} if self.seeded else {}),
-                **({"truncation": True} if truncation is True else {}),
                 **({"mask_outputs": True} if mask_outputs is True else {}),
             },
         )

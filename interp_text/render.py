@@ -875,6 +875,7 @@ def _card_html(expl: Explanation, scale: float | None, target: int | str | None,
         ]
         + ([f"token reduction: {expl.token_reduction}"] if expl.token_reduction not in ("none", "") else [])
         + ([f"model: {expl.model}"] if expl.model else [])
+        + ([cut_note(expl)] if cut_note(expl) else [])
     )
     data = {
         "row": row,
@@ -1290,6 +1291,18 @@ def _term_header(expl: Explanation, i: int, color: bool, kind: str, glyphs: Glyp
     return f"{glyphs.pointer} {kind} {label}" + (f"  {info}" if info else "")
 
 
+def cut_note(expl: Explanation) -> str:
+    """What ``truncation=True`` cut of the text given, for a view ("" where it cut nothing)."""
+    cut = (expl.options or {}).get("truncated")
+    if not isinstance(cut, dict):
+        return ""
+    try:
+        start, end, of = int(cut["start"]), int(cut["end"]), int(cut["of"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f"cut to fit the model (truncation=True): characters {start}-{end} of {of} explained"
+
+
 def explanation_terminal(
     expl: Explanation,
     *,
@@ -1333,6 +1346,8 @@ def explanation_terminal(
     )
     meta = _term_safe(_visible(meta, glyphs), glyphs)  # a model's name is the user's text
     lines = [f"{_DIM}{meta}{_RESET}" if use_color else meta]
+    if cut_note(expl):
+        lines.append(cut_note(expl))
     signed = not unsigned(expl)
 
     if expl.task == "classification":

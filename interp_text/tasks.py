@@ -219,6 +219,7 @@ class Item:
     generation: dict | None = None  # the explain() options its output was generated with (JSON)
     forced: bool = False  # its output was given (a target), not generated
     forced_text: str | None = None  # that output, when given as text
+    cut: dict | None = None  # truncation=True cut it: {"start", "end", "of"}, characters of the text given
     embeds: torch.Tensor | None = None  # (seq, hidden)
     # Filled by the clean pass (unperturbed input):
     predicted: int | None = None

@@ -1043,6 +1043,9 @@ def test_a_forced_word_glued_to_the_prompts_last_word_is_named_on_any_model():
         warnings.simplefilter("error")
         for target, text in ((" Paris", prompt), (".", prompt), ("Paris", prompt + ' "'), ("é", prompt)):
             Saliency(model, tok).explain(text, targets=target)
+        # A prompt that ends mid-word on purpose: its continuation is lower case or digits.
+        for text, target in (("The capital of Fra", "nce is Paris."), ("In 20", "24"), ("x = num", "bers[0]")):
+            Saliency(model, tok).explain(text, targets=target)
 
 
 def test_a_prompt_ending_with_a_space_token_is_named():

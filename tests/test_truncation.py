@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from interp_text import IntegratedGradients, InterpTextError, Saliency, load_default
+from interp_text.metrics import rationale_average_precision
 from interp_text.perturbation import Occlusion
 
 LONG_REVIEW = "We stayed for two nights and the breakfast was delicious. " * 8  # 'delicious': 6 WordPiece pieces
@@ -107,8 +108,12 @@ def test_truncation_must_be_a_bool_and_leaves_pairs_to_the_user(sentiment):
         Saliency(model, tok, truncation="yes")
     assert Saliency(model, tok, truncation=True).truncation is True
     pair = {"text": LONG_REVIEW, "text_pair": "The food was good."}
-    with pytest.raises(InterpTextError, match=r"but the model accepts at most 64; shorten the text\.$"):
+    with pytest.raises(InterpTextError) as caught:
         Saliency(model, tok, truncation=True).explain(pair)
+    assert str(caught.value).endswith(
+        "but the model accepts at most 64; shorten the text (truncation=True cuts plain strings only, not a text "
+        "pair or a conversation)."
+    )
 
 
 def test_the_command_line_takes_truncation(tmp_path):
@@ -134,9 +139,100 @@ def test_a_file_run_with_truncation_resumes_and_records_it(tmp_path, capsys):
     assert main(["explain", "--input", str(inp), "--output", str(out), "--truncation"]) == 0
     record = json.loads(out.read_text(encoding="utf-8"))
     assert LONG_REVIEW.startswith(record["text"]) and record["text"] != LONG_REVIEW
-    assert record["options"]["truncation"] is True
+    assert record["options"]["truncated"] == {"start": 0, "end": len(record["text"]), "of": len(LONG_REVIEW)}
     inp.write_text(inp.read_text(encoding="utf-8") + json.dumps({"text": "The food was bad.", "id": 2}) + "\n")
     assert main(["explain", "--input", str(inp), "--output", str(out), "--truncation"]) == 0  # resumes
     assert len(out.read_text(encoding="utf-8").splitlines()) == 2
     assert main(["explain", "--input", str(inp), "--output", str(out)]) != 0
-    assert "was explained with truncation True, this run None" in capsys.readouterr().err
+    assert f"{out} holds results made with --truncation: id 1 ({inp}:1) was cut to fit the model. Rerun with " in (
+        capsys.readouterr().err
+    )
+
+
+def test_following_the_advice_to_pass_truncation_resumes_a_file_run(tmp_path, capsys):
+    """A file run stopped at a long text; rerun with --truncation as told, it goes on: the texts that
+    fit are the same either way."""
+    from interp_text.cli import main
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"text": "The food was bad.", "id": 1}) + "\n", encoding="utf-8")
+    assert main(["explain", "--input", str(inp), "--output", str(out)]) == 0
+    inp.write_text(inp.read_text(encoding="utf-8") + json.dumps({"text": LONG_REVIEW, "id": 2}) + "\n")
+    assert main(["explain", "--input", str(inp), "--output", str(out)]) != 0
+    assert "or pass --truncation to explain the start of the text that fits" in capsys.readouterr().err
+    assert main(["explain", "--input", str(inp), "--output", str(out), "--truncation"]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_a_cut_is_recorded_and_shown(sentiment):
+    model, tok = sentiment
+    e = Saliency(model, tok, truncation=True).explain(LONG_REVIEW)
+    assert e.options["truncated"] == {"start": 0, "end": len(e.text), "of": len(LONG_REVIEW)}
+    note = f"cut to fit the model (truncation=True): characters 0-{len(e.text)} of {len(LONG_REVIEW)} explained"
+    assert e.to_terminal(color=False).splitlines()[1] == note
+    assert note in e.to_html()
+    assert "truncated" not in Saliency(model, tok, truncation=True).explain("The food was good.").options
+
+
+def test_a_prompt_the_default_output_shrinks_to_fit_is_not_cut(facts):
+    """Without max_new_tokens the default 20 shrinks to fit a prompt that leaves room, as without
+    truncation=True: such a prompt is explained whole (cutting it changed the bundled GPT-2's answer)."""
+    lm, bpe = facts
+    prompt = "Here is a fact. " * 8 + "The continent of Ghana is"
+    n = len(bpe(prompt)["input_ids"])
+    assert 44 < n < 64
+    whole = Saliency(lm, bpe).explain(prompt)
+    cut = Saliency(lm, bpe, truncation=True).explain(prompt)
+    assert cut.text == prompt and cut.output_text == whole.output_text and "truncated" not in cut.options
+    longer = "Here is a fact. " * 20 + "The continent of Ghana is"  # no room for a token: cut, to leave 20
+    e = Saliency(lm, bpe, truncation=True).explain(longer)
+    assert len(bpe(e.text)["input_ids"]) <= 44 and longer.endswith(e.text)
+    assert e.options["truncated"] == {"start": len(longer) - len(e.text), "end": len(longer), "of": len(longer)}
+
+
+def test_an_output_that_leaves_no_room_is_named_not_the_prompt(facts):
+    lm, bpe = facts
+    prompt = "Here is a fact. " * 20 + "The capital of France is"
+    n = len(bpe(prompt)["input_ids"])
+    with pytest.raises(InterpTextError) as caught:
+        Saliency(lm, bpe, truncation=True).explain(prompt, max_new_tokens=64)
+    assert str(caught.value) == (
+        f"text 0 has {n} tokens but the model accepts at most 64; shorten the prompt; truncation=True leaves the "
+        "prompt no room: max_new_tokens=64 takes 64 of the 64 tokens."
+    )
+
+
+def test_a_left_truncating_tokenizer_is_offered_its_end(sentiment):
+    model, tok = sentiment
+    tok.truncation_side = "left"
+    try:
+        with pytest.raises(InterpTextError, match=r"truncation=True to explain the end of the text that fits\.$"):
+            Saliency(model, tok).explain(LONG_REVIEW)
+    finally:
+        tok.truncation_side = "right"
+
+
+def test_compare_explains_the_output_of_the_prompt_it_explains_and_moves_the_rationales(facts, sentiment):
+    from interp_text import compare
+
+    lm, bpe = facts
+    head = "Here is a fact. " * 20
+    prompt = head + "The capital of France is"
+    rows = compare(lm, bpe, [prompt], ["occlusion"], truncation=True, rationales=[[(len(head) + 15, len(head) + 21)]])
+    e = Occlusion(lm, bpe, truncation=True).explain(prompt)  # generated from the prompt it cuts
+    generated = Saliency(lm, bpe).explain(e.text)  # the same prompt, whole: the same output
+    assert generated.output_text == e.output_text
+    # "France", moved into the kept part, is found; the model reads it first here.
+    assert rows[0]["rationale_ap"] == pytest.approx(
+        rationale_average_precision(e, [(e.text.index("France"), e.text.index("France") + 6)], absolute=True)
+    )
+    model, tok = sentiment
+    dropped = compare(
+        model,
+        tok,
+        [LONG_REVIEW],
+        ["occlusion"],
+        truncation=True,
+        rationales=[[(len(LONG_REVIEW) - 11, len(LONG_REVIEW) - 2)]],
+    )
+    assert dropped[0]["rationale_ap"] is None  # its only deciding word was cut away: nothing to rank
