@@ -87,7 +87,15 @@ def make_explainer(args, model, tokenizer):
         options["truncation"] = True
     if args.mask_outputs:
         from .methods import shared_options
+        from .tasks import CAUSAL_LM, detect_task
 
+        task = detect_task(model, None)
+        if task != CAUSAL_LM:
+            kind = "a classifier" if task == "classification" else "an encoder-decoder"
+            raise InterpTextError(
+                f"--mask-outputs masks a causal LM's earlier output words; this model is {kind}, which has none to "
+                "mask: drop --mask-outputs."
+            )
         if "mask_outputs" not in shared_options(cls):
             raise InterpTextError(
                 f"--mask-outputs is for the perturbation methods (occlusion, lime, kernelshap, sobol); {args.method}'s "
@@ -378,6 +386,7 @@ PER_TEXT_OPTIONS = (
     "forced",
     "coalitions",
     "truncated",
+    "truncation",  # written by one development version for every text, cut or not: not a setting
 )
 
 
@@ -420,6 +429,8 @@ def settings_difference(result: dict, ours: dict) -> str | None:
             return f"{name} {short(result.get(name))}, this run {short(ours[name])}"
     theirs = {k: v for k, v in (result.get("options") or {}).items() if k not in PER_TEXT_OPTIONS}
     for name in sorted(set(theirs) | set(ours["options"])):
+        if name == "mask_outputs" and bool(theirs.get(name)) != bool(ours["options"].get(name)):
+            return "--mask-outputs, this run without it" if theirs.get(name) else "no --mask-outputs, this run with it"
         if theirs.get(name) != ours["options"].get(name):
             return f"{name} {short(theirs.get(name))}, this run {short(ours['options'].get(name))}"
     return None
@@ -528,7 +539,7 @@ def check_resumable(
                 f"{out} holds results made with --truncation: {where} was cut to fit the model. Rerun with "
                 f"--truncation to resume, or {fix}."
             )
-        if asked is not None and asked != written and not _cut_from(written, asked, explainer):
+        if asked is not None and asked != written and not _cut_from(written, asked, explainer, cut):
             a, w = asked, written
             if isinstance(a, str) and isinstance(w, str):  # quote where they part, not two equal beginnings
                 at = next((k for k, (x, y) in enumerate(zip(a, w)) if x != y), min(len(a), len(w)))
@@ -557,10 +568,12 @@ def check_resumable(
             )
 
 
-def _cut_from(written: Any, asked: Any, explainer) -> bool:
+def _cut_from(written: Any, asked: Any, explainer, cut: dict | None = None) -> bool:
     """Whether ``written`` is the part of ``asked`` that ``truncation=True`` explains: its start, or
     its end for a causal LM's prompt or a tokenizer that truncates on the left."""
     if not (explainer.settings.truncation and isinstance(asked, str) and isinstance(written, str) and written):
+        return False
+    if cut is not None and cut.get("of") != len(asked):  # the input line changed where the cut dropped it
         return False
     keep_end = explainer.settings.task == "causal_lm" or getattr(explainer.tokenizer, "truncation_side", "") == "left"
     return asked.endswith(written) if keep_end else asked.startswith(written)

@@ -311,26 +311,6 @@ def _warm_up(explainer, texts: list, targets: Any, single: bool = False) -> None
         explainer.settings = settings
 
 
-def generated_outputs(
-    model,
-    tokenizer,
-    texts: list,
-    device,
-    task,
-    seed: int,
-    generate_kwargs: dict,
-    batch_size: int = 64,
-    truncation: bool = False,
-) -> list[list[int]]:
-    """Each text's output as the explainers generate it (greedy unless told otherwise), as token ids:
-    prompts of one length together, ``batch_size`` at a time (a sampled one alone, seeded); with
-    ``truncation``, from the prompts cut as an explainer cuts them to generate."""
-    return [
-        it.output_ids
-        for it in _generated(model, tokenizer, texts, device, task, seed, generate_kwargs, batch_size, truncation)
-    ]
-
-
 def _generated(
     model,
     tokenizer,
@@ -342,7 +322,10 @@ def _generated(
     batch_size: int = 64,
     truncation: bool = False,
 ) -> list:
-    """``generated_outputs``' items: each with its output ids, its prompt (as cut) and its cut."""
+    """Each text's output as the explainers generate it (greedy unless told otherwise), on the items
+    the engine prepares: prompts of one length together, ``batch_size`` at a time (a sampled one
+    alone, seeded); with ``truncation``, each prompt cut as an explainer cuts it to generate (the
+    item's text and cut)."""
     settings = forward_only(
         "generate",
         model,

@@ -509,6 +509,8 @@ class Engine:
             per_text = inp.model_class_targets(model, targets, len(texts), single)
         else:
             per_text = inp.generation_targets(targets, len(texts), single)
+        if s.task == CAUSAL_LM and max_len is not None:
+            self._check_output_room(per_text, generate_kwargs, max_len)
         cuts, notes = {}, {}
         if s.truncation and max_len is not None:
             texts, cuts, notes = self._truncated(texts, per_text, max_len, generate_kwargs)
@@ -564,6 +566,22 @@ class Engine:
             for it in items:  # refused before any forward, though baselines are made batch by batch
                 check_baseline_shape(s.baseline, it.index, (it.input_ids.shape[0], hidden))
         return items
+
+    def _check_output_room(self, per_text: list, generate_kwargs: dict, max_len: inp.Limit) -> None:
+        """A causal LM's output that fills the model's length alone is refused before its prompt is
+        looked at: no prompt, however short (or cut), leaves it room."""
+        given = as_int(generate_kwargs.get("max_new_tokens"))
+        if given is not None and given >= max_len:
+            raise InterpTextError(
+                f"max_new_tokens={given} leaves no room for a prompt: {max_len.words()} tokens, prompt and output "
+                "together; lower max_new_tokens."
+            )
+        for i, ids in enumerate(inp.target_token_ids(self.tokenizer, per_text)):
+            if ids is not None and len(ids) >= max_len:
+                raise InterpTextError(
+                    f"the target of prompt {i} has {len(ids)} tokens, and {max_len.words()} tokens, prompt and "
+                    "output together; shorten the target (the forced output)."
+                )
 
     def _keeps_end(self) -> bool:
         """Whether ``truncation=True`` keeps a text's end: a causal LM's prompt, or a tokenizer set to

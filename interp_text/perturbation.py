@@ -158,7 +158,9 @@ def element_players(it: Item, granularity: Granularity, outputs: bool = False) -
     n_out = it.input_ids.shape[0] - len(playing)  # a causal LM's output tokens, after the prompt's
     if outputs and n_out:
         out_map, last = it.output_groups[2], len(it.output_groups[0]) - 1
-        playing += [len(elements) + m if 0 <= m < last else -1 for m in out_map]
+        playing += [
+            len(elements) + m if 0 <= m < last and not special else -1 for m, special in zip(out_map, it.output_special)
+        ]
     else:
         playing += [-1] * n_out
     columns = sorted(set(playing) - {-1})
@@ -799,27 +801,28 @@ class PerturbationEngine(Engine):
         width = n_in + n_out if s.task == CAUSAL_LM else n_in
         scores = torch.full((phi.shape[0], width), float("nan"), dtype=torch.float64)
         scores[:, players.columns] = phi
+        rows = (lambda x: x) if self._scores_outputs() else (lambda x: pool(x.T, out_map, n_out, s.aggregation).T)
+        every = rows(scores)  # (out elements, columns) each row estimated for its output element already, or pooled
         if s.mask_outputs and not self._scores_outputs():
-            # Output token t reads no output element that starts at t or later: its rows are NaN there (their
-            # estimates are 0, as masking it cannot move t; exactly so but for a sampled regression's noise).
+            # Output token t reads no output element that starts at t or later: NaN there (their estimates
+            # are 0, as masking it cannot move t; exactly so but for a sampled regression's noise).
             starts = torch.tensor([out_map.index(c) for c in range(n_out)])  # each element's first token
-            scores[:, n_in:] = scores[:, n_in:].masked_fill(
-                starts[None, :] >= torch.arange(len(out_map))[:, None], float("nan")
-            )
-        if self._scores_outputs():  # each row estimated for its output element already
-            pooled = scores
+            later = starts[None, :] >= torch.arange(len(out_map))[:, None]
+            pooled = rows(torch.cat([scores[:, :n_in], scores[:, n_in:].masked_fill(later, float("nan"))], 1))
         else:
-            pooled = pool(scores.T, out_map, n_out, s.aggregation).T  # (out elements, columns)
-        if s.task == CAUSAL_LM:  # an output element reads the elements before it only, as the gradient methods'
+            pooled = every.clone()
+        if s.task == CAUSAL_LM:
+            # An output element's row shows the elements before it only, as the gradient methods' rows: a word
+            # of several tokens moves its own later tokens, which neither shows.
             r_idx, c_idx = torch.arange(n_out)[:, None], torch.arange(n_out)[None, :]
             pooled[:, n_in:] = pooled[:, n_in:].masked_fill(c_idx >= r_idx, float("nan"))
         if gap is not None:
-            # An output element's f is the sum of its tokens' (as Target.score): its row sums to that
-            # f(x) − f(all masked) plus its gap, whatever pooled the tokens' rows into it (with SUM, the
-            # tokens' gaps add up).
-            delta = scores.nansum(1) - gap  # (targets,) each token's f(x) − f(all masked)
+            # An output element's f is the sum of its tokens' (as Target.score): its row, every column
+            # counted (the hidden ones too), sums to that f(x) − f(all masked) plus its gap, whatever
+            # pooled the tokens' rows into it (with SUM, the tokens' gaps add up).
+            delta = phi.sum(1) - gap  # (targets,) each token's f(x) − f(all masked), every player
             gap = torch.stack(
-                [pooled[r].nansum() - delta[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)]
+                [every[r].nansum() - delta[[t for t, m in enumerate(out_map) if m == r]].sum() for r in range(n_out)]
             )
         scores = pooled
         targets = self._output_targets(it, out_elements, out_map)

@@ -195,3 +195,18 @@ def t5(bpe):
         decoder_start_token_id=bpe.eos_token_id,
     )
     return T5ForConditionalGeneration(config).eval()
+
+
+# The bundled models, loaded once per test module (a module may change a tokenizer setting and restore it).
+@pytest.fixture(scope="module")
+def sentiment():
+    from interp_text import load_default
+
+    return load_default("sentiment")
+
+
+@pytest.fixture(scope="module")
+def facts():
+    from interp_text import load_default
+
+    return load_default("facts")

@@ -15,17 +15,6 @@ from interp_text.data import (
     sentiment_examples,
 )
 
-
-@pytest.fixture(scope="module")
-def sentiment():
-    return load_default("sentiment")
-
-
-@pytest.fixture(scope="module")
-def facts():
-    return load_default("facts")
-
-
 # --- loading ---------------------------------------------------------------
 
 

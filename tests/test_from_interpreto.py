@@ -12,7 +12,6 @@ from interp_text import (
     Lime,
     Saliency,
     Sobol,
-    load_default,
 )
 from interp_text.metrics import Deletion
 
@@ -20,11 +19,6 @@ SHARED = (
     "batch_size, granularity, granularity_aggregation_strategy, device, inference_mode, token_reduction, task, "
     "seed, targets_per_backward, progress, truncation"
 )
-
-
-@pytest.fixture(scope="module")
-def sentiment():
-    return load_default("sentiment")
 
 
 def _message(make):

@@ -202,13 +202,6 @@ def test_prompts_of_one_total_length_with_outputs_of_other_lengths(batch_size):
     assert all(0 <= d <= 1 for d in Deletion(model, tok, batch_size=batch_size).evaluate(together))
 
 
-@pytest.fixture(scope="module")
-def facts():
-    from interp_text import load_default
-
-    return load_default("facts")
-
-
 def test_the_pad_token_generate_was_given_is_the_padding_dropped(facts):
     # generate() fills a row that ended early with the pad_token_id it is given (here not the
     # tokenizer's): batched, the first prompt's output is its token and padding, as alone it is its token.

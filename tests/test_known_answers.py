@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import cpu_float16_works
 
-from interp_text import Saliency, VarGrad, load_default, rationale_average_precision
+from interp_text import Saliency, VarGrad, rationale_average_precision
 from interp_text.data import facts_examples, sentiment_examples
 
 METHODS = [(Saliency, {}), (VarGrad, {"n_perturbations": 20})]
@@ -16,16 +16,6 @@ def top_hits(expl, rationale) -> bool:
     row = expl.scores[0][: len(expl.elements)]
     s, e = expl.spans[int(np.nanargmax(row))]
     return any(s < re and rs < e for rs, re in rationale)
-
-
-@pytest.fixture(scope="module")
-def sentiment():
-    return load_default("sentiment")
-
-
-@pytest.fixture(scope="module")
-def facts():
-    return load_default("facts")
 
 
 @pytest.mark.parametrize("cls,kw", METHODS)

@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from interp_text import InterpTextError, Saliency, load_default
+from interp_text import InterpTextError, Saliency
 from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol
 
 PROMPT, ANSWER = "The capital of France is", " Paris. The capital"
-
-
-@pytest.fixture(scope="module")
-def facts():
-    return load_default("facts")
 
 
 def _logit(model, ids: list[int], position: int, token: int) -> float:
@@ -96,3 +91,67 @@ def test_the_command_line_takes_mask_outputs(capsys):
         "--mask-outputs is for the perturbation methods (occlusion, lime, kernelshap, sobol); saliency's rows score "
         "the earlier output words already." in capsys.readouterr().err
     )
+
+
+def test_kernelshap_gap_counts_every_player_with_outputs_masked(facts):
+    """KernelShap's rows sum to f(x) − f(all masked) up to its gap, every column counted: with outputs
+    masked, also those a row does not show (its own word, later words), as for integrated gradients.
+    A word of several tokens moves its own later tokens, which the row does not show; the gap did
+    count that as missing (1.72 on " Eiffel")."""
+    model, tok = facts
+    prompt_ids = tok(PROMPT)["input_ids"]
+    for answer, exhaustive in ((ANSWER, False), (" Eiffel Tower", True)):
+        e = KernelShap(model, tok, mask_outputs=True).explain(PROMPT, targets=answer)
+        # " Eiffel Tower": 5 + 1 players, 62 coalitions, all scored (exact); the other 5 + 3, 254 > 200: sampled.
+        enc = tok(answer, add_special_tokens=False, return_offsets_mapping=True)
+        out_ids, n = enc["input_ids"], len(prompt_ids)
+        element = [
+            next(r for r, (a, b) in enumerate(e.output_spans) if a <= (s + t) // 2 < b)
+            for s, t in enc["offset_mapping"]
+        ]
+        # Every player masked: each prompt word, and each output word but the last.
+        last = len(e.output_elements) - 1
+        masked = [tok.pad_token_id] * n + [tok.pad_token_id if r < last else t for t, r in zip(out_ids, element)]
+        with torch.no_grad():
+            clean = model(torch.tensor([prompt_ids + out_ids])).logits[0]
+            empty = model(torch.tensor([masked])).logits[0]
+        for r in range(len(e.output_elements)):
+            tokens = [t for t, m in enumerate(element) if m == r]
+            delta = sum(float(clean[n - 1 + t, out_ids[t]] - empty[n - 1 + t, out_ids[t]]) for t in tokens)
+            hidden = e.scores[r, len(e.elements) + r :]
+            assert np.isnan(hidden).all()
+            # KernelShap's fit is efficient over every player: 0, the hidden columns counted.
+            assert abs(e.completeness_gap[r]) < 1e-6
+            if exhaustive and len(tokens) > 1 and r < last:  # its own tokens move its later ones: not shown
+                assert abs(np.nansum(e.scores[r]) - delta) > 0.1
+            if exhaustive and (len(tokens) == 1 or r == last):  # the last word is no player
+                assert np.nansum(e.scores[r]) == pytest.approx(delta, abs=1e-4)
+
+
+def test_a_special_token_in_the_output_is_never_masked(facts):
+    model, tok = facts
+    out = tok(" Paris.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id] + tok(" The")["input_ids"]
+    e = Occlusion(model, tok, mask_outputs=True, granularity="all_tokens").explain(PROMPT, targets=out)
+    eos = len(e.elements) + e.output_elements.index(tok.eos_token)
+    assert np.isnan(e.scores[:, eos]).all()  # not a zero: never masked, as a prompt's special tokens
+    assert np.isfinite(e.scores[-1, len(e.elements) : eos]).all()
+
+
+def test_the_command_line_names_what_mask_outputs_needs(tmp_path, capsys):
+    from interp_text.cli import main
+
+    assert main(["explain", "--no-color", "The food was good.", "--mask-outputs"]) != 0
+    assert capsys.readouterr().err.endswith(
+        "--mask-outputs masks a causal LM's earlier output words; this model is a classifier, which has none to "
+        "mask: drop --mask-outputs.\n"
+    )
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"text": "The capital of France is", "target": " Paris."}\n', encoding="utf-8")
+    run = ["explain", "--model", "facts", "--method", "occlusion", "--input", str(inp), "--output", str(out)]
+    assert main([*run, "--mask-outputs"]) == 0
+    inp.write_text(inp.read_text(encoding="utf-8") + '{"text": "The capital of Italy is", "target": " Rome."}\n')
+    assert main(run) != 0
+    assert "was explained with --mask-outputs, this run without it. Rerun with the same settings" in (
+        capsys.readouterr().err
+    )
+    assert main([*run, "--mask-outputs"]) == 0

@@ -8,21 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from interp_text import IntegratedGradients, InterpTextError, Saliency, load_default
+from interp_text import IntegratedGradients, InterpTextError, Saliency
 from interp_text.metrics import rationale_average_precision
 from interp_text.perturbation import Occlusion
 
 LONG_REVIEW = "We stayed for two nights and the breakfast was delicious. " * 8  # 'delicious': 6 WordPiece pieces
-
-
-@pytest.fixture(scope="module")
-def sentiment():
-    return load_default("sentiment")
-
-
-@pytest.fixture(scope="module")
-def facts():
-    return load_default("facts")
 
 
 def _n_tokens(tokenizer, text):
@@ -190,15 +180,23 @@ def test_a_prompt_the_default_output_shrinks_to_fit_is_not_cut(facts):
     assert e.options["truncated"] == {"start": len(longer) - len(e.text), "end": len(longer), "of": len(longer)}
 
 
-def test_an_output_that_leaves_no_room_is_named_not_the_prompt(facts):
+@pytest.mark.parametrize("truncation", [False, True])
+def test_an_output_that_fills_the_model_alone_is_named_not_the_prompt(truncation, facts):
+    """No prompt leaves such an output room, so cutting it cannot help and shortening it is no fix."""
     lm, bpe = facts
     prompt = "Here is a fact. " * 20 + "The capital of France is"
-    n = len(bpe(prompt)["input_ids"])
+    explainer = Saliency(lm, bpe, truncation=truncation)
     with pytest.raises(InterpTextError) as caught:
-        Saliency(lm, bpe, truncation=True).explain(prompt, max_new_tokens=64)
+        explainer.explain(prompt, max_new_tokens=64)
     assert str(caught.value) == (
-        f"text 0 has {n} tokens but the model accepts at most 64; shorten the prompt; truncation=True leaves the "
-        "prompt no room: max_new_tokens=64 takes 64 of the 64 tokens."
+        "max_new_tokens=64 leaves no room for a prompt: the model accepts at most 64 tokens, prompt and output "
+        "together; lower max_new_tokens."
+    )
+    with pytest.raises(InterpTextError) as caught:
+        explainer.explain(prompt, targets=" Rome" * 70)
+    assert str(caught.value) == (
+        "the target of prompt 0 has 70 tokens, and the model accepts at most 64 tokens, prompt and output together; "
+        "shorten the target (the forced output)."
     )
 
 
