@@ -344,6 +344,11 @@ def _generated(
         return engine._prepare(texts, None, False, device, generate_kwargs)
 
 
+# IntegratedGradients' steps on the bundled models: at the default 10 a call warned of a 16-18% completeness
+# gap on some texts; at 50 the gap is about 0.03% of f(x) - f(b).
+BUNDLED_IG_STEPS = 50
+
+
 def compare_default(
     n_texts: int = 20, methods: list[Any] | None = None, seed: int = 0, data: str = "sentiment", **options: Any
 ) -> list[dict]:
@@ -354,7 +359,8 @@ def compare_default(
     the facts GPT-2 on its prompts ("The capital of France is"), each with its answer forced as the
     target (" Paris"); the rationale is the prompt's deciding words ("capital", "France"), ranked by
     the row of the answer's first word. ``methods`` defaults to every method, gradient and
-    perturbation.
+    perturbation. IntegratedGradients takes ``BUNDLED_IG_STEPS`` (50) steps here unless
+    ``method_options`` says otherwise: at its default 10 these models' paths leave a gap it warns of.
 
     Example:
         >>> from interp_text.comparison import compare_default, format_table
@@ -378,13 +384,20 @@ def compare_default(
         raise InterpTextError(
             f"n_texts={n_texts}: the {data} test split has {distinct} distinct texts; pass n_texts={distinct} or fewer."
         )
+    chosen = list(ALL_METHODS) if methods is None else _named(methods)
+    per_method = {method_key(k): v for k, v in (options.pop("method_options", None) or {}).items()}
+    listed = chosen if isinstance(chosen, (list, tuple)) else [chosen]
+    names = {method_key(m) if isinstance(m, str) else m.__name__.lower() for m in listed if isinstance(m, (str, type))}
+    if "integratedgradients" in names:  # the default 10 steps leave these models' paths 16-18% incomplete
+        per_method.setdefault("integratedgradients", {"n_interpolations": BUNDLED_IG_STEPS})
     return compare(
         model,
         tokenizer,
         texts,
-        methods=list(ALL_METHODS) if methods is None else _named(methods),
+        methods=chosen,
         targets=targets,
         rationales=[ex["rationale"] for ex in examples],
+        method_options=per_method or None,
         **{"seed": seed, **options},
     )
 
