@@ -159,7 +159,7 @@ def compare(
                     f"rationales[{i}] has {outside[0]}, which ends past the end of text {i} ({size} characters: "
                     f"{short(text)}); pass (start, end) character spans into that text."
                 )
-    per_method = {method_key(k): dict(v) for k, v in (method_options or {}).items()}
+    per_method = {method_key(_key_name(k)): dict(v) for k, v in (method_options or {}).items()}
     named = {cls.__name__.lower() for cls in classes if cls is not None}
     unknown = sorted(set(per_method) - set(ALL_METHODS) - named)
     if unknown:
@@ -385,11 +385,16 @@ def compare_default(
             f"n_texts={n_texts}: the {data} test split has {distinct} distinct texts; pass n_texts={distinct} or fewer."
         )
     chosen = list(ALL_METHODS) if methods is None else _named(methods)
-    per_method = {method_key(k): v for k, v in (options.pop("method_options", None) or {}).items()}
-    listed = chosen if isinstance(chosen, (list, tuple)) else [chosen]
-    names = {method_key(m) if isinstance(m, str) else m.__name__.lower() for m in listed if isinstance(m, (str, type))}
-    if "integratedgradients" in names:  # the default 10 steps leave these models' paths 16-18% incomplete
-        per_method.setdefault("integratedgradients", {"n_interpolations": BUNDLED_IG_STEPS})
+    if not isinstance(chosen, (str, type, list, tuple)):
+        try:
+            chosen = list(chosen)  # a set or a generator of names, read once
+        except TypeError:
+            pass  # an explainer already built: compare names what it cannot take
+    per_method = {method_key(_key_name(k)): dict(v) for k, v in (options.pop("method_options", None) or {}).items()}
+    listed = chosen if isinstance(chosen, list) else [chosen]
+    if any(_is_integrated_gradients(m) for m in listed) and "n_interpolations" not in options:
+        # The default 10 steps leave these models' paths 16-18% incomplete; a count the call gives stands.
+        per_method.setdefault("integratedgradients", {}).setdefault("n_interpolations", BUNDLED_IG_STEPS)
     return compare(
         model,
         tokenizer,
@@ -400,6 +405,19 @@ def compare_default(
         method_options=per_method or None,
         **{"seed": seed, **options},
     )
+
+
+def _key_name(key: Any) -> Any:
+    """A ``method_options`` key: a method's name, or its class (named as the class is)."""
+    return key.__name__ if isinstance(key, type) else key
+
+
+def _is_integrated_gradients(method: Any) -> bool:
+    from .methods import IntegratedGradients
+
+    if isinstance(method, str):
+        return method_key(method) == "integratedgradients"
+    return isinstance(method, type) and issubclass(method, IntegratedGradients)
 
 
 def _named(methods: Any) -> Any:

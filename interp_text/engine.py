@@ -571,16 +571,13 @@ class Engine:
         """A causal LM's output that fills the model's length alone is refused before its prompt is
         looked at: no prompt, however short (or cut), leaves it room."""
         given = as_int(generate_kwargs.get("max_new_tokens"))
-        if given is not None and given >= max_len:
-            raise InterpTextError(
-                f"max_new_tokens={given} leaves no room for a prompt: {max_len.words()} tokens, prompt and output "
-                "together; lower max_new_tokens."
-            )
+        hold = f"the {int(max_len)} tokens {max_len.who()}{max_len.note()} hold prompt and output together"
+        if given is not None and given >= max_len and any(t is None for t in per_text):  # else unused: named later
+            raise InterpTextError(f"max_new_tokens={given} leaves no room for a prompt: {hold}; lower max_new_tokens.")
         for i, ids in enumerate(inp.target_token_ids(self.tokenizer, per_text)):
             if ids is not None and len(ids) >= max_len:
                 raise InterpTextError(
-                    f"the target of prompt {i} has {len(ids)} tokens, and {max_len.words()} tokens, prompt and "
-                    "output together; shorten the target (the forced output)."
+                    f"the target of prompt {i} has {len(ids)} tokens: {hold}; shorten the target (the forced output)."
                 )
 
     def _keeps_end(self) -> bool:

@@ -208,7 +208,7 @@ def test_tokenizer_without_pad_token_still_generates(llama, bos_tok):
         (lambda m, t: Saliency(m, t).explain("word " * 140, targets=" x"), "but the model accepts at most 128"),
         (
             lambda m, t: Saliency(m, t).explain(PROMPT, max_new_tokens=200),
-            "max_new_tokens=200 leaves no room for a prompt: the model accepts at most 128 tokens",
+            "max_new_tokens=200 leaves no room for a prompt: the 128 tokens the model accepts at most hold",
         ),
         (lambda m, t: Saliency(m, t).explain([PROMPT, PROMPT], targets=[" a"]), "got 1 targets for 2 prompts"),
         (

@@ -476,7 +476,7 @@ def test_compare_default_on_the_bundled_model():
         compare_default(data="news")
 
 
-def test_compare_default_gives_integrated_gradients_enough_steps_for_the_bundled_models():
+def test_compare_default_gives_integrated_gradients_enough_steps_for_the_bundled_models(monkeypatch):
     """At its default 10 steps IntegratedGradients leaves 16-18% of some facts answers unexplained and
     warns: the bundled comparison, a first command to run, took 50 and printed no warning."""
     import warnings
@@ -494,6 +494,29 @@ def test_compare_default_gives_integrated_gradients_enough_steps_for_the_bundled
             data="facts",
             method_options={"IntegratedGradients": {"n_interpolations": 10}},
         )
+    # Which count each call runs with: the steps the explainer was built with.
+    from interp_text import IntegratedGradients
+
+    built = []
+    real_init = IntegratedGradients.__init__
+
+    def record(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(self.n_interpolations)
+
+    calls = [
+        (dict(methods=["integratedgradients"], n_interpolations=20), 20),  # given to every method: it stands
+        (dict(methods={"IntegratedGradients"}, method_options={"integratedgradients": {"baseline": "pad"}}), 50),
+        (dict(methods=(m for m in ["Integrated_Gradients"])), 50),
+        (dict(methods=[IntegratedGradients], method_options={IntegratedGradients: {"n_interpolations": 30}}), 30),
+    ]
+    monkeypatch.setattr(IntegratedGradients, "__init__", record)
+    for kwargs, steps in calls:
+        built.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compare_default(n_texts=2, data="facts", **kwargs)
+        assert set(built) == {steps}, (kwargs, built)
 
 
 def test_compare_generates_each_output_once_for_every_method(gpt2, bpe, monkeypatch):

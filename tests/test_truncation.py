@@ -189,15 +189,17 @@ def test_an_output_that_fills_the_model_alone_is_named_not_the_prompt(truncation
     with pytest.raises(InterpTextError) as caught:
         explainer.explain(prompt, max_new_tokens=64)
     assert str(caught.value) == (
-        "max_new_tokens=64 leaves no room for a prompt: the model accepts at most 64 tokens, prompt and output "
-        "together; lower max_new_tokens."
+        "max_new_tokens=64 leaves no room for a prompt: the 64 tokens the model accepts at most hold prompt and "
+        "output together; lower max_new_tokens."
     )
     with pytest.raises(InterpTextError) as caught:
         explainer.explain(prompt, targets=" Rome" * 70)
     assert str(caught.value) == (
-        "the target of prompt 0 has 70 tokens, and the model accepts at most 64 tokens, prompt and output together; "
-        "shorten the target (the forced output)."
+        "the target of prompt 0 has 70 tokens: the 64 tokens the model accepts at most hold prompt and output "
+        "together; shorten the target (the forced output)."
     )
+    with pytest.raises(InterpTextError, match=r"^explain\(\) options \['max_new_tokens'\] are for generation"):
+        explainer.explain("The capital of Italy is", targets=" Rome", max_new_tokens=64)  # nothing is generated
 
 
 def test_a_left_truncating_tokenizer_is_offered_its_end(sentiment):
