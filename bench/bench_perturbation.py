@@ -252,7 +252,8 @@ SERVERS = {"interpreto": serve_interpreto}
 def make_interp_text(model, tok, samples: dict, device: str, generation: bool):
     from interp_text.perturbation import KernelShap, Lime, Occlusion, Sobol
 
-    # interpreto masks a generation's earlier output words too: so does interp_text here, like for like.
+    # interpreto masks a generation's output words too: interp_text masks the earlier ones (the last one's
+    # mask cannot move any score it explains; on `facts`, whose answers are one word, nothing changes).
     common = dict(batch_size=BATCH_SIZE, granularity="word", seed=SEED, device=device, mask_outputs=generation)
     return {
         "Occlusion": Occlusion(model, tok, **common),

@@ -344,8 +344,8 @@ def _generated(
         return engine._prepare(texts, None, False, device, generate_kwargs)
 
 
-# IntegratedGradients' steps on the bundled models: at the default 10 a call warned of a 16-18% completeness
-# gap on some texts; at 50 the gap is about 0.03% of f(x) - f(b).
+# IntegratedGradients' steps on the bundled models: at the default 10 a facts call warned of a 16% completeness
+# gap on some answers; at 50 the gap is about 0.03% of f(x) - f(b).
 BUNDLED_IG_STEPS = 50
 
 
@@ -393,7 +393,7 @@ def compare_default(
     per_method = {method_key(_key_name(k)): dict(v) for k, v in (options.pop("method_options", None) or {}).items()}
     listed = chosen if isinstance(chosen, list) else [chosen]
     if any(_is_integrated_gradients(m) for m in listed) and "n_interpolations" not in options:
-        # The default 10 steps leave these models' paths 16-18% incomplete; a count the call gives stands.
+        # The default 10 steps leave the facts model's paths 16% incomplete; a count the call gives stands.
         per_method.setdefault("integratedgradients", {}).setdefault("n_interpolations", BUNDLED_IG_STEPS)
     return compare(
         model,

@@ -58,11 +58,15 @@ def as_enum(enum_type: type[Enum], value: Any, name: str) -> Enum:
 
 def named(value: Any) -> Any:
     """Another library's enum member for a string option, as the string it names here: interpreto's
-    ``SobolIndicesOrders.FIRST_ORDER`` is ``"first"``, ``DistancesFromMask.COSINE`` ``"cosine"``;
-    anything else as it is."""
+    ``SobolIndicesOrders.FIRST_ORDER`` is ``"first"``; its ``DistancesFromMask.COSINE``, which
+    Python makes the plain function ``cosine_distance`` (a staticmethod in an Enum is no member),
+    is ``"cosine"``; anything else as it is."""
     if isinstance(value, Enum):
         name = value.name.lower()
         return name[: -len("_order")] if name.endswith("_order") else name
+    name = getattr(value, "__name__", "")
+    if callable(value) and isinstance(name, str) and name.endswith("_distance"):
+        return name[: -len("_distance")]
     return value
 
 

@@ -117,9 +117,15 @@ def test_interpretos_enums_for_string_options_read_as_their_names(sentiment):
     class SequenceSamplers(enum.Enum):
         SOBOL = "qmc.Sobol"
 
+    def hamming_distance(mask):  # interpreto's DistancesFromMask holds staticmethods: plain functions
+        return mask
+
+    def euclidean_distance(mask):
+        return mask
+
     class DistancesFromMask(enum.Enum):
-        HAMMING = "hamming_distance"
-        EUCLIDEAN = "euclidean_distance"
+        HAMMING = staticmethod(hamming_distance)
+        EUCLIDEAN = staticmethod(euclidean_distance)
 
     sobol = Sobol(m, t, order=SobolIndicesOrders.FIRST_ORDER, sampler=SequenceSamplers.SOBOL)
     assert (sobol.settings.options["order"], sobol.settings.options["sampler"]) == ("first", "sobol")
