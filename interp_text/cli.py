@@ -86,15 +86,15 @@ def make_explainer(args, model, tokenizer):
     if args.truncation:
         options["truncation"] = True
     if args.mask_outputs:
+        from .engine import mask_outputs_refused
         from .methods import shared_options
         from .tasks import CAUSAL_LM, detect_task
 
         task = detect_task(model, None)
-        if task != CAUSAL_LM:
-            kind = "a classifier" if task == "classification" else "an encoder-decoder"
+        if task != CAUSAL_LM:  # said before the method's kind, which would not be the reason
+            said = mask_outputs_refused(model, task)
             raise InterpTextError(
-                f"--mask-outputs masks a causal LM's earlier output words; this model is {kind}, which has none to "
-                "mask: drop --mask-outputs."
+                said.replace("mask_outputs=True", "--mask-outputs").replace("drop it", "drop --mask-outputs")
             )
         if "mask_outputs" not in shared_options(cls):
             raise InterpTextError(
@@ -386,7 +386,6 @@ PER_TEXT_OPTIONS = (
     "forced",
     "coalitions",
     "truncated",
-    "truncation",  # written by one development version for every text, cut or not: not a setting
 )
 
 
@@ -539,7 +538,7 @@ def check_resumable(
                 f"{out} holds results made with --truncation: {where} was cut to fit the model. Rerun with "
                 f"--truncation to resume, or {fix}."
             )
-        if asked is not None and asked != written and not _cut_from(written, asked, explainer, cut):
+        if asked is not None and asked != written and not _cut_from(written, asked, cut):
             a, w = asked, written
             if isinstance(a, str) and isinstance(w, str):  # quote where they part, not two equal beginnings
                 at = next((k for k, (x, y) in enumerate(zip(a, w)) if x != y), min(len(a), len(w)))
@@ -568,15 +567,13 @@ def check_resumable(
             )
 
 
-def _cut_from(written: Any, asked: Any, explainer, cut: dict | None = None) -> bool:
-    """Whether ``written`` is the part of ``asked`` that ``truncation=True`` explains: its start, or
-    its end for a causal LM's prompt or a tokenizer that truncates on the left."""
-    if not (explainer.settings.truncation and isinstance(asked, str) and isinstance(written, str) and written):
+def _cut_from(written: Any, asked: Any, cut: Any) -> bool:
+    """Whether ``written`` is the part of ``asked`` that ``truncation=True`` kept, as the result's
+    ``options["truncated"]`` records it (the characters kept, of how many)."""
+    if not (isinstance(cut, dict) and isinstance(asked, str) and cut.get("of") == len(asked)):
         return False
-    if cut is not None and cut.get("of") != len(asked):  # the input line changed where the cut dropped it
-        return False
-    keep_end = explainer.settings.task == "causal_lm" or getattr(explainer.tokenizer, "truncation_side", "") == "left"
-    return asked.endswith(written) if keep_end else asked.startswith(written)
+    start, end = cut.get("start"), cut.get("end")
+    return isinstance(start, int) and isinstance(end, int) and asked[start:end] == written
 
 
 def record_input(record: dict) -> Any:

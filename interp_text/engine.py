@@ -147,15 +147,7 @@ class Settings:
                 "use inference_mode='logits'."
             )
         if mask_outputs and task != CAUSAL_LM:
-            raise InterpTextError(
-                f"mask_outputs=True masks a causal LM's earlier output words; {type(model).__name__} is "
-                + (
-                    "a classifier, which has no output words"
-                    if task == CLASSIFICATION
-                    else "an encoder-decoder, whose outputs are not masked"
-                )
-                + ": drop it."
-            )
+            raise InterpTextError(mask_outputs_refused(model, task))
         return cls(
             name=name,
             batch_size=positive_int(batch_size, "batch_size"),
@@ -170,6 +162,16 @@ class Settings:
             mask_outputs=mask_outputs,
             **rest,
         )
+
+
+def mask_outputs_refused(model, task: str) -> str:
+    """Why ``mask_outputs=True`` does not apply to ``model`` (a classifier's or encoder-decoder's)."""
+    kind = (
+        "a classifier, which has no output words"
+        if task == CLASSIFICATION
+        else ("an encoder-decoder, whose outputs are not masked")
+    )
+    return f"mask_outputs=True masks a causal LM's earlier output words; {type(model).__name__} is {kind}: drop it."
 
 
 def forward_only(name: str, model, **options: Any) -> Settings:
@@ -509,11 +511,18 @@ class Engine:
             per_text = inp.model_class_targets(model, targets, len(texts), single)
         else:
             per_text = inp.generation_targets(targets, len(texts), single)
+        # Each forced output's token ids (None: generated), read once for the checks, the cut and the items.
+        forced = [None] * len(texts)
+        if s.task != CLASSIFICATION:
+            forced = [
+                ids if ids is None or not isinstance(target, str) else inp.forced_first_token(model, s.task, ids)
+                for target, ids in zip(per_text, inp.target_token_ids(tok, per_text))
+            ]
         if s.task == CAUSAL_LM and max_len is not None:
-            self._check_output_room(per_text, generate_kwargs, max_len)
+            self._check_output_room(forced, generate_kwargs, max_len)
         cuts, notes = {}, {}
         if s.truncation and max_len is not None:
-            texts, cuts, notes = self._truncated(texts, per_text, max_len, generate_kwargs)
+            texts, cuts, notes = self._truncated(texts, forced, max_len, generate_kwargs)
         items = inp.build_items(model, tok, s.task, texts, per_text, max_len)
         hints = {it.index: self._length_hint(it, notes) for it in items}
         for it in items:
@@ -536,10 +545,8 @@ class Engine:
                     "so nothing is generated; drop them."
                 )
             rows = inp.embedding_rows(model)
-            for it, target, ids in zip(items, per_text, inp.target_token_ids(tok, per_text)):
-                if ids is not None:
-                    if isinstance(target, str):  # text: as generate() would write it; token ids: as given
-                        ids = inp.forced_first_token(model, s.task, ids)
+            for it, target, ids in zip(items, per_text, forced):
+                if ids is not None:  # text: as generate() would write it (forced_first_token); token ids: as given
                     it.forced = True  # before set_outputs, whose length check names the fix by it
                     it.forced_text = target if isinstance(target, str) else None
                     inp.set_outputs(
@@ -567,14 +574,14 @@ class Engine:
                 check_baseline_shape(s.baseline, it.index, (it.input_ids.shape[0], hidden))
         return items
 
-    def _check_output_room(self, per_text: list, generate_kwargs: dict, max_len: inp.Limit) -> None:
+    def _check_output_room(self, forced: list, generate_kwargs: dict, max_len: inp.Limit) -> None:
         """A causal LM's output that fills the model's length alone is refused before its prompt is
         looked at: no prompt, however short (or cut), leaves it room."""
         given = as_int(generate_kwargs.get("max_new_tokens"))
         hold = f"the {int(max_len)} tokens {max_len.who()}{max_len.note()} hold prompt and output together"
-        if given is not None and given >= max_len and any(t is None for t in per_text):  # else unused: named later
+        if given is not None and given >= max_len and any(t is None for t in forced):  # else unused: named later
             raise InterpTextError(f"max_new_tokens={given} leaves no room for a prompt: {hold}; lower max_new_tokens.")
-        for i, ids in enumerate(inp.target_token_ids(self.tokenizer, per_text)):
+        for i, ids in enumerate(forced):
             if ids is not None and len(ids) >= max_len:
                 raise InterpTextError(
                     f"the target of prompt {i} has {len(ids)} tokens: {hold}; shorten the target (the forced output)."
@@ -597,7 +604,7 @@ class Engine:
             return " (truncation=True cuts plain strings only, not a text pair or a conversation)"
         return notes.get(it.index, "")
 
-    def _truncated(self, texts: list, per_text: list, max_len: int, generate_kwargs: dict) -> tuple:
+    def _truncated(self, texts: list, forced: list, max_len: int, generate_kwargs: dict) -> tuple:
         """``texts`` with each plain text that would be refused as too long cut to what fits
         (``truncation=True``): a classifier's or encoder-decoder's input keeps its start (its end where
         the tokenizer's ``truncation_side`` is "left"); a causal LM's prompt keeps its end and leaves
@@ -616,9 +623,7 @@ class Engine:
             config = generate_kwargs.get("generation_config")
             config = config if isinstance(config, dict) else vars(config) if config is not None else {}
             given = as_int(generate_kwargs.get("max_new_tokens", config.get("max_new_tokens")))
-            for i, (target, ids) in enumerate(zip(per_text, inp.target_token_ids(tok, per_text))):
-                if ids is not None and isinstance(target, str):
-                    ids = inp.forced_first_token(self.model, s.task, ids)
+            for i, ids in enumerate(forced):  # each forced output's token ids, None where one is generated
                 if ids is None and given is None:
                     over[i], limit[i] = max_len - 1, max(1, max_len - GENERATION_DEFAULTS["max_new_tokens"])
                     continue

@@ -315,10 +315,7 @@ class GradientMethod(Remade):
                 None if targets_per_backward is None else positive_int(targets_per_backward, "targets_per_backward")
             ),
             baseline=checked_baseline(self.baseline, model, tokenizer) if self.uses_baseline else None,
-            options={
-                **self._options(),
-                **({"seed": seed_int(seed)} if self.seeded else {}),
-            },
+            options={**self._options(), **({"seed": seed_int(seed)} if self.seeded else {})},
         )
         self._remember()
 

@@ -875,7 +875,7 @@ def _card_html(expl: Explanation, scale: float | None, target: int | str | None,
         ]
         + ([f"token reduction: {expl.token_reduction}"] if expl.token_reduction not in ("none", "") else [])
         + ([f"model: {expl.model}"] if expl.model else [])
-        + ([cut_note(expl)] if cut_note(expl) else [])
+        + [note for note in [cut_note(expl)] if note]
     )
     data = {
         "row": row,
@@ -1346,8 +1346,7 @@ def explanation_terminal(
     )
     meta = _term_safe(_visible(meta, glyphs), glyphs)  # a model's name is the user's text
     lines = [f"{_DIM}{meta}{_RESET}" if use_color else meta]
-    if cut_note(expl):
-        lines.append(cut_note(expl))
+    lines += [note for note in [cut_note(expl)] if note]
     signed = not unsigned(expl)
 
     if expl.task == "classification":

@@ -142,8 +142,8 @@ def test_the_command_line_names_what_mask_outputs_needs(tmp_path, capsys):
 
     assert main(["explain", "--no-color", "The food was good.", "--mask-outputs"]) != 0
     assert capsys.readouterr().err.endswith(
-        "--mask-outputs masks a causal LM's earlier output words; this model is a classifier, which has none to "
-        "mask: drop --mask-outputs.\n"
+        "--mask-outputs masks a causal LM's earlier output words; BertForSequenceClassification is a classifier, "
+        "which has no output words: drop --mask-outputs.\n"
     )
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text('{"text": "The capital of France is", "target": " Paris."}\n', encoding="utf-8")
