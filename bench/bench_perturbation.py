@@ -188,13 +188,26 @@ def capture_forwards(model, run) -> list | None:
     return calls
 
 
-def floor_run(model, calls) -> None:
-    """The floor: only the model calls interp_text makes, on the same inputs, nothing else."""
+def floor_run(model, calls, readout=None) -> None:
+    """The floor: only the model calls interp_text makes, on the same inputs, nothing else; with its
+    last layer at the read position only (``readout``) where interp_text ran it so."""
+    import contextlib
+
     import torch
 
-    with torch.inference_mode():
+    with torch.inference_mode(), readout.active() if readout else contextlib.nullcontext():
         for x, kwargs in calls:
             model(inputs_embeds=x, **kwargs)
+
+
+def readout_of(model, explainer):
+    """The readout (``interp_text.readout``) interp_text runs ``model`` with, once ``explainer``
+    checked it; None: the full forward."""
+    from interp_text.readout import Readout, last_layer
+
+    layer = last_layer(model)
+    checked = getattr(explainer, "_readout_check", None)
+    return Readout(layer) if layer is not None and checked and checked[1] else None
 
 
 # --------------------------------------------------------------------------- peers (worker mode)
@@ -294,10 +307,12 @@ def run_workload(workload: str, args, threads: int) -> dict:
                 run = lambda ex=ex: ex.explain(texts, targets=targets)  # noqa: E731
                 fns = {"interp_text": run}
                 warms = {"interp_text": lambda ex=ex: ex.explain([texts[k]], targets=warm_t)}
+                warms["interp_text"]()  # its one-time checks (a readout, an LM head) are not replayed
                 calls = capture_forwards(model, run)
                 if calls is not None:  # None: cache reuse, which a replay cannot reproduce
-                    fns["floor"] = lambda c=calls: floor_run(model, c)
-                    warms["floor"] = lambda c=calls: floor_run(model, c[:1])
+                    r = readout_of(model, ex)
+                    fns["floor"] = lambda c=calls, r=r: floor_run(model, c, r)
+                    warms["floor"] = lambda c=calls, r=r: floor_run(model, c[:1], r)
                 if peer is not None and name in theirs.get("jobs", []):
                     fns["interpreto"], warms["interpreto"] = C.Remote(peer, name), C.Remote(peer, name, "warm")
                 elif peer is not None:

@@ -37,6 +37,8 @@ from .options import (
     positive_int,
     seed_int,
 )
+from .readout import Readout, last_layer
+from .readout import key as readout_key
 from .statistics import Streaming
 from .tasks import (
     CAUSAL_LM,
@@ -323,9 +325,13 @@ class Progress:
 class Engine:
     needs_embeds = True  # items get their input embeddings (and baselines) in _prepare
 
-    def __init__(self, model, tokenizer, settings: Settings):
+    def __init__(self, model, tokenizer, settings: Settings, memo: Any = None):
         self.model, self.tokenizer, self.s = model, tokenizer, settings
+        # The explainer or metric that keeps, from call to call, what its calls checked of the model.
+        self.memo = memo
         self.head = None  # causal LMs: the checked (base, LM head) split, or False
+        # Classifiers: the checked last-layer readout (``readout``), False: the full forward, None: unchecked.
+        self.readout: Readout | bool | None = None
         self.loop_only = False  # set when a vmapped backward ran out of memory
         self.grad_scale = FLOAT16_GRAD_SCALE  # float16 models: the backward's seed scale (see _grad)
         self.id2label: dict | None = None
@@ -920,6 +926,53 @@ class Engine:
                 for it in batch:  # made again when its samples run: only a batch is held at a time
                     it.embeds = it.baseline = None
 
+    def _classifier_logits(self, x: torch.Tensor, token_types, read=None) -> torch.Tensor:
+        """A classifier's logits of rows ``x``: with its last layer run at the read position only
+        (``readout``) once that was checked to give the model's own logits (``_checked_readout``, on
+        the first rows the explainer or metric scores)."""
+        if self.readout is None:
+            self.readout = self._recalled_readout()
+        if self.readout is None:  # unchecked: these rows check it
+            return self._checked_readout(x, token_types, read)
+        return classification_logits(self.model, x, token_types, read, self.readout or None)
+
+    def _recalled_readout(self) -> Readout | bool | None:
+        """The readout the memo's check approved for this model as it is now, False where the model
+        has none (or failed the check), None where it is still to check."""
+        layer = last_layer(self.model)
+        if layer is None:
+            return False
+        cached = getattr(self.memo, "_readout_check", None)
+        if cached is None or cached[0] != readout_key(self.model, layer):
+            return None
+        return Readout(layer) if cached[1] else False
+
+    def _checked_readout(self, x: torch.Tensor, token_types, read) -> torch.Tensor:
+        """The logits of rows ``x``, with the readout if it gives the model's own logits on the first
+        ``READOUT_CHECK_ROWS`` of them (to a few rounding steps of the model's precision), which is
+        kept as ``readout`` and on the memo for the later calls. The logits are made as the later
+        calls will make them (with their graph where gradients are on), so that a call's numbers do
+        not depend on whether it checked."""
+        layer = last_layer(self.model)
+        readout, k = Readout(layer), READOUT_CHECK_ROWS
+        try:
+            pruned = classification_logits(self.model, x, token_types, read, readout)
+        except torch.cuda.OutOfMemoryError:
+            raise  # not a verdict on the readout: halving() starts the call over with smaller batches
+        except (TypeError, ValueError, AttributeError, RuntimeError, IndexError):
+            pruned = None
+        few = None if read is None else (lambda: read()[:k])
+        with torch.no_grad():
+            full = classification_logits(self.model, x[:k], token_types, few)  # (≤ k, classes)
+        tol = max(1e-4, 4 * torch.finfo(full.dtype).eps)
+        scale = float(full.abs().max()) + 1.0
+        ok = pruned is not None and pruned.shape[1:] == full.shape[1:]
+        ok = ok and torch.allclose(pruned[:k].detach(), full, rtol=tol, atol=tol * scale)
+        if self.memo is not None:
+            self.memo._readout_check = (readout_key(self.model, layer), ok)
+        self.readout = readout if ok else False
+        return pruned if ok else classification_logits(self.model, x, token_types, read)
+
     def recall_head(self, memo: Any) -> None:
         """Take the LM-head check ``memo`` (an explainer or metric) kept from an earlier call, if the
         model is as it was then (``head_key``: the same modules, numbers and hooks)."""
@@ -1082,7 +1135,7 @@ class Engine:
             x_in = x.clone()
             # One (rows,) score per target, each its own graph branch where the model allows it.
             if s.task == CLASSIFICATION:
-                logits = classification_logits(self.model, x_in, row_items[0].token_types)  # (rows, classes)
+                logits = self._classifier_logits(x_in, row_items[0].token_types)  # (rows, classes)
                 self._read_unperturbed(rows, logits)
                 if not segments:
                     return
@@ -1329,6 +1382,7 @@ class Engine:
 # (1e-6 and less on the bundled classifier) clear of float16's underflow, and leaves 16× headroom
 # for gradients up to 1, a logit's; larger ones overflow it and fall back (Engine._grad).
 FLOAT16_GRAD_SCALE = 2.0**12
+READOUT_CHECK_ROWS = 4  # the rows on which a classifier's readout is compared with its full forward
 
 
 def check_finite(model, it: Item) -> None:

@@ -351,7 +351,7 @@ class GradientMethod(Remade):
                 force, or token ids; or one of these per prompt.
         """
         check_explain_options(self, generate_kwargs)
-        engine = Engine(self.model, self.tokenizer, self.settings)
+        engine = Engine(self.model, self.tokenizer, self.settings, memo=self)
         # The LM-head split is checked once per (base model, head) pair: swapping either rechecks, as does
         # a change to what the model does to its logits (a config number, a hook added on the way).
         engine.recall_head(self)

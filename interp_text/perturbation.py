@@ -55,7 +55,6 @@ from .tasks import (
     accepts,
     apply_mode,
     class_log_norm,
-    classification_logits,
     embed,
     head_targets,
     send,
@@ -325,10 +324,9 @@ class PerturbationEngine(Engine):
     def __init__(
         self, model, tokenizer, settings: Settings, replacement_id: int | None, method: Any = None, memo: Any = None
     ):
-        super().__init__(model, tokenizer, settings)
+        super().__init__(model, tokenizer, settings, method if memo is None else memo)
         self.replacement_id = replacement_id
         self.method = method
-        self.memo = method if memo is None else memo
         self.players: dict[int, Players] = {}
         # Causal LMs: whether the prefix cache reproduces the plain forward; checked once per explainer.
         self.prefix_ok: bool | None = getattr(self.memo, "_prefix_checked", {}).get(id(model))
@@ -606,7 +604,7 @@ class PerturbationEngine(Engine):
                     if s.task == CLASSIFICATION:
                         # The masked ids, for a classifier that reads them (zeros have no id).
                         read = None if rid is None else (lambda rows=ids[a:b]: rows)
-                        outs.append((classification_logits(self.model, x, plan.items[0].token_types, read), None))
+                        outs.append((self._classifier_logits(x, plan.items[0].token_types, read), None))
                     else:
                         cut = min(cuts[a:b]) if cuts else 0
                         norm = None if plan.normalised is None else send(torch.from_numpy(plan.normalised[a:b]), device)

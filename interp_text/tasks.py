@@ -375,14 +375,22 @@ def reads_ids_only(model) -> bool:
 
 
 def classification_logits(
-    model, embeds: torch.Tensor, token_types: tuple[int, ...] | None = None, ids: Callable | None = None
+    model,
+    embeds: torch.Tensor,
+    token_types: tuple[int, ...] | None = None,
+    ids: Callable | None = None,
+    readout: Any = None,
 ) -> torch.Tensor:
     """The logits of rows that share their token types (``Item.token_types``; None: the model's default).
 
     ``ids``: a function giving the rows' token ids ``(rows, seq)``, masked as ``embeds`` are, for a
     classifier that refuses ``inputs_embeds`` because it reads its ids (BART's finds its
     end-of-sentence tokens in them, and feeds them to its decoder too): it gets the ids instead.
+    ``readout``: a checked ``readout.Readout``, which runs the last layer at the read position only.
     """
+    if readout is not None:
+        with readout.active():
+            return classification_logits(model, embeds, token_types, ids)
     kwargs = {}
     if token_types is not None:
         kwargs["token_type_ids"] = send(torch.tensor(token_types), embeds.device)[None].expand(embeds.shape[0], -1)

@@ -193,12 +193,10 @@ def _runs_out_above(limit, real):
 @pytest.mark.parametrize("cls,opts", [(Occlusion, {}), (KernelShap, {"n_samples": 30}), (VarGrad, {})])
 def test_out_of_memory_halves_the_batch_and_says_so(cls, opts, bert, wp_tokenizer, monkeypatch):
     import interp_text.engine as engine
-    import interp_text.perturbation as perturbation
 
     texts = ["the food was cold but the staff were lovely", "not good", "bad"]
     expected = cls(bert, wp_tokenizer, batch_size=6, **opts).explain(texts)
-    for module in (engine, perturbation):
-        monkeypatch.setattr(module, "classification_logits", _runs_out_above(6, module.classification_logits))
+    monkeypatch.setattr(engine, "classification_logits", _runs_out_above(6, engine.classification_logits))
     explainer = cls(bert, wp_tokenizer, batch_size=50, **opts)
     with pytest.warns(UserWarning, match="batch_size=50 ran out of device memory; this call used batch_size=6. "):
         got = explainer.explain(texts)
@@ -206,9 +204,7 @@ def test_out_of_memory_halves_the_batch_and_says_so(cls, opts, bert, wp_tokenize
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
     assert explainer.settings.batch_size == 50
     with pytest.raises(torch.cuda.OutOfMemoryError):  # one row that does not fit is the device's limit
-        monkeypatch.setattr(
-            perturbation, "classification_logits", _runs_out_above(0, perturbation.classification_logits)
-        )
+        monkeypatch.setattr(engine, "classification_logits", _runs_out_above(0, engine.classification_logits))
         Occlusion(bert, wp_tokenizer, batch_size=4).explain("cold")
 
 
@@ -242,12 +238,12 @@ def test_kernelshap_default_grows_with_long_texts(wp_tokenizer):
 
 
 def test_metrics_out_of_memory_halve_the_batch_too(bert, wp_tokenizer, monkeypatch):
-    import interp_text.perturbation as perturbation
+    import interp_text.engine as engine
     from interp_text import Deletion
 
     expls = Occlusion(bert, wp_tokenizer).explain(["the food was cold but the staff were lovely", "not good"])
     expected = Deletion(bert, wp_tokenizer, batch_size=6).curves(expls)
-    monkeypatch.setattr(perturbation, "classification_logits", _runs_out_above(6, perturbation.classification_logits))
+    monkeypatch.setattr(engine, "classification_logits", _runs_out_above(6, engine.classification_logits))
     with pytest.warns(UserWarning, match="batch_size=64 ran out of device memory; this call used batch_size=4"):
         got = Deletion(bert, wp_tokenizer).curves(expls)
     for a, b in zip(got, expected):

@@ -112,7 +112,8 @@ def test_a_folder_without_its_tokenizer_is_refused(tmp_path, bert, wp_tokenizer)
     got.model = None  # the same weights, built in memory: no name
     want = Saliency(bert, wp_tokenizer).explain(TEXT)
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)  # float32 kernels may round the loaded copy apart
-    got.scores = want.scores
+    assert [t.score for t in got.targets] == pytest.approx([t.score for t in want.targets], rel=1e-6)
+    got.scores, got.targets = want.scores, want.targets
     assert got == want
 
 

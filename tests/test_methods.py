@@ -199,10 +199,12 @@ def test_a_classifier_runs_no_forward_besides_the_gradient_batches(bert, wp_toke
     # The unperturbed row (prediction, f(x)) and the baseline row lead each text's gradient rows.
     texts = ["the food was cold", "the staff were lovely and the pasta was good"]
     assert len(wp_tokenizer(texts[0])["input_ids"]) != len(wp_tokenizer(texts[1])["input_ids"])
+    ig = IntegratedGradients(bert, wp_tokenizer, n_interpolations=4, granularity=ALL)
+    ig.explain("good")  # its first call checks its readout on a few more rows
     rows = []
     hook = bert.register_forward_pre_hook(lambda m, a, k: rows.append(k["inputs_embeds"].shape[0]), with_kwargs=True)
     try:
-        expls = IntegratedGradients(bert, wp_tokenizer, n_interpolations=4, granularity=ALL).explain(texts)
+        expls = ig.explain(texts)
     finally:
         hook.remove()
     assert rows == [1 + 1 + 4, 1 + 1 + 4]  # one forward per length: unperturbed + baseline + 4 path points
@@ -303,10 +305,12 @@ def test_a_cpu_backward_holds_a_bounded_number_of_tokens(bert, wp_tokenizer, mon
     text = "the food was cold but the staff were lovely"  # 11 tokens
     want = VarGrad(bert, wp_tokenizer, n_perturbations=6).explain(text)
     monkeypatch.setattr(engine, "CPU_TOKENS_PER_BACKWARD", 25)  # two rows of 11 tokens
+    vargrad = VarGrad(bert, wp_tokenizer, n_perturbations=6)
+    vargrad.explain("good")  # its first call checks its readout on a few more rows
     rows = []
     handle = bert.register_forward_pre_hook(lambda m, a, k: rows.append(k["inputs_embeds"].shape[0]), with_kwargs=True)
     try:
-        got = VarGrad(bert, wp_tokenizer, n_perturbations=6).explain(text)
+        got = vargrad.explain(text)
     finally:
         handle.remove()
     assert rows == [2, 2, 2, 1]  # the unperturbed row and 6 samples, two at a time
@@ -334,13 +338,14 @@ def test_a_classifier_takes_one_row_per_sample_and_its_unperturbed_input_once(cl
     """Saliency's and InputXGradient's one sample is the input itself: its prediction and f(x) come
     from that row, not from a second copy of it; a noisy method adds the unperturbed row."""
     texts = ["the food was cold", "not good at all", "lovely staff"]
+    explainer = cls(bert, wp_tokenizer, **({"n_perturbations": 4} if cls is VarGrad else {}))
+    explainer.explain("good")  # its first call checks its readout on a few more rows
     rows = []
     handle = bert.register_forward_pre_hook(
         lambda m, a, kw: rows.append(kw["inputs_embeds"].shape[0]), with_kwargs=True
     )
     try:
-        kw = {"n_perturbations": 4} if cls is VarGrad else {}
-        got = cls(bert, wp_tokenizer, **kw).explain(texts)
+        got = explainer.explain(texts)
     finally:
         handle.remove()
     assert sum(rows) == rows_per_text * len(texts)

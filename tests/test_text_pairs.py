@@ -81,7 +81,9 @@ def test_input_x_gradient_of_a_pair_matches_autograd_with_token_types(model, tok
         logit = model(inputs_embeds=x, token_type_ids=enc["token_type_ids"]).logits[0, c]
         (g,) = torch.autograd.grad(logit, x)
         want.append((g * x).sum(-1)[0].detach().numpy())
-    np.testing.assert_allclose(e.scores, np.stack(want), rtol=1e-5, atol=1e-7)
+    # The explainer runs the last layer at [CLS] only (interp_text.readout): the same function, summed
+    # in another order, which moves a score by a few float32 steps of the largest one.
+    np.testing.assert_allclose(e.scores, np.stack(want), rtol=1e-5, atol=1e-6)
 
 
 def test_occlusion_of_a_pair_by_hand(model, tok):

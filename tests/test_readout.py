@@ -1,0 +1,157 @@
+"""The readout: a BERT-style classifier's last layer run at the position it reads only."""
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from conftest import tiny_bert
+
+from interp_text import Deletion, Occlusion
+from interp_text.readout import Readout, last_layer
+
+SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=3)
+TEXTS = ["the food was cold but the staff were lovely", "a fine film , truly"]
+
+
+def family(name: str, vocab: int, attention: str):
+    """A seeded tiny classifier of a BERT-style family, with large weights (logits of O(1))."""
+    config = getattr(transformers, f"{name}Config")(
+        vocab_size=vocab, max_position_embeddings=70, initializer_range=0.3, **SMALL
+    )
+    torch.manual_seed(0)
+    try:
+        model = getattr(transformers, f"{name}ForSequenceClassification")._from_config(
+            config, attn_implementation=attention
+        )
+    except ValueError as err:  # transformers 4.45's ELECTRA has no sdpa
+        pytest.skip(str(err)[:80])
+    return model.eval()
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", ["Bert", "Roberta", "XLMRoberta", "Electra", "Camembert"])
+def test_readout_gives_the_full_forward_and_runs_one_position(name, attention, wp_tokenizer):
+    model = family(name, len(wp_tokenizer), attention)
+    layer = last_layer(model)
+    assert layer is not None
+    batch = wp_tokenizer(TEXTS, padding=True, return_tensors="pt")
+    assert not bool(batch["attention_mask"].all())  # the second text is padded: the mask reaches the readout
+    with torch.no_grad():
+        full = model(**batch).logits  # (2, 3)
+        seen = []
+        hook = layer.intermediate.dense.register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
+        try:
+            with Readout(layer).active():
+                pruned = model(**batch).logits
+        finally:
+            hook.remove()
+        plain = model(**batch).logits
+    assert full.abs().max() > 0.5  # logits that a wrong readout would move
+    torch.testing.assert_close(pruned, full, rtol=1e-5, atol=1e-5)
+    assert seen == [(2, 1, 64)]  # the feed-forward block ran at one position of each row
+    assert torch.equal(plain, full)  # and the model is as it was: no hook left
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_other_layers_get_no_readout(wp_tokenizer, gpt2):
+    bert = tiny_bert(wp_tokenizer)
+    assert last_layer(bert) is not None
+    assert last_layer(gpt2) is None  # not an encoder of BERT's shape
+    assert last_layer(tiny_bert(wp_tokenizer, position_embedding_type="relative_key")) is None
+    bert.train()
+    assert last_layer(bert) is None  # dropout: the two paths would differ
+    bert.eval()
+    handle = bert.bert.encoder.register_forward_hook(lambda *a: None)
+    try:
+        assert last_layer(bert) is None  # a hook below the top module would see one position
+    finally:
+        handle.remove()
+    handle = bert.register_forward_hook(lambda *a: None)
+    try:
+        assert last_layer(bert) is not None  # the top module's hooks see inputs and logits, as before
+    finally:
+        handle.remove()
+
+
+class MeanPooled(transformers.BertForSequenceClassification):
+    """A BERT classifier that reads the mean of its last layer over every position, not the first."""
+
+    def forward(self, inputs_embeds=None, input_ids=None, token_type_ids=None, **kwargs):
+        h = self.bert(inputs_embeds=inputs_embeds, input_ids=input_ids, token_type_ids=token_type_ids).last_hidden_state
+        return transformers.modeling_outputs.SequenceClassifierOutput(logits=self.classifier(h.mean(1)))
+
+
+def reference_occlusion(model, tokenizer, text: str) -> np.ndarray:
+    """Occlusion by hand, with the model's full forward: (classes, words) f(x) - f(x with the word masked)."""
+    enc = tokenizer(text)
+    ids, words = torch.tensor(enc["input_ids"]), enc.word_ids()
+    embeddings = model.get_input_embeddings()
+    with torch.no_grad():
+        e = embeddings(ids)  # (seq, hidden)
+        mask = embeddings.weight[tokenizer.mask_token_id]
+        clean = model(inputs_embeds=e[None]).logits[0]  # (classes,)
+        out = []
+        for w in range(max(x for x in words if x is not None) + 1):
+            x = torch.stack([mask if words[t] == w else e[t] for t in range(len(ids))])
+            out.append(clean - model(inputs_embeds=x[None]).logits[0])
+    return torch.stack(out, 1).double().numpy()
+
+
+@pytest.mark.parametrize("cls", [transformers.BertForSequenceClassification, MeanPooled])
+def test_explainers_use_the_readout_only_where_it_gives_the_models_logits(cls, wp_tokenizer):
+    config = transformers.BertConfig(vocab_size=len(wp_tokenizer), initializer_range=0.4, **SMALL)
+    torch.manual_seed(0)
+    model = cls(config).eval()
+    explainer = Occlusion(model, wp_tokenizer)
+    for _ in range(2):  # the checking call and a later one give the same numbers
+        for text in TEXTS:
+            expl = explainer.explain(text, targets="all")
+            np.testing.assert_allclose(expl.scores, reference_occlusion(model, wp_tokenizer, text), atol=2e-5)
+    assert explainer._readout_check[1] is (cls is not MeanPooled)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_a_hooked_model_runs_whole_and_its_hook_sees_every_position(wp_tokenizer):
+    model = tiny_bert(wp_tokenizer, initializer_range=0.4)
+    shapes = []
+    handle = model.bert.encoder.layer[-1].register_forward_hook(lambda m, a, out: shapes.append(out[0].shape[-2]))
+    try:
+        expl = Occlusion(model, wp_tokenizer).explain(TEXTS[0], targets="all")
+    finally:
+        handle.remove()
+    seq = len(wp_tokenizer(TEXTS[0])["input_ids"])
+    assert shapes and set(shapes) == {seq}
+    np.testing.assert_allclose(expl.scores, reference_occlusion(model, wp_tokenizer, TEXTS[0]), atol=2e-5)
+
+
+def test_a_metric_with_the_readout_scores_as_the_full_forward(wp_tokenizer):
+    model = tiny_bert(wp_tokenizer, initializer_range=0.4)
+    expl = Occlusion(model, wp_tokenizer).explain(TEXTS[0])
+    deletion = Deletion(model, wp_tokenizer)
+    first, again = deletion.evaluate(expl), deletion.evaluate(expl)
+    assert deletion._readout_check[1] is True
+    assert first == again  # the checking call gives what later calls give
+    # The same curve with the full forward: the readout refused through the memo.
+    whole = Deletion(model, wp_tokenizer)
+    whole._readout_check = (deletion._readout_check[0], False)
+    assert whole.evaluate(expl) == pytest.approx(first, abs=1e-6)
+
+
+@pytest.mark.parametrize("cls", [transformers.BertForSequenceClassification, MeanPooled])
+def test_gradients_through_the_readout_are_the_models(cls, wp_tokenizer):
+    from interp_text import InputXGradient
+
+    config = transformers.BertConfig(vocab_size=len(wp_tokenizer), initializer_range=0.4, **SMALL)
+    torch.manual_seed(0)
+    model = cls(config).eval()
+    explainer = InputXGradient(model, wp_tokenizer, granularity="all_tokens", token_reduction="sum")
+    for _ in range(2):  # the checking call and a later one
+        got = explainer.explain(TEXTS[0], targets="all")
+        ids = torch.tensor([wp_tokenizer(TEXTS[0])["input_ids"]])
+        x = model.get_input_embeddings()(ids).detach().requires_grad_(True)  # (1, seq, hidden)
+        want = []
+        for c in range(3):
+            (g,) = torch.autograd.grad(model(inputs_embeds=x).logits[0, c], x)
+            want.append((g * x).sum(-1)[0].detach().numpy())
+        np.testing.assert_allclose(got.scores, np.stack(want), rtol=1e-4, atol=1e-5)  # scores of O(1)
+    assert explainer._readout_check[1] is (cls is not MeanPooled)
