@@ -205,9 +205,9 @@ def readout_of(model, explainer):
     checked it; None: the full forward."""
     from interp_text.readout import Readout, last_layer
 
-    layer = last_layer(model)
+    found = last_layer(model)
     checked = getattr(explainer, "_readout_check", None)
-    return Readout(layer) if layer is not None and checked and checked[1] else None
+    return Readout(found) if found is not None and checked and checked[1] else None
 
 
 # --------------------------------------------------------------------------- peers (worker mode)

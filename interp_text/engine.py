@@ -939,13 +939,13 @@ class Engine:
     def _recalled_readout(self) -> Readout | bool | None:
         """The readout the memo's check approved for this model as it is now, False where the model
         has none (or failed the check), None where it is still to check."""
-        layer = last_layer(self.model)
-        if layer is None:
+        found = last_layer(self.model)
+        if found is None:
             return False
         cached = getattr(self.memo, "_readout_check", None)
-        if cached is None or cached[0] != readout_key(self.model, layer):
+        if cached is None or cached[0] != readout_key(self.model, found):
             return None
-        return Readout(layer) if cached[1] else False
+        return Readout(found) if cached[1] else False
 
     def _checked_readout(self, x: torch.Tensor, token_types, read) -> torch.Tensor:
         """The logits of rows ``x``, with the readout if it gives the model's own logits on the first
@@ -953,8 +953,8 @@ class Engine:
         kept as ``readout`` and on the memo for the later calls. The logits are made as the later
         calls will make them (with their graph where gradients are on), so that a call's numbers do
         not depend on whether it checked."""
-        layer = last_layer(self.model)
-        readout, k = Readout(layer), READOUT_CHECK_ROWS
+        found = last_layer(self.model)
+        readout, k = Readout(found), READOUT_CHECK_ROWS
         try:
             pruned = classification_logits(self.model, x, token_types, read, readout)
         except torch.cuda.OutOfMemoryError:
@@ -969,7 +969,7 @@ class Engine:
         ok = pruned is not None and pruned.shape[1:] == full.shape[1:]
         ok = ok and torch.allclose(pruned[:k].detach(), full, rtol=tol, atol=tol * scale)
         if self.memo is not None:
-            self.memo._readout_check = (readout_key(self.model, layer), ok)
+            self.memo._readout_check = (readout_key(self.model, found), ok)
         self.readout = readout if ok else False
         return pruned if ok else classification_logits(self.model, x, token_types, read)
 

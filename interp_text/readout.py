@@ -1,7 +1,7 @@
 """A classifier reads its last layer at one position: that layer computed there only.
 
-A BERT-style sequence classifier (BERT, RoBERTa, XLM-R, ELECTRA, CamemBERT...) reads its last
-encoder layer at the first token only (its pooler or head takes ``[:, 0]``). That layer's keys and
+A BERT-style sequence classifier (BERT, RoBERTa, XLM-R, ELECTRA, CamemBERT, DistilBERT...) reads
+its last encoder layer at the first token only (its pooler or head takes ``[:, 0]``). Its keys and
 values need every position, but its query, attention output, feed-forward block and layer norms
 need only that one. ``Readout`` runs the last layer there only: the layer is handed the first
 position (everything per-position in it runs on one row), and its self-attention's output is
@@ -10,9 +10,10 @@ replaced by the first position's attention over all the keys and values of the f
 The layer's own modules do all the work but the attention's core (the query, key and value
 projections, and the softmax attention, which ``torch.nn.functional.scaled_dot_product_attention``
 computes as the model's ``sdpa`` and ``eager`` implementations do). Whether that reproduces the
-model is not assumed: ``PerturbationEngine`` compares it with the model's own forward on real
-rows once per explainer, and keeps the full forward when the two differ (a head that pools every
-position, relative positions, a layer unlike BERT's).
+model is not assumed: the engine (``Engine._checked_readout``) compares it with the model's own
+forward on real rows once per explainer or metric, and keeps the full forward when the two differ
+(a head that pools every position, relative positions, a layer unlike BERT's). The gradients flow
+through it as through the full layer: it computes the same function of the input.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,39 +31,73 @@ from .tasks import unwrapped
 POSITION = 0  # the position a BERT-style classifier reads
 
 
-def last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The last encoder layer of a BERT-style classifier, if the readout can run it; else None.
+@dataclass(frozen=True)
+class Family:
+    """Where a family's last layer and its self-attention are, by attribute names."""
 
-    BERT-style: ``base_model.encoder.layer[-1]`` with ``attention.self.{query,key,value}`` linear
-    projections, absolute positions, no decoder or cross-attention. The model must be in eval mode
-    (dropout would make the two paths differ) and carry no hooks below its top module (a hook on a
-    layer or on the encoder would see one position where it expects all of them).
+    layers: tuple[str, ...]  # from the base model to its list of layers
+    attention: tuple[str, ...]  # from a layer to its self-attention
+    projections: tuple[str, str, str]  # the query, key and value projections in it
+    out: str | None  # its output projection, where the self-attention applies it itself
+
+
+FAMILIES = (
+    # BERT and the families copied from it: the output projection is in the layer's next module.
+    Family(("encoder", "layer"), ("attention", "self"), ("query", "key", "value"), None),
+    Family(("transformer", "layer"), ("attention",), ("q_lin", "k_lin", "v_lin"), "out_lin"),  # DistilBERT
+)
+
+
+def _path(module, names: tuple[str, ...]):
+    for name in names:
+        module = getattr(module, name, None)
+    return module
+
+
+def last_layer(model: torch.nn.Module) -> tuple[torch.nn.Module, Family] | None:
+    """The last layer of a BERT-style classifier and its ``Family``, if the readout can run it; else None.
+
+    BERT-style: one of ``FAMILIES``, with linear query, key and value projections, absolute
+    positions, no decoder or cross-attention. The model must be in eval mode (dropout would make the
+    two paths differ) and carry no hooks below its top module (a hook on a layer or on the encoder
+    would see one position where it expects all of them).
     """
     inner = unwrapped(model)
     base = getattr(inner, "base_model", None)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if base is None or base is inner or not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
-        return None
-    layer = layers[-1]
-    attention = getattr(getattr(layer, "attention", None), "self", None)
-    projections = [getattr(attention, name, None) for name in ("query", "key", "value")]
-    if not all(isinstance(p, torch.nn.Linear) for p in projections):
+    if base is None or base is inner:
         return None
     config = getattr(inner, "config", None)
     if (
-        not isinstance(getattr(attention, "num_attention_heads", None), int)
-        or not isinstance(getattr(attention, "attention_head_size", None), int)
-        or getattr(attention, "position_embedding_type", "absolute") != "absolute"
-        or getattr(config, "position_embedding_type", "absolute") not in (None, "absolute")
+        getattr(config, "position_embedding_type", "absolute") not in (None, "absolute")
         or getattr(config, "is_decoder", False)
         or getattr(config, "add_cross_attention", False)
-        or hasattr(layer, "crossattention")
         or getattr(inner, "hf_device_map", None)
+        or inner.training
     ):
         return None
-    if inner.training or _hooked(inner):
-        return None
-    return layer
+    for family in FAMILIES:
+        layers = _path(base, family.layers)
+        if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+            continue
+        layer = layers[-1]
+        attention = _path(layer, family.attention)
+        linear = [
+            getattr(attention, name, None) for name in (*family.projections, *([family.out] if family.out else []))
+        ]
+        if (
+            not all(isinstance(p, torch.nn.Linear) for p in linear)
+            or not isinstance(_heads(attention), int)
+            or getattr(attention, "position_embedding_type", "absolute") != "absolute"
+            or hasattr(layer, "crossattention")
+            or _hooked(inner)
+        ):
+            return None
+        return layer, family
+    return None
+
+
+def _heads(attention: torch.nn.Module) -> int | None:
+    return getattr(attention, "num_attention_heads", None) or getattr(attention, "n_heads", None)
 
 
 def _hooked(model: torch.nn.Module) -> bool:
@@ -73,21 +109,32 @@ def _hooked(model: torch.nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules() if m is not model)
 
 
-def key(model: torch.nn.Module, layer: torch.nn.Module) -> tuple:
-    """What a check of the readout of ``layer`` (``last_layer(model)``) depends on besides what
+def key(model: torch.nn.Module, found: tuple[torch.nn.Module, Family]) -> tuple:
+    """What a check of the readout of ``found`` (``last_layer(model)``) depends on besides what
     ``last_layer`` checks on every call: the layer, its dtype and device, and the attention
     implementation."""
+    layer, family = found
     implementation = getattr(getattr(unwrapped(model), "config", None), "_attn_implementation", None)
-    weight = layer.attention.self.query.weight
+    weight = getattr(_path(layer, family.attention), family.projections[0]).weight
     return (id(layer), weight.dtype, weight.device, implementation)
 
 
-class Readout:
-    """Runs ``layer`` (a ``last_layer``) at ``POSITION`` only while ``active()``."""
+def _at_position(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """An attention mask ``(rows, seq)`` or ``(rows, 1, 1 or seq, seq)``, cut to the query at
+    ``POSITION`` where it has one row per query."""
+    if mask is None or mask.dim() < 2:
+        return mask
+    if mask.dim() >= 3 and mask.shape[-2] > 1:
+        mask = mask[..., POSITION : POSITION + 1, :]
+    return mask
 
-    def __init__(self, layer: torch.nn.Module):
-        self.layer = layer
-        self.attention = layer.attention.self
+
+class Readout:
+    """Runs the last layer ``found`` (a ``last_layer``) at ``POSITION`` only while ``active()``."""
+
+    def __init__(self, found: tuple[torch.nn.Module, Family]):
+        self.layer, self.family = found
+        self.attention = _path(self.layer, self.family.attention)
         self.hidden: torch.Tensor | None = None  # (rows, seq, hidden) the layer's input
         self.mask: torch.Tensor | None = None
 
@@ -105,42 +152,51 @@ class Readout:
             self.hidden = self.mask = None
 
     def _one_position(self, module, args, kwargs):
-        """The layer's input: kept whole for the keys and values, handed on at ``POSITION`` only."""
-        hidden = args[0] if args else kwargs["hidden_states"]  # (rows, seq, hidden)
+        """The layer's input: kept whole for the keys and values, handed on at ``POSITION`` only,
+        with its attention mask cut to that one query and key."""
+        hidden = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))  # (rows, seq, hidden)
         self.hidden = hidden
         one = hidden[:, POSITION : POSITION + 1]  # (rows, 1, hidden)
         if args:
             args = (one, *args[1:])
         else:
-            kwargs = {**kwargs, "hidden_states": one}
-        # The mask reaches the attention here only; the layer's own one-position pass reads none.
+            kwargs = {**kwargs, ("hidden_states" if "hidden_states" in kwargs else "x"): one}
         if len(args) > 1:
-            self.mask, args = args[1], (args[0], None, *args[2:])
+            self.mask = args[1]
+            args = (args[0], _one_key(args[1]), *args[2:])
         else:
-            self.mask = kwargs.get("attention_mask")
-            if "attention_mask" in kwargs:
-                kwargs = {**kwargs, "attention_mask": None}
+            name = "attention_mask" if "attention_mask" in kwargs else "attn_mask"
+            self.mask = kwargs.get(name)
+            if name in kwargs:
+                kwargs = {**kwargs, name: _one_key(kwargs[name])}
         return args, kwargs
 
     def _attend(self, module, args, output):
         """The attention's output at ``POSITION``: its query over the keys and values of every position."""
         h = self.hidden
         rows, seq, _ = h.shape
-        heads, size = module.num_attention_heads, module.attention_head_size
-        q = (
-            module.query(h[:, POSITION : POSITION + 1]).view(rows, 1, heads, size).transpose(1, 2)
-        )  # (rows, heads, 1, size)
-        k = module.key(h).view(rows, seq, heads, size).transpose(1, 2)  # (rows, heads, seq, size)
-        v = module.value(h).view(rows, seq, heads, size).transpose(1, 2)
+        query, key_, value = (getattr(module, name) for name in self.family.projections)
+        heads = _heads(module)
+        size = query.out_features // heads
+        q = query(h[:, POSITION : POSITION + 1]).view(rows, 1, heads, size).transpose(1, 2)  # (rows, heads, 1, size)
+        k = key_(h).view(rows, seq, heads, size).transpose(1, 2)  # (rows, heads, seq, size)
+        v = value(h).view(rows, seq, heads, size).transpose(1, 2)
         mask = self.mask
-        if mask is not None:
-            if mask.dim() == 2:  # (rows, seq) 1 = attend: a padding mask as flash attention takes it
-                mask = mask[:, None, None, :].bool()
-            elif mask.shape[-2] > 1:  # (rows, 1, seq, seq): the query's row
-                mask = mask[..., POSITION : POSITION + 1, :]
+        if mask is not None and mask.dim() == 2:  # (rows, seq), 1 = attend: a padding mask
+            mask = mask[:, None, None, :].bool()
+        mask = _at_position(mask)
         scale = getattr(module, "scaling", None) or 1 / math.sqrt(size)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (rows, heads, 1, size)
         a = a.transpose(1, 2).reshape(rows, 1, heads * size)  # (rows, 1, hidden)
+        if self.family.out:
+            a = getattr(module, self.family.out)(a)
         if isinstance(output, tuple):
             return (a, *output[1:])
         return a
+
+
+def _one_key(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A mask for the layer's own pass over ``POSITION`` alone: its query's row, its key's column."""
+    if mask is None or mask.dim() < 2:
+        return mask
+    return _at_position(mask)[..., POSITION : POSITION + 1]

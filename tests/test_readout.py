@@ -15,8 +15,9 @@ TEXTS = ["the food was cold but the staff were lovely", "a fine film , truly"]
 
 def family(name: str, vocab: int, attention: str):
     """A seeded tiny classifier of a BERT-style family, with large weights (logits of O(1))."""
+    sizes = dict(SMALL, hidden_dim=64) if name == "DistilBert" else SMALL  # its feed-forward width's name
     config = getattr(transformers, f"{name}Config")(
-        vocab_size=vocab, max_position_embeddings=70, initializer_range=0.3, **SMALL
+        vocab_size=vocab, max_position_embeddings=70, initializer_range=0.3, **sizes
     )
     torch.manual_seed(0)
     try:
@@ -29,19 +30,21 @@ def family(name: str, vocab: int, attention: str):
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
-@pytest.mark.parametrize("name", ["Bert", "Roberta", "XLMRoberta", "Electra", "Camembert"])
+@pytest.mark.parametrize("name", ["Bert", "Roberta", "XLMRoberta", "Electra", "Camembert", "DistilBert"])
 def test_readout_gives_the_full_forward_and_runs_one_position(name, attention, wp_tokenizer):
     model = family(name, len(wp_tokenizer), attention)
-    layer = last_layer(model)
-    assert layer is not None
+    found = last_layer(model)
+    assert found is not None
+    layer = found[0]
+    feed_forward = layer.intermediate.dense if name != "DistilBert" else layer.ffn.lin1
     batch = wp_tokenizer(TEXTS, padding=True, return_tensors="pt")
     assert not bool(batch["attention_mask"].all())  # the second text is padded: the mask reaches the readout
     with torch.no_grad():
         full = model(**batch).logits  # (2, 3)
         seen = []
-        hook = layer.intermediate.dense.register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
+        hook = feed_forward.register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
         try:
-            with Readout(layer).active():
+            with Readout(found).active():
                 pruned = model(**batch).logits
         finally:
             hook.remove()
@@ -155,3 +158,12 @@ def test_gradients_through_the_readout_are_the_models(cls, wp_tokenizer):
             want.append((g * x).sum(-1)[0].detach().numpy())
         np.testing.assert_allclose(got.scores, np.stack(want), rtol=1e-4, atol=1e-5)  # scores of O(1)
     assert explainer._readout_check[1] is (cls is not MeanPooled)
+
+
+@pytest.mark.parametrize("name", ["Roberta", "DistilBert"])
+def test_other_families_explain_with_the_readout(name, wp_tokenizer):
+    model = family(name, len(wp_tokenizer), "sdpa")
+    explainer = Occlusion(model, wp_tokenizer)
+    expl = explainer.explain(TEXTS[0], targets="all")
+    np.testing.assert_allclose(expl.scores, reference_occlusion(model, wp_tokenizer, TEXTS[0]), atol=2e-5)
+    assert explainer._readout_check[1] is True
