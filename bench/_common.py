@@ -553,3 +553,13 @@ def worker_entry(workers: dict, args) -> None:
         tb = traceback.format_exc().strip().splitlines()
         result = {"error": f"{type(err).__name__}: {err}"[:400], "where": tb[-3:]}
     emit(result)
+
+
+def readout_of(model, explainer):
+    """The readout (``interp_text.readout``) interp_text runs ``model`` with, once ``explainer``
+    checked it; None: the full forward."""
+    from interp_text.readout import Readout, last_layer
+
+    found = last_layer(model)
+    checked = getattr(explainer, "_readout_check", None)
+    return Readout(found) if found is not None and checked and checked[1] else None

@@ -101,13 +101,17 @@ def floor_batches(model, tok, texts):
     return batches
 
 
-def floor_run(model, batches) -> None:
+def floor_run(model, batches, readout=None) -> None:
     """Only the passes: forward with inputs_embeds; the prediction from each text's unperturbed
-    row; autograd.grad of the predicted class's logit summed over the sample rows."""
+    row; autograd.grad of the predicted class's logit summed over the sample rows. ``readout``: the
+    last layer at [CLS] only, as interp_text runs it (``interp_text.readout``; see bench_readout.py
+    for what it saves)."""
+    import contextlib
+
     import torch
 
     predicted: dict[int, int] = {}
-    with torch.enable_grad():
+    with torch.enable_grad(), readout.active() if readout else contextlib.nullcontext():
         for x, texts, sample in batches:
             x = x.detach().requires_grad_(True)
             logits = model(inputs_embeds=x).logits  # (rows, classes)
@@ -176,14 +180,17 @@ def main() -> None:
 
         shortest = min(texts, key=len)
         floor_warm = floor_batches(model, tok, [shortest])
+        explainer.explain([shortest])  # its first call checks its readout: the floor runs what it runs
+        readout = C.readout_of(model, explainer)
+        print(f"last layer at [CLS] only (interp_text.readout): {'yes' if readout else 'no'}, in the floor too")
         model.requires_grad_(False)  # the floor takes no parameter gradients (interp_text restores flags itself)
         res = C.interleaved(
-            {"floor": lambda: floor_run(model, batches), "interp_text": lambda: explainer.explain(texts)},
+            {"floor": lambda: floor_run(model, batches, readout), "interp_text": lambda: explainer.explain(texts)},
             repeats=args.repeats,
             # One warm-up call each, on the shortest text only (it is the threads and allocator
             # that need warming, not the whole workload).
             warmups={
-                "floor": lambda: floor_run(model, floor_warm),
+                "floor": lambda: floor_run(model, floor_warm, readout),
                 "interp_text": lambda: explainer.explain([shortest]),
             },
         )

@@ -200,16 +200,6 @@ def floor_run(model, calls, readout=None) -> None:
             model(inputs_embeds=x, **kwargs)
 
 
-def readout_of(model, explainer):
-    """The readout (``interp_text.readout``) interp_text runs ``model`` with, once ``explainer``
-    checked it; None: the full forward."""
-    from interp_text.readout import Readout, last_layer
-
-    found = last_layer(model)
-    checked = getattr(explainer, "_readout_check", None)
-    return Readout(found) if found is not None and checked and checked[1] else None
-
-
 # --------------------------------------------------------------------------- peers (worker mode)
 def serve_interpreto(workdir: str) -> dict:
     """The peer's jobs (``_common.Peer``): one per method, each ``run`` explaining every text."""
@@ -310,7 +300,7 @@ def run_workload(workload: str, args, threads: int) -> dict:
                 warms["interp_text"]()  # its one-time checks (a readout, an LM head) are not replayed
                 calls = capture_forwards(model, run)
                 if calls is not None:  # None: cache reuse, which a replay cannot reproduce
-                    r = readout_of(model, ex)
+                    r = C.readout_of(model, ex)
                     fns["floor"] = lambda c=calls, r=r: floor_run(model, c, r)
                     warms["floor"] = lambda c=calls, r=r: floor_run(model, c[:1], r)
                 if peer is not None and name in theirs.get("jobs", []):

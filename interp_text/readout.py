@@ -60,9 +60,14 @@ def last_layer(model: torch.nn.Module) -> tuple[torch.nn.Module, Family] | None:
     BERT-style: one of ``FAMILIES``, with linear query, key and value projections, absolute
     positions, no decoder or cross-attention. The model must be in eval mode (dropout would make the
     two paths differ) and carry no hooks below its top module (a hook on a layer or on the encoder
-    would see one position where it expects all of them).
+    would see one position where it expects all of them). A compiled model runs without: its graph
+    would be traced again each time the readout's hooks come and go.
     """
     inner = unwrapped(model)
+    if any(
+        getattr(m, "_orig_mod", None) is not None or getattr(m, "_compiled_call_impl", None) for m in (model, inner)
+    ):
+        return None
     base = getattr(inner, "base_model", None)
     if base is None or base is inner:
         return None

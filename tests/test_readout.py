@@ -74,6 +74,10 @@ def test_other_layers_get_no_readout(wp_tokenizer, gpt2):
         assert last_layer(bert) is not None  # the top module's hooks see inputs and logits, as before
     finally:
         handle.remove()
+    # A compiled model would trace its graph again each time the hooks come and go.
+    assert last_layer(torch.compile(bert, backend="eager")) is None
+    bert.compile(backend="eager")
+    assert last_layer(bert) is None
 
 
 class MeanPooled(transformers.BertForSequenceClassification):
