@@ -1,7 +1,7 @@
 """A classifier reads its last layer at one position: that layer computed there only.
 
-A BERT-style sequence classifier (BERT, RoBERTa, XLM-R, ELECTRA, CamemBERT, DistilBERT...) reads
-its last encoder layer at the first token only (its pooler or head takes ``[:, 0]``). Its keys and
+A BERT-style sequence classifier (``MODEL_TYPES``: BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT...)
+reads its last encoder layer at the first token only (its pooler or head takes ``[:, 0]``). Its keys and
 values need every position, but its query, attention output, feed-forward block and layer norms
 need only that one. ``Readout`` runs the last layer there only: the layer is handed the first
 position (everything per-position in it runs on one row), and its self-attention's output is
@@ -19,6 +19,7 @@ through it as through the full layer: it computes the same function of the input
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,11 +42,24 @@ class Family:
     out: str | None  # its output projection, where the self-attention applies it itself
 
 
-FAMILIES = (
+FAMILIES = {
     # BERT and the families copied from it: the output projection is in the layer's next module.
-    Family(("encoder", "layer"), ("attention", "self"), ("query", "key", "value"), None),
-    Family(("transformer", "layer"), ("attention",), ("q_lin", "k_lin", "v_lin"), "out_lin"),  # DistilBERT
-)
+    "bert": Family(("encoder", "layer"), ("attention", "self"), ("query", "key", "value"), None),
+    "distilbert": Family(("transformer", "layer"), ("attention",), ("q_lin", "k_lin", "v_lin"), "out_lin"),
+}
+# The model types whose classifiers are known to read [CLS] through a layer of one of FAMILIES.
+# Others built alike are left out: BigBird swaps its attention for long inputs, Nyströmformer,
+# YOSO and MRA approximate the softmax attention.
+MODEL_TYPES = {
+    "bert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "camembert": "bert",
+    "electra": "bert",
+    "ernie": "bert",
+    "data2vec-text": "bert",
+    "distilbert": "distilbert",
+}
 
 
 def _path(module, names: tuple[str, ...]):
@@ -57,11 +71,11 @@ def _path(module, names: tuple[str, ...]):
 def last_layer(model: torch.nn.Module) -> tuple[torch.nn.Module, Family] | None:
     """The last layer of a BERT-style classifier and its ``Family``, if the readout can run it; else None.
 
-    BERT-style: one of ``FAMILIES``, with linear query, key and value projections, absolute
+    BERT-style: one of ``MODEL_TYPES``, with linear query, key and value projections, absolute
     positions, no decoder or cross-attention. The model must be in eval mode (dropout would make the
-    two paths differ) and carry no hooks below its top module (a hook on a layer or on the encoder
-    would see one position where it expects all of them). A compiled model runs without: its graph
-    would be traced again each time the readout's hooks come and go.
+    two paths differ; explainers run it so) and carry no hooks below its top module (a hook on a
+    layer or on the encoder would see one position where it expects all of them). A compiled model
+    runs without: its graph would be traced again each time the readout's hooks come and go.
     """
     inner = unwrapped(model)
     if any(
@@ -72,56 +86,58 @@ def last_layer(model: torch.nn.Module) -> tuple[torch.nn.Module, Family] | None:
     if base is None or base is inner:
         return None
     config = getattr(inner, "config", None)
+    family = FAMILIES.get(MODEL_TYPES.get(getattr(config, "model_type", None)))
     if (
-        getattr(config, "position_embedding_type", "absolute") not in (None, "absolute")
+        family is None
+        or getattr(config, "position_embedding_type", "absolute") not in (None, "absolute")
         or getattr(config, "is_decoder", False)
         or getattr(config, "add_cross_attention", False)
         or getattr(inner, "hf_device_map", None)
         or inner.training
     ):
         return None
-    for family in FAMILIES:
-        layers = _path(base, family.layers)
-        if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
-            continue
-        layer = layers[-1]
-        attention = _path(layer, family.attention)
-        linear = [
-            getattr(attention, name, None) for name in (*family.projections, *([family.out] if family.out else []))
-        ]
-        if (
-            not all(isinstance(p, torch.nn.Linear) for p in linear)
-            or not isinstance(_heads(attention), int)
-            or getattr(attention, "position_embedding_type", "absolute") != "absolute"
-            or hasattr(layer, "crossattention")
-            or _hooked(inner)
-        ):
-            return None
-        return layer, family
-    return None
+    layers = _path(base, family.layers)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        return None
+    layer = layers[-1]
+    attention = _path(layer, family.attention)
+    linear = [getattr(attention, name, None) for name in (*family.projections, *([family.out] if family.out else []))]
+    if (
+        not all(isinstance(p, torch.nn.Linear) for p in linear)
+        or not isinstance(_heads(attention), int)
+        or getattr(attention, "position_embedding_type", "absolute") != "absolute"
+        or hasattr(layer, "crossattention")
+        or _hooked(inner)
+    ):
+        return None
+    return layer, family
 
 
 def _heads(attention: torch.nn.Module) -> int | None:
     return getattr(attention, "num_attention_heads", None) or getattr(attention, "n_heads", None)
 
 
+HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
 def _hooked(model: torch.nn.Module) -> bool:
-    """Whether a module below ``model``, or every module (global hooks), has a forward hook."""
+    """Whether a module below ``model``, or every module (global hooks), has a forward or backward hook."""
     from torch.nn.modules import module as nn_module
 
-    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+    if any(getattr(nn_module, f"_global{name}", None) for name in HOOKS):
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules() if m is not model)
+    return any(getattr(m, name, None) for m in model.modules() if m is not model for name in HOOKS)
 
 
 def key(model: torch.nn.Module, found: tuple[torch.nn.Module, Family]) -> tuple:
     """What a check of the readout of ``found`` (``last_layer(model)``) depends on besides what
-    ``last_layer`` checks on every call: the layer, its dtype and device, and the attention
-    implementation."""
+    ``last_layer`` checks on every call: the model's modules (a head or an attention swapped for
+    another), the layer's dtype and device, and the attention implementation."""
     layer, family = found
-    implementation = getattr(getattr(unwrapped(model), "config", None), "_attn_implementation", None)
+    inner = unwrapped(model)
+    implementation = getattr(getattr(inner, "config", None), "_attn_implementation", None)
     weight = getattr(_path(layer, family.attention), family.projections[0]).weight
-    return (id(layer), weight.dtype, weight.device, implementation)
+    return (hash(tuple(map(id, inner.modules()))), weight.dtype, weight.device, implementation)
 
 
 def _at_position(mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -142,9 +158,13 @@ class Readout:
         self.attention = _path(self.layer, self.family.attention)
         self.hidden: torch.Tensor | None = None  # (rows, seq, hidden) the layer's input
         self.mask: torch.Tensor | None = None
+        self.thread: int | None = None  # the thread whose forwards it runs
 
     @contextmanager
     def active(self) -> Iterator[None]:
+        """The readout for this thread's forwards; another thread's forward of the same model (the
+        hooks are the model's) runs as it would without."""
+        self.thread = threading.get_ident()
         handles = [
             self.layer.register_forward_pre_hook(self._one_position, with_kwargs=True),
             self.attention.register_forward_hook(self._attend),
@@ -154,11 +174,13 @@ class Readout:
         finally:
             for h in handles:
                 h.remove()
-            self.hidden = self.mask = None
+            self.hidden = self.mask = self.thread = None
 
     def _one_position(self, module, args, kwargs):
         """The layer's input: kept whole for the keys and values, handed on at ``POSITION`` only,
         with its attention mask cut to that one query and key."""
+        if threading.get_ident() != self.thread:
+            return None
         hidden = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))  # (rows, seq, hidden)
         self.hidden = hidden
         one = hidden[:, POSITION : POSITION + 1]  # (rows, 1, hidden)
@@ -178,6 +200,8 @@ class Readout:
 
     def _attend(self, module, args, output):
         """The attention's output at ``POSITION``: its query over the keys and values of every position."""
+        if threading.get_ident() != self.thread:
+            return None
         h = self.hidden
         rows, seq, _ = h.shape
         query, key_, value = (getattr(module, name) for name in self.family.projections)

@@ -30,7 +30,9 @@ def family(name: str, vocab: int, attention: str):
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
-@pytest.mark.parametrize("name", ["Bert", "Roberta", "XLMRoberta", "Electra", "Camembert", "DistilBert"])
+@pytest.mark.parametrize(
+    "name", ["Bert", "Roberta", "XLMRoberta", "Electra", "Camembert", "Ernie", "Data2VecText", "DistilBert"]
+)
 def test_readout_gives_the_full_forward_and_runs_one_position(name, attention, wp_tokenizer):
     model = family(name, len(wp_tokenizer), attention)
     found = last_layer(model)
@@ -57,6 +59,10 @@ def test_readout_gives_the_full_forward_and_runs_one_position(name, attention, w
 
 
 def test_other_layers_get_no_readout(wp_tokenizer, gpt2):
+    # Built like BERT but swapping its attention for long inputs (BigBird), or approximating it.
+    for name in ("BigBird", "Nystromformer"):
+        config = getattr(transformers, f"{name}Config")(vocab_size=len(wp_tokenizer), **SMALL)
+        assert last_layer(getattr(transformers, f"{name}ForSequenceClassification")(config).eval()) is None
     bert = tiny_bert(wp_tokenizer)
     assert last_layer(bert) is not None
     assert last_layer(gpt2) is None  # not an encoder of BERT's shape
@@ -64,11 +70,12 @@ def test_other_layers_get_no_readout(wp_tokenizer, gpt2):
     bert.train()
     assert last_layer(bert) is None  # dropout: the two paths would differ
     bert.eval()
-    handle = bert.bert.encoder.register_forward_hook(lambda *a: None)
-    try:
-        assert last_layer(bert) is None  # a hook below the top module would see one position
-    finally:
-        handle.remove()
+    for hook in (bert.bert.encoder.register_forward_hook, bert.bert.encoder.layer[-1].register_full_backward_hook):
+        handle = hook(lambda *a: None)
+        try:
+            assert last_layer(bert) is None  # a hook below the top module would see one position
+        finally:
+            handle.remove()
     handle = bert.register_forward_hook(lambda *a: None)
     try:
         assert last_layer(bert) is not None  # the top module's hooks see inputs and logits, as before
@@ -171,3 +178,43 @@ def test_other_families_explain_with_the_readout(name, wp_tokenizer):
     expl = explainer.explain(TEXTS[0], targets="all")
     np.testing.assert_allclose(expl.scores, reference_occlusion(model, wp_tokenizer, TEXTS[0]), atol=2e-5)
     assert explainer._readout_check[1] is True
+
+
+class MeanPooler(torch.nn.Module):
+    """A BERT pooler that reads the mean of every position (BertPooler reads the first)."""
+
+    def __init__(self, pooler):
+        super().__init__()
+        self.dense, self.activation = pooler.dense, pooler.activation
+
+    def forward(self, hidden):
+        return self.activation(self.dense(hidden.mean(1)))
+
+
+def test_a_swapped_module_is_checked_again(wp_tokenizer):
+    """The verdict is kept for the model as it was checked: a pooler swapped in place for one that
+    reads every position gets the full forward on the same explainer."""
+    model = tiny_bert(wp_tokenizer, initializer_range=0.4)
+    explainer = Occlusion(model, wp_tokenizer)
+    explainer.explain(TEXTS[0])
+    assert explainer._readout_check[1] is True
+    model.bert.pooler = MeanPooler(model.bert.pooler)
+    got = explainer.explain(TEXTS[0], targets="all")
+    np.testing.assert_allclose(got.scores, reference_occlusion(model, wp_tokenizer, TEXTS[0]), atol=2e-5)
+    assert explainer._readout_check[1] is False
+
+
+def test_another_threads_forward_of_the_same_model_runs_whole(wp_tokenizer):
+    import threading
+
+    model = tiny_bert(wp_tokenizer, initializer_range=0.4)
+    batch = wp_tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = model(**batch).logits
+    got = []
+    readout = Readout(last_layer(model))
+    with torch.no_grad(), readout.active():  # this thread's forwards would run the readout
+        worker = threading.Thread(target=lambda: got.append(model(**batch).logits))
+        worker.start()
+        worker.join()
+    assert torch.equal(got[0], want)
