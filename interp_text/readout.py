@@ -1,9 +1,9 @@
 """A classifier reads its last layer at one position: that layer computed there only.
 
 A BERT-style sequence classifier (``MODEL_TYPES``: BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT...)
-reads its last encoder layer at the first token only (its pooler or head takes ``[:, 0]``). Its keys and
-values need every position, but its query, attention output, feed-forward block and layer norms
-need only that one. ``Readout`` runs the last layer there only: the layer is handed the first
+reads its last encoder layer at the first token only (its pooler or head takes ``[:, 0]``). Its
+keys and values need every position, but its query, attention output, feed-forward block and
+layer norms need only that one. ``Readout`` runs the last layer there only: the layer is handed the first
 position (everything per-position in it runs on one row), and its self-attention's output is
 replaced by the first position's attention over all the keys and values of the full input.
 
@@ -137,7 +137,8 @@ def key(model: torch.nn.Module, found: tuple[torch.nn.Module, Family]) -> tuple:
     inner = unwrapped(model)
     implementation = getattr(getattr(inner, "config", None), "_attn_implementation", None)
     weight = getattr(_path(layer, family.attention), family.projections[0]).weight
-    return (hash(tuple(map(id, inner.modules()))), weight.dtype, weight.device, implementation)
+    modules = hash(tuple((id(m), type(m)) for m in inner.modules()))  # an id may be reused; with its type less so
+    return (modules, weight.dtype, weight.device, implementation)
 
 
 def _at_position(mask: torch.Tensor | None) -> torch.Tensor | None:
