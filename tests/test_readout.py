@@ -1,10 +1,12 @@
 """The readout: a BERT-style classifier's last layer run at the position it reads only."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 import transformers
-from conftest import tiny_bert
+from conftest import cpu_float16_works, tiny_bert
 
 from interp_text import Deletion, Occlusion
 from interp_text.readout import Readout, last_layer
@@ -218,3 +220,40 @@ def test_another_threads_forward_of_the_same_model_runs_whole(wp_tokenizer):
         worker.start()
         worker.join()
     assert torch.equal(got[0], want)
+
+
+@pytest.mark.skipif(not cpu_float16_works(), reason="float16 on the CPU needs torch 2.3")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_passes_the_check_within_its_rounding(dtype, wp_tokenizer):
+    model = tiny_bert(wp_tokenizer, initializer_range=0.4)
+    reference = reference_occlusion(model, wp_tokenizer, TEXTS[0])  # float32, full forward
+    half = copy.deepcopy(model).to(dtype)
+    explainer = Occlusion(half, wp_tokenizer)
+    got = explainer.explain(TEXTS[0], targets="all")
+    assert explainer._readout_check[1] is True
+    # Within the dtype's own rounding of the float32 model's scores (of O(1)).
+    np.testing.assert_allclose(got.scores, reference, atol=0.05 if dtype == torch.float16 else 0.2)
+
+
+def test_an_error_while_checking_leaves_no_verdict(wp_tokenizer, monkeypatch):
+    """A one-off error in the checking forward is no verdict on the readout: the call runs whole and
+    the next call checks again."""
+    import interp_text.readout as readout
+
+    model = tiny_bert(wp_tokenizer, initializer_range=0.4)
+    explainer = Occlusion(model, wp_tokenizer)
+    real = readout.Readout._attend
+    failures = [RuntimeError("a one-off failure")]
+
+    def attend(self, *args):
+        if failures:
+            raise failures.pop()
+        return real(self, *args)
+
+    monkeypatch.setattr(readout.Readout, "_attend", attend)
+    first = explainer.explain(TEXTS[0], targets="all")
+    assert getattr(explainer, "_readout_check", None) is None
+    np.testing.assert_allclose(first.scores, reference_occlusion(model, wp_tokenizer, TEXTS[0]), atol=2e-5)
+    explainer.explain(TEXTS[0])
+    assert explainer._readout_check[1] is True
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
