@@ -171,7 +171,7 @@ def mask_outputs_refused(model, task: str) -> str:
     kind = (
         "a classifier, which has no output words"
         if task == CLASSIFICATION
-        else ("an encoder-decoder, whose outputs are not masked")
+        else "an encoder-decoder, whose outputs are not masked"
     )
     return f"mask_outputs=True masks a causal LM's earlier output words; {type(model).__name__} is {kind}: drop it."
 
@@ -929,31 +929,25 @@ class Engine:
     def _classifier_logits(self, x: torch.Tensor, token_types, read=None) -> torch.Tensor:
         """A classifier's logits of rows ``x``: with its last layer run at the read position only
         (``readout``) once that was checked to give the model's own logits (``_checked_readout``, on
-        the first rows the explainer or metric scores)."""
-        if self.readout is None:
-            self.readout = self._recalled_readout()
-        if self.readout is None:  # unchecked: these rows check it
-            return self._checked_readout(x, token_types, read)
+        the first rows the explainer or metric scores; kept on the memo for the model as it is)."""
+        if self.readout is None:  # the call's first forward: the model's readout, as last checked
+            found = last_layer(self.model)
+            if found is None:
+                self.readout = False
+            else:
+                key = readout_key(self.model, found)
+                cached = getattr(self.memo, "_readout_check", None)
+                if cached is None or cached[0] != key:  # unchecked: these rows check it
+                    return self._checked_readout(x, token_types, read, found, key)
+                self.readout = Readout(found) if cached[1] else False
         return classification_logits(self.model, x, token_types, read, self.readout or None)
 
-    def _recalled_readout(self) -> Readout | bool | None:
-        """The readout the memo's check approved for this model as it is now, False where the model
-        has none (or failed the check), None where it is still to check."""
-        found = last_layer(self.model)
-        if found is None:
-            return False
-        cached = getattr(self.memo, "_readout_check", None)
-        if cached is None or cached[0] != readout_key(self.model, found):
-            return None
-        return Readout(found) if cached[1] else False
-
-    def _checked_readout(self, x: torch.Tensor, token_types, read) -> torch.Tensor:
-        """The logits of rows ``x``, with the readout if it gives the model's own logits on the first
-        ``READOUT_CHECK_ROWS`` of them (to a few rounding steps of the model's precision), which is
-        kept as ``readout`` and on the memo for the later calls. The logits are made as the later
-        calls will make them (with their graph where gradients are on), so that a call's numbers do
-        not depend on whether it checked."""
-        found = last_layer(self.model)
+    def _checked_readout(self, x: torch.Tensor, token_types, read, found: tuple, key: tuple) -> torch.Tensor:
+        """The logits of rows ``x``, with the readout of ``found`` (``last_layer``) if it gives the
+        model's own logits on the first ``READOUT_CHECK_ROWS`` of them (to a few rounding steps of the
+        model's precision), which is kept as ``readout`` and on the memo under ``key`` for the later
+        calls. The logits are made as the later calls will make them (with their graph where gradients
+        are on), so that a call's numbers do not depend on whether it checked."""
         readout, k = Readout(found), READOUT_CHECK_ROWS
         try:
             pruned = classification_logits(self.model, x, token_types, read, readout)
@@ -969,7 +963,7 @@ class Engine:
         ok = pruned is not None and pruned.shape[1:] == full.shape[1:]
         ok = ok and torch.allclose(pruned[:k].detach(), full, rtol=tol, atol=tol * scale)
         if self.memo is not None and pruned is not None:  # an error may pass: the next call checks again
-            self.memo._readout_check = (readout_key(self.model, found), ok)
+            self.memo._readout_check = (key, ok)
         self.readout = readout if ok else False
         return pruned if ok else classification_logits(self.model, x, token_types, read)
 

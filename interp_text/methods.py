@@ -43,9 +43,8 @@ from .tasks import (
     send,
 )
 
-# Other libraries' names (captum's, inseq's, interpreto's) for options here: an unknown option's hint.
-# Other libraries' (captum's, interpreto's) names for options: the first of ours an explainer has is
-# the one an unknown-option error names.
+# Other libraries' names (captum's, inseq's, interpreto's) for options here: an unknown option's hint,
+# the first of ours the explainer has.
 PEER_NAMES = {
     "n_steps": ("n_interpolations",),
     "steps": ("n_interpolations",),
